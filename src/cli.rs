@@ -1,0 +1,46 @@
+//! Command-line interface: `callrec <command>`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "callrec", version, about = "Records phone calls on FreeSWITCH")]
+pub struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Event Socket tools.
+    Esl {
+        #[command(subcommand)]
+        command: EslCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EslCommand {
+    /// Decode a raw ESL byte stream (or a capture transcript) into one JSON line per frame.
+    Decode(DecodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    /// File to read; `-` for standard input.
+    pub file: PathBuf,
+    /// Omit event headers from the output.
+    #[arg(long)]
+    pub brief: bool,
+    /// Largest accepted Content-Length, in bytes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub max_body: usize,
+    /// Largest accepted header block, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_head: usize,
+}

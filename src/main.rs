@@ -1,0 +1,52 @@
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use callrec::cli::{Cli, Command, DecodeArgs, EslCommand};
+use callrec::esl::Limits;
+use callrec::tools::esl_decode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Esl {
+            command: EslCommand::Decode(args),
+        } => esl_decode_main(args),
+    }
+}
+
+fn esl_decode_main(args: DecodeArgs) -> ExitCode {
+    let opts = esl_decode::Options {
+        limits: Limits {
+            max_head: args.max_head,
+            max_body: args.max_body,
+        },
+        brief: args.brief,
+    };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let result = if args.file.as_os_str() == "-" {
+        esl_decode::run(std::io::stdin().lock(), &mut out, opts)
+    } else {
+        match std::fs::File::open(&args.file) {
+            Ok(f) => esl_decode::run(f, &mut out, opts),
+            Err(e) => {
+                eprintln!("callrec: cannot open {}: {e}", args.file.display());
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let flushed = out.flush();
+    match (result, flushed) {
+        (Ok(_), Ok(())) => ExitCode::SUCCESS,
+        (Err(e), _) => {
+            eprintln!("callrec: {}: {e}", args.file.display());
+            ExitCode::from(1)
+        }
+        (Ok(_), Err(e)) => {
+            eprintln!("callrec: writing output: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

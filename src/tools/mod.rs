@@ -1,0 +1,4 @@
+//! Operator tools that work on captures and live sockets.
+
+pub mod esl_decode;
+pub mod transcript;
