@@ -48,11 +48,9 @@ pub fn decode(body: &[u8]) -> Result<Decoded, String> {
                 stack.push(name);
                 text.clear();
             }
-            XmlEvent::Empty(e) => {
-                // `<Name/>`: a header with an empty value.
-                if is_header_level(&stack) {
-                    push_field(&mut out, e.name().as_ref(), "");
-                }
+            // `<Name/>`: a header with an empty value.
+            XmlEvent::Empty(e) if is_header_level(&stack) => {
+                push_field(&mut out, e.name().as_ref(), "");
             }
             XmlEvent::Text(t) => {
                 let t = t.unescape().map_err(|e| e.to_string())?;
@@ -63,9 +61,9 @@ pub fn decode(body: &[u8]) -> Result<Decoded, String> {
                 let Some(name) = stack.pop() else {
                     return Err("unbalanced end tag".into());
                 };
-                if stack.len() == 2 && stack[1] == b"headers" {
-                    push_field(&mut out, &name, &text);
-                } else if stack.len() == 1 && name == b"Content-Length" {
+                let is_header = is_header_level(&stack)
+                    || (stack.len() == 1 && name == b"Content-Length");
+                if is_header {
                     push_field(&mut out, &name, &text);
                 } else if stack.len() == 1 && name == b"body" {
                     out.body = Some(std::mem::take(&mut text));
