@@ -19,7 +19,11 @@ fn decodes_every_capture() {
             .arg(fixture_dir().join(&name))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
             .unwrap()
             .lines()
@@ -82,7 +86,10 @@ fn malformed_input_fails_with_the_offset() {
     assert!(!out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("invalid Content-Length \"-5\" at byte offset 61"), "{err}");
+    assert!(
+        err.contains("invalid Content-Length \"-5\" at byte offset 61"),
+        "{err}"
+    );
 }
 
 #[test]

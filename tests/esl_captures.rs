@@ -82,7 +82,10 @@ fn canonical_plain_flow() {
     let evs = events(name);
     let data = &evs[0];
     assert_eq!(data.format(), Format::ChannelData);
-    assert_eq!(data.unique_id().as_deref(), Some("9560fcb1-a15d-411a-a88c-6dbd57725d92"));
+    assert_eq!(
+        data.unique_id().as_deref(),
+        Some("9560fcb1-a15d-411a-a88c-6dbd57725d92")
+    );
     assert_eq!(data.variable("account_id").as_deref(), Some("acc-1"));
     assert_eq!(data.variable("owner_id").as_deref(), Some("user-1"));
     assert_eq!(data.caller_id_name().as_deref(), Some("Alice"));
@@ -108,14 +111,23 @@ fn canonical_plain_flow() {
     let stop = first(&evs, "RECORD_STOP");
     let path = "/tmp/rec/9560fcb1-a15d-411a-a88c-6dbd57725d92.wav";
     assert_eq!(stop.record_file_path().as_deref(), Some(path));
-    assert_eq!(stop.record_completion_cause().as_deref(), Some("success-maxtime"));
+    assert_eq!(
+        stop.record_completion_cause().as_deref(),
+        Some("success-maxtime")
+    );
     assert_eq!(stop.variable("record_ms").as_deref(), Some("5010"));
     assert_eq!(stop.variable("record_samples").as_deref(), Some("40080"));
-    assert_eq!(stop.get("Event-Calling-Function").as_deref(), Some("send_record_stop_event"));
+    assert_eq!(
+        stop.get("Event-Calling-Function").as_deref(),
+        Some("send_record_stop_event")
+    );
     let start = first(&evs, "RECORD_START");
     assert_eq!(start.record_file_path().as_deref(), Some(path));
     assert_eq!(start.record_completion_cause(), None);
-    assert_eq!(start.get("Event-Date-Local").as_deref(), Some("2026-11-23 18:52:42"));
+    assert_eq!(
+        start.get("Event-Date-Local").as_deref(),
+        Some("2026-11-23 18:52:42")
+    );
 
     let hc = first(&evs, "CHANNEL_HANGUP_COMPLETE");
     assert_eq!(hc.get_all("Hangup-Cause").count(), 2);
@@ -149,13 +161,16 @@ fn json_flow_matches_plain_flow() {
     assert_eq!(event_names("outbound-json.txt"), CANONICAL_ORDER);
     assert!(json[1..].iter().all(|e| e.format() == Format::Json));
     let stop = first(&json, "RECORD_STOP");
-    assert!(stop
-        .record_file_path()
-        .unwrap()
-        .starts_with("/tmp/rec/"));
-    assert_eq!(stop.record_completion_cause().as_deref(), Some("success-maxtime"));
+    assert!(stop.record_file_path().unwrap().starts_with("/tmp/rec/"));
+    assert_eq!(
+        stop.record_completion_cause().as_deref(),
+        Some("success-maxtime")
+    );
     assert_eq!(stop.variable("record_ms").as_deref(), Some("5010"));
-    assert_eq!(first(&json, "CHANNEL_ANSWER").caller_id_name().as_deref(), Some("Alice"));
+    assert_eq!(
+        first(&json, "CHANNEL_ANSWER").caller_id_name().as_deref(),
+        Some("Alice")
+    );
     let hc = first(&json, "CHANNEL_HANGUP_COMPLETE");
     assert_eq!(
         hc.get_all("Hangup-Cause").collect::<Vec<_>>(),
@@ -164,7 +179,11 @@ fn json_flow_matches_plain_flow() {
     );
     // Same header set in both formats for the same kind of event.
     let p = first(&plain, "RECORD_STOP");
-    for h in ["Record-Completion-Cause", "variable_record_samples", "Answer-State"] {
+    for h in [
+        "Record-Completion-Cause",
+        "variable_record_samples",
+        "Answer-State",
+    ] {
         assert_eq!(p.get(h), stop.get(h), "{h}");
     }
 }
@@ -173,11 +192,21 @@ fn json_flow_matches_plain_flow() {
 fn inbound_auth_and_background_jobs() {
     let msgs = messages("inbound-auth-ok.txt");
     assert!(matches!(msgs[0], Message::AuthRequest));
-    let Message::Reply(r) = &msgs[1] else { panic!() };
+    let Message::Reply(r) = &msgs[1] else {
+        panic!()
+    };
     assert_eq!(r.text(), "+OK accepted");
-    let Message::Reply(bg) = &msgs[3] else { panic!() };
-    assert_eq!(bg.text(), "+OK Job-UUID: 72be0bce-4a8f-4906-a38f-eb9910cdf85a");
-    assert_eq!(bg.job_uuid().as_deref(), Some("72be0bce-4a8f-4906-a38f-eb9910cdf85a"));
+    let Message::Reply(bg) = &msgs[3] else {
+        panic!()
+    };
+    assert_eq!(
+        bg.text(),
+        "+OK Job-UUID: 72be0bce-4a8f-4906-a38f-eb9910cdf85a"
+    );
+    assert_eq!(
+        bg.job_uuid().as_deref(),
+        Some("72be0bce-4a8f-4906-a38f-eb9910cdf85a")
+    );
     let job = msgs
         .iter()
         .find_map(|m| match m {
@@ -185,7 +214,10 @@ fn inbound_auth_and_background_jobs() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(job.job_uuid().as_deref(), Some("f9e7a974-eb13-445d-84e2-4fea54ca477e"));
+    assert_eq!(
+        job.job_uuid().as_deref(),
+        Some("f9e7a974-eb13-445d-84e2-4fea54ca477e")
+    );
     assert!(job.body().unwrap().starts_with(b"UP 0 years"));
     let errs: Vec<String> = msgs
         .iter()
@@ -196,14 +228,21 @@ fn inbound_auth_and_background_jobs() {
         .collect();
     assert_eq!(
         errs,
-        ["-ERR Cannot locate session!\n", "-ERR nosuchapicommand Command not found!\n"]
+        [
+            "-ERR Cannot locate session!\n",
+            "-ERR nosuchapicommand Command not found!\n"
+        ]
     );
 
     let fail = messages("inbound-auth-fail.txt");
-    let Message::Reply(r) = &fail[1] else { panic!() };
+    let Message::Reply(r) = &fail[1] else {
+        panic!()
+    };
     assert!(r.is_err());
     assert_eq!(r.text(), "-ERR invalid");
-    let Message::Disconnect(d) = &fail[2] else { panic!() };
+    let Message::Disconnect(d) = &fail[2] else {
+        panic!()
+    };
     assert_eq!(d.disposition(), Disposition::Other(String::new()));
     assert_eq!(d.body().len(), 67);
 }
@@ -260,10 +299,20 @@ fn per_recording_variables() {
     let two = events("outbound-two-recordings-vars.json.txt");
     let stops: Vec<_> = two.iter().filter(|e| e.is(EventName::RecordStop)).collect();
     assert_eq!(stops.len(), 2);
-    assert_eq!(stops[0].recording_variable("callrec_recording_id").as_deref(), Some("rec-A"));
+    assert_eq!(
+        stops[0]
+            .recording_variable("callrec_recording_id")
+            .as_deref(),
+        Some("rec-A")
+    );
     assert_eq!(stops[0].variable("record_ms").as_deref(), Some("3030"));
     assert_eq!(stops[0].recording_variable("RECORD_STEREO"), None);
-    assert_eq!(stops[1].recording_variable("callrec_recording_id").as_deref(), Some("rec-B"));
+    assert_eq!(
+        stops[1]
+            .recording_variable("callrec_recording_id")
+            .as_deref(),
+        Some("rec-B")
+    );
     assert_eq!(stops[1].variable("record_ms").as_deref(), Some("3990"));
 }
 
@@ -288,11 +337,16 @@ fn record_app_echoes_event_uuid() {
 fn empty_file_is_discarded_by_freeswitch() {
     let evs = events("outbound-noanswer-record-emptyfile.plain.txt");
     let stop = first(&evs, "RECORD_STOP");
-    assert_eq!(stop.record_completion_cause().as_deref(), Some("empty-file"));
+    assert_eq!(
+        stop.record_completion_cause().as_deref(),
+        Some("empty-file")
+    );
     assert_eq!(stop.variable("RECORD_DISCARDED").as_deref(), Some("true"));
     let cancel = events("outbound-noanswer-cancel.plain.txt");
     assert_eq!(
-        first(&cancel, "CHANNEL_HANGUP_COMPLETE").hangup_cause().as_deref(),
+        first(&cancel, "CHANNEL_HANGUP_COMPLETE")
+            .hangup_cause()
+            .as_deref(),
         Some("ORIGINATOR_CANCEL")
     );
 }
@@ -304,11 +358,20 @@ fn plain_event_inside_a_json_session() {
     assert!(evs[1].is(EventName::ChannelPark));
     assert!(evs[2..].iter().all(|e| e.format() == Format::Json));
     let stop = first(&evs, "RECORD_STOP");
-    assert_eq!(stop.recording_variable("callrec_recording_id").as_deref(), Some("xfer-1"));
-    assert_eq!(stop.record_completion_cause().as_deref(), Some("success-silence"));
+    assert_eq!(
+        stop.recording_variable("callrec_recording_id").as_deref(),
+        Some("xfer-1")
+    );
+    assert_eq!(
+        stop.record_completion_cause().as_deref(),
+        Some("success-silence")
+    );
     let names = event_names("outbound-transfer-handback.json.txt");
     let stop_at = names.iter().position(|n| n == "RECORD_STOP").unwrap();
-    let hc_at = names.iter().position(|n| n == "CHANNEL_HANGUP_COMPLETE").unwrap();
+    let hc_at = names
+        .iter()
+        .position(|n| n == "CHANNEL_HANGUP_COMPLETE")
+        .unwrap();
     let hangup_at = names.iter().position(|n| n == "CHANNEL_HANGUP").unwrap();
     assert!(hangup_at < stop_at && stop_at < hc_at);
 }
@@ -317,12 +380,18 @@ fn plain_event_inside_a_json_session() {
 fn bridge_headers() {
     let evs = events("outbound-bridge-callee.json.txt");
     let b = first(&evs, "CHANNEL_BRIDGE");
-    assert_eq!(b.get("Other-Leg-Destination-Number").as_deref(), Some("1001"));
+    assert_eq!(
+        b.get("Other-Leg-Destination-Number").as_deref(),
+        Some("1001")
+    );
     assert_eq!(b.get("Other-Type").as_deref(), Some("originatee"));
     assert!(b.get("Bridge-B-Unique-ID").is_some());
     assert_eq!(b.variable("bridge_uuid"), None);
     let stop = first(&evs, "RECORD_STOP");
-    assert_eq!(stop.recording_variable("callrec_recording_id").as_deref(), Some("br-1"));
+    assert_eq!(
+        stop.recording_variable("callrec_recording_id").as_deref(),
+        Some("br-1")
+    );
 }
 
 #[test]

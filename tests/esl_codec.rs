@@ -144,7 +144,10 @@ async fn first_error(input: &[u8], limits: Limits) -> (usize, callrec::esl::Prot
         match framed.next().await {
             Some(Ok(_)) => n += 1,
             Some(Err(e)) => {
-                assert!(framed.next().await.is_none(), "the stream ends after an error");
+                assert!(
+                    framed.next().await.is_none(),
+                    "the stream ends after an error"
+                );
                 return (n, e);
             }
             None => panic!("expected an error for {:?}", String::from_utf8_lossy(input)),
@@ -164,7 +167,11 @@ async fn malformed_content_lengths() {
         ("", ""),
         ("99999999999999999999999", "99999999999999999999999"),
     ] {
-        let input = [OK_REPLY, format!("Content-Length: {bad}\n\nbody").as_bytes()].concat();
+        let input = [
+            OK_REPLY,
+            format!("Content-Length: {bad}\n\nbody").as_bytes(),
+        ]
+        .concat();
         let (n, e) = first_error(&input, lim).await;
         assert_eq!(n, 1, "the good frame before is delivered");
         assert_eq!(e.kind, ProtocolErrorKind::BadContentLength(expect.into()));
@@ -190,7 +197,11 @@ async fn missing_blank_line_and_truncation() {
     assert!(matches!(e.kind, ProtocolErrorKind::Truncated { .. }));
     assert_eq!(e.offset, 0);
 
-    let input = [OK_REPLY, b"Content-Type: api/response\nContent-Length: 100\n\n+OK"].concat();
+    let input = [
+        OK_REPLY,
+        b"Content-Type: api/response\nContent-Length: 100\n\n+OK",
+    ]
+    .concat();
     let (n, e) = first_error(&input, lim).await;
     assert_eq!(n, 1);
     assert_eq!(e.kind, ProtocolErrorKind::Truncated { missing: "body" });
@@ -242,7 +253,10 @@ fn memory_stays_bounded_without_a_blank_line() {
             Err(e) => break e,
         }
     };
-    assert_eq!(err.kind, ProtocolErrorKind::HeaderTooLarge { max: 64 * 1024 });
+    assert_eq!(
+        err.kind,
+        ProtocolErrorKind::HeaderTooLarge { max: 64 * 1024 }
+    );
     assert!(buf.len() <= lim.max_head + line.len());
 }
 

@@ -44,11 +44,11 @@ pub fn index_lines(
     out: &mut Vec<Span>,
 ) -> Result<usize, ProtocolError> {
     let mut pos = start;
+    // One SIMD scan for line ends over the whole block; names are short, so the colon is found
+    // with a plain loop rather than a fresh memchr per line.
+    let mut newlines = memchr::memchr_iter(b'\n', &block[start..end]).map(|i| start + i);
     while pos < end {
-        let line_end = match memchr(b'\n', &block[pos..end]) {
-            Some(i) => pos + i,
-            None => end,
-        };
+        let line_end = newlines.next().unwrap_or(end);
         let mut content_end = line_end;
         if content_end > pos && block[content_end - 1] == b'\r' {
             content_end -= 1;
@@ -94,22 +94,43 @@ pub fn find<'a>(buf: &'a [u8], spans: &[Span], name: &str) -> Option<&'a [u8]> {
 /// Bytes as text without copying when they are valid UTF-8.
 #[inline]
 pub fn text(raw: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(raw)
+    // `from_utf8` has an ASCII fast path that `from_utf8_lossy` lacks; lossy only on failure.
+    match std::str::from_utf8(raw) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(raw),
+    }
 }
 
 /// FreeSWITCH's URL decoding: `%XX` becomes the byte, everything else (including `+`) stays.
 pub fn percent_decode(raw: &[u8]) -> Cow<'_, str> {
+    percent_decode_from(raw, false)
+}
+
+/// Like [`percent_decode`]; `raw_is_utf8` says the input is already known to be valid UTF-8,
+/// which lets the output skip validation when no byte above 0x7F was decoded.
+///
+/// Passing `raw_is_utf8 = true` for input that is not valid UTF-8 is a logic error caught by
+/// debug assertions.
+pub(crate) fn percent_decode_from(raw: &[u8], raw_is_utf8: bool) -> Cow<'_, str> {
     let Some(first) = memchr(b'%', raw) else {
-        return text(raw);
+        return if raw_is_utf8 {
+            // SAFETY: the caller vouches that `raw` is valid UTF-8.
+            Cow::Borrowed(unsafe { assume_utf8(raw) })
+        } else {
+            text(raw)
+        };
     };
     let mut out = Vec::with_capacity(raw.len());
     out.extend_from_slice(&raw[..first]);
+    let mut decoded_high = false;
     let mut i = first;
     while i < raw.len() {
         let b = raw[i];
         if b == b'%' && i + 2 < raw.len() {
             if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
-                out.push(h << 4 | l);
+                let v = h << 4 | l;
+                decoded_high |= v >= 0x80;
+                out.push(v);
                 i += 3;
                 continue;
             }
@@ -117,10 +138,29 @@ pub fn percent_decode(raw: &[u8]) -> Cow<'_, str> {
         out.push(b);
         i += 1;
     }
+    if raw_is_utf8 && !decoded_high {
+        // SAFETY: `out` is valid UTF-8 input with ASCII `%XX` escapes replaced by ASCII bytes;
+        // every cut was next to the ASCII `%`, so no multi-byte character was split.
+        debug_assert!(std::str::from_utf8(&out).is_ok());
+        return Cow::Owned(unsafe { String::from_utf8_unchecked(out) });
+    }
     match String::from_utf8(out) {
         Ok(s) => Cow::Owned(s),
         Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
     }
+}
+
+/// Reinterprets bytes already known to be valid UTF-8.
+///
+/// # Safety
+/// `raw` must be valid UTF-8. Callers pass sub-slices of a buffer validated as a whole, cut
+/// where an ASCII delimiter (`\n`, `:`, space, `"`, `%`…) stands: in valid UTF-8 a cut next to
+/// an ASCII byte is always a char boundary. Debug builds (and the fuzz target) check it.
+#[inline]
+pub(crate) unsafe fn assume_utf8(raw: &[u8]) -> &str {
+    debug_assert!(std::str::from_utf8(raw).is_ok(), "span is not UTF-8");
+    // SAFETY: guaranteed by the caller, see above.
+    unsafe { std::str::from_utf8_unchecked(raw) }
 }
 
 #[inline]

@@ -49,6 +49,8 @@ pub struct Event {
     encoding: Encoding,
     format: Format,
     body: Option<Bytes>,
+    /// `src` is valid UTF-8 as a whole, so spans (cut at ASCII delimiters) need no check.
+    utf8: bool,
 }
 
 fn bad_body(at: u64, why: impl Into<String>) -> ProtocolError {
@@ -78,6 +80,7 @@ impl Event {
             body = Some(src.slice(end..end + len));
         }
         Ok(Event {
+            utf8: std::str::from_utf8(&src).is_ok(),
             src,
             fields,
             raw_values: Vec::new(),
@@ -96,6 +99,7 @@ impl Event {
             Cow::Owned(o) => Bytes::from(o),
         });
         Ok(Event {
+            utf8: std::str::from_utf8(&src).is_ok(),
             src,
             fields: scanned.fields,
             raw_values: scanned.raw_values,
@@ -109,6 +113,7 @@ impl Event {
     pub fn from_xml(src: &Bytes, at: u64) -> Result<Event, ProtocolError> {
         let d = xml::decode(src).map_err(|e| bad_body(at, format!("XML: {e}")))?;
         Ok(Event {
+            utf8: std::str::from_utf8(&d.buf).is_ok(),
             src: Bytes::from(d.buf),
             fields: d.fields,
             raw_values: Vec::new(),
@@ -122,6 +127,7 @@ impl Event {
     pub fn from_channel_data(frame: Frame) -> Event {
         let (head, spans, _body) = frame.into_parts();
         Event {
+            utf8: std::str::from_utf8(&head).is_ok(),
             src: head,
             fields: spans,
             raw_values: Vec::new(),
@@ -148,6 +154,7 @@ impl Event {
             });
         }
         Event {
+            utf8: true,
             src: Bytes::from(buf),
             fields,
             raw_values: Vec::new(),
@@ -161,12 +168,25 @@ impl Event {
         self.format
     }
 
+    /// A span of `src` as text.
+    #[inline]
+    fn text<'a>(&self, raw: &'a [u8]) -> Cow<'a, str> {
+        if self.utf8 {
+            // SAFETY: `src` was validated as a whole and spans are cut at ASCII delimiters
+            // (see `header::assume_utf8`).
+            Cow::Borrowed(unsafe { header::assume_utf8(raw) })
+        } else {
+            header::text(raw)
+        }
+    }
+
     #[inline]
     fn decode_value(&self, idx: usize) -> Cow<'_, str> {
         let raw = self.fields[idx].value(&self.src);
         match self.encoding {
-            Encoding::Percent => header::percent_decode(raw),
-            Encoding::Json if self.raw_values.contains(&(idx as u32)) => header::text(raw),
+            Encoding::Percent => header::percent_decode_from(raw, self.utf8),
+            Encoding::Json if self.raw_values.contains(&(idx as u32)) => self.text(raw),
+            Encoding::Json if memchr::memchr(b'\\', raw).is_none() => self.text(raw),
             Encoding::Json => json::unescape(raw),
         }
     }
@@ -175,8 +195,8 @@ impl Event {
     fn decode_name(&self, idx: usize) -> Cow<'_, str> {
         let raw = self.fields[idx].name(&self.src);
         match self.encoding {
-            Encoding::Percent => header::text(raw),
-            Encoding::Json => json::unescape(raw),
+            Encoding::Json if memchr::memchr(b'\\', raw).is_some() => json::unescape(raw),
+            _ => self.text(raw),
         }
     }
 
@@ -296,12 +316,8 @@ impl Event {
         let p = prefix.as_bytes();
         (0..self.fields.len()).filter_map(move |i| {
             let n = self.fields[i].name(&self.src);
-            (n.len() > p.len() && n[..p.len()].eq_ignore_ascii_case(p)).then(|| {
-                (
-                    header::text(&self.fields[i].name(&self.src)[p.len()..]),
-                    self.decode_value(i),
-                )
-            })
+            (n.len() > p.len() && n[..p.len()].eq_ignore_ascii_case(p))
+                .then(|| (self.text(&n[p.len()..]), self.decode_value(i)))
         })
     }
 

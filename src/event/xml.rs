@@ -61,8 +61,8 @@ pub fn decode(body: &[u8]) -> Result<Decoded, String> {
                 let Some(name) = stack.pop() else {
                     return Err("unbalanced end tag".into());
                 };
-                let is_header = is_header_level(&stack)
-                    || (stack.len() == 1 && name == b"Content-Length");
+                let is_header =
+                    is_header_level(&stack) || (stack.len() == 1 && name == b"Content-Length");
                 if is_header {
                     push_field(&mut out, &name, &text);
                 } else if stack.len() == 1 && name == b"body" {

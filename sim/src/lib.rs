@@ -1,0 +1,28 @@
+//! callrec-sim: a scripted FreeSWITCH for callrec's tests, benchmarks and `callrec lab`.
+//!
+//! It plays FreeSWITCH's side of the outbound event socket the way the captures in
+//! `tests/fixtures/esl/` show it, byte for byte where they show bytes: it dials the controller,
+//! answers `connect` with channel data, answers every command with FreeSWITCH's exact reply
+//! texts, emits channel events in the captured order and shape, and implements `uuid_record`
+//! (real WAV/MP3 files, limits, per-recording variables, RECORD_START/STOP).
+//!
+//! Time is virtual: a call's clock moves only when the test says so ([`CallHandle::advance`]),
+//! so recording durations and limits are exact and no test depends on wall-clock timing. The
+//! test plays the caller and the rest of the dialplan through [`CallHandle`] (answer, bridge,
+//! hang up, kill the socket) and synchronises on what the controller sent
+//! ([`CallHandle::wait_for_command`]).
+//!
+//! Layout: `spec` (what call to place), `clock` (virtual time and dates), `wire` (FreeSWITCH's
+//! serialisations), `channel` (channel state → event headers), `media` (recording files),
+//! `call` (one connection: command handling and the control handle).
+
+mod call;
+mod channel;
+mod clock;
+mod media;
+mod spec;
+mod wire;
+
+pub use call::{dial, CallHandle, CallReport, Command, RecordingReport};
+pub use spec::CallSpec;
+pub use wire::json_escape;

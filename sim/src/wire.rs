@@ -1,0 +1,166 @@
+//! FreeSWITCH's serialisations, as the captures show them byte for byte.
+
+use callrec::esl::header::percent_encode;
+
+pub type Headers = Vec<(String, String)>;
+
+/// `Content-Type: command/reply`.
+pub fn reply(text: &str) -> Vec<u8> {
+    format!("Content-Type: command/reply\nReply-Text: {text}\n\n").into_bytes()
+}
+
+/// The `bgapi` reply, which carries the job id twice.
+pub fn bgapi_reply(job: &str) -> Vec<u8> {
+    format!("Content-Type: command/reply\nReply-Text: +OK Job-UUID: {job}\nJob-UUID: {job}\n\n")
+        .into_bytes()
+}
+
+/// `Content-Type: api/response` (Content-Type first, unlike events).
+pub fn api_response(body: &str) -> Vec<u8> {
+    let mut v = format!(
+        "Content-Type: api/response\nContent-Length: {}\n\n",
+        body.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(body.as_bytes());
+    v
+}
+
+const GOODBYE: &str = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n";
+
+/// The notice sent when the channel hangs up and the socket lingers.
+pub fn linger_notice(uuid: &str, channel_name: &str, linger_time: i64) -> Vec<u8> {
+    format!(
+        "Content-Type: text/disconnect-notice\nControlled-Session-UUID: {uuid}\nContent-Disposition: linger\nChannel-Name: {channel_name}\nLinger-Time: {linger_time}\nContent-Length: 0\n\n"
+    )
+    .into_bytes()
+}
+
+/// The final notice before FreeSWITCH closes the socket.
+pub fn disconnect_notice(uuid: &str) -> Vec<u8> {
+    format!(
+        "Content-Type: text/disconnect-notice\nControlled-Session-UUID: {uuid}\nContent-Disposition: disconnect\nContent-Length: {}\n\n{GOODBYE}",
+        GOODBYE.len()
+    )
+    .into_bytes()
+}
+
+/// `switch_event_serialize`: URL-encoded header lines, then the body behind its own
+/// `Content-Length`, or a blank line.
+fn serialize_plain(headers: &Headers, body: Option<&str>) -> String {
+    let mut s = String::with_capacity(6 * 1024);
+    for (n, v) in headers {
+        s.push_str(n);
+        s.push_str(": ");
+        s.push_str(&percent_encode(v));
+        s.push('\n');
+    }
+    match body {
+        Some(b) => {
+            s.push_str(&format!("Content-Length: {}\n\n{b}", b.len()));
+        }
+        None => s.push('\n'),
+    }
+    s
+}
+
+/// The outbound `connect` reply: the channel data with no frame header of its own.
+pub fn channel_data(headers: &Headers) -> Vec<u8> {
+    serialize_plain(headers, None).into_bytes()
+}
+
+/// A `text/event-plain` frame (Content-Length before Content-Type, as FreeSWITCH sends it).
+pub fn plain_event(headers: &Headers, body: Option<&str>) -> Vec<u8> {
+    let text = serialize_plain(headers, body);
+    let mut v = format!(
+        "Content-Length: {}\nContent-Type: text/event-plain\n\n",
+        text.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(text.as_bytes());
+    v
+}
+
+/// JSON string escaping as FreeSWITCH's cJSON prints it (non-ASCII passes through).
+pub fn json_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            '\u{8}' => o.push_str("\\b"),
+            '\u{c}' => o.push_str("\\f"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// A `text/event-json` frame: one flat object, values unencoded strings, keys may repeat, the
+/// body in `_body` after its `Content-Length`, no trailing newline.
+pub fn json_event(headers: &Headers, body: Option<&str>) -> Vec<u8> {
+    let mut s = String::with_capacity(6 * 1024);
+    s.push('{');
+    let mut first = true;
+    let mut field = |s: &mut String, n: &str, v: &str| {
+        if !first {
+            s.push(',');
+        }
+        first = false;
+        s.push('"');
+        s.push_str(&json_escape(n));
+        s.push_str("\":\"");
+        s.push_str(&json_escape(v));
+        s.push('"');
+    };
+    for (n, v) in headers {
+        field(&mut s, n, v);
+    }
+    if let Some(b) = body {
+        field(&mut s, "Content-Length", &b.len().to_string());
+        field(&mut s, "_body", b);
+    }
+    s.push('}');
+    let mut v = format!(
+        "Content-Length: {}\nContent-Type: text/event-json\n\n",
+        s.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_bytes_of_fixed_frames() {
+        assert_eq!(
+            reply("+OK will linger"),
+            b"Content-Type: command/reply\nReply-Text: +OK will linger\n\n"
+        );
+        assert_eq!(
+            api_response("+OK Success\n"),
+            b"Content-Type: api/response\nContent-Length: 12\n\n+OK Success\n"
+        );
+        let d = disconnect_notice("u");
+        assert!(d.ends_with(b"Content-Length: 67\n\nDisconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"));
+    }
+
+    #[test]
+    fn plain_event_counts_both_final_newlines() {
+        let h = vec![("Event-Name".to_string(), "X".to_string())];
+        let e = plain_event(&h, None);
+        assert_eq!(
+            e,
+            b"Content-Length: 15\nContent-Type: text/event-plain\n\nEvent-Name: X\n\n"
+        );
+        let j = json_event(&h, Some("+OK\n"));
+        assert!(j.ends_with(br#"{"Event-Name":"X","Content-Length":"4","_body":"+OK\n"}"#));
+    }
+}
