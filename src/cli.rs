@@ -17,6 +17,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Accept calls from FreeSWITCH's outbound socket and record them.
+    Serve(ServeArgs),
     /// Event Socket tools.
     Esl {
         #[command(subcommand)]
@@ -43,4 +45,23 @@ pub struct DecodeArgs {
     /// Largest accepted header block, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_head: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see README); flags below override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Address FreeSWITCH's `socket` application connects to [default: 127.0.0.1:8084].
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Directory for recordings and state [default: /var/lib/callrec].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Calls handled at once [default: 10000].
+    #[arg(long)]
+    pub max_calls: Option<usize>,
+    /// Dialplan context calls are handed back to [default: callrec-continue].
+    #[arg(long)]
+    pub continue_context: Option<String>,
 }

@@ -3,13 +3,27 @@
 //! # Layout
 //! - [`esl`]: the Event Socket wire protocol, sans-IO under a thin tokio-util codec;
 //! - [`event`]: events (plain, JSON, XML, channel data), values decoded when read;
+//! - [`connection`]: one socket: commands out, replies matched in order, events in;
+//! - [`outbound`]: the listener and the per-call session;
+//! - [`rules`]: recording settings and the decision which recordings a call gets;
+//! - [`recorder`]: recordings of a call, their `uuid_record` commands and files;
+//! - [`uploader`]: delivery of finished recordings (local store for now);
+//! - [`config`], [`telemetry`], [`app`] (wiring and graceful shutdown);
 //! - [`tools`]: operator tools such as `callrec esl decode`;
 //! - [`cli`]: the command line.
 //!
 //! Data flows one way: socket → `esl` frames → `event`s → per-call sessions → recorder →
 //! spool → uploader. Nothing imports "upward".
 
+pub mod app;
 pub mod cli;
+pub mod config;
+pub mod connection;
 pub mod esl;
 pub mod event;
+pub mod outbound;
+pub mod recorder;
+pub mod rules;
+pub mod telemetry;
 pub mod tools;
+pub mod uploader;

@@ -3,13 +3,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use callrec::cli::{Cli, Command, DecodeArgs, EslCommand};
+use callrec::cli::{Cli, Command, DecodeArgs, EslCommand, ServeArgs};
 use callrec::esl::Limits;
 use callrec::tools::esl_decode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => {
+            callrec::telemetry::init(cli.log_json);
+            serve_main(args)
+        }
         Command::Esl {
             command: EslCommand::Decode(args),
         } => esl_decode_main(args),
@@ -47,6 +51,42 @@ fn esl_decode_main(args: DecodeArgs) -> ExitCode {
         (Ok(_), Err(e)) => {
             eprintln!("callrec: writing output: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn serve_main(args: ServeArgs) -> ExitCode {
+    let mut config = match callrec::config::Config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("callrec: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(m) = args.max_calls {
+        config.max_calls = m;
+    }
+    if let Some(c) = args.continue_context {
+        config.continue_context = c;
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("callrec: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(callrec::app::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("callrec: {e:#}");
+            ExitCode::from(1)
         }
     }
 }

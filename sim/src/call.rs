@@ -352,25 +352,38 @@ impl Sim {
     async fn run(mut self, rd: OwnedReadHalf, mut ctl: mpsc::UnboundedReceiver<Control>) {
         let mut reader = BufReader::new(rd);
         let mut ctl_open = true;
-        while !self.closed {
+        // The channel outlives its socket: after the socket closes, the test can still answer,
+        // advance and hang up (FreeSWITCH keeps recording a call whose controller is gone).
+        loop {
+            if self.closed && (self.hung_up || !ctl_open) {
+                break;
+            }
             tokio::select! {
-                cmd = read_command(&mut reader) => match cmd {
+                cmd = read_command(&mut reader), if !self.closed => match cmd {
                     Ok(Some(cmd)) => {
                         if self.on_command(cmd).await.is_err() {
-                            break;
+                            self.socket_closed().await;
                         }
                     }
-                    _ => break, // the controller closed the socket
+                    _ => self.socket_closed().await,
                 },
                 c = ctl.recv(), if ctl_open => match c {
                     Some(c) => {
                         if self.on_control(c).await.is_err() {
-                            break;
+                            self.socket_closed().await;
                         }
                     }
                     None => ctl_open = false,
                 },
             }
+        }
+        self.socket_closed().await;
+    }
+
+    async fn socket_closed(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            let _ = self.w.shutdown().await;
         }
         self.update(|r| r.closed = true);
     }
@@ -383,7 +396,13 @@ impl Sim {
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Io {
-        self.w.write_all(bytes).await
+        if self.closed {
+            return Ok(());
+        }
+        if self.w.write_all(bytes).await.is_err() {
+            self.socket_closed().await;
+        }
+        Ok(())
     }
 
     fn subscribed(&self, name: &str) -> bool {
@@ -425,8 +444,9 @@ impl Sim {
         let c2 = cmd.clone();
         self.update(|r| r.commands.push(c2));
         if self.kill_next {
-            self.closed = true;
-            return Err(std::io::Error::other("killed"));
+            self.kill_next = false;
+            self.socket_closed().await;
+            return Ok(());
         }
         let line = cmd.line.trim_end().to_string();
         let lower = line.to_ascii_lowercase();
@@ -601,9 +621,8 @@ impl Sim {
                 self.reply("+OK bye").await?;
                 let d = wire::disconnect_notice(&self.ch.uuid);
                 self.send(&d).await?;
-                self.closed = true;
                 self.update(|r| r.app_exited = true);
-                let _ = self.w.shutdown().await;
+                self.socket_closed().await;
                 return Ok(());
             }
             _ => self.reply("-ERR command not found").await?,
@@ -665,8 +684,8 @@ impl Sim {
             Control::Bridge(number) => self.bridge(&number).await,
             Control::Unbridge => self.unbridge().await,
             Control::Kill => {
-                self.closed = true;
-                Err(std::io::Error::other("killed"))
+                self.socket_closed().await;
+                Ok(())
             }
             Control::KillOnNextCommand => {
                 self.kill_next = true;
@@ -1353,8 +1372,7 @@ impl Sim {
             None => {
                 let d = wire::disconnect_notice(&self.ch.uuid);
                 self.send(&d).await?;
-                self.closed = true;
-                let _ = self.w.shutdown().await;
+                self.socket_closed().await;
             }
         }
         Ok(())

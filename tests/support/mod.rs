@@ -91,3 +91,4 @@ pub fn fingerprint(f: &Frame) -> (u64, Vec<(String, String)>, Vec<u8>) {
         f.body().to_vec(),
     )
 }
+pub mod harness;

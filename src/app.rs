@@ -1,0 +1,131 @@
+//! Wires the services together for `callrec serve` and runs them until a shutdown signal.
+//!
+//! Shutdown: stop accepting calls, let live calls finish for `shutdown_grace_ms`, then tell the
+//! remaining sessions to finish their recordings from disk, and exit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::outbound::{listener, SessionContext};
+use crate::rules::{Planner, StaticPlanner};
+use crate::uploader::{Delivery, LocalStore};
+
+/// A running server (used by `callrec serve` and by tests).
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    stop: CancellationToken,
+    abort: CancellationToken,
+    tracker: TaskTracker,
+    accept_task: tokio::task::JoinHandle<()>,
+    grace: Duration,
+}
+
+impl Server {
+    /// Binds the listener and starts accepting calls.
+    pub async fn start(
+        config: Config,
+        planner: Arc<dyn Planner>,
+        delivery: Arc<dyn Delivery>,
+    ) -> anyhow::Result<Server> {
+        config.validate()?;
+        std::fs::create_dir_all(config.data_dir.join("recordings")).with_context(|| {
+            format!(
+                "cannot create {}",
+                config.data_dir.join("recordings").display()
+            )
+        })?;
+        let sock = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = sock.local_addr()?;
+        let stop = CancellationToken::new();
+        let abort = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let grace = Duration::from_millis(config.shutdown_grace_ms);
+        let ctx = Arc::new(SessionContext {
+            config: Arc::new(config),
+            planner,
+            delivery,
+            abort: abort.clone(),
+        });
+        let accept_task = tokio::spawn(listener::serve(sock, ctx, stop.clone(), tracker.clone()));
+        info!(%addr, "listening for FreeSWITCH outbound sockets");
+        Ok(Server {
+            addr,
+            stop,
+            abort,
+            tracker,
+            accept_task,
+            grace,
+        })
+    }
+
+    /// Calls in progress.
+    pub fn live_calls(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Graceful shutdown.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.accept_task.await;
+        self.tracker.close();
+        info!(
+            live_calls = self.tracker.len(),
+            "no longer accepting calls; waiting for live calls"
+        );
+        if tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                live_calls = self.tracker.len(),
+                "shutdown grace over; finishing recordings from disk"
+            );
+            self.abort.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await;
+        }
+        info!("stopped");
+    }
+}
+
+/// `callrec serve`: runs until SIGINT/SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let planner: Arc<dyn Planner> = Arc::new(StaticPlanner {
+        record_call: config.record_call.clone(),
+    });
+    let server = Server::start(config, planner, Arc::new(LocalStore)).await?;
+    wait_for_signal().await;
+    info!("shutdown requested");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

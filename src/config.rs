@@ -1,0 +1,177 @@
+//! Configuration: a TOML file (all keys optional) overridden by command-line flags.
+//!
+//! Invariant: a `Config` that passed [`Config::validate`] can be used as is: the data directory
+//! is absolute-or-relative without characters FreeSWITCH would split on, limits are non-zero.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::esl::Limits;
+use crate::rules::{PartyVariables, RecordCall};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where FreeSWITCH's `socket` application connects.
+    pub listen: SocketAddr,
+    /// Root of recordings and state. FreeSWITCH writes the files, so it must be able to reach
+    /// this path too (same host or shared mount).
+    pub data_dir: PathBuf,
+    /// Calls handled at once; above it new connections are closed at once so FreeSWITCH goes on
+    /// with the dialplan instead of waiting.
+    pub max_calls: usize,
+    /// Dialplan context calls are transferred to after callrec set up their recordings. It must
+    /// not route back to the socket.
+    pub continue_context: String,
+    pub command_timeout_ms: u64,
+    /// Longest wait for the recording rules before the call is handed back unrecorded.
+    pub plan_timeout_ms: u64,
+    /// After hangup, how long to wait for a RECORD_STOP before finishing from the file on disk.
+    pub record_stop_grace_ms: u64,
+    /// How often an orphaned recording's file is checked for growth.
+    pub disk_poll_ms: u64,
+    /// On shutdown, how long live calls may take to finish.
+    pub shutdown_grace_ms: u64,
+    /// Largest ESL frame accepted (Content-Length), in bytes.
+    pub max_frame_bytes: usize,
+    pub account_variable: String,
+    pub user_variable: String,
+    pub device_variable: String,
+    /// Applied to every call (until per-account documents are configured).
+    pub record_call: Option<RecordCall>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8084)),
+            data_dir: PathBuf::from("/var/lib/callrec"),
+            max_calls: 10_000,
+            continue_context: "callrec-continue".into(),
+            command_timeout_ms: 5_000,
+            plan_timeout_ms: 2_000,
+            record_stop_grace_ms: 10_000,
+            disk_poll_ms: 1_000,
+            shutdown_grace_ms: 30_000,
+            max_frame_bytes: 8 * 1024 * 1024,
+            account_variable: "callrec_account_id".into(),
+            user_variable: "callrec_user_id".into(),
+            device_variable: "callrec_device_id".into(),
+            record_call: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file, or the defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if crate::recorder::paths::unsafe_for_fs_args(&self.data_dir) {
+            return bad("data_dir must not contain spaces, control characters or braces (FreeSWITCH splits uuid_record arguments on spaces)");
+        }
+        if self.max_calls == 0 {
+            return bad("max_calls must be at least 1");
+        }
+        if self.continue_context.is_empty()
+            || !self
+                .continue_context
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return bad(
+                "continue_context must be a non-empty dialplan context name ([A-Za-z0-9._-])",
+            );
+        }
+        if self.command_timeout_ms == 0 || self.max_frame_bytes < 64 * 1024 {
+            return bad("command_timeout_ms must be > 0 and max_frame_bytes at least 65536");
+        }
+        if let Some(rc) = &self.record_call {
+            if let Err(errs) = rc.validate("record_call") {
+                let list: Vec<String> = errs.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                return Err(ConfigError::Invalid(list.join("; ")));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_head: 1024 * 1024,
+            max_body: self.max_frame_bytes,
+        }
+    }
+
+    pub fn party_variables(&self) -> PartyVariables {
+        PartyVariables {
+            account: self.account_variable.clone(),
+            user: self.user_variable.clone(),
+            device: self.device_variable.clone(),
+        }
+    }
+
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.command_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_validates() {
+        let c: Config = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\n[record_call]\nformat = \"wav\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert!(c.validate().is_ok());
+        assert!(toml::from_str::<Config>("nope = 1").is_err());
+        let c = Config {
+            data_dir: "/tmp/a b".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            continue_context: "x XML y".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c: Config = toml::from_str("[record_call]\ntime_limit = 1\n").unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("record_call.time_limit"));
+    }
+}

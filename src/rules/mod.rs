@@ -1,0 +1,122 @@
+//! Which recordings a call gets.
+//!
+//! - [`model`]: the recording settings (`record_call`) and their validation;
+//! - [`CallInfo`]: who is on the call, read from FreeSWITCH's channel data;
+//! - [`Planner`]: the decision, channel data → planned recordings, each with the reason it was
+//!   made. [`StaticPlanner`] applies one configured `record_call` to every call.
+
+pub mod model;
+
+use std::borrow::Cow;
+
+use futures::future::BoxFuture;
+
+use crate::event::Event;
+pub use model::{AudioFormat, RecordCall, Trigger, UploadMethod};
+
+/// Channel variables that name the parties (set by the dialplan), configurable.
+#[derive(Debug, Clone)]
+pub struct PartyVariables {
+    pub account: String,
+    pub user: String,
+    pub device: String,
+}
+
+impl Default for PartyVariables {
+    fn default() -> Self {
+        PartyVariables {
+            account: "callrec_account_id".into(),
+            user: "callrec_user_id".into(),
+            device: "callrec_device_id".into(),
+        }
+    }
+}
+
+/// What callrec knows about a call when it decides.
+#[derive(Debug, Clone, Default)]
+pub struct CallInfo {
+    pub call_id: String,
+    pub account_id: Option<String>,
+    pub user_id: Option<String>,
+    pub device_id: Option<String>,
+    pub caller_id_name: String,
+    pub caller_id_number: String,
+    pub destination: String,
+    pub context: String,
+    pub direction: String,
+    pub sip_from_user: Option<String>,
+    pub sip_auth_username: Option<String>,
+    /// `Answer-State` at connect time.
+    pub answered: bool,
+    /// Event-Date-Timestamp of the channel data, µs since the epoch.
+    pub started_us: u64,
+}
+
+fn non_empty(v: Option<Cow<'_, str>>) -> Option<String> {
+    v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+impl CallInfo {
+    pub fn from_channel_data(data: &Event, vars: &PartyVariables) -> CallInfo {
+        CallInfo {
+            call_id: data.unique_id().map(|s| s.into_owned()).unwrap_or_default(),
+            account_id: non_empty(data.variable(&vars.account)),
+            user_id: non_empty(data.variable(&vars.user)),
+            device_id: non_empty(data.variable(&vars.device)),
+            caller_id_name: data.caller_id_name().unwrap_or_default().into_owned(),
+            caller_id_number: data.caller_id_number().unwrap_or_default().into_owned(),
+            destination: data.destination_number().unwrap_or_default().into_owned(),
+            context: data.caller("Context").unwrap_or_default().into_owned(),
+            direction: data.call_direction().unwrap_or_default().into_owned(),
+            sip_from_user: non_empty(data.variable("sip_from_user")),
+            sip_auth_username: non_empty(data.variable("sip_auth_username")),
+            answered: data.answer_state().as_deref() == Some("answered"),
+            started_us: data.timestamp_us().unwrap_or(0),
+        }
+    }
+}
+
+/// One recording the call should get.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRecording {
+    pub settings: RecordCall,
+    /// Why: logged when the session starts (e.g. "config record_call enabled").
+    pub reason: String,
+}
+
+/// Why no decision could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("settings store unavailable: {0}")]
+    Store(String),
+}
+
+/// The decision: channel data → planned recordings.
+pub trait Planner: Send + Sync + 'static {
+    fn plan<'a>(
+        &'a self,
+        call: &'a CallInfo,
+    ) -> BoxFuture<'a, Result<Vec<PlannedRecording>, PlanError>>;
+}
+
+/// Applies one configured `record_call` to every call (or none).
+#[derive(Debug, Clone, Default)]
+pub struct StaticPlanner {
+    pub record_call: Option<RecordCall>,
+}
+
+impl Planner for StaticPlanner {
+    fn plan<'a>(
+        &'a self,
+        _call: &'a CallInfo,
+    ) -> BoxFuture<'a, Result<Vec<PlannedRecording>, PlanError>> {
+        let plan = match &self.record_call {
+            Some(rc) if rc.enabled => vec![PlannedRecording {
+                settings: rc.clone(),
+                reason: "config record_call enabled".into(),
+            }],
+            _ => vec![],
+        };
+        Box::pin(async move { Ok(plan) })
+    }
+}

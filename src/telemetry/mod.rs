@@ -1,0 +1,25 @@
+//! Logging for operators tailing callrec: one line per lifecycle step, carrying the call's
+//! `call_id` and `account_id` (from the `call` span), human-readable by default, JSON lines
+//! with `--log-json`. `RUST_LOG` filters as usual (default `info`).
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let result = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+    // A subscriber already installed (tests) is fine.
+    drop(result);
+}

@@ -1,0 +1,57 @@
+//! Delivery of finished recordings.
+//!
+//! The session hands every kept recording, with its metadata, to a [`Delivery`]. Until the
+//! durable spool and HTTP uploader land, [`LocalStore`] keeps the file where FreeSWITCH wrote it
+//! and writes its metadata beside it (`<recording_id>.json`), so nothing is left unaccounted for.
+
+pub mod local;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+pub use local::LocalStore;
+
+use crate::rules::{AudioFormat, UploadMethod};
+
+/// Everything known about a kept recording.
+#[derive(Debug, Clone, Serialize)]
+pub struct FinishedRecording {
+    pub recording_id: String,
+    pub call_id: String,
+    pub account_id: Option<String>,
+    pub user_id: Option<String>,
+    pub device_id: Option<String>,
+    pub caller_id_name: String,
+    pub caller_id_number: String,
+    pub callee_number: String,
+    pub direction: String,
+    /// µs since the epoch.
+    pub start_us: u64,
+    pub duration_ms: u64,
+    pub format: AudioFormat,
+    pub sample_rate: Option<u32>,
+    pub stereo: bool,
+    pub file_path: String,
+    pub size: u64,
+    pub url: Option<String>,
+    pub method: UploadMethod,
+    /// Which rule made it.
+    pub origin: String,
+    /// FreeSWITCH's `Record-Completion-Cause`, or how callrec finished it.
+    pub completion_cause: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Takes over a kept recording. Must be quick: it is awaited by the call's session.
+pub trait Delivery: Send + Sync + 'static {
+    fn accept(&self, rec: FinishedRecording) -> BoxFuture<'_, Result<(), DeliveryError>>;
+}

@@ -1,0 +1,134 @@
+//! A callrec server on a free loopback port with a scripted plan and a delivery that records
+//! what it was given, for session tests against callrec-sim.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use callrec::app::Server;
+use callrec::config::Config;
+use callrec::rules::{CallInfo, PlanError, PlannedRecording, Planner, RecordCall};
+use callrec::uploader::{Delivery, DeliveryError, FinishedRecording, LocalStore};
+use futures::future::BoxFuture;
+
+/// Plans the same recordings for every call, and remembers the calls it was asked about.
+pub struct FixedPlanner {
+    pub plans: Vec<RecordCall>,
+    pub seen: Mutex<Vec<CallInfo>>,
+}
+
+impl Planner for FixedPlanner {
+    fn plan<'a>(
+        &'a self,
+        call: &'a CallInfo,
+    ) -> BoxFuture<'a, Result<Vec<PlannedRecording>, PlanError>> {
+        if let Ok(mut s) = self.seen.lock() {
+            s.push(call.clone());
+        }
+        let out = self
+            .plans
+            .iter()
+            .enumerate()
+            .map(|(i, rc)| PlannedRecording {
+                settings: rc.clone(),
+                reason: format!("test plan {i}"),
+            })
+            .collect();
+        Box::pin(async move { Ok(out) })
+    }
+}
+
+/// Stores locally (metadata JSON beside the file) and keeps a copy of each record.
+#[derive(Default)]
+pub struct Collect {
+    pub got: Mutex<Vec<FinishedRecording>>,
+}
+
+impl Delivery for Collect {
+    fn accept(&self, rec: FinishedRecording) -> BoxFuture<'_, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            LocalStore.accept(rec.clone()).await?;
+            if let Ok(mut g) = self.got.lock() {
+                g.push(rec);
+            }
+            Ok(())
+        })
+    }
+}
+
+pub struct Harness {
+    pub server: Option<Server>,
+    pub addr: std::net::SocketAddr,
+    pub planner: Arc<FixedPlanner>,
+    pub delivery: Arc<Collect>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn start(plans: Vec<RecordCall>) -> Harness {
+        Harness::start_with(plans, |_| {}).await
+    }
+
+    pub async fn start_with(plans: Vec<RecordCall>, tweak: impl FnOnce(&mut Config)) -> Harness {
+        callrec::telemetry::init(false);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            record_stop_grace_ms: 300,
+            disk_poll_ms: 20,
+            shutdown_grace_ms: 2_000,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let planner = Arc::new(FixedPlanner {
+            plans,
+            seen: Mutex::new(vec![]),
+        });
+        let delivery = Arc::new(Collect::default());
+        let server = Server::start(config, planner.clone(), delivery.clone())
+            .await
+            .expect("server starts");
+        Harness {
+            addr: server.addr,
+            server: Some(server),
+            planner,
+            delivery,
+            dir,
+        }
+    }
+
+    pub fn delivered(&self) -> Vec<FinishedRecording> {
+        self.delivery.got.lock().unwrap().clone()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Every file under the recordings tree.
+    pub fn files(&self) -> Vec<PathBuf> {
+        fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    let path = e.path();
+                    if path.is_dir() {
+                        walk(&path, out);
+                    } else {
+                        out.push(path);
+                    }
+                }
+            }
+        }
+        let mut v = vec![];
+        walk(&self.dir.path().join("recordings"), &mut v);
+        v.sort();
+        v
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
