@@ -79,6 +79,7 @@ enum Control {
     Unbridge,
     Kill,
     KillOnNextCommand,
+    Sync(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The test's side of a call.
@@ -125,6 +126,13 @@ impl CallHandle {
     /// FreeSWITCH drops the socket at once, without notices.
     pub fn kill_socket(&self) {
         self.send(Control::Kill)
+    }
+
+    /// Returns once every control sent before it has been carried out.
+    pub async fn sync(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Control::Sync(tx));
+        let _ = rx.await;
     }
 
     /// FreeSWITCH drops the socket when the next command arrives, before replying.
@@ -226,6 +234,7 @@ fn start(stream: TcpStream, spec: CallSpec) -> CallHandle {
         kill_next: false,
         recordings: Vec::new(),
         app_record: None,
+        playback: None,
         report,
         changed,
     };
@@ -342,6 +351,8 @@ struct Sim {
     kill_next: bool,
     recordings: Vec<ActiveRecording>,
     app_record: Option<AppRecording>,
+    /// A running `playback`: (application uuid, argument, virtual end time).
+    playback: Option<(String, String, u64)>,
     report: Arc<Mutex<CallReport>>,
     changed: Arc<Notify>,
 }
@@ -489,7 +500,8 @@ impl Sim {
                         self.format = EventFmt::Xml;
                     }
                     self.reply("+OK Events Enabled").await?;
-                    self.park_countdown = Some(self.spec.park_after);
+                    self.park_countdown =
+                        (self.spec.park_after > 0).then_some(self.spec.park_after);
                     return Ok(());
                 }
             }
@@ -691,6 +703,10 @@ impl Sim {
                 self.kill_next = true;
                 Ok(())
             }
+            Control::Sync(tx) => {
+                let _ = tx.send(());
+                Ok(())
+            }
         }
     }
 
@@ -853,6 +869,22 @@ impl Sim {
                     self.ch.set_var(k, v);
                 }
                 self.execute_complete(app, arg, app_uuid, "_none_").await
+            }
+            "playback" => {
+                self.finish_playback().await?;
+                self.execute(app, arg, app_uuid).await?;
+                let ms = tone_stream_ms(arg);
+                if ms == 0 {
+                    return self
+                        .execute_complete(app, arg, app_uuid, "FILE PLAYED")
+                        .await;
+                }
+                self.playback = Some((
+                    app_uuid.to_string(),
+                    arg.to_string(),
+                    self.now_us + ms * 1000,
+                ));
+                Ok(())
             }
             "record" => {
                 self.execute(app, arg, app_uuid).await?;
@@ -1226,8 +1258,25 @@ impl Sim {
             .await
     }
 
+    /// Ends a running playback (its end time passed, another replaced it, or hangup).
+    async fn finish_playback(&mut self) -> Io {
+        let Some((u, arg, _)) = self.playback.take() else {
+            return Ok(());
+        };
+        self.execute_complete("playback", &arg, &u, "FILE PLAYED")
+            .await
+    }
+
     async fn advance(&mut self, d: Duration) -> Io {
         let target = self.now_us + d.as_micros() as u64;
+        if let Some((_, _, end)) = &self.playback {
+            if *end <= target {
+                let end = *end;
+                let keep = self.now_us;
+                self.now_us = end.max(keep);
+                self.finish_playback().await?;
+            }
+        }
         loop {
             // The next limit to fire: FreeSWITCH compares whole epoch seconds.
             let deadline = |start_us: u64, limit: u64| (start_us / 1_000_000 + limit) * 1_000_000;
@@ -1336,17 +1385,31 @@ impl Sim {
                 self.send(&n).await?;
             }
         }
+        self.finish_playback().await?;
         if self.app_record.is_some() {
             self.finish_app_recording().await?;
         }
         self.leave_socket_app("_none_").await?;
-        self.ch.call_state = "HANGUP";
         self.ch.state = ("CS_HANGUP", 10);
         self.emit_state().await?;
         let active: Vec<ActiveRecording> = self.recordings.drain(..).collect();
         for r in active {
             self.finish_recording(r, "success-silence").await?;
         }
+        let previous = self.ch.call_state;
+        self.ch.call_state = "HANGUP";
+        self.emit(
+            "CHANNEL_CALLSTATE",
+            (
+                "switch_channel.c",
+                "switch_channel_perform_set_callstate",
+                360,
+            ),
+            vec![],
+            vec![("Original-Channel-Call-State".into(), previous.into())],
+            None,
+        )
+        .await?;
         self.ch.state = ("CS_REPORTING", 11);
         self.emit_state().await?;
         self.emit(
@@ -1384,6 +1447,23 @@ enum After {
     Started(usize),
     Stop(Vec<usize>, &'static str),
     Kill(String),
+}
+
+/// Length of a `tone_stream://%(on,off,freq);loops=N` playback in ms (0 when unknown).
+fn tone_stream_ms(arg: &str) -> u64 {
+    let Some(spec) = arg.strip_prefix("tone_stream://%(") else {
+        return 0;
+    };
+    let mut nums = spec.split([',', ')']).map(|n| n.trim().parse::<u64>().ok());
+    let (Some(Some(on)), Some(Some(off))) = (nums.next(), nums.next()) else {
+        return 0;
+    };
+    let loops = arg
+        .split(';')
+        .find_map(|p| p.strip_prefix("loops="))
+        .and_then(|l| l.parse::<u64>().ok())
+        .unwrap_or(1);
+    (on + off) * loops
 }
 
 fn is_true(v: &str) -> bool {

@@ -17,7 +17,8 @@ pub struct CallSpec {
     /// `socket … async full`; without `full`, api/bgapi/event/linger are refused.
     pub full: bool,
     /// CHANNEL_PARK fires after the reply to this many commands following `myevents`
-    /// (the captures show both 1 and 2: the race that puts a plain event in a JSON session).
+    /// (the captures show both 1 and 2: the race that puts a plain event in a JSON session);
+    /// 0 means it fired before `myevents` and the controller never sees it (also captured).
     pub park_after: usize,
 }
 

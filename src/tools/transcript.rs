@@ -10,10 +10,12 @@ pub enum Direction {
 }
 
 /// One chunk: a TCP read (FS→app) or write (app→FS) as captured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Chunk {
     pub direction: Direction,
     pub bytes: Vec<u8>,
+    /// Seconds since the capture started (`t=` in the marker).
+    pub at: f64,
 }
 
 /// Does this input look like a transcript rather than a raw stream?
@@ -55,9 +57,15 @@ pub fn parse(input: &[u8]) -> Result<Vec<Chunk>, String> {
                 "chunk at byte {pos} is not {n} bytes plus a newline"
             ));
         }
+        let at = line
+            .split(' ')
+            .find_map(|w| w.strip_prefix("t="))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0.0);
         chunks.push(Chunk {
             direction,
             bytes: input[pos..end].to_vec(),
+            at,
         });
         pos = end + 1;
     }
@@ -83,6 +91,7 @@ mod tests {
         let c = parse(t).unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].bytes, b"connect\n\n");
+        assert_eq!(c[1].at, 0.1);
         assert_eq!(stream(t, Direction::FsToApp).unwrap(), b"ab\n");
         assert!(parse(b"### <<< FS->APP 10 bytes\nshort\n").is_err());
         assert!(parse(b"garbage\n").is_err());
