@@ -438,3 +438,42 @@ async fn graceful_shutdown_lets_live_calls_finish() {
     assert_eq!(h.delivered().len(), 1);
     assert!(dial(h.addr, spec()).await.is_err(), "listener closed");
 }
+
+#[tokio::test]
+async fn lost_record_stop_is_finished_from_the_file_after_the_grace_period() {
+    let h = Harness::start(vec![wav(|_| {})]).await;
+    let call = dial(h.addr, spec().lose_event("RECORD_STOP"))
+        .await
+        .unwrap();
+    call.wait_for_command("sendmsg").await;
+    call.answer();
+    call.advance(Duration::from_secs(3));
+    call.hangup("NORMAL_CLEARING");
+    let r = call.closed().await;
+    assert!(
+        r.app_exited,
+        "callrec still ends the call once it measured the file"
+    );
+    let got = h.delivered();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].duration_ms, 3_000, "measured from the WAV on disk");
+    assert_eq!(got[0].completion_cause, "hangup without RECORD_STOP");
+}
+
+#[tokio::test]
+async fn slow_rules_never_hold_the_call() {
+    let h = Harness::start_with(vec![wav(|_| {})], |c| c.plan_timeout_ms = 50).await;
+    h.planner.set_delay(Duration::from_secs(30));
+    let call = dial(h.addr, spec()).await.unwrap();
+    // Handed back after the plan timeout, unrecorded.
+    call.wait_for_command("sendmsg").await;
+    call.answer();
+    call.advance(Duration::from_secs(1));
+    call.hangup("NORMAL_CLEARING");
+    let r = call.closed().await;
+    assert!(!r
+        .commands
+        .iter()
+        .any(|c| c.line.starts_with("api uuid_record")));
+    assert!(h.delivered().is_empty());
+}

@@ -27,6 +27,8 @@ pub struct Command {
     pub line: String,
     /// The following `Name: value` lines (sendmsg, bgapi).
     pub headers: Vec<(String, String)>,
+    /// When the simulator read it (for latency measurements).
+    pub received_at: std::time::Instant,
 }
 
 impl Command {
@@ -68,6 +70,8 @@ pub struct CallReport {
     pub closed: bool,
     /// The controller sent `exit`.
     pub app_exited: bool,
+    /// When CHANNEL_ANSWER was written to the socket.
+    pub answer_sent_at: Option<std::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -417,7 +421,9 @@ impl Sim {
     }
 
     fn subscribed(&self, name: &str) -> bool {
-        self.events_on && (self.all_events || self.subs.contains(name))
+        self.events_on
+            && (self.all_events || self.subs.contains(name))
+            && !self.spec.lose_events.iter().any(|l| l == name)
     }
 
     /// Sends an event if the controller listens for it.
@@ -757,7 +763,6 @@ impl Sim {
         }
         self.ch.answered_us = self.now_us;
         self.ch.answer_state = "answered";
-        self.update(|r| r.answered = true);
         self.emit(
             "CHANNEL_ANSWER",
             (
@@ -770,6 +775,11 @@ impl Sim {
             None,
         )
         .await?;
+        let at = std::time::Instant::now();
+        self.update(|r| {
+            r.answered = true;
+            r.answer_sent_at = Some(at);
+        });
         self.ch.call_state = "ACTIVE";
         self.emit(
             "CHANNEL_CALLSTATE",
@@ -1531,7 +1541,13 @@ async fn read_command(r: &mut BufReader<OwnedReadHalf>) -> std::io::Result<Optio
         let l = line.trim_end_matches(['\n', '\r']);
         if l.is_empty() {
             match first.take() {
-                Some(f) => return Ok(Some(Command { line: f, headers })),
+                Some(f) => {
+                    return Ok(Some(Command {
+                        line: f,
+                        headers,
+                        received_at: std::time::Instant::now(),
+                    }))
+                }
                 None => continue,
             }
         }

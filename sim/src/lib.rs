@@ -19,6 +19,7 @@
 mod call;
 mod channel;
 mod clock;
+pub mod load;
 mod media;
 mod spec;
 mod wire;

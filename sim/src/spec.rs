@@ -20,6 +20,8 @@ pub struct CallSpec {
     /// (the captures show both 1 and 2: the race that puts a plain event in a JSON session);
     /// 0 means it fired before `myevents` and the controller never sees it (also captured).
     pub park_after: usize,
+    /// Fault injection: events of these names are never delivered (a lost RECORD_STOP).
+    pub lose_events: Vec<String>,
 }
 
 impl CallSpec {
@@ -35,6 +37,7 @@ impl CallSpec {
             variables: Vec::new(),
             full: true,
             park_after: 1,
+            lose_events: Vec::new(),
         }
     }
 
@@ -60,6 +63,11 @@ impl CallSpec {
 
     pub fn not_full(mut self) -> Self {
         self.full = false;
+        self
+    }
+
+    pub fn lose_event(mut self, name: &str) -> Self {
+        self.lose_events.push(name.to_string());
         self
     }
 

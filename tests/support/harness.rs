@@ -15,6 +15,14 @@ use futures::future::BoxFuture;
 pub struct FixedPlanner {
     pub plans: Vec<RecordCall>,
     pub seen: Mutex<Vec<CallInfo>>,
+    /// Simulates a slow settings store.
+    pub delay: Mutex<Option<std::time::Duration>>,
+}
+
+impl FixedPlanner {
+    pub fn set_delay(&self, d: std::time::Duration) {
+        *self.delay.lock().unwrap() = Some(d);
+    }
 }
 
 impl Planner for FixedPlanner {
@@ -34,7 +42,13 @@ impl Planner for FixedPlanner {
                 reason: format!("test plan {i}"),
             })
             .collect();
-        Box::pin(async move { Ok(out) })
+        let delay = *self.delay.lock().unwrap();
+        Box::pin(async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -84,6 +98,7 @@ impl Harness {
         let planner = Arc::new(FixedPlanner {
             plans,
             seen: Mutex::new(vec![]),
+            delay: Mutex::new(None),
         });
         let delivery = Arc::new(Collect::default());
         let server = Server::start(config, planner.clone(), delivery.clone())

@@ -1,0 +1,14 @@
+# callrec and its lab tools in one image.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p callrec -p callrec-sim
+
+FROM debian:bookworm-slim
+RUN useradd --system --home /var/lib/callrec callrec && mkdir -p /var/lib/callrec && chown callrec /var/lib/callrec
+COPY --from=build /src/target/release/callrec /usr/local/bin/callrec
+COPY --from=build /src/target/release/callrec-lab /usr/local/bin/callrec-lab
+USER callrec
+EXPOSE 8084
+ENTRYPOINT ["callrec"]
+CMD ["serve", "--listen", "0.0.0.0:8084", "--data-dir", "/var/lib/callrec"]
