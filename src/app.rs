@@ -12,9 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::admin::{self, ApiState};
 use crate::config::Config;
 use crate::outbound::{listener, SessionContext};
-use crate::rules::{Planner, StaticPlanner};
+use crate::rules::planner::DocumentPlanner;
+use crate::rules::Planner;
+use crate::store::Store;
 use crate::uploader::{Delivery, LocalStore};
 
 /// A running server (used by `callrec serve` and by tests).
@@ -96,15 +99,37 @@ impl Server {
     }
 }
 
+/// Opens the store in the configured data directory (creating both if needed).
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    Store::open(&config.data_dir)
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))
+}
+
 /// `callrec serve`: runs until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let planner: Arc<dyn Planner> = Arc::new(StaticPlanner {
-        record_call: config.record_call.clone(),
+    config.validate()?;
+    let store = open_store(&config)?;
+    let planner: Arc<dyn Planner> = Arc::new(DocumentPlanner {
+        store: store.clone(),
+        global: config.record_call.clone(),
     });
+    let api_stop = CancellationToken::new();
+    let api_listener = TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (api_listen)", config.api_listen))?;
+    let api = tokio::spawn(admin::serve(
+        api_listener,
+        ApiState { store },
+        api_stop.clone(),
+    ));
     let server = Server::start(config, planner, Arc::new(LocalStore)).await?;
     wait_for_signal().await;
     info!("shutdown requested");
     server.shutdown().await;
+    api_stop.cancel();
+    let _ = api.await;
     Ok(())
 }
 

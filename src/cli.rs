@@ -19,6 +19,11 @@ pub struct Cli {
 pub enum Command {
     /// Accept calls from FreeSWITCH's outbound socket and record them.
     Serve(ServeArgs),
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Event Socket tools.
     Esl {
         #[command(subcommand)]
@@ -64,4 +69,29 @@ pub struct ServeArgs {
     /// Dialplan context calls are handed back to [default: callrec-continue].
     #[arg(long)]
     pub continue_context: Option<String>,
+    /// Address of the HTTP API [default: 127.0.0.1:8000].
+    #[arg(long)]
+    pub api_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for one account (`--account ID`) or for everything (`--admin`). The token
+    /// is printed once; only its hash is stored.
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["account", "admin"])))]
+pub struct TokenCreateArgs {
+    #[arg(long)]
+    pub account: Option<String>,
+    #[arg(long)]
+    pub admin: bool,
+    /// TOML configuration file (for its data_dir).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Directory holding callrec.db [default: the configuration's data_dir].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }

@@ -17,6 +17,8 @@ use crate::rules::{PartyVariables, RecordCall};
 pub struct Config {
     /// Where FreeSWITCH's `socket` application connects.
     pub listen: SocketAddr,
+    /// The HTTP API (recording settings). Tokens are required on every route.
+    pub api_listen: SocketAddr,
     /// Root of recordings and state. FreeSWITCH writes the files, so it must be able to reach
     /// this path too (same host or shared mount).
     pub data_dir: PathBuf,
@@ -48,6 +50,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8084)),
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             data_dir: PathBuf::from("/var/lib/callrec"),
             max_calls: 10_000,
             continue_context: "callrec-continue".into(),

@@ -15,6 +15,7 @@
 //! Data flows one way: socket → `esl` frames → `event`s → per-call sessions → recorder →
 //! spool → uploader. Nothing imports "upward".
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod event;
 pub mod outbound;
 pub mod recorder;
 pub mod rules;
+pub mod store;
 pub mod telemetry;
 pub mod tools;
 pub mod uploader;

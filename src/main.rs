@@ -3,7 +3,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use callrec::cli::{Cli, Command, DecodeArgs, EslCommand, ServeArgs};
+use callrec::cli::{
+    Cli, Command, DecodeArgs, EslCommand, ServeArgs, TokenCommand, TokenCreateArgs,
+};
 use callrec::esl::Limits;
 use callrec::tools::esl_decode;
 
@@ -14,6 +16,9 @@ fn main() -> ExitCode {
             callrec::telemetry::init(cli.log_json);
             serve_main(args)
         }
+        Command::Token {
+            command: TokenCommand::Create(args),
+        } => token_create(args),
         Command::Esl {
             command: EslCommand::Decode(args),
         } => esl_decode_main(args),
@@ -75,6 +80,9 @@ fn serve_main(args: ServeArgs) -> ExitCode {
     if let Some(c) = args.continue_context {
         config.continue_context = c;
     }
+    if let Some(a) = args.api_listen {
+        config.api_listen = a;
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -86,6 +94,45 @@ fn serve_main(args: ServeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("callrec: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn token_create(args: TokenCreateArgs) -> ExitCode {
+    let mut config = match callrec::config::Config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("callrec: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    let scope = match (args.admin, args.account) {
+        (true, _) => callrec::store::Scope::Admin,
+        (false, Some(a)) => callrec::store::Scope::Account(a),
+        (false, None) => {
+            eprintln!("callrec: --account ID or --admin is required");
+            return ExitCode::from(2);
+        }
+    };
+    let store = match callrec::app::open_store(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("callrec: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    match store.create_token(&scope) {
+        Ok(secret) => {
+            println!("{secret}");
+            eprintln!("callrec: token created for {scope:?}; it is shown only this once");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("callrec: cannot create the token: {e}");
             ExitCode::from(1)
         }
     }

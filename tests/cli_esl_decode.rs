@@ -101,3 +101,32 @@ fn missing_file_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent/capture.raw"));
 }
+
+#[test]
+fn token_create_prints_a_working_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = callrec()
+        .args(["token", "create", "--account", "acc-1", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(token.len(), 64);
+    let store = callrec::store::Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.verify_token(&token).unwrap(),
+        Some(callrec::store::Scope::Account("acc-1".into()))
+    );
+    let db = std::fs::read(dir.path().join("callrec.db")).unwrap_or_default();
+    assert!(
+        !db.windows(token.len()).any(|w| w == token.as_bytes()),
+        "only the hash is stored"
+    );
+    let out = callrec().args(["token", "create"]).output().unwrap();
+    assert!(!out.status.success(), "a scope is required");
+}

@@ -146,16 +146,18 @@ impl Session {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 error!(error = %e, "recording rules unavailable: call not recorded");
-                vec![]
+                Default::default()
             }
             Err(_) => {
                 error!(
                     timeout_ms = plan_timeout.as_millis() as u64,
                     "recording rules too slow: call not recorded"
                 );
-                vec![]
+                Default::default()
             }
         };
+        self.identified(&plan);
+        let plan = plan.recordings;
         for rx in pending {
             match wait_reply(rx, self.timeout()).await {
                 Ok(r) if r.is_ok() => {}
@@ -177,7 +179,7 @@ impl Session {
             self.info.started_us,
         );
         for p in plan {
-            let rec = Recording::new(p.settings, p.reason, &dir);
+            let rec = Recording::new(p, &dir);
             info!(
                 recording_id = %rec.id,
                 reason = %rec.reason,
@@ -198,6 +200,22 @@ impl Session {
             return;
         }
         self.follow().await;
+    }
+
+    /// Takes the parties the rules identified where the channel variables were silent.
+    fn identified(&mut self, plan: &crate::rules::Plan) {
+        if self.info.account_id.is_none() {
+            if let Some(a) = &plan.account_id {
+                tracing::Span::current().record("account_id", a.as_str());
+                self.info.account_id = Some(a.clone());
+            }
+        }
+        if self.info.user_id.is_none() {
+            self.info.user_id = plan.user_id.clone();
+        }
+        if self.info.device_id.is_none() {
+            self.info.device_id = plan.device_id.clone();
+        }
     }
 
     /// Sends the call on to the continuation context. False when the connection is unusable.
@@ -546,7 +564,8 @@ impl Session {
             stereo: rec.settings.record_stereo,
             file_path: rec.path_str(),
             size: size.unwrap_or(0),
-            url: rec.settings.url.clone(),
+            urls: rec.urls.clone(),
+            keep_local: rec.keep_local,
             method: rec.settings.method,
             origin: rec.reason.clone(),
             completion_cause: stop.cause.clone(),

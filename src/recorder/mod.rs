@@ -30,6 +30,10 @@ pub struct Recording {
     pub id: String,
     pub settings: RecordCall,
     pub reason: String,
+    /// Every destination URL (rules that differed only in `url` share one recording).
+    pub urls: Vec<String>,
+    /// Also keep the file in local storage.
+    pub keep_local: bool,
     pub path: PathBuf,
     pub state: State,
     /// Event-Date-Timestamp of RECORD_START, µs.
@@ -37,14 +41,16 @@ pub struct Recording {
 }
 
 impl Recording {
-    pub fn new(settings: RecordCall, reason: String, dir: &std::path::Path) -> Recording {
+    pub fn new(plan: crate::rules::PlannedRecording, dir: &std::path::Path) -> Recording {
         let id = uuid::Uuid::new_v4().to_string();
-        let path = dir.join(format!("{id}.{}", settings.format.ext()));
-        let state = State::Waiting(settings.trigger());
+        let path = dir.join(format!("{id}.{}", plan.settings.format.ext()));
+        let state = State::Waiting(plan.settings.trigger());
         Recording {
             id,
-            settings,
-            reason,
+            urls: plan.urls(),
+            keep_local: plan.keep_local,
+            settings: plan.settings,
+            reason: plan.reason,
             path,
             state,
             started_us: None,
@@ -132,7 +138,8 @@ mod tests {
             time_limit: 30,
             ..RecordCall::default()
         };
-        let r = Recording::new(rc, "test".into(), std::path::Path::new("/d/recordings/a"));
+        let plan = crate::rules::PlannedRecording::new(rc, "test");
+        let r = Recording::new(plan, std::path::Path::new("/d/recordings/a"));
         let Command::Api(s) = r.start_command("u-1").unwrap() else {
             panic!()
         };
@@ -152,7 +159,10 @@ mod tests {
             record_min_sec: 3,
             ..RecordCall::default()
         };
-        let r = Recording::new(rc, String::new(), std::path::Path::new("/x"));
+        let r = Recording::new(
+            crate::rules::PlannedRecording::new(rc, ""),
+            std::path::Path::new("/x"),
+        );
         let stop = |ms| StopInfo {
             record_ms: ms,
             cause: "success-silence".into(),

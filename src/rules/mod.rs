@@ -5,7 +5,10 @@
 //! - [`Planner`]: the decision, channel data → planned recordings, each with the reason it was
 //!   made. [`StaticPlanner`] applies one configured `record_call` to every call.
 
+pub mod documents;
 pub mod model;
+pub mod planner;
+pub mod resolve;
 
 use std::borrow::Cow;
 
@@ -77,11 +80,56 @@ impl CallInfo {
 }
 
 /// One recording the call should get.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PlannedRecording {
+    /// The settings; `settings.url` is the first destination.
     pub settings: RecordCall,
-    /// Why: logged when the session starts (e.g. "config record_call enabled").
+    /// Why: logged when the session starts (e.g. "device dev-1 record_call: outbound offnet").
     pub reason: String,
+    /// Further destinations of the same recording (rules that differed only in `url`).
+    pub extra_urls: Vec<String>,
+    /// Also keep it in local storage (a rule without `url` asked for it).
+    pub keep_local: bool,
+}
+
+impl PlannedRecording {
+    pub fn new(settings: RecordCall, reason: impl Into<String>) -> PlannedRecording {
+        PlannedRecording {
+            keep_local: settings.url.is_none(),
+            settings,
+            reason: reason.into(),
+            extra_urls: vec![],
+        }
+    }
+
+    /// Every URL the recording goes to.
+    pub fn urls(&self) -> Vec<String> {
+        self.settings
+            .url
+            .iter()
+            .chain(self.extra_urls.iter())
+            .cloned()
+            .collect()
+    }
+}
+
+/// The decision for one call, and who the rules found on it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub recordings: Vec<PlannedRecording>,
+    /// Identified from the documents when the channel variables did not say.
+    pub account_id: Option<String>,
+    pub user_id: Option<String>,
+    pub device_id: Option<String>,
+}
+
+impl From<Vec<PlannedRecording>> for Plan {
+    fn from(recordings: Vec<PlannedRecording>) -> Plan {
+        Plan {
+            recordings,
+            ..Plan::default()
+        }
+    }
 }
 
 /// Why no decision could be made.
@@ -93,10 +141,7 @@ pub enum PlanError {
 
 /// The decision: channel data → planned recordings.
 pub trait Planner: Send + Sync + 'static {
-    fn plan<'a>(
-        &'a self,
-        call: &'a CallInfo,
-    ) -> BoxFuture<'a, Result<Vec<PlannedRecording>, PlanError>>;
+    fn plan<'a>(&'a self, call: &'a CallInfo) -> BoxFuture<'a, Result<Plan, PlanError>>;
 }
 
 /// Applies one configured `record_call` to every call (or none).
@@ -106,17 +151,14 @@ pub struct StaticPlanner {
 }
 
 impl Planner for StaticPlanner {
-    fn plan<'a>(
-        &'a self,
-        _call: &'a CallInfo,
-    ) -> BoxFuture<'a, Result<Vec<PlannedRecording>, PlanError>> {
+    fn plan<'a>(&'a self, _call: &'a CallInfo) -> BoxFuture<'a, Result<Plan, PlanError>> {
         let plan = match &self.record_call {
-            Some(rc) if rc.enabled => vec![PlannedRecording {
-                settings: rc.clone(),
-                reason: "config record_call enabled".into(),
-            }],
+            Some(rc) if rc.enabled => vec![PlannedRecording::new(
+                rc.clone(),
+                "config record_call enabled",
+            )],
             _ => vec![],
         };
-        Box::pin(async move { Ok(plan) })
+        Box::pin(async move { Ok(plan.into()) })
     }
 }

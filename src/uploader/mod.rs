@@ -33,7 +33,10 @@ pub struct FinishedRecording {
     pub stereo: bool,
     pub file_path: String,
     pub size: u64,
-    pub url: Option<String>,
+    /// Where to deliver it; empty means local storage only.
+    pub urls: Vec<String>,
+    /// Keep the file locally even after delivery.
+    pub keep_local: bool,
     pub method: UploadMethod,
     /// Which rule made it.
     pub origin: String,

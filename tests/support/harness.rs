@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use callrec::app::Server;
 use callrec::config::Config;
-use callrec::rules::{CallInfo, PlanError, PlannedRecording, Planner, RecordCall};
+use callrec::rules::{CallInfo, Plan, PlanError, PlannedRecording, Planner, RecordCall};
 use callrec::uploader::{Delivery, DeliveryError, FinishedRecording, LocalStore};
 use futures::future::BoxFuture;
 
@@ -26,28 +26,22 @@ impl FixedPlanner {
 }
 
 impl Planner for FixedPlanner {
-    fn plan<'a>(
-        &'a self,
-        call: &'a CallInfo,
-    ) -> BoxFuture<'a, Result<Vec<PlannedRecording>, PlanError>> {
+    fn plan<'a>(&'a self, call: &'a CallInfo) -> BoxFuture<'a, Result<Plan, PlanError>> {
         if let Ok(mut s) = self.seen.lock() {
             s.push(call.clone());
         }
-        let out = self
+        let out: Vec<PlannedRecording> = self
             .plans
             .iter()
             .enumerate()
-            .map(|(i, rc)| PlannedRecording {
-                settings: rc.clone(),
-                reason: format!("test plan {i}"),
-            })
+            .map(|(i, rc)| PlannedRecording::new(rc.clone(), format!("test plan {i}")))
             .collect();
         let delay = *self.delay.lock().unwrap();
         Box::pin(async move {
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
             }
-            Ok(out)
+            Ok(out.into())
         })
     }
 }

@@ -1,0 +1,427 @@
+//! Request handlers: authorisation, validation, storage, envelopes.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::envelope::{success, ApiError};
+use super::ApiState;
+use crate::rules::documents::{merge_patch, validate};
+use crate::store::{Doc, Kind, Scope, Store, StoreError};
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+fn kind_of(collection: &str) -> Option<Kind> {
+    match collection {
+        "users" => Some(Kind::User),
+        "devices" => Some(Kind::Device),
+        "callflows" => Some(Kind::Callflow),
+        _ => None,
+    }
+}
+
+/// Runs a blocking store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    store: &Store,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || f(&s)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(StoreError::Conflict { current })) => Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: "conflicting revision".into(),
+            data: json!({"revision": current}),
+        }),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "store error");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "datastore error",
+            ))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store task failed");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "datastore error",
+            ))
+        }
+    }
+}
+
+/// Checks `X-Auth-Token` against the account in the path.
+async fn authorize(
+    state: &ApiState,
+    headers: &HeaderMap,
+    account_id: &str,
+) -> Result<Scope, ApiError> {
+    let token = headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing X-Auth-Token"))?
+        .to_string();
+    let scope = blocking(&state.store, move |s| s.verify_token(&token))
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid credentials"))?;
+    match &scope {
+        Scope::Admin => Ok(scope),
+        Scope::Account(a) if a == account_id => Ok(scope),
+        Scope::Account(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the token does not give access to this account",
+        )),
+    }
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("if-match")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_matches('"').to_string())
+}
+
+/// `{"data": {...}}` → the object.
+fn data_of(body: &Bytes) -> Result<Value, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message: "invalid JSON".into(),
+        data: json!({"body": {"message": e.to_string()}}),
+    })?;
+    match v.get("data") {
+        Some(d @ Value::Object(_)) => Ok(d.clone()),
+        _ => Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: "invalid data".into(),
+            data: json!({"data": {"message": "required: an object under \"data\""}}),
+        }),
+    }
+}
+
+fn ok(doc: Doc, status: StatusCode, rid: &str) -> Response {
+    let rev = doc.revision();
+    success(status, doc.body, Some(rev), rid)
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ids are 1-128 characters of [A-Za-z0-9._-]",
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! respond {
+    ($rid:expr, $body:expr) => {
+        match $body {
+            Ok(r) => r,
+            Err(e) => ApiError::into_response_with(e, &$rid),
+        }
+    };
+}
+
+async fn account_exists(state: &ApiState, account_id: &str) -> Result<(), ApiError> {
+    let a = account_id.to_string();
+    match blocking(&state.store, move |s| s.get(Kind::Account, &a, &a)).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "account not found")),
+    }
+}
+
+pub async fn get_account(
+    State(state): State<ApiState>,
+    Path(account_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let rid = request_id(&headers);
+    respond!(
+        rid,
+        async {
+            authorize(&state, &headers, &account_id).await?;
+            let a = account_id.clone();
+            match blocking(&state.store, move |s| s.get(Kind::Account, &a, &a)).await? {
+                Some(d) => Ok(ok(d, StatusCode::OK, &rid)),
+                None => Err(ApiError::new(StatusCode::NOT_FOUND, "account not found")),
+            }
+        }
+        .await
+    )
+}
+
+pub async fn put_account(
+    State(state): State<ApiState>,
+    Path(account_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rid = request_id(&headers);
+    respond!(
+        rid,
+        async {
+            authorize(&state, &headers, &account_id).await?;
+            check_id(&account_id)?;
+            write(
+                &state,
+                Kind::Account,
+                &account_id,
+                &account_id,
+                data_of(&body)?,
+                if_match(&headers),
+                &rid,
+            )
+            .await
+        }
+        .await
+    )
+}
+
+pub async fn patch_account(
+    State(state): State<ApiState>,
+    Path(account_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rid = request_id(&headers);
+    respond!(
+        rid,
+        async {
+            authorize(&state, &headers, &account_id).await?;
+            patch(
+                &state,
+                Kind::Account,
+                &account_id,
+                &account_id,
+                &body,
+                &headers,
+                &rid,
+            )
+            .await
+        }
+        .await
+    )
+}
+
+pub async fn list_docs(
+    State(state): State<ApiState>,
+    Path((account_id, collection)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let rid = request_id(&headers);
+    respond!(
+        rid,
+        async {
+            authorize(&state, &headers, &account_id).await?;
+            let kind = kind_of(&collection)
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not found"))?;
+            account_exists(&state, &account_id).await?;
+            let a = account_id.clone();
+            let docs = blocking(&state.store, move |s| s.list(kind, &a)).await?;
+            let data: Vec<Value> = docs.into_iter().map(|d| d.body).collect();
+            Ok::<_, ApiError>(success(StatusCode::OK, Value::Array(data), None, &rid))
+        }
+        .await
+    )
+}
+
+pub async fn create_doc(
+    State(state): State<ApiState>,
+    Path((account_id, collection)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rid = request_id(&headers);
+    respond!(
+        rid,
+        async {
+            authorize(&state, &headers, &account_id).await?;
+            let kind = kind_of(&collection)
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not found"))?;
+            account_exists(&state, &account_id).await?;
+            let data = data_of(&body)?;
+            let id = match data.get("id") {
+                Some(Value::String(s)) => s.clone(),
+                _ => uuid::Uuid::new_v4().simple().to_string(),
+            };
+            check_id(&id)?;
+            let (a, i) = (account_id.clone(), id.clone());
+            if blocking(&state.store, move |s| s.get(kind, &a, &i))
+                .await?
+                .is_some()
+            {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "a document with this id exists",
+                ));
+            }
+            let mut resp = write(&state, kind, &account_id, &id, data, None, &rid).await?;
+            *resp.status_mut() = StatusCode::CREATED;
+            Ok(resp)
+        }
+        .await
+    )
+}
+
+pub async fn get_doc(
+    State(state): State<ApiState>,
+    Path((account_id, collection, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let rid = request_id(&headers);
+    respond!(
+        rid,
+        async {
+            authorize(&state, &headers, &account_id).await?;
+            let kind = kind_of(&collection)
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not found"))?;
+            let (a, i) = (account_id.clone(), id.clone());
+            match blocking(&state.store, move |s| s.get(kind, &a, &i)).await? {
+                Some(d) => Ok(ok(d, StatusCode::OK, &rid)),
+                None => Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("{collection}/{id} not found"),
+                )),
+            }
+        }
+        .await
+    )
+}
+
+pub async fn put_doc(
+    State(state): State<ApiState>,
+    Path((account_id, collection, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rid = request_id(&headers);
+    respond!(
+        rid,
+        async {
+            authorize(&state, &headers, &account_id).await?;
+            let kind = kind_of(&collection)
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not found"))?;
+            check_id(&id)?;
+            account_exists(&state, &account_id).await?;
+            write(
+                &state,
+                kind,
+                &account_id,
+                &id,
+                data_of(&body)?,
+                if_match(&headers),
+                &rid,
+            )
+            .await
+        }
+        .await
+    )
+}
+
+pub async fn patch_doc(
+    State(state): State<ApiState>,
+    Path((account_id, collection, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rid = request_id(&headers);
+    respond!(
+        rid,
+        async {
+            authorize(&state, &headers, &account_id).await?;
+            let kind = kind_of(&collection)
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not found"))?;
+            patch(&state, kind, &account_id, &id, &body, &headers, &rid).await
+        }
+        .await
+    )
+}
+
+pub async fn delete_doc(
+    State(state): State<ApiState>,
+    Path((account_id, collection, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let rid = request_id(&headers);
+    respond!(rid, async {
+        authorize(&state, &headers, &account_id).await?;
+        let kind = kind_of(&collection).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not found"))?;
+        let expect = if_match(&headers);
+        let (a, i) = (account_id.clone(), id.clone());
+        if blocking(&state.store, move |s| s.delete(kind, &a, &i, expect.as_deref())).await? {
+            tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, "document deleted");
+            Ok(success(StatusCode::OK, json!({"id": id}), None, &rid))
+        } else {
+            Err(ApiError::new(StatusCode::NOT_FOUND, format!("{collection}/{id} not found")))
+        }
+    }
+    .await)
+}
+
+pub async fn not_found(headers: HeaderMap) -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, "not found").into_response_with(&request_id(&headers))
+}
+
+/// Validates and stores a whole document.
+async fn write(
+    state: &ApiState,
+    kind: Kind,
+    account_id: &str,
+    id: &str,
+    data: Value,
+    expect_rev: Option<String>,
+    rid: &str,
+) -> Result<Response, ApiError> {
+    validate(kind, &data).map_err(ApiError::invalid)?;
+    let (a, i) = (account_id.to_string(), id.to_string());
+    let doc = blocking(&state.store, move |s| {
+        s.put(kind, &a, &i, data, expect_rev.as_deref())
+    })
+    .await?;
+    tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, revision = doc.rev, "document saved");
+    Ok(ok(doc, StatusCode::OK, rid))
+}
+
+/// Merges `{"data": patch}` into the stored document, validates, stores conditionally.
+async fn patch(
+    state: &ApiState,
+    kind: Kind,
+    account_id: &str,
+    id: &str,
+    body: &Bytes,
+    headers: &HeaderMap,
+    rid: &str,
+) -> Result<Response, ApiError> {
+    let patch = data_of(body)?;
+    let (a, i) = (account_id.to_string(), id.to_string());
+    let current = blocking(&state.store, move |s| s.get(kind, &a, &i))
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "document not found"))?;
+    let expected = if_match(headers).unwrap_or_else(|| current.revision());
+    if expected != current.revision() {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: "conflicting revision".into(),
+            data: json!({"revision": current.revision()}),
+        });
+    }
+    let mut merged = current.body;
+    merge_patch(&mut merged, &patch);
+    write(state, kind, account_id, id, merged, Some(expected), rid).await
+}

@@ -1,0 +1,62 @@
+//! The Crossbar-like HTTP API for recording settings.
+//!
+//! Routes (every one needs `X-Auth-Token`; an account token only reaches its own account):
+//! `GET/PUT/PATCH /v2/accounts/{account_id}`,
+//! `GET/POST /v2/accounts/{account_id}/{users|devices|callflows}`,
+//! `GET/PUT/PATCH/DELETE /v2/accounts/{account_id}/{users|devices|callflows}/{id}`.
+//! Bodies are `{"data": {...}}`; PATCH merges (JSON merge patch: `null` deletes a key);
+//! `If-Match: <revision>` makes a write conditional (409 when the document moved on).
+//!
+//! Invariants: nothing is stored that fails validation; tokens are never logged.
+
+pub mod envelope;
+pub mod handlers;
+
+use std::net::SocketAddr;
+
+use axum::routing::get;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route(
+            "/v2/accounts/{account_id}",
+            get(handlers::get_account)
+                .put(handlers::put_account)
+                .patch(handlers::patch_account),
+        )
+        .route(
+            "/v2/accounts/{account_id}/{collection}",
+            get(handlers::list_docs).post(handlers::create_doc),
+        )
+        .route(
+            "/v2/accounts/{account_id}/{collection}/{id}",
+            get(handlers::get_doc)
+                .put(handlers::put_doc)
+                .patch(handlers::patch_doc)
+                .delete(handlers::delete_doc),
+        )
+        .fallback(handlers::not_found)
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `stop` is cancelled.
+pub async fn serve(listener: tokio::net::TcpListener, state: ApiState, stop: CancellationToken) {
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(addr = ?addr, "HTTP API listening");
+    let app = router(state);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+    {
+        tracing::error!(error = %e, "HTTP API stopped");
+    }
+}

@@ -1,0 +1,220 @@
+//! [`DocumentPlanner`]: finds the parties' documents in the store, then decides with
+//! [`resolve::plan`](super::resolve::plan). Changes to documents apply to the next call.
+//!
+//! Identification: the configured channel variables (`callrec_account_id`, `callrec_user_id`,
+//! `callrec_device_id`) first; else the device whose `sip.username` is the caller's
+//! `sip_auth_username` (or `sip_from_user`), its owner and its account. The callee is the
+//! account's device whose `sip.username` is the destination number.
+
+use futures::future::BoxFuture;
+
+use super::resolve::{self, Parties, Party};
+use super::{CallInfo, Plan, PlanError, Planner, RecordCall};
+use crate::store::{Doc, Kind, Store, StoreError};
+
+pub struct DocumentPlanner {
+    pub store: Store,
+    /// callrec's own `[record_call]`, applied to every call like an account-wide rule.
+    pub global: Option<RecordCall>,
+}
+
+impl Planner for DocumentPlanner {
+    fn plan<'a>(&'a self, call: &'a CallInfo) -> BoxFuture<'a, Result<Plan, PlanError>> {
+        let store = self.store.clone();
+        let call = call.clone();
+        let global = self.global.clone();
+        Box::pin(async move {
+            let parties = tokio::task::spawn_blocking(move || find_parties(&store, &call))
+                .await
+                .map_err(|e| PlanError::Store(e.to_string()))?
+                .map_err(|e| PlanError::Store(e.to_string()))?;
+            let parties = Parties { global, ..parties };
+            Ok(Plan {
+                recordings: resolve::plan(&parties),
+                account_id: parties.account.as_ref().map(|a| a.id.clone()),
+                user_id: parties.caller.user.as_ref().map(|u| u.id.clone()),
+                device_id: parties.caller.device.as_ref().map(|d| d.id.clone()),
+            })
+        })
+    }
+}
+
+fn owner(store: &Store, device: &Doc) -> Result<Option<Doc>, StoreError> {
+    match device.body.get("owner_id").and_then(|o| o.as_str()) {
+        Some(u) => store.get(Kind::User, &device.account_id, u),
+        None => Ok(None),
+    }
+}
+
+/// Looks up the documents of a call's parties.
+pub fn find_parties(store: &Store, call: &CallInfo) -> Result<Parties, StoreError> {
+    let mut account_id = call.account_id.clone();
+    let mut caller = Party::default();
+    if let (Some(a), Some(d)) = (&account_id, &call.device_id) {
+        caller.device = store.get(Kind::Device, a, d)?;
+    }
+    if caller.device.is_none() {
+        let sip = call
+            .sip_auth_username
+            .as_ref()
+            .or(call.sip_from_user.as_ref());
+        if let Some(user) = sip {
+            let found = store.devices_by_sip_username(account_id.as_deref(), user)?;
+            // Only an unambiguous match identifies the caller.
+            if let [d] = found.as_slice() {
+                caller.device = Some(d.clone());
+            }
+        }
+    }
+    if account_id.is_none() {
+        account_id = caller.device.as_ref().map(|d| d.account_id.clone());
+    }
+    let Some(account_id) = account_id else {
+        return Ok(Parties::default());
+    };
+    caller.user = match &call.user_id {
+        Some(u) => store.get(Kind::User, &account_id, u)?,
+        None => match &caller.device {
+            Some(d) => owner(store, d)?,
+            None => None,
+        },
+    };
+    let mut callee = Party::default();
+    if !call.destination.is_empty() {
+        if let [d] = store
+            .devices_by_sip_username(Some(&account_id), &call.destination)?
+            .as_slice()
+        {
+            callee.user = owner(store, d)?;
+            callee.device = Some(d.clone());
+        }
+    }
+    Ok(Parties {
+        account: store.get(Kind::Account, &account_id, &account_id)?,
+        caller,
+        callee,
+        global: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn store() -> Store {
+        let s = Store::open_in_memory().unwrap();
+        s.put(Kind::Account, "acc", "acc", json!({}), None).unwrap();
+        s.put(Kind::User, "acc", "u-a", json!({}), None).unwrap();
+        s.put(Kind::User, "acc", "u-b", json!({}), None).unwrap();
+        s.put(
+            Kind::Device,
+            "acc",
+            "d-a",
+            json!({"owner_id": "u-a", "sip": {"username": "alice"}}),
+            None,
+        )
+        .unwrap();
+        s.put(
+            Kind::Device,
+            "acc",
+            "d-b",
+            json!({"owner_id": "u-b", "sip": {"username": "bob"}}),
+            None,
+        )
+        .unwrap();
+        s
+    }
+
+    #[test]
+    fn channel_variables_come_first() {
+        let s = store();
+        let call = CallInfo {
+            account_id: Some("acc".into()),
+            device_id: Some("d-b".into()),
+            sip_auth_username: Some("alice".into()),
+            ..CallInfo::default()
+        };
+        let p = find_parties(&s, &call).unwrap();
+        assert_eq!(p.caller.device.unwrap().id, "d-b");
+        assert_eq!(
+            p.caller.user.unwrap().id,
+            "u-b",
+            "owner of the named device"
+        );
+    }
+
+    #[test]
+    fn sip_username_finds_device_owner_and_account() {
+        let s = store();
+        for call in [
+            CallInfo {
+                sip_auth_username: Some("alice".into()),
+                destination: "bob".into(),
+                ..CallInfo::default()
+            },
+            CallInfo {
+                sip_from_user: Some("alice".into()),
+                destination: "bob".into(),
+                ..CallInfo::default()
+            },
+        ] {
+            let p = find_parties(&s, &call).unwrap();
+            assert_eq!(p.account.unwrap().id, "acc");
+            assert_eq!(p.caller.device.unwrap().id, "d-a");
+            assert_eq!(p.caller.user.unwrap().id, "u-a");
+            assert_eq!(p.callee.device.unwrap().id, "d-b");
+            assert_eq!(p.callee.user.unwrap().id, "u-b");
+        }
+    }
+
+    #[test]
+    fn unknown_or_ambiguous_callers_are_not_guessed() {
+        let s = store();
+        s.put(Kind::Account, "other", "other", json!({}), None)
+            .unwrap();
+        s.put(
+            Kind::Device,
+            "other",
+            "d-x",
+            json!({"sip": {"username": "alice"}}),
+            None,
+        )
+        .unwrap();
+        let p = find_parties(
+            &s,
+            &CallInfo {
+                sip_from_user: Some("alice".into()),
+                ..CallInfo::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            p.account.is_none() && p.caller.device.is_none(),
+            "alice exists in two accounts"
+        );
+        let p = find_parties(
+            &s,
+            &CallInfo {
+                account_id: Some("acc".into()),
+                sip_from_user: Some("alice".into()),
+                ..CallInfo::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            p.caller.device.unwrap().id,
+            "d-a",
+            "the account narrows it down"
+        );
+        let p = find_parties(
+            &s,
+            &CallInfo {
+                sip_from_user: Some("mallory".into()),
+                ..CallInfo::default()
+            },
+        )
+        .unwrap();
+        assert!(p.account.is_none());
+    }
+}

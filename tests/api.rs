@@ -1,0 +1,395 @@
+//! The HTTP API over a real socket: Crossbar conventions, auth, validation, revisions, and the
+//! effect of a PATCH on the next call.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use callrec::admin::{self, ApiState};
+use callrec::rules::planner::DocumentPlanner;
+use callrec::store::{Scope, Store};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use support::harness::Collect;
+use tokio_util::sync::CancellationToken;
+
+struct Api {
+    base: String,
+    admin: String,
+    store: Store,
+    http: Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let admin = store.create_token(&Scope::Admin).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(admin::serve(
+        listener,
+        ApiState {
+            store: store.clone(),
+        },
+        CancellationToken::new(),
+    ));
+    Api {
+        base,
+        admin,
+        store,
+        http: Client::new(),
+        _dir: dir,
+    }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut r = self.http.request(m, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            r = r.header("X-Auth-Token", t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, path, Some(&self.admin.clone()), body)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn auth_is_required_and_scoped() {
+    let api = start().await;
+    let (s, v) = api.call("GET", "/v2/accounts/acc-1", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["status"], "error");
+    assert_eq!(v["error"], "401");
+    let (s, _) = api
+        .call("GET", "/v2/accounts/acc-1", Some("wrong"), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    api.admin(
+        "PUT",
+        "/v2/accounts/acc-1",
+        Some(json!({"data": {"name": "One"}})),
+    )
+    .await;
+    api.admin(
+        "PUT",
+        "/v2/accounts/acc-2",
+        Some(json!({"data": {"name": "Two"}})),
+    )
+    .await;
+    let t1 = api
+        .store
+        .create_token(&Scope::Account("acc-1".into()))
+        .unwrap();
+    let (s, v) = api.call("GET", "/v2/accounts/acc-1", Some(&t1), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"]["name"], "One");
+    let (s, v) = api.call("GET", "/v2/accounts/acc-2", Some(&t1), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"], "403");
+    let (s, _) = api
+        .call(
+            "PATCH",
+            "/v2/accounts/acc-2/users/u",
+            Some(&t1),
+            Some(json!({"data": {}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn crud_with_envelopes_revisions_and_merge() {
+    let api = start().await;
+    let (s, v) = api
+        .admin(
+            "PUT",
+            "/v2/accounts/acc",
+            Some(json!({"data": {"name": "Acme"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["revision"], "1");
+    assert!(v["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+    let (s, v) = api
+        .admin(
+            "POST",
+            "/v2/accounts/acc/users",
+            Some(json!({"data": {"first_name": "Ann", "prefs": {"a": 1, "b": 2}}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let id = v["data"]["id"].as_str().unwrap().to_string();
+    let (_, v) = api.admin("GET", "/v2/accounts/acc/users", None).await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    // PATCH merges recursively; null deletes.
+    let (s, v) = api
+        .admin(
+            "PATCH",
+            &format!("/v2/accounts/acc/users/{id}"),
+            Some(json!({"data": {"prefs": {"a": null, "c": 3}, "last_name": "Lee"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["prefs"], json!({"b": 2, "c": 3}));
+    assert_eq!(v["data"]["first_name"], "Ann");
+    assert_eq!(v["revision"], "2");
+    // If-Match with a stale revision: 409.
+    let r = api
+        .http
+        .patch(format!("{}/v2/accounts/acc/users/{id}", api.base))
+        .header("X-Auth-Token", &api.admin)
+        .header("If-Match", "1")
+        .json(&json!({"data": {"x": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "409");
+    assert_eq!(v["data"]["revision"], "2");
+    // A matching If-Match goes through.
+    let r = api
+        .http
+        .put(format!("{}/v2/accounts/acc/users/{id}", api.base))
+        .header("X-Auth-Token", &api.admin)
+        .header("If-Match", "\"2\"")
+        .json(&json!({"data": {"first_name": "Ann"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (s, _) = api
+        .admin("DELETE", &format!("/v2/accounts/acc/users/{id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = api
+        .admin("GET", &format!("/v2/accounts/acc/users/{id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"], "404");
+    let (s, _) = api.admin("GET", "/v2/accounts/nope", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api.admin("GET", "/v2/accounts/nope/devices", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "sub-resources need the account");
+    let (s, _) = api.admin("GET", "/v2/accounts/acc/widgets", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn every_validation_error_is_reported_by_field() {
+    let api = start().await;
+    api.admin("PUT", "/v2/accounts/acc", Some(json!({"data": {}})))
+        .await;
+    api.admin(
+        "PUT",
+        "/v2/accounts/acc/users/u1",
+        Some(json!({"data": {}})),
+    )
+    .await;
+    let cases = [
+        (json!({"format": "ogg"}), "record_call.format"),
+        (json!({"record_min_sec": -1}), "record_call.record_min_sec"),
+        (
+            json!({"record_on_answer": "yes"}),
+            "record_call.record_on_answer",
+        ),
+        (
+            json!({"record_sample_rate": 9000}),
+            "record_call.record_sample_rate",
+        ),
+        (json!({"time_limit": 4}), "record_call.time_limit"),
+        (json!({"time_limit": 10801}), "record_call.time_limit"),
+        (json!({"url": "ftp://x/"}), "record_call.url"),
+        (json!({"url": "/relative"}), "record_call.url"),
+        (json!({"colour": "red"}), "record_call.colour"),
+        (json!({"method": "get"}), "record_call.method"),
+    ];
+    for (rc, field) in cases {
+        let (s, v) = api
+            .admin(
+                "PATCH",
+                "/v2/accounts/acc/users/u1",
+                Some(json!({"data": {"record_call": rc}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{field}");
+        assert_eq!(v["error"], "400");
+        assert_eq!(v["message"], "invalid data");
+        assert!(v["data"][field]["message"].is_string(), "{field}: {v}");
+    }
+    // Nothing invalid was stored.
+    let (_, v) = api.admin("GET", "/v2/accounts/acc/users/u1", None).await;
+    assert!(v["data"].get("record_call").is_none());
+    // Malformed JSON and a missing data object.
+    let r = api
+        .http
+        .put(format!("{}/v2/accounts/acc/users/u2", api.base))
+        .header("X-Auth-Token", &api.admin)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (s, v) = api
+        .admin(
+            "PUT",
+            "/v2/accounts/acc/users/u2",
+            Some(json!({"nodata": 1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["data"]["data"].is_object());
+}
+
+#[tokio::test]
+async fn the_seed_curl_example_works_as_written() {
+    let api = start().await;
+    api.admin("PUT", "/v2/accounts/acc-1", Some(json!({"data": {}})))
+        .await;
+    api.admin(
+        "PUT",
+        "/v2/accounts/acc-1/users/user-1",
+        Some(json!({"data": {"first_name": "Ann"}})),
+    )
+    .await;
+    let token = api
+        .store
+        .create_token(&Scope::Account("acc-1".into()))
+        .unwrap();
+    let base = api.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-X",
+                "PATCH",
+                "-H",
+                &format!("X-Auth-Token: {token}"),
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                r#"{"data":{
+        "record_call":{"format":"mp3","record_min_sec":5,"record_on_answer":true,"url":"https://recordings.example.com/calls/"}
+    }}"#,
+                &format!("{base}/v2/accounts/acc-1/users/user-1"),
+            ])
+            .output()
+            .expect("curl runs")
+    })
+    .await
+    .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "success", "{v}");
+    assert_eq!(v["data"]["record_call"]["record_min_sec"], 5);
+    assert_eq!(v["data"]["first_name"], "Ann");
+}
+
+#[tokio::test]
+async fn a_patch_changes_the_decision_for_the_next_call() {
+    let api = start().await;
+    api.admin(
+        "PUT",
+        "/v2/accounts/acc-1",
+        Some(json!({"data": {"name": "Acme"}})),
+    )
+    .await;
+    api.admin(
+        "PUT",
+        "/v2/accounts/acc-1/users/user-1",
+        Some(json!({"data": {"first_name": "Ann"}})),
+    )
+    .await;
+    api.admin(
+        "PUT",
+        "/v2/accounts/acc-1/devices/dev-1",
+        Some(json!({"data": {"owner_id": "user-1", "sip": {"username": "alice"}}})),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = callrec::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        record_stop_grace_ms: 300,
+        ..Default::default()
+    };
+    let delivery = Arc::new(Collect::default());
+    let planner = Arc::new(DocumentPlanner {
+        store: api.store.clone(),
+        global: None,
+    });
+    let server = callrec::app::Server::start(config, planner, delivery.clone())
+        .await
+        .unwrap();
+    // Every command callrec sends in reaction to CHANNEL_ANSWER precedes its `exit`, so the
+    // report after `closed()` is complete whether or not it recorded.
+    let place_call = |expect_record: bool| async move {
+        // Alice's registered phone (SIP auth user "alice") calls an outside number.
+        let call = callrec_sim::dial(
+            server.addr,
+            callrec_sim::CallSpec::new("15550001111", "18005550199").auth_username("alice"),
+        )
+        .await
+        .unwrap();
+        call.wait_for_command("sendmsg").await;
+        call.answer();
+        if expect_record {
+            call.wait_for_command("api uuid_record").await;
+        }
+        call.advance(Duration::from_secs(2));
+        call.hangup("NORMAL_CLEARING");
+        call.closed().await
+    };
+    let r = place_call(false).await;
+    assert!(!r
+        .commands
+        .iter()
+        .any(|c| c.line.starts_with("api uuid_record")));
+    let (s, _) = api
+        .admin(
+            "PATCH",
+            "/v2/accounts/acc-1/users/user-1",
+            Some(json!({"data": {"record_call": {"format": "wav", "record_on_answer": true}}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let r = place_call(true).await;
+    assert!(
+        r.commands
+            .iter()
+            .any(|c| c.line.starts_with("api uuid_record")),
+        "{:?}",
+        r.commands.iter().map(|c| &c.line).collect::<Vec<_>>()
+    );
+    let got = delivery.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].account_id.as_deref(), Some("acc-1"));
+    assert!(
+        got[0].origin.contains("user user-1 record_call"),
+        "{}",
+        got[0].origin
+    );
+    assert_eq!(got[0].duration_ms, 2_000);
+    assert_eq!(got[0].user_id.as_deref(), Some("user-1"));
+    assert_eq!(got[0].device_id.as_deref(), Some("dev-1"));
+    server.shutdown().await;
+}
