@@ -393,3 +393,65 @@ async fn a_patch_changes_the_decision_for_the_next_call() {
     assert_eq!(got[0].device_id.as_deref(), Some("dev-1"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_bridge_target_brings_the_callee_settings() {
+    let api = start().await;
+    api.admin("PUT", "/v2/accounts/acc-1", Some(json!({"data": {}})))
+        .await;
+    api.admin(
+        "PUT",
+        "/v2/accounts/acc-1/devices/d-alice",
+        Some(json!({"data": {"sip": {"username": "alice"}}})),
+    )
+    .await;
+    api.admin(
+        "PUT",
+        "/v2/accounts/acc-1/devices/d-bob",
+        Some(json!({"data": {"sip": {"username": "bob"}, "record_call": {"format": "wav"}}})),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = callrec::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let delivery = Arc::new(Collect::default());
+    let planner = Arc::new(DocumentPlanner {
+        store: api.store.clone(),
+        global: None,
+    });
+    let server = callrec::app::Server::start(config, planner, delivery.clone())
+        .await
+        .unwrap();
+    // Alice dials a hunt number; the dialplan bridges to Bob's phone.
+    let call = callrec_sim::dial(
+        server.addr,
+        callrec_sim::CallSpec::new("15550001111", "2000").auth_username("alice"),
+    )
+    .await
+    .unwrap();
+    call.wait_for_command("sendmsg").await;
+    assert!(!call
+        .report()
+        .commands
+        .iter()
+        .any(|c| c.line.starts_with("api uuid_record")));
+    call.bridge("bob");
+    call.wait_for_command("api uuid_record").await;
+    call.advance(Duration::from_secs(3));
+    call.hangup("NORMAL_CLEARING");
+    call.closed().await;
+    let got = delivery.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0]
+            .origin
+            .contains("device d-bob record_call: inbound onnet"),
+        "{}",
+        got[0].origin
+    );
+    assert_eq!(got[0].duration_ms, 3_000);
+    server.shutdown().await;
+}

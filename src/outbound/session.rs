@@ -73,6 +73,7 @@ pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
         closed: false,
         grace_until: None,
         disk: Vec::new(),
+        bridge_planned: false,
     };
     session.drive().instrument(span).await
 }
@@ -94,6 +95,8 @@ struct Session {
     closed: bool,
     grace_until: Option<Instant>,
     disk: Vec<DiskWatch>,
+    /// The bridge target has been planned for (once per call).
+    bridge_planned: bool,
 }
 
 /// Destination numbers are put in a `transfer` argument, which FreeSWITCH splits on spaces.
@@ -336,7 +339,11 @@ impl Session {
             EventName::ChannelAnswer => self.start_waiting(Trigger::OnAnswer).await,
             EventName::ChannelBridge => {
                 self.start_waiting(Trigger::OnAnswer).await;
-                self.start_waiting(Trigger::OnBridge).await
+                self.start_waiting(Trigger::OnBridge).await;
+                if let Some(target) = e.get("Other-Leg-Destination-Number") {
+                    let target = target.into_owned();
+                    self.plan_bridge_target(target).await;
+                }
             }
             EventName::RecordStart => {
                 if let Some(idx) = self.find(&e) {
@@ -383,6 +390,63 @@ impl Session {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The bridge reveals the callee: ask the rules again with it, and start what the callee's
+    /// settings add (never a second recording with settings already in use on this leg).
+    async fn plan_bridge_target(&mut self, target: String) {
+        if target == self.info.destination || self.bridge_planned {
+            return;
+        }
+        self.bridge_planned = true;
+        let mut info = self.info.clone();
+        info.destination = target.clone();
+        let plan_timeout = Duration::from_millis(self.ctx.config.plan_timeout_ms);
+        let planner = self.ctx.planner.clone();
+        let plan = match tokio::time::timeout(plan_timeout, planner.plan(&info)).await {
+            Ok(Ok(p)) => p.recordings,
+            Ok(Err(e)) => {
+                error!(error = %e, "recording rules unavailable for the bridge target");
+                return;
+            }
+            Err(_) => {
+                error!("recording rules too slow for the bridge target");
+                return;
+            }
+        };
+        let dir = paths::recording_dir(
+            &self.ctx.config.data_dir,
+            self.info.account_id.as_deref(),
+            self.info.started_us,
+        );
+        let same = |a: &crate::rules::RecordCall, b: &crate::rules::RecordCall| {
+            crate::rules::RecordCall {
+                url: None,
+                ..a.clone()
+            } == crate::rules::RecordCall {
+                url: None,
+                ..b.clone()
+            }
+        };
+        for p in plan {
+            if self
+                .recordings
+                .iter()
+                .any(|r| same(&r.settings, &p.settings))
+            {
+                continue;
+            }
+            let rec = Recording::new(p, &dir);
+            info!(
+                recording_id = %rec.id,
+                reason = %rec.reason,
+                bridge_target = %target,
+                "rule matched for the bridged callee"
+            );
+            self.recordings.push(rec);
+            let idx = self.recordings.len() - 1;
+            self.start(idx).await;
         }
     }
 
