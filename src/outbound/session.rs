@@ -621,6 +621,7 @@ impl Session {
             caller_id_number: i.caller_id_number.clone(),
             callee_number: i.destination.clone(),
             direction: i.direction.clone(),
+            interaction_id: i.interaction_id.clone(),
             start_us: rec.started_us.unwrap_or(i.started_us),
             duration_ms: stop.record_ms,
             format: rec.settings.format,
@@ -633,6 +634,7 @@ impl Session {
             method: rec.settings.method,
             origin: rec.reason.clone(),
             completion_cause: stop.cause.clone(),
+            sequence: idx as u32,
         };
         match self.ctx.delivery.accept(finished).await {
             Ok(()) => info!(recording_id = %rec.id, "recording kept"),

@@ -49,6 +49,7 @@ pub struct CallInfo {
     pub direction: String,
     pub sip_from_user: Option<String>,
     pub sip_auth_username: Option<String>,
+    pub interaction_id: Option<String>,
     /// `Answer-State` at connect time.
     pub answered: bool,
     /// Event-Date-Timestamp of the channel data, µs since the epoch.
@@ -73,6 +74,7 @@ impl CallInfo {
             direction: data.call_direction().unwrap_or_default().into_owned(),
             sip_from_user: non_empty(data.variable("sip_from_user")),
             sip_auth_username: non_empty(data.variable("sip_auth_username")),
+            interaction_id: non_empty(data.variable("interaction_id")),
             answered: data.answer_state().as_deref() == Some("answered"),
             started_us: data.timestamp_us().unwrap_or(0),
         }

@@ -84,6 +84,30 @@ CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (kind, id)
 );
 CREATE INDEX IF NOT EXISTS documents_account ON documents (account_id, kind);
+CREATE TABLE IF NOT EXISTS recordings (
+    id TEXT PRIMARY KEY,
+    account_id TEXT,
+    call_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recordings_account ON recordings (account_id, created_us);
+CREATE INDEX IF NOT EXISTS recordings_call ON recordings (call_id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    recording_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_us INTEGER NOT NULL,
+    since_us INTEGER NOT NULL,
+    last_error TEXT,
+    last_status INTEGER,
+    delivered_us INTEGER,
+    PRIMARY KEY (recording_id, url)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_us);
 CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY,
     account_id TEXT,
@@ -116,7 +140,7 @@ impl Store {
         })
     }
 
-    fn with<T>(
+    pub(crate) fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {

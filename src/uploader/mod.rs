@@ -4,7 +4,12 @@
 //! durable spool and HTTP uploader land, [`LocalStore`] keeps the file where FreeSWITCH wrote it
 //! and writes its metadata beside it (`<recording_id>.json`), so nothing is left unaccounted for.
 
+pub mod http;
 pub mod local;
+pub mod retry;
+pub mod spool;
+pub mod url;
+pub mod worker;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -14,7 +19,7 @@ pub use local::LocalStore;
 use crate::rules::{AudioFormat, UploadMethod};
 
 /// Everything known about a kept recording.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct FinishedRecording {
     pub recording_id: String,
     pub call_id: String,
@@ -25,6 +30,9 @@ pub struct FinishedRecording {
     pub caller_id_number: String,
     pub callee_number: String,
     pub direction: String,
+    /// Kazoo's interaction id (channel variable `interaction_id`), when set.
+    #[serde(default)]
+    pub interaction_id: Option<String>,
     /// µs since the epoch.
     pub start_us: u64,
     pub duration_ms: u64,
@@ -42,10 +50,15 @@ pub struct FinishedRecording {
     pub origin: String,
     /// FreeSWITCH's `Record-Completion-Cause`, or how callrec finished it.
     pub completion_cause: String,
+    /// 0 for a call's first recording, then 1, 2…: keeps upload file names apart.
+    #[serde(default)]
+    pub sequence: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
+    #[error("spool unavailable: {0}")]
+    Spool(String),
     #[error("i/o error on {path}: {source}")]
     Io {
         path: String,

@@ -1,0 +1,230 @@
+//! One upload attempt: the file streamed from disk (never read whole into memory) with
+//! `Content-Type` and `Content-Length`, PUT or POST, redirects followed (at most 10), a timeout
+//! scaled to the file's size, credentials from the URL sent as Basic auth.
+
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use tokio_util::io::ReaderStream;
+
+use super::retry::{self, Policy};
+use super::spool::{now_us, Claim, Outcome};
+use super::url;
+use crate::rules::UploadMethod;
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Every attempt gets at least this long…
+    pub min_timeout: Duration,
+    /// …plus the time to send the file at this rate (bytes/s).
+    pub min_rate: u64,
+    pub policy: Policy,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            min_timeout: Duration::from_secs(30),
+            min_rate: 256 * 1024,
+            policy: Policy::default(),
+        }
+    }
+}
+
+pub struct Http {
+    client: reqwest::Client,
+    pub cfg: HttpConfig,
+}
+
+const MAX_REDIRECTS: usize = 10;
+
+impl Http {
+    pub fn new(cfg: HttpConfig) -> Result<Http, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("callrec/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Http { client, cfg })
+    }
+
+    /// Where this delivery goes.
+    pub fn target(claim: &Claim) -> String {
+        url::upload_url(&claim.url, &claim.meta)
+    }
+
+    /// Makes one attempt and classifies it.
+    pub async fn attempt(&self, claim: &Claim) -> Outcome {
+        let path = &claim.meta.file_path;
+        let size = match tokio::fs::metadata(path).await {
+            Ok(m) => m.len(),
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("recording file unreadable: {e}"),
+                    status: None,
+                }
+            }
+        };
+        let timeout = self.cfg.min_timeout
+            + Duration::from_secs_f64(size as f64 / self.cfg.min_rate.max(1) as f64);
+        let (mut target, creds) = url::split_userinfo(&Self::target(claim));
+        let origin_host = host_of(&target);
+        let method = match claim.meta.method {
+            UploadMethod::Put => reqwest::Method::PUT,
+            UploadMethod::Post => reqwest::Method::POST,
+        };
+        for _ in 0..=MAX_REDIRECTS {
+            let file = match tokio::fs::File::open(path).await {
+                Ok(f) => f,
+                Err(e) => {
+                    return Outcome::Failed {
+                        error: format!("recording file unreadable: {e}"),
+                        status: None,
+                    }
+                }
+            };
+            let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 64 * 1024));
+            let mut req = self
+                .client
+                .request(method.clone(), &target)
+                .header(CONTENT_TYPE, claim.meta.format.mime())
+                .header(CONTENT_LENGTH, size)
+                .timeout(timeout)
+                .body(body);
+            // Credentials only go to the host they were given for.
+            if let Some((user, pass)) = &creds {
+                if host_of(&target) == origin_host {
+                    req = req.basic_auth(user, pass.as_ref());
+                }
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => return self.retry(claim, describe(&e), None, None),
+            };
+            let status = resp.status().as_u16();
+            if resp.status().is_success() || status == 303 {
+                return Outcome::Delivered { status };
+            }
+            if matches!(status, 301 | 302 | 307 | 308) {
+                let Some(loc) = resp.headers().get(LOCATION).and_then(|l| l.to_str().ok()) else {
+                    return Outcome::Failed {
+                        error: format!("HTTP {status} without Location"),
+                        status: Some(status),
+                    };
+                };
+                match reqwest::Url::parse(&target).and_then(|b| b.join(loc)) {
+                    Ok(next) => {
+                        target = next.to_string();
+                        continue;
+                    }
+                    Err(_) => {
+                        return Outcome::Failed {
+                            error: format!("HTTP {status} with an invalid Location"),
+                            status: Some(status),
+                        }
+                    }
+                }
+            }
+            let retry_after = resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    retry::parse_retry_after(v, time::OffsetDateTime::now_utc().unix_timestamp())
+                });
+            let excerpt = body_excerpt(resp).await;
+            let error = format!("HTTP {status}: {excerpt}");
+            if retry::retryable_status(status) {
+                return self.retry(claim, error, Some(status), retry_after);
+            }
+            return Outcome::Failed {
+                error,
+                status: Some(status),
+            };
+        }
+        Outcome::Failed {
+            error: format!("more than {MAX_REDIRECTS} redirects"),
+            status: None,
+        }
+    }
+
+    /// A retryable failure: schedule the next attempt, or give up when too old.
+    fn retry(
+        &self,
+        claim: &Claim,
+        error: String,
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+    ) -> Outcome {
+        let now = now_us();
+        let attempts = claim.attempts + 1;
+        let age = Duration::from_micros(now.saturating_sub(claim.since_us));
+        if age >= self.cfg.policy.give_up_after {
+            return Outcome::Failed {
+                error: format!("gave up after {attempts} attempts over {age:?}: {error}"),
+                status,
+            };
+        }
+        // The receiver's Retry-After wins (within the cap); else exponential backoff.
+        let delay = match retry_after {
+            Some(d) => d.min(self.cfg.policy.cap),
+            None => self.cfg.policy.delay(attempts, retry::jitter()),
+        };
+        Outcome::Retry {
+            next_us: now + delay.as_micros() as u64,
+            error,
+            status,
+        }
+    }
+}
+
+fn host_of(u: &str) -> Option<String> {
+    reqwest::Url::parse(u)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| format!("{h}:{:?}", u.port_or_known_default())))
+}
+
+/// An error description without the URL (which may carry credentials).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_request() {
+        "connection broken while sending"
+    } else {
+        "request failed"
+    };
+    let mut msg = format!("{kind}: {}", e.without_url_ref());
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
+async fn body_excerpt(resp: reqwest::Response) -> String {
+    let bytes = tokio::time::timeout(Duration::from_secs(5), resp.bytes())
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+trait WithoutUrlRef {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrlRef for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        // Display of a reqwest error names the URL; rebuild it without.
+        let s = self.to_string();
+        match self.url() {
+            Some(u) => s.replace(u.as_str(), "<url>").replace(&url::redact(u.as_str()), "<url>"),
+            None => s,
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The upload service: takes due deliveries from the spool, runs at most `concurrency` attempts
+//! at once, records each outcome, and removes a delivered file unless it is to be kept.
+//! [`SpoolDelivery`] is the [`Delivery`] sessions hand recordings to.
+//!
+//! Invariants: a delivery is claimed (marked `uploading`) before its attempt starts and settled
+//! after it ends, so a crash in between leaves it to be retried at start-up; on shutdown no new
+//! attempt starts and unsent deliveries stay in the spool.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use super::http::Http;
+use super::spool::{self, Claim, Outcome};
+use super::url;
+use super::{Delivery, DeliveryError, FinishedRecording, LocalStore};
+use crate::store::Store;
+
+/// Hands recordings to the spool and wakes the uploader.
+pub struct SpoolDelivery {
+    pub store: Store,
+    pub wake: Arc<Notify>,
+}
+
+impl Delivery for SpoolDelivery {
+    fn accept(&self, rec: FinishedRecording) -> BoxFuture<'_, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            // The metadata file beside the recording lets an operator (or `adopt`) recover it.
+            LocalStore::write_sidecar(&rec).await?;
+            let store = self.store.clone();
+            let r = rec.clone();
+            let state = tokio::task::spawn_blocking(move || spool::enqueue(&store, &r))
+                .await
+                .map_err(|e| DeliveryError::Spool(e.to_string()))?
+                .map_err(|e| DeliveryError::Spool(e.to_string()))?;
+            if state == "stored" {
+                info!(recording_id = %rec.recording_id, path = %rec.file_path, "recording stored locally (no url)");
+            } else {
+                let urls: Vec<String> = rec.urls.iter().map(|u| url::redact(u)).collect();
+                info!(recording_id = %rec.recording_id, urls = ?urls, "recording queued for upload");
+                self.wake.notify_one();
+            }
+            Ok(())
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub concurrency: usize,
+    /// Keep the local file after every delivery succeeded.
+    pub keep_local_after_upload: bool,
+}
+
+/// Runs the upload loop until `stop` is cancelled.
+pub async fn run(
+    store: Store,
+    http: Arc<Http>,
+    cfg: WorkerConfig,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    loop {
+        if stop.is_cancelled() {
+            break;
+        }
+        let free = slots.available_permits();
+        let claims = if free > 0 {
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || spool::claim_due(&s, spool::now_us(), free)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    error!(error = %e, "spool unavailable");
+                    vec![]
+                }
+                Err(e) => {
+                    error!(error = %e, "spool task failed");
+                    vec![]
+                }
+            }
+        } else {
+            vec![]
+        };
+        for claim in claims {
+            let Ok(permit) = slots.clone().acquire_owned().await else { break };
+            let (store, http, cfg, wake) = (store.clone(), http.clone(), cfg.clone(), wake.clone());
+            tracker.spawn(async move {
+                one(&store, &http, &cfg, claim).await;
+                drop(permit);
+                wake.notify_one();
+            });
+        }
+        let s = store.clone();
+        let next = tokio::task::spawn_blocking(move || spool::next_due(&s))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten();
+        let wait = match next {
+            Some(t) => Duration::from_micros(t.saturating_sub(spool::now_us())).min(Duration::from_secs(60)),
+            None => Duration::from_secs(60),
+        };
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
+    let m = &claim.meta;
+    let shown = url::redact(&Http::target(&claim));
+    info!(
+        recording_id = %m.recording_id,
+        call_id = %m.call_id,
+        account_id = %m.account_id.as_deref().unwrap_or("-"),
+        url = %shown,
+        attempt = claim.attempts + 1,
+        "upload attempt"
+    );
+    let outcome = http.attempt(&claim).await;
+    match &outcome {
+        Outcome::Delivered { status } => info!(recording_id = %m.recording_id, call_id = %m.call_id, url = %shown, status, "upload delivered"),
+        Outcome::Retry { next_us, error, status } => warn!(
+            recording_id = %m.recording_id, call_id = %m.call_id, url = %shown, status = ?status,
+            error = %error, retry_in_ms = next_us.saturating_sub(spool::now_us()) / 1000,
+            "upload failed; will retry"
+        ),
+        Outcome::Failed { error, status } => error!(
+            recording_id = %m.recording_id, call_id = %m.call_id, url = %shown, status = ?status,
+            error = %error, "upload failed for good (dead letter)"
+        ),
+    }
+    let (s, id, u, o) = (store.clone(), m.recording_id.clone(), claim.url.clone(), outcome.clone());
+    let state = match tokio::task::spawn_blocking(move || spool::settle(&s, &id, &u, &o)).await {
+        Ok(Ok(state)) => state,
+        other => {
+            error!(recording_id = %m.recording_id, result = ?other.map(|r| r.map(|_| ())), "cannot record the upload outcome; it will be retried");
+            return;
+        }
+    };
+    if state == "delivered" && !m.keep_local && !cfg.keep_local_after_upload {
+        for p in [m.file_path.clone(), LocalStore::sidecar_path(&m.file_path)] {
+            if let Err(e) = tokio::fs::remove_file(&p).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    warn!(recording_id = %m.recording_id, path = %p, error = %e, "cannot remove delivered file");
+                }
+            }
+        }
+        info!(recording_id = %m.recording_id, "recording delivered; local copy removed");
+    }
+}
