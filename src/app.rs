@@ -18,7 +18,7 @@ use crate::outbound::{listener, SessionContext};
 use crate::rules::planner::DocumentPlanner;
 use crate::rules::Planner;
 use crate::store::Store;
-use crate::uploader::{Delivery, LocalStore};
+use crate::uploader::Delivery;
 
 /// A running server (used by `callrec serve` and by tests).
 pub struct Server {
@@ -107,6 +107,74 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))
 }
 
+/// The upload service, running.
+pub struct Uploads {
+    pub delivery: Arc<crate::uploader::worker::SpoolDelivery>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Uploads {
+    /// Recovers the spool (deliveries a crash left `uploading` go back to `pending`), reports
+    /// recordings on disk that the spool does not know, and starts the upload loop.
+    pub async fn start(config: &Config, store: Store) -> anyhow::Result<Uploads> {
+        use crate::uploader::{http::Http, spool, worker};
+        let s = store.clone();
+        let recovered = tokio::task::spawn_blocking(move || spool::recover(&s)).await??;
+        if recovered > 0 {
+            info!(
+                recovered,
+                "uploads interrupted by a restart are pending again"
+            );
+        }
+        let s = store.clone();
+        let dir = config.data_dir.join("recordings");
+        let orphans =
+            tokio::task::spawn_blocking(move || crate::uploader::orphans(&s, &dir)).await??;
+        for p in orphans.iter().take(20) {
+            warn!(path = %p.display(), "recording file unknown to the spool; adopt it with `callrec recordings adopt`");
+        }
+        if !orphans.is_empty() {
+            warn!(count = orphans.len(), "orphaned recording files found");
+        }
+        let http = Arc::new(Http::new(config.http_config())?);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let task = tokio::spawn(worker::run(
+            store.clone(),
+            http,
+            worker::WorkerConfig {
+                concurrency: config.upload_concurrency,
+                keep_local_after_upload: config.keep_local_after_upload,
+            },
+            wake.clone(),
+            stop.clone(),
+            tracker.clone(),
+        ));
+        Ok(Uploads {
+            delivery: Arc::new(worker::SpoolDelivery { store, wake }),
+            stop,
+            tracker,
+            task,
+        })
+    }
+
+    /// Stops starting uploads; gives running ones `grace`, the rest stay in the spool.
+    pub async fn shutdown(self, grace: Duration) {
+        self.stop.cancel();
+        let _ = self.task.await;
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("uploads still running at shutdown stay in the spool and resume at next start");
+        }
+    }
+}
+
 /// `callrec serve`: runs until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     config.validate()?;
@@ -121,13 +189,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (api_listen)", config.api_listen))?;
     let api = tokio::spawn(admin::serve(
         api_listener,
-        ApiState { store },
+        ApiState {
+            store: store.clone(),
+        },
         api_stop.clone(),
     ));
-    let server = Server::start(config, planner, Arc::new(LocalStore)).await?;
+    let uploads = Uploads::start(&config, store).await?;
+    let server = Server::start(config, planner, uploads.delivery.clone()).await?;
     wait_for_signal().await;
     info!("shutdown requested");
     server.shutdown().await;
+    uploads.shutdown(Duration::from_secs(5)).await;
     api_stop.cancel();
     let _ = api.await;
     Ok(())

@@ -19,6 +19,17 @@ pub struct Cli {
 pub enum Command {
     /// Accept calls from FreeSWITCH's outbound socket and record them.
     Serve(ServeArgs),
+    /// Where recordings are: list, show, retry failed uploads, adopt orphaned files.
+    Recordings {
+        #[command(subcommand)]
+        command: RecordingsCommand,
+        /// TOML configuration file (for its data_dir).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// Directory holding callrec.db [default: the configuration's data_dir].
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// API tokens.
     Token {
         #[command(subcommand)]
@@ -94,4 +105,36 @@ pub struct TokenCreateArgs {
     /// Directory holding callrec.db [default: the configuration's data_dir].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordingsCommand {
+    /// Recordings, newest first: id, state, account, call, start, duration, file.
+    List {
+        /// pending, uploading, delivered, failed or stored.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        call_id: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Everything about one recording (JSON), deliveries included.
+    Show { id: String },
+    /// Put failed uploads back in the queue: one recording, or every failed one.
+    Retry {
+        #[arg(required_unless_present = "all_failed")]
+        id: Option<String>,
+        #[arg(long)]
+        all_failed: bool,
+    },
+    /// Take a recording file the spool does not know into it (its `.json` metadata is used
+    /// when present); with `--url` it is uploaded there, else stored locally.
+    Adopt {
+        path: PathBuf,
+        #[arg(long)]
+        url: Option<String>,
+    },
 }

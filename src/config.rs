@@ -42,7 +42,20 @@ pub struct Config {
     pub account_variable: String,
     pub user_variable: String,
     pub device_variable: String,
-    /// Applied to every call (until per-account documents are configured).
+    /// Uploads running at once.
+    pub upload_concurrency: usize,
+    /// First retry delay; doubles per attempt up to `upload_retry_cap_ms`.
+    pub upload_retry_base_ms: u64,
+    pub upload_retry_cap_ms: u64,
+    /// A delivery still failing after this long becomes `failed` (dead letter).
+    pub upload_give_up_after_s: u64,
+    /// Minimum time an upload attempt may take, before the size-based allowance.
+    pub upload_min_timeout_ms: u64,
+    /// Slowest acceptable upload rate, bytes/s: the timeout grows with the file at this rate.
+    pub upload_min_rate: u64,
+    /// Keep the local file after it was delivered everywhere.
+    pub keep_local_after_upload: bool,
+    /// Applied to every call, on top of the documents.
     pub record_call: Option<RecordCall>,
 }
 
@@ -63,6 +76,13 @@ impl Default for Config {
             account_variable: "callrec_account_id".into(),
             user_variable: "callrec_user_id".into(),
             device_variable: "callrec_device_id".into(),
+            upload_concurrency: 8,
+            upload_retry_base_ms: 5_000,
+            upload_retry_cap_ms: 600_000,
+            upload_give_up_after_s: 7 * 24 * 3600,
+            upload_min_timeout_ms: 30_000,
+            upload_min_rate: 256 * 1024,
+            keep_local_after_upload: false,
             record_call: None,
         }
     }
@@ -139,6 +159,18 @@ impl Config {
             account: self.account_variable.clone(),
             user: self.user_variable.clone(),
             device: self.device_variable.clone(),
+        }
+    }
+
+    pub fn http_config(&self) -> crate::uploader::http::HttpConfig {
+        crate::uploader::http::HttpConfig {
+            min_timeout: Duration::from_millis(self.upload_min_timeout_ms),
+            min_rate: self.upload_min_rate.max(1),
+            policy: crate::uploader::retry::Policy {
+                base: Duration::from_millis(self.upload_retry_base_ms.max(1)),
+                cap: Duration::from_millis(self.upload_retry_cap_ms.max(1)),
+                give_up_after: Duration::from_secs(self.upload_give_up_after_s),
+            },
         }
     }
 

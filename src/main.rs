@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use callrec::cli::{
-    Cli, Command, DecodeArgs, EslCommand, ServeArgs, TokenCommand, TokenCreateArgs,
+    Cli, Command, DecodeArgs, EslCommand, RecordingsCommand, ServeArgs, TokenCommand,
+    TokenCreateArgs,
 };
 use callrec::esl::Limits;
 use callrec::tools::esl_decode;
@@ -19,6 +20,11 @@ fn main() -> ExitCode {
         Command::Token {
             command: TokenCommand::Create(args),
         } => token_create(args),
+        Command::Recordings {
+            command,
+            config,
+            data_dir,
+        } => recordings_main(command, config, data_dir),
         Command::Esl {
             command: EslCommand::Decode(args),
         } => esl_decode_main(args),
@@ -133,6 +139,76 @@ fn token_create(args: TokenCreateArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("callrec: cannot create the token: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn recordings_main(
+    command: RecordingsCommand,
+    config: Option<std::path::PathBuf>,
+    data_dir: Option<std::path::PathBuf>,
+) -> ExitCode {
+    use callrec::tools::recordings;
+    use callrec::uploader::spool;
+    let mut cfg = match callrec::config::Config::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("callrec: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    let store = match callrec::app::open_store(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("callrec: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let result: anyhow::Result<ExitCode> = (|| match command {
+        RecordingsCommand::List {
+            state,
+            account,
+            call_id,
+            limit,
+        } => {
+            let f = spool::Filter {
+                state,
+                account_id: account,
+                call_id,
+                limit: Some(limit),
+                ..Default::default()
+            };
+            recordings::list(&store, &f, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RecordingsCommand::Show { id } => {
+            if recordings::show(&store, &id, &mut out)? {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("callrec: no recording {id}");
+                Ok(ExitCode::from(1))
+            }
+        }
+        RecordingsCommand::Retry { id, all_failed } => {
+            let n = spool::retry(&store, if all_failed { None } else { id.as_deref() })?;
+            println!("{n} failed deliveries queued again");
+            Ok(ExitCode::SUCCESS)
+        }
+        RecordingsCommand::Adopt { path, url } => {
+            let (id, state) = recordings::adopt(&store, &path, url)?;
+            println!("adopted {} as {id} ({state})", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    })();
+    match result {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("callrec: {e:#}");
             ExitCode::from(1)
         }
     }

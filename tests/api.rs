@@ -455,3 +455,88 @@ async fn the_bridge_target_brings_the_callee_settings() {
     assert_eq!(got[0].duration_ms, 3_000);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn recordings_are_listed_and_served_per_account() {
+    let api = start().await;
+    api.admin("PUT", "/v2/accounts/acc-1", Some(json!({"data": {}})))
+        .await;
+    let file = api._dir.path().join("r-1.wav");
+    std::fs::write(&file, b"RIFF....WAVEfmt ").unwrap();
+    let rec = callrec::uploader::FinishedRecording {
+        recording_id: "r-1".into(),
+        call_id: "call-1".into(),
+        account_id: Some("acc-1".into()),
+        user_id: None,
+        device_id: None,
+        caller_id_name: "Alice".into(),
+        caller_id_number: "1555".into(),
+        callee_number: "1000".into(),
+        direction: "inbound".into(),
+        interaction_id: None,
+        start_us: 1_795_459_961_000_000,
+        duration_ms: 1000,
+        format: callrec::rules::AudioFormat::Wav,
+        sample_rate: None,
+        stereo: false,
+        file_path: file.to_string_lossy().into_owned(),
+        size: 16,
+        urls: vec!["https://bob:pw@rec.example.com/x/".into()],
+        keep_local: false,
+        method: Default::default(),
+        origin: "test".into(),
+        completion_cause: "success-silence".into(),
+        sequence: 0,
+    };
+    callrec::uploader::spool::enqueue(&api.store, &rec).unwrap();
+    let (s, v) = api
+        .admin(
+            "GET",
+            "/v2/accounts/acc-1/recordings?state=pending&call_id=call-1",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    assert_eq!(v["data"][0]["recording_id"], "r-1");
+    assert!(!v.to_string().contains("bob:pw"), "credentials never shown");
+    let (_, v) = api
+        .admin("GET", "/v2/accounts/acc-1/recordings?state=delivered", None)
+        .await;
+    assert!(v["data"].as_array().unwrap().is_empty());
+    let (s, v) = api
+        .admin("GET", "/v2/accounts/acc-1/recordings/r-1", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"]["state"], "pending");
+    assert_eq!(
+        v["data"]["deliveries"][0]["url"],
+        "https://bob:REDACTED@rec.example.com/x/"
+    );
+    let r = api
+        .http
+        .get(format!("{}/v2/accounts/acc-1/recordings/r-1", api.base))
+        .header("X-Auth-Token", &api.admin)
+        .header("Accept", "audio/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"RIFF....WAVEfmt ");
+    // Another account sees nothing of it.
+    api.admin("PUT", "/v2/accounts/acc-2", Some(json!({"data": {}})))
+        .await;
+    let (s, _) = api
+        .admin("GET", "/v2/accounts/acc-2/recordings/r-1", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let t2 = api
+        .store
+        .create_token(&Scope::Account("acc-2".into()))
+        .unwrap();
+    let (s, _) = api
+        .call("GET", "/v2/accounts/acc-1/recordings", Some(&t2), None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

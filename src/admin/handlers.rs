@@ -425,3 +425,94 @@ async fn patch(
     merge_patch(&mut merged, &patch);
     write(state, kind, account_id, id, merged, Some(expected), rid).await
 }
+
+/// Filters of the recordings listing (times in Unix seconds).
+#[derive(Debug, serde::Deserialize, Default)]
+pub struct RecordingQuery {
+    pub state: Option<String>,
+    pub call_id: Option<String>,
+    pub since: Option<u64>,
+    pub until: Option<u64>,
+    pub limit: Option<u32>,
+}
+
+pub async fn list_recordings(
+    State(state): State<ApiState>,
+    Path(account_id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<RecordingQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let rid = request_id(&headers);
+    respond!(
+        rid,
+        async {
+            authorize(&state, &headers, &account_id).await?;
+            let f = crate::uploader::spool::Filter {
+                state: q.state,
+                account_id: Some(account_id.clone()),
+                call_id: q.call_id,
+                since_us: q.since.map(|s| s * 1_000_000),
+                until_us: q.until.map(|s| s * 1_000_000),
+                limit: Some(q.limit.unwrap_or(100).min(1000)),
+            };
+            let items =
+                blocking(&state.store, move |s| crate::uploader::spool::list(s, &f)).await?;
+            let data = serde_json::to_value(items).unwrap_or(Value::Null);
+            Ok::<_, ApiError>(success(StatusCode::OK, data, None, &rid))
+        }
+        .await
+    )
+}
+
+pub async fn get_recording(
+    State(state): State<ApiState>,
+    Path((account_id, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    use axum::response::IntoResponse;
+    let rid = request_id(&headers);
+    respond!(
+        rid,
+        async {
+            authorize(&state, &headers, &account_id).await?;
+            let i = id.clone();
+            let item = blocking(&state.store, move |s| crate::uploader::spool::get(s, &i))
+                .await?
+                .filter(|it| it.meta.account_id.as_deref() == Some(account_id.as_str()))
+                .ok_or_else(|| {
+                    ApiError::new(StatusCode::NOT_FOUND, format!("recordings/{id} not found"))
+                })?;
+            let wants_audio = headers
+                .get(axum::http::header::ACCEPT)
+                .and_then(|a| a.to_str().ok())
+                .is_some_and(|a| a.contains("audio/"));
+            if !wants_audio {
+                let data = serde_json::to_value(item).unwrap_or(Value::Null);
+                return Ok(success(StatusCode::OK, data, None, &rid));
+            }
+            let file = tokio::fs::File::open(&item.meta.file_path)
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "the file is not stored locally (delivered or removed)",
+                    )
+                })?;
+            let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+            let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+            Ok((
+                StatusCode::OK,
+                [
+                    (
+                        axum::http::header::CONTENT_TYPE,
+                        item.meta.format.mime().to_string(),
+                    ),
+                    (axum::http::header::CONTENT_LENGTH, len.to_string()),
+                ],
+                body,
+            )
+                .into_response())
+        }
+        .await
+    )
+}

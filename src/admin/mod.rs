@@ -3,7 +3,9 @@
 //! Routes (every one needs `X-Auth-Token`; an account token only reaches its own account):
 //! `GET/PUT/PATCH /v2/accounts/{account_id}`,
 //! `GET/POST /v2/accounts/{account_id}/{users|devices|callflows}`,
-//! `GET/PUT/PATCH/DELETE /v2/accounts/{account_id}/{users|devices|callflows}/{id}`.
+//! `GET/PUT/PATCH/DELETE /v2/accounts/{account_id}/{users|devices|callflows}/{id}`,
+//! `GET /v2/accounts/{account_id}/recordings[?state=&call_id=&since=&until=]`,
+//! `GET /v2/accounts/{account_id}/recordings/{id}` (`Accept: audio/*` for the file itself).
 //! Bodies are `{"data": {...}}`; PATCH merges (JSON merge patch: `null` deletes a key);
 //! `If-Match: <revision>` makes a write conditional (409 when the document moved on).
 //!
@@ -32,6 +34,14 @@ pub fn router(state: ApiState) -> Router {
             get(handlers::get_account)
                 .put(handlers::put_account)
                 .patch(handlers::patch_account),
+        )
+        .route(
+            "/v2/accounts/{account_id}/recordings",
+            get(handlers::list_recordings),
+        )
+        .route(
+            "/v2/accounts/{account_id}/recordings/{id}",
+            get(handlers::get_recording),
         )
         .route(
             "/v2/accounts/{account_id}/{collection}",

@@ -2,4 +2,5 @@
 
 pub mod corpus;
 pub mod esl_decode;
+pub mod recordings;
 pub mod transcript;

@@ -165,9 +165,9 @@ impl Http {
                 status,
             };
         }
-        // The receiver's Retry-After wins (within the cap); else exponential backoff.
+        // The receiver's Retry-After wins (up to an hour); else exponential backoff.
         let delay = match retry_after {
-            Some(d) => d.min(self.cfg.policy.cap),
+            Some(d) => d.min(Duration::from_secs(3600)),
             None => self.cfg.policy.delay(attempts, retry::jitter()),
         };
         Outcome::Retry {
@@ -179,9 +179,10 @@ impl Http {
 }
 
 fn host_of(u: &str) -> Option<String> {
-    reqwest::Url::parse(u)
-        .ok()
-        .and_then(|u| u.host_str().map(|h| format!("{h}:{:?}", u.port_or_known_default())))
+    reqwest::Url::parse(u).ok().and_then(|u| {
+        u.host_str()
+            .map(|h| format!("{h}:{:?}", u.port_or_known_default()))
+    })
 }
 
 /// An error description without the URL (which may carry credentials).
@@ -223,7 +224,9 @@ impl WithoutUrlRef for reqwest::Error {
         // Display of a reqwest error names the URL; rebuild it without.
         let s = self.to_string();
         match self.url() {
-            Some(u) => s.replace(u.as_str(), "<url>").replace(&url::redact(u.as_str()), "<url>"),
+            Some(u) => s
+                .replace(u.as_str(), "<url>")
+                .replace(&url::redact(u.as_str()), "<url>"),
             None => s,
         }
     }

@@ -71,3 +71,30 @@ pub enum DeliveryError {
 pub trait Delivery: Send + Sync + 'static {
     fn accept(&self, rec: FinishedRecording) -> BoxFuture<'_, Result<(), DeliveryError>>;
 }
+
+/// Audio files under `dir` that the spool does not know.
+pub fn orphans(
+    store: &crate::store::Store,
+    dir: &std::path::Path,
+) -> Result<Vec<std::path::PathBuf>, crate::store::StoreError> {
+    let known = spool::known_paths(store)?;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if matches!(p.extension().and_then(|x| x.to_str()), Some("wav" | "mp3"))
+                && !known.contains(p.to_string_lossy().as_ref())
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,6 +1,7 @@
 //! Retry policy: which failures are worth another attempt, and when.
 //!
-//! Retried: connection errors, timeouts, 408, 429 (after `Retry-After` when given), 5xx, with
+//! Retried: connection errors, timeouts, 408, 429 (after `Retry-After` when given, up to an
+//! hour, even beyond the backoff cap), 5xx, with
 //! exponential backoff (base × 2^attempts, capped) and ±20 % jitter so a recovering receiver is
 //! not hit by every client at once. Given up (→ failed) once the delivery is older than the
 //! configured age. Any other 4xx fails at once.

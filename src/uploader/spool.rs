@@ -139,11 +139,16 @@ pub fn recover(store: &Store) -> Result<usize, StoreError> {
     store.with(|c| {
         let tx = c.transaction()?;
         let ids: Vec<String> = {
-            let mut st = tx.prepare("SELECT DISTINCT recording_id FROM deliveries WHERE state = 'uploading'")?;
+            let mut st = tx.prepare(
+                "SELECT DISTINCT recording_id FROM deliveries WHERE state = 'uploading'",
+            )?;
             let rows = st.query_map([], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
-        let n = tx.execute("UPDATE deliveries SET state = 'pending' WHERE state = 'uploading'", [])?;
+        let n = tx.execute(
+            "UPDATE deliveries SET state = 'pending' WHERE state = 'uploading'",
+            [],
+        )?;
         for id in &ids {
             refresh(&tx, id)?;
         }
@@ -202,9 +207,18 @@ pub fn next_due(store: &Store) -> Result<Option<u64>, StoreError> {
 /// The outcome of one attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Delivered { status: u16 },
-    Retry { next_us: u64, error: String, status: Option<u16> },
-    Failed { error: String, status: Option<u16> },
+    Delivered {
+        status: u16,
+    },
+    Retry {
+        next_us: u64,
+        error: String,
+        status: Option<u16>,
+    },
+    Failed {
+        error: String,
+        status: Option<u16>,
+    },
 }
 
 /// Records an attempt's outcome; returns the recording's new state.
@@ -270,7 +284,9 @@ pub fn get(store: &Store, id: &str) -> Result<Option<Item>, StoreError> {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let Some((state, created, updated, meta)) = row else { return Ok(None) };
+        let Some((state, created, updated, meta)) = row else {
+            return Ok(None);
+        };
         Ok(Some(Item {
             state,
             created_us: created as u64,

@@ -35,7 +35,10 @@ pub fn metadata_query(r: &FinishedRecording) -> String {
         ("caller_id_number", r.caller_id_number.clone()),
         ("call_id", r.call_id.clone()),
         ("cdr_id", r.call_id.clone()),
-        ("interaction_id", r.interaction_id.clone().unwrap_or_default()),
+        (
+            "interaction_id",
+            r.interaction_id.clone().unwrap_or_default(),
+        ),
         ("owner_id", r.user_id.clone().unwrap_or_default()),
         ("account_id", r.account_id.clone().unwrap_or_default()),
         ("start", start_s.to_string()),
@@ -99,7 +102,10 @@ pub fn split_userinfo(url: &str) -> (String, Option<(String, Option<String>)>) {
         Some((u, p)) => (decode(u), Some(decode(p))),
         None => (decode(userinfo), None),
     };
-    (format!("{scheme}://{host}{}", &rest[auth_end..]), Some(creds))
+    (
+        format!("{scheme}://{host}{}", &rest[auth_end..]),
+        Some(creds),
+    )
 }
 
 /// The URL with any password replaced, for logs and API responses.
@@ -188,8 +194,13 @@ mod tests {
     fn second_recording_of_a_call_has_its_own_name() {
         let mut r = rec();
         r.sequence = 1;
-        assert!(upload_url("http://h/r", &r).starts_with("http://h/r/call_recording_call-1_rec-1.mp3?"));
-        assert_eq!(caller_url("http://h/vm/", "call-1", "wav"), "http://h/vm/call-1.wav");
+        assert!(
+            upload_url("http://h/r", &r).starts_with("http://h/r/call_recording_call-1_rec-1.mp3?")
+        );
+        assert_eq!(
+            caller_url("http://h/vm/", "call-1", "wav"),
+            "http://h/vm/call-1.wav"
+        );
     }
 
     #[test]
@@ -209,7 +220,10 @@ mod tests {
         assert_eq!(u, "https://h:8443/up?x=1");
         assert_eq!(c, Some(("bob".into(), Some("s@cret".into()))));
         assert_eq!(split_userinfo("https://h/x").1, None);
-        assert_eq!(redact("https://bob:secret@h/up"), "https://bob:REDACTED@h/up");
+        assert_eq!(
+            redact("https://bob:secret@h/up"),
+            "https://bob:REDACTED@h/up"
+        );
         assert_eq!(redact("https://h/up?a=b@c"), "https://h/up?a=b@c");
     }
 }

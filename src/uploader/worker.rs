@@ -74,7 +74,9 @@ pub async fn run(
         let free = slots.available_permits();
         let claims = if free > 0 {
             let s = store.clone();
-            match tokio::task::spawn_blocking(move || spool::claim_due(&s, spool::now_us(), free)).await {
+            match tokio::task::spawn_blocking(move || spool::claim_due(&s, spool::now_us(), free))
+                .await
+            {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
                     error!(error = %e, "spool unavailable");
@@ -89,7 +91,9 @@ pub async fn run(
             vec![]
         };
         for claim in claims {
-            let Ok(permit) = slots.clone().acquire_owned().await else { break };
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
             let (store, http, cfg, wake) = (store.clone(), http.clone(), cfg.clone(), wake.clone());
             tracker.spawn(async move {
                 one(&store, &http, &cfg, claim).await;
@@ -104,7 +108,8 @@ pub async fn run(
             .and_then(|r| r.ok())
             .flatten();
         let wait = match next {
-            Some(t) => Duration::from_micros(t.saturating_sub(spool::now_us())).min(Duration::from_secs(60)),
+            Some(t) => Duration::from_micros(t.saturating_sub(spool::now_us()))
+                .min(Duration::from_secs(60)),
             None => Duration::from_secs(60),
         };
         tokio::select! {
@@ -128,8 +133,14 @@ async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
     );
     let outcome = http.attempt(&claim).await;
     match &outcome {
-        Outcome::Delivered { status } => info!(recording_id = %m.recording_id, call_id = %m.call_id, url = %shown, status, "upload delivered"),
-        Outcome::Retry { next_us, error, status } => warn!(
+        Outcome::Delivered { status } => {
+            info!(recording_id = %m.recording_id, call_id = %m.call_id, url = %shown, status, "upload delivered")
+        }
+        Outcome::Retry {
+            next_us,
+            error,
+            status,
+        } => warn!(
             recording_id = %m.recording_id, call_id = %m.call_id, url = %shown, status = ?status,
             error = %error, retry_in_ms = next_us.saturating_sub(spool::now_us()) / 1000,
             "upload failed; will retry"
@@ -139,7 +150,12 @@ async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
             error = %error, "upload failed for good (dead letter)"
         ),
     }
-    let (s, id, u, o) = (store.clone(), m.recording_id.clone(), claim.url.clone(), outcome.clone());
+    let (s, id, u, o) = (
+        store.clone(),
+        m.recording_id.clone(),
+        claim.url.clone(),
+        outcome.clone(),
+    );
     let state = match tokio::task::spawn_blocking(move || spool::settle(&s, &id, &u, &o)).await {
         Ok(Ok(state)) => state,
         other => {

@@ -92,3 +92,4 @@ pub fn fingerprint(f: &Frame) -> (u64, Vec<(String, String)>, Vec<u8>) {
     )
 }
 pub mod harness;
+pub mod receiver;
