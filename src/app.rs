@@ -128,16 +128,20 @@ impl Uploads {
                 "uploads interrupted by a restart are pending again"
             );
         }
+        // The scan may take a while on a large tree: it must not delay taking calls.
         let s = store.clone();
         let dir = config.data_dir.join("recordings");
-        let orphans =
-            tokio::task::spawn_blocking(move || crate::uploader::orphans(&s, &dir)).await??;
-        for p in orphans.iter().take(20) {
-            warn!(path = %p.display(), "recording file unknown to the spool; adopt it with `callrec recordings adopt`");
-        }
-        if !orphans.is_empty() {
-            warn!(count = orphans.len(), "orphaned recording files found");
-        }
+        tokio::task::spawn_blocking(move || match crate::uploader::orphans(&s, &dir) {
+            Ok(orphans) => {
+                for p in orphans.iter().take(20) {
+                    warn!(path = %p.display(), "recording file unknown to the spool; adopt it with `callrec recordings adopt`");
+                }
+                if !orphans.is_empty() {
+                    warn!(count = orphans.len(), "orphaned recording files found");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot scan for orphaned recordings"),
+        });
         let http = Arc::new(Http::new(config.http_config())?);
         let wake = Arc::new(tokio::sync::Notify::new());
         let stop = CancellationToken::new();

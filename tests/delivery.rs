@@ -362,3 +362,16 @@ async fn interrupted_uploads_go_back_to_pending() {
         "pending"
     );
 }
+
+#[tokio::test]
+async fn files_unknown_to_the_spool_are_reported() {
+    let rig = rig().await;
+    let known = recording(&rig, "known", vec![], 10);
+    spool::enqueue(&rig.store, &known).unwrap();
+    let orphan = rig.dir.path().join("sub/orphan.mp3");
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"x").unwrap();
+    std::fs::write(rig.dir.path().join("notes.txt"), b"x").unwrap();
+    let found = callrec::uploader::orphans(&rig.store, rig.dir.path()).unwrap();
+    assert_eq!(found, vec![orphan]);
+}
