@@ -479,3 +479,27 @@ async fn slow_rules_never_hold_the_call() {
         .any(|c| c.line.starts_with("api uuid_record")));
     assert!(h.delivered().is_empty());
 }
+
+#[tokio::test]
+async fn a_command_without_reply_fails_the_recording_not_the_call() {
+    let h = Harness::start_with(vec![wav(|r| r.record_on_answer = true)], |c| {
+        c.command_timeout_ms = 100
+    })
+    .await;
+    let call = dial(h.addr, spec()).await.unwrap();
+    call.wait_for_command("sendmsg").await;
+    call.hold_replies();
+    call.answer();
+    call.wait_for_command("api uuid_record").await;
+    call.hangup("NORMAL_CLEARING");
+    // callrec can only get to `exit` once uuid_record has timed out: the session waits for it.
+    call.wait_for_command("exit").await;
+    call.release_replies();
+    let r = call.closed().await;
+    assert!(r.app_exited);
+    assert!(h.delivered().is_empty());
+    // The process keeps serving.
+    let next = answered_call(&h, Duration::from_secs(1)).await;
+    assert!(next.report().app_exited);
+    assert_eq!(h.delivered().len(), 1);
+}

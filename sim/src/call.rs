@@ -84,6 +84,7 @@ enum Control {
     Kill,
     KillOnNextCommand,
     Sync(tokio::sync::oneshot::Sender<()>),
+    Hold(bool),
 }
 
 /// The test's side of a call.
@@ -130,6 +131,17 @@ impl CallHandle {
     /// FreeSWITCH drops the socket at once, without notices.
     pub fn kill_socket(&self) {
         self.send(Control::Kill)
+    }
+
+    /// FreeSWITCH stops answering commands (they are read and logged, then wait) until
+    /// [`release_replies`](Self::release_replies): a switch stuck in a slow API call.
+    pub fn hold_replies(&self) {
+        self.send(Control::Hold(true))
+    }
+
+    /// Answers the held commands, in order.
+    pub fn release_replies(&self) {
+        self.send(Control::Hold(false))
     }
 
     /// Returns once every control sent before it has been carried out.
@@ -236,6 +248,8 @@ fn start(stream: TcpStream, spec: CallSpec) -> CallHandle {
         hung_up: false,
         closed: false,
         kill_next: false,
+        hold: false,
+        held: Vec::new(),
         recordings: Vec::new(),
         app_record: None,
         playback: None,
@@ -353,6 +367,8 @@ struct Sim {
     hung_up: bool,
     closed: bool,
     kill_next: bool,
+    hold: bool,
+    held: Vec<Command>,
     recordings: Vec<ActiveRecording>,
     app_record: Option<AppRecording>,
     /// A running `playback`: (application uuid, argument, virtual end time).
@@ -460,6 +476,14 @@ impl Sim {
     async fn on_command(&mut self, cmd: Command) -> Io {
         let c2 = cmd.clone();
         self.update(|r| r.commands.push(c2));
+        if self.hold {
+            self.held.push(cmd);
+            return Ok(());
+        }
+        self.process(cmd).await
+    }
+
+    async fn process(&mut self, cmd: Command) -> Io {
         if self.kill_next {
             self.kill_next = false;
             self.socket_closed().await;
@@ -711,6 +735,15 @@ impl Sim {
             }
             Control::Sync(tx) => {
                 let _ = tx.send(());
+                Ok(())
+            }
+            Control::Hold(on) => {
+                self.hold = on;
+                if !on {
+                    for cmd in std::mem::take(&mut self.held) {
+                        self.process(cmd).await?;
+                    }
+                }
                 Ok(())
             }
         }
