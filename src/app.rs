@@ -133,6 +133,10 @@ impl Uploads {
         let dir = config.data_dir.join("recordings");
         tokio::task::spawn_blocking(move || match crate::uploader::orphans(&s, &dir) {
             Ok(orphans) => {
+                crate::telemetry::metrics::set(
+                    &crate::telemetry::metrics::METRICS.orphaned_files,
+                    orphans.len() as u64,
+                );
                 for p in orphans.iter().take(20) {
                     warn!(path = %p.display(), "recording file unknown to the spool; adopt it with `callrec recordings adopt`");
                 }

@@ -540,3 +540,46 @@ async fn recordings_are_listed_and_served_per_account() {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn metrics_need_an_admin_token_and_count_orphans() {
+    let api = start().await;
+    // An orphaned recording file in a data directory, found when uploads start.
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("recordings/acc-1/2026/11/23");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("lost.wav"), b"x").unwrap();
+    let config = callrec::config::Config {
+        data_dir: data.path().to_path_buf(),
+        ..Default::default()
+    };
+    let store = Store::open(data.path()).unwrap();
+    let uploads = callrec::app::Uploads::start(&config, store).await.unwrap();
+    let mut body = String::new();
+    for _ in 0..500 {
+        let r = api
+            .http
+            .get(format!("{}/metrics", api.base))
+            .header("X-Auth-Token", &api.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        body = r.text().await.unwrap();
+        if body.contains("callrec_orphaned_files 1\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(body.contains("callrec_orphaned_files 1\n"), "{body}");
+    assert!(body.contains("# TYPE callrec_uploads_delivered_total counter"));
+    uploads.shutdown(Duration::from_secs(1)).await;
+    let (s, _) = api.call("GET", "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let t = api
+        .store
+        .create_token(&Scope::Account("acc-1".into()))
+        .unwrap();
+    let (s, _) = api.call("GET", "/metrics", Some(&t), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

@@ -270,6 +270,8 @@ enum EventFmt {
 struct ActiveRecording {
     path: String,
     start_us: u64,
+    /// `uuid_record mask` periods (virtual µs); an open one has no end yet.
+    masks: Vec<(u64, Option<u64>)>,
     limit_s: u64,
     vars: Vec<(String, String)>,
     rate: u32,
@@ -940,6 +942,7 @@ impl Sim {
                 let rec = ActiveRecording {
                     path: path.clone(),
                     start_us: self.now_us,
+                    masks: Vec::new(),
                     limit_s,
                     vars: vec![],
                     rate: 8000,
@@ -1075,6 +1078,7 @@ impl Sim {
                 let rec = ActiveRecording {
                     path,
                     start_us: self.now_us,
+                    masks: Vec::new(),
                     limit_s,
                     vars,
                     rate,
@@ -1109,11 +1113,21 @@ impl Sim {
                     vec![After::Stop(idx, "success-maxtime")],
                 )
             }
-            "mask" | "unmask" => {
-                if self.recordings.iter().any(|r| r.path == path) {
-                    ("+OK Success\n".into(), vec![])
-                } else {
-                    ("-ERR Cannot mask recording session!\n".into(), vec![])
+            action @ ("mask" | "unmask") => {
+                let now = self.now_us;
+                match self.recordings.iter_mut().find(|r| r.path == path) {
+                    Some(r) => {
+                        let open = r.masks.last().is_some_and(|m| m.1.is_none());
+                        if action == "mask" && !open {
+                            r.masks.push((now, None));
+                        } else if action == "unmask" && open {
+                            if let Some(m) = r.masks.last_mut() {
+                                m.1 = Some(now);
+                            }
+                        }
+                        ("+OK Success\n".into(), vec![])
+                    }
+                    None => ("-ERR Cannot mask recording session!\n".into(), vec![]),
                 }
             }
             _ => (USAGE.into(), vec![]),
@@ -1204,7 +1218,19 @@ impl Sim {
             let _ = std::fs::remove_file(&r.path);
             ("empty-file", true, 0)
         } else {
-            let size = media::write(&r.path, r.format, r.rate, r.channels, ms).unwrap_or(0);
+            let silent: Vec<(u64, u64)> = r
+                .masks
+                .iter()
+                .map(|(a, b)| {
+                    let end = b.unwrap_or(self.now_us);
+                    (
+                        (a - r.start_us) / 1000,
+                        (end.saturating_sub(r.start_us)) / 1000,
+                    )
+                })
+                .collect();
+            let size = media::write_masked(&r.path, r.format, r.rate, r.channels, ms, &silent)
+                .unwrap_or(0);
             (cause, false, size)
         };
         self.ch.set_var("record_file_size", &size.to_string());

@@ -31,17 +31,36 @@ pub fn write(
     channels: u16,
     ms: u64,
 ) -> std::io::Result<u64> {
+    write_masked(path, format, rate, channels, ms, &[])
+}
+
+/// Like [`write`], with silence during the `silent` periods (ms from the start): what
+/// `uuid_record … mask` produces.
+pub fn write_masked(
+    path: &str,
+    format: Format,
+    rate: u32,
+    channels: u16,
+    ms: u64,
+    silent: &[(u64, u64)],
+) -> std::io::Result<u64> {
     if let Some(dir) = Path::new(path).parent() {
         std::fs::create_dir_all(dir)?;
     }
     match format {
-        Format::Wav => write_wav(path, rate, channels, ms),
+        Format::Wav => write_wav(path, rate, channels, ms, silent),
         Format::Mp3 => write_mp3(path, rate, channels, ms),
     }?;
     Ok(std::fs::metadata(path)?.len())
 }
 
-fn write_wav(path: &str, rate: u32, channels: u16, ms: u64) -> std::io::Result<()> {
+fn write_wav(
+    path: &str,
+    rate: u32,
+    channels: u16,
+    ms: u64,
+    silent: &[(u64, u64)],
+) -> std::io::Result<()> {
     let spec = hound::WavSpec {
         channels,
         sample_rate: rate,
@@ -52,10 +71,16 @@ fn write_wav(path: &str, rate: u32, channels: u16, ms: u64) -> std::io::Result<(
     let frames = ms * rate as u64 / 1000;
     for i in 0..frames {
         let t = i as f64 / rate as f64;
-        let left = (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
+        let at_ms = i * 1000 / rate as u64;
+        let gain = if silent.iter().any(|(a, b)| (*a..*b).contains(&at_ms)) {
+            0.0
+        } else {
+            1.0
+        };
+        let left = (gain * 8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
         w.write_sample(left).map_err(std::io::Error::other)?;
         if channels == 2 {
-            let right = (6000.0 * (2.0 * std::f64::consts::PI * 880.0 * t).sin()) as i16;
+            let right = (gain * 6000.0 * (2.0 * std::f64::consts::PI * 880.0 * t).sin()) as i16;
             w.write_sample(right).map_err(std::io::Error::other)?;
         }
     }
@@ -122,6 +147,25 @@ mod tests {
         assert_eq!(size % 144, 0);
         let bytes = std::fs::read(&m).unwrap();
         assert_eq!(&bytes[..4], &[0xFF, 0xE3, 0x28, 0xC0]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn masked_periods_are_silent() {
+        let dir = std::env::temp_dir().join(format!("sim-mask-{}", std::process::id()));
+        let p = dir.join("m.wav");
+        let p = p.to_str().unwrap();
+        write_masked(p, Format::Wav, 8000, 1, 3000, &[(1000, 2000)]).unwrap();
+        let samples: Vec<i16> = hound::WavReader::open(p)
+            .unwrap()
+            .samples::<i16>()
+            .map(|s| s.unwrap())
+            .collect();
+        let peak =
+            |r: std::ops::Range<usize>| samples[r].iter().map(|s| s.unsigned_abs()).max().unwrap();
+        assert!(peak(0..8000) > 1000);
+        assert_eq!(peak(8000..16000), 0);
+        assert!(peak(16000..24000) > 1000);
         std::fs::remove_dir_all(dir).ok();
     }
 }

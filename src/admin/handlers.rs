@@ -516,3 +516,30 @@ pub async fn get_recording(
         .await
     )
 }
+
+/// Prometheus metrics; needs an admin token.
+pub async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    use axum::response::IntoResponse;
+    let rid = request_id(&headers);
+    respond!(
+        rid,
+        async {
+            match authorize(&state, &headers, "").await? {
+                Scope::Admin => Ok((
+                    StatusCode::OK,
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    crate::telemetry::metrics::METRICS.render(),
+                )
+                    .into_response()),
+                Scope::Account(_) => Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "metrics need an admin token",
+                )),
+            }
+        }
+        .await
+    )
+}

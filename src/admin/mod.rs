@@ -35,6 +35,7 @@ pub fn router(state: ApiState) -> Router {
                 .put(handlers::put_account)
                 .patch(handlers::patch_account),
         )
+        .route("/metrics", get(handlers::metrics))
         .route(
             "/v2/accounts/{account_id}/recordings",
             get(handlers::list_recordings),

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, warn};
 
 use super::session::{self, SessionContext};
+use crate::telemetry::metrics::{self, METRICS};
 
 /// Accepts calls until `stop` is cancelled. Sessions run on `tracker`.
 pub async fn serve(
@@ -41,12 +42,16 @@ pub async fn serve(
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 let ctx = ctx.clone();
+                metrics::inc(&METRICS.calls_accepted_total);
+                metrics::inc(&METRICS.calls_live);
                 tracker.spawn(async move {
                     session::run(stream, ctx).await;
+                    metrics::dec(&METRICS.calls_live);
                     drop(permit);
                 });
             }
             Err(_) => {
+                metrics::inc(&METRICS.calls_refused_total);
                 warn!(%peer, max_calls = max, "at the call limit: connection refused, FreeSWITCH continues the dialplan unrecorded");
                 drop(stream);
             }

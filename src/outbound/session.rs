@@ -24,6 +24,7 @@ use crate::esl::{Command, Disposition, EventFormat, SendMsg};
 use crate::event::{Event, EventName};
 use crate::recorder::{self, paths, Recording, State, StopInfo};
 use crate::rules::{CallInfo, Planner, Trigger};
+use crate::telemetry::metrics::{self, METRICS};
 use crate::uploader::{Delivery, FinishedRecording};
 
 /// What every session shares.
@@ -281,6 +282,7 @@ impl Session {
     fn fail(&mut self, idx: usize, why: String) {
         let rec = &mut self.recordings[idx];
         error!(recording_id = %rec.id, reason = %why, "recording failed");
+        metrics::inc(&METRICS.recordings_failed_total);
         rec.state = State::Failed(why);
     }
 
@@ -351,6 +353,7 @@ impl Session {
                     rec.state = State::Recording;
                     rec.started_us = e.timestamp_us();
                     info!(recording_id = %rec.id, "recording started");
+                    metrics::inc(&METRICS.recordings_started_total);
                 }
             }
             EventName::RecordStop => {
@@ -608,6 +611,7 @@ impl Session {
                 }
             }
             info!(recording_id = %rec.id, reason = %reason, "recording discarded");
+            metrics::inc(&METRICS.recordings_discarded_total);
             return;
         }
         let i = &self.info;
@@ -637,7 +641,10 @@ impl Session {
             sequence: idx as u32,
         };
         match self.ctx.delivery.accept(finished).await {
-            Ok(()) => info!(recording_id = %rec.id, "recording kept"),
+            Ok(()) => {
+                info!(recording_id = %rec.id, "recording kept");
+                metrics::inc(&METRICS.recordings_kept_total);
+            }
             Err(e) => error!(
                 recording_id = %rec.id,
                 error = %e,

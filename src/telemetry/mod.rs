@@ -2,6 +2,8 @@
 //! `call_id` and `account_id` (from the `call` span), human-readable by default, JSON lines
 //! with `--log-json`. `RUST_LOG` filters as usual (default `info`).
 
+pub mod metrics;
+
 use tracing_subscriber::EnvFilter;
 
 pub fn init(json: bool) {

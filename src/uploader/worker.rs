@@ -132,6 +132,12 @@ async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
         "upload attempt"
     );
     let outcome = http.attempt(&claim).await;
+    use crate::telemetry::metrics::{inc, METRICS};
+    inc(match &outcome {
+        Outcome::Delivered { .. } => &METRICS.uploads_delivered_total,
+        Outcome::Retry { .. } => &METRICS.uploads_retried_total,
+        Outcome::Failed { .. } => &METRICS.uploads_failed_total,
+    });
     match &outcome {
         Outcome::Delivered { status } => {
             info!(recording_id = %m.recording_id, call_id = %m.call_id, url = %shown, status, "upload delivered")

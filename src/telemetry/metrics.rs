@@ -1,0 +1,74 @@
+//! Process-wide counters, served in the Prometheus text format at `GET /metrics` (admin token).
+//!
+//! Invariant: counters only go up; gauges are set. Cheap enough for hot paths (relaxed atomics).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! metrics {
+    ($($name:ident : $kind:literal, $help:literal;)*) => {
+        /// All of callrec's metrics.
+        #[derive(Default)]
+        pub struct Metrics {
+            $(pub $name: AtomicU64,)*
+        }
+
+        impl Metrics {
+            /// Prometheus text exposition.
+            pub fn render(&self) -> String {
+                let mut s = String::new();
+                $(
+                    s.push_str(concat!("# HELP callrec_", stringify!($name), " ", $help, "\n"));
+                    s.push_str(concat!("# TYPE callrec_", stringify!($name), " ", $kind, "\n"));
+                    s.push_str(&format!(concat!("callrec_", stringify!($name), " {}\n"), self.$name.load(Ordering::Relaxed)));
+                )*
+                s
+            }
+        }
+    };
+}
+
+metrics! {
+    calls_accepted_total: "counter", "Calls FreeSWITCH handed to callrec.";
+    calls_refused_total: "counter", "Connections closed at once because max_calls was reached.";
+    calls_live: "gauge", "Calls being followed now.";
+    recordings_started_total: "counter", "Recordings FreeSWITCH confirmed (RECORD_START).";
+    recordings_kept_total: "counter", "Recordings handed to delivery.";
+    recordings_discarded_total: "counter", "Recordings deleted (empty, or shorter than record_min_sec).";
+    recordings_failed_total: "counter", "Recordings that could not be made (refused, no reply, lost).";
+    uploads_delivered_total: "counter", "Deliveries that got a 2xx.";
+    uploads_retried_total: "counter", "Attempts that failed and will be retried.";
+    uploads_failed_total: "counter", "Deliveries that became failed (dead letter).";
+    orphaned_files: "gauge", "Recording files the spool did not know at the last start.";
+}
+
+/// The process's metrics.
+pub static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::default);
+
+pub fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn dec(c: &AtomicU64) {
+    c.fetch_sub(1, Ordering::Relaxed);
+}
+
+pub fn set(c: &AtomicU64, v: u64) {
+    c.store(v, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        inc(&m.calls_accepted_total);
+        set(&m.orphaned_files, 3);
+        let s = m.render();
+        assert!(s.contains(
+            "# TYPE callrec_calls_accepted_total counter\ncallrec_calls_accepted_total 1\n"
+        ));
+        assert!(s.contains("callrec_orphaned_files 3\n"));
+    }
+}
