@@ -44,6 +44,26 @@ async fn start() -> Api {
     }
 }
 
+/// callrec deciding from the API's documents, recordings collected in memory.
+async fn document_server(api: &Api) -> (callrec::app::Server, Arc<Collect>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = callrec::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        record_stop_grace_ms: 300,
+        ..Default::default()
+    };
+    let delivery = Arc::new(Collect::default());
+    let planner = Arc::new(DocumentPlanner {
+        store: api.store.clone(),
+        global: None,
+    });
+    let server = callrec::app::Server::start(config, planner, delivery.clone())
+        .await
+        .unwrap();
+    (server, delivery, dir)
+}
+
 impl Api {
     async fn call(
         &self,
@@ -325,21 +345,7 @@ async fn a_patch_changes_the_decision_for_the_next_call() {
         Some(json!({"data": {"owner_id": "user-1", "sip": {"username": "alice"}}})),
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = callrec::config::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        record_stop_grace_ms: 300,
-        ..Default::default()
-    };
-    let delivery = Arc::new(Collect::default());
-    let planner = Arc::new(DocumentPlanner {
-        store: api.store.clone(),
-        global: None,
-    });
-    let server = callrec::app::Server::start(config, planner, delivery.clone())
-        .await
-        .unwrap();
+    let (server, delivery, _dir) = document_server(&api).await;
     // Every command callrec sends in reaction to CHANNEL_ANSWER precedes its `exit`, so the
     // report after `closed()` is complete whether or not it recorded.
     let place_call = |expect_record: bool| async move {
@@ -411,20 +417,7 @@ async fn the_bridge_target_brings_the_callee_settings() {
         Some(json!({"data": {"sip": {"username": "bob"}, "record_call": {"format": "wav"}}})),
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = callrec::config::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    let delivery = Arc::new(Collect::default());
-    let planner = Arc::new(DocumentPlanner {
-        store: api.store.clone(),
-        global: None,
-    });
-    let server = callrec::app::Server::start(config, planner, delivery.clone())
-        .await
-        .unwrap();
+    let (server, delivery, _dir) = document_server(&api).await;
     // Alice dials a hunt number; the dialplan bridges to Bob's phone.
     let call = callrec_sim::dial(
         server.addr,

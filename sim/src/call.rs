@@ -815,7 +815,12 @@ impl Sim {
             r.answered = true;
             r.answer_sent_at = Some(at);
         });
-        self.ch.call_state = "ACTIVE";
+        self.set_callstate("ACTIVE").await
+    }
+
+    /// Changes `Channel-Call-State` and says so with CHANNEL_CALLSTATE.
+    async fn set_callstate(&mut self, new: &'static str) -> Io {
+        let previous = std::mem::replace(&mut self.ch.call_state, new);
         self.emit(
             "CHANNEL_CALLSTATE",
             (
@@ -824,10 +829,7 @@ impl Sim {
                 360,
             ),
             vec![],
-            vec![
-                ("Original-Channel-Call-State".into(), "RINGING".into()),
-                ("Channel-Call-State-Number".into(), "3".into()),
-            ],
+            vec![("Original-Channel-Call-State".into(), previous.into())],
             None,
         )
         .await
@@ -1152,19 +1154,7 @@ impl Sim {
                         None,
                     )
                     .await?;
-                    self.ch.call_state = "EARLY";
-                    self.emit(
-                        "CHANNEL_CALLSTATE",
-                        (
-                            "switch_channel.c",
-                            "switch_channel_perform_set_callstate",
-                            360,
-                        ),
-                        vec![],
-                        vec![("Original-Channel-Call-State".into(), "RINGING".into())],
-                        None,
-                    )
-                    .await?;
+                    self.set_callstate("EARLY").await?;
                 }
                 After::Started(idx) => {
                     let Some(r) = self.recordings.get(idx) else {
@@ -1465,20 +1455,7 @@ impl Sim {
         for r in active {
             self.finish_recording(r, "success-silence").await?;
         }
-        let previous = self.ch.call_state;
-        self.ch.call_state = "HANGUP";
-        self.emit(
-            "CHANNEL_CALLSTATE",
-            (
-                "switch_channel.c",
-                "switch_channel_perform_set_callstate",
-                360,
-            ),
-            vec![],
-            vec![("Original-Channel-Call-State".into(), previous.into())],
-            None,
-        )
-        .await?;
+        self.set_callstate("HANGUP").await?;
         self.ch.state = ("CS_REPORTING", 11);
         self.emit_state().await?;
         self.emit(

@@ -20,12 +20,13 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
 }
 
-fn kind_of(collection: &str) -> Option<Kind> {
+/// The document kind of a collection path segment; 404 for anything else.
+fn kind_of(collection: &str) -> Result<Kind, ApiError> {
     match collection {
-        "users" => Some(Kind::User),
-        "devices" => Some(Kind::Device),
-        "callflows" => Some(Kind::Callflow),
-        _ => None,
+        "users" => Ok(Kind::User),
+        "devices" => Ok(Kind::Device),
+        "callflows" => Ok(Kind::Callflow),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not found")),
     }
 }
 
@@ -229,8 +230,7 @@ pub async fn list_docs(
         rid,
         async {
             authorize(&state, &headers, &account_id).await?;
-            let kind = kind_of(&collection)
-                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not found"))?;
+            let kind = kind_of(&collection)?;
             account_exists(&state, &account_id).await?;
             let a = account_id.clone();
             let docs = blocking(&state.store, move |s| s.list(kind, &a)).await?;
@@ -252,8 +252,7 @@ pub async fn create_doc(
         rid,
         async {
             authorize(&state, &headers, &account_id).await?;
-            let kind = kind_of(&collection)
-                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not found"))?;
+            let kind = kind_of(&collection)?;
             account_exists(&state, &account_id).await?;
             let data = data_of(&body)?;
             let id = match data.get("id") {
@@ -289,8 +288,7 @@ pub async fn get_doc(
         rid,
         async {
             authorize(&state, &headers, &account_id).await?;
-            let kind = kind_of(&collection)
-                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not found"))?;
+            let kind = kind_of(&collection)?;
             let (a, i) = (account_id.clone(), id.clone());
             match blocking(&state.store, move |s| s.get(kind, &a, &i)).await? {
                 Some(d) => Ok(ok(d, StatusCode::OK, &rid)),
@@ -315,8 +313,7 @@ pub async fn put_doc(
         rid,
         async {
             authorize(&state, &headers, &account_id).await?;
-            let kind = kind_of(&collection)
-                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not found"))?;
+            let kind = kind_of(&collection)?;
             check_id(&id)?;
             account_exists(&state, &account_id).await?;
             write(
@@ -345,8 +342,7 @@ pub async fn patch_doc(
         rid,
         async {
             authorize(&state, &headers, &account_id).await?;
-            let kind = kind_of(&collection)
-                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not found"))?;
+            let kind = kind_of(&collection)?;
             patch(&state, kind, &account_id, &id, &body, &headers, &rid).await
         }
         .await
@@ -361,7 +357,7 @@ pub async fn delete_doc(
     let rid = request_id(&headers);
     respond!(rid, async {
         authorize(&state, &headers, &account_id).await?;
-        let kind = kind_of(&collection).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not found"))?;
+        let kind = kind_of(&collection)?;
         let expect = if_match(&headers);
         let (a, i) = (account_id.clone(), id.clone());
         if blocking(&state.store, move |s| s.delete(kind, &a, &i, expect.as_deref())).await? {

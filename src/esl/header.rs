@@ -144,9 +144,14 @@ pub(crate) fn percent_decode_from(raw: &[u8], raw_is_utf8: bool) -> Cow<'_, str>
         debug_assert!(std::str::from_utf8(&out).is_ok());
         return Cow::Owned(unsafe { String::from_utf8_unchecked(out) });
     }
-    match String::from_utf8(out) {
-        Ok(s) => Cow::Owned(s),
-        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    Cow::Owned(string_lossy(out))
+}
+
+/// Bytes into a `String`, replacing invalid UTF-8 (without copying when it is valid).
+pub(crate) fn string_lossy(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     }
 }
 

@@ -244,10 +244,7 @@ pub fn unescape(raw: &[u8]) -> Cow<'_, str> {
         out.push(c);
         i += 1;
     }
-    Cow::Owned(match String::from_utf8(out) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
+    Cow::Owned(crate::esl::header::string_lossy(out))
 }
 
 fn hex4(raw: &[u8], at: usize) -> Option<u32> {
