@@ -503,3 +503,41 @@ async fn a_command_without_reply_fails_the_recording_not_the_call() {
     assert!(next.report().app_exited);
     assert_eq!(h.delivered().len(), 1);
 }
+
+#[tokio::test]
+async fn every_scripted_scenario_ends_with_every_recording_accounted_for() {
+    use callrec_sim::scenario::{play, Scenario};
+    for sc in Scenario::ALL {
+        let h = Harness::start(vec![wav(|r| {
+            r.record_on_answer = true;
+            r.time_limit = 30
+        })])
+        .await;
+        let expect = !matches!(
+            sc,
+            Scenario::NeverAnswered | Scenario::FreeswitchKillsMidCommand
+        );
+        let r = play(h.addr, spec(), sc, Duration::from_secs(4), expect)
+            .await
+            .unwrap();
+        let delivered = h.delivered();
+        match sc {
+            Scenario::NormalCall | Scenario::ControllerDisconnects => {
+                assert!(r.app_exited, "{sc:?}");
+                assert_eq!(delivered[0].duration_ms, 4_000, "{sc:?}");
+            }
+            Scenario::CallerHangsUpDuringRecording => {
+                assert_eq!(delivered[0].duration_ms, 2_000);
+                assert_eq!(delivered[0].completion_cause, "success-silence");
+            }
+            Scenario::TimeLimitReached => {
+                assert_eq!(delivered[0].completion_cause, "success-maxtime");
+                assert!(delivered[0].duration_ms <= 30_000);
+            }
+            Scenario::NeverAnswered | Scenario::FreeswitchKillsMidCommand => {
+                assert!(delivered.is_empty(), "{sc:?}");
+                assert!(h.files().is_empty(), "{sc:?}");
+            }
+        }
+    }
+}

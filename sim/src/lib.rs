@@ -21,6 +21,7 @@ mod channel;
 mod clock;
 pub mod load;
 mod media;
+pub mod scenario;
 mod spec;
 mod wire;
 

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! callrec-lab [--target 127.0.0.1:8084] [--calls 10] [--rate 5] [--hold-ms 2000] [--talk-ms 3000] [--account acc-1]
+//! callrec-lab --scenario normal|caller-hangup|never-answered|time-limit|controller-disconnects|fs-kills-mid-command
 //! ```
 
 use std::sync::atomic::AtomicUsize;
@@ -19,6 +20,7 @@ fn main() {
         talk: Duration::from_millis(3000),
         ..LoadConfig::default()
     };
+    let mut scenario = None;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -43,10 +45,43 @@ fn main() {
             "--hold-ms" => cfg.hold = Duration::from_millis(num(value) as u64),
             "--talk-ms" => cfg.talk = Duration::from_millis(num(value) as u64),
             "--account" => cfg.variables = vec![("callrec_account_id".into(), value.clone())],
+            "--scenario" => {
+                scenario = Some(
+                    callrec_sim::scenario::Scenario::parse(value)
+                        .unwrap_or_else(|| usage(&format!("unknown scenario {value}"))),
+                )
+            }
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
     let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| usage(&e.to_string()));
+    if let Some(sc) = scenario {
+        let mut spec = callrec_sim::CallSpec::new("15551234567", "1000").caller_name("Lab");
+        for (k, v) in &cfg.variables {
+            spec = spec.var(k, v);
+        }
+        let talk = cfg.talk;
+        match rt.block_on(callrec_sim::scenario::play(
+            cfg.target, spec, sc, talk, false,
+        )) {
+            Ok(r) => {
+                println!("scenario {}: commands from the controller:", sc.name());
+                for c in &r.commands {
+                    println!("  {}", c.line);
+                }
+                println!(
+                    "recordings: {:?}",
+                    r.recordings
+                        .iter()
+                        .map(|x| (&x.path, x.ms, &x.cause))
+                        .collect::<Vec<_>>()
+                );
+                println!("controller said exit: {}", r.app_exited);
+            }
+            Err(e) => usage(&format!("cannot reach {}: {e}", cfg.target)),
+        }
+        return;
+    }
     let r = rt.block_on(run(cfg.clone(), Arc::new(AtomicUsize::new(0))));
     println!(
         "calls placed {}  refused {}  handed back {}  recorded {}  completed {}  timeouts {}  peak live {}  in {:.1} s",
@@ -65,6 +100,6 @@ fn main() {
 }
 
 fn usage(why: &str) -> ! {
-    eprintln!("callrec-lab: {why}\nusage: callrec-lab [--target ADDR] [--calls N] [--rate PER_S] [--hold-ms MS] [--talk-ms MS] [--account ID]");
+    eprintln!("callrec-lab: {why}\nusage: callrec-lab [--target ADDR] [--calls N] [--rate PER_S] [--hold-ms MS] [--talk-ms MS] [--account ID] [--scenario NAME]");
     std::process::exit(2)
 }
