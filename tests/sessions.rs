@@ -541,3 +541,22 @@ async fn every_scripted_scenario_ends_with_every_recording_accounted_for() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_call_that_cannot_be_handed_back_is_released_to_the_dialplan() {
+    let h = Harness::start_with(vec![wav(|r| r.record_on_answer = true)], |c| {
+        c.command_timeout_ms = 100
+    })
+    .await;
+    let call = dial(h.addr, spec()).await.unwrap();
+    call.wait_for_command("event json").await;
+    call.hold_replies();
+    // The transfer gets no answer: callrec closes the socket instead of leaving the call parked.
+    let r = call.wait_until(|r| r.closed).await;
+    assert!(r.commands.iter().any(|c| c.line.starts_with("sendmsg")));
+    assert!(!r.app_exited);
+    assert!(r.transferred_to.is_none());
+    call.hangup("NORMAL_CLEARING");
+    call.wait_until(|r| r.hung_up).await;
+    assert!(h.delivered().is_empty());
+}

@@ -240,13 +240,17 @@ impl Session {
                 info!(to = %arg, "call handed back to the dialplan");
                 true
             }
+            // A call left parked in the socket would wait forever: close, and FreeSWITCH's
+            // dialplan goes on with its fallback.
             Ok(r) => {
-                error!(reply = %r.text(), "transfer refused");
-                true
+                error!(reply = %r.text(), "transfer refused; closing the socket so the dialplan's fallback routes the call");
+                self.abandon_all("the call could not be handed back").await;
+                false
             }
             Err(e) => {
-                error!(error = %e, "transfer not acknowledged");
-                true
+                error!(error = %e, "transfer not acknowledged; closing the socket so the dialplan's fallback routes the call");
+                self.abandon_all("the call could not be handed back").await;
+                false
             }
         }
     }

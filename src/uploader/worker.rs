@@ -30,14 +30,18 @@ pub struct SpoolDelivery {
 impl Delivery for SpoolDelivery {
     fn accept(&self, rec: FinishedRecording) -> BoxFuture<'_, Result<(), DeliveryError>> {
         Box::pin(async move {
-            // The metadata file beside the recording lets an operator (or `adopt`) recover it.
-            LocalStore::write_sidecar(&rec).await?;
+            // The spool is the record of truth: it goes first.
             let store = self.store.clone();
             let r = rec.clone();
             let state = tokio::task::spawn_blocking(move || spool::enqueue(&store, &r))
                 .await
                 .map_err(|e| DeliveryError::Spool(e.to_string()))?
                 .map_err(|e| DeliveryError::Spool(e.to_string()))?;
+            // The metadata file beside the recording lets an operator (or `adopt`) trace it;
+            // failing to write it (a full disk) does not lose the recording.
+            if let Err(e) = LocalStore::write_sidecar(&rec).await {
+                warn!(recording_id = %rec.recording_id, error = %e, "cannot write the metadata file");
+            }
             if state == "stored" {
                 info!(recording_id = %rec.recording_id, path = %rec.file_path, "recording stored locally (no url)");
             } else {
