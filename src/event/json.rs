@@ -24,8 +24,10 @@ pub struct JsonError {
 #[derive(Debug, Default)]
 pub struct Scanned {
     pub fields: Vec<Span>,
-    /// Indices into `fields` of values that are raw JSON, not string contents.
-    pub raw_values: Vec<u32>,
+    /// Bit i set: the value of field i holds a `\\` escape (raw values never do).
+    pub value_escaped: Vec<u64>,
+    /// Bit i set: the name of field i holds a `\\` escape.
+    pub name_escaped: Vec<u64>,
     /// The `_body` member (string contents, still escaped), if any.
     pub body: Option<(usize, usize)>,
 }
@@ -38,14 +40,33 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// `b[i]` is the opening quote; returns the index of the closing quote.
+/// Sets bit `i` of a bitset.
+pub fn set_bit(bits: &mut Vec<u64>, i: usize) {
+    if bits.len() <= i / 64 {
+        bits.resize(i / 64 + 1, 0);
+    }
+    bits[i / 64] |= 1 << (i % 64);
+}
+
+/// Reads bit `i` of a bitset.
 #[inline]
-fn string_end(b: &[u8], i: usize) -> Result<usize, JsonError> {
+pub fn bit(bits: &[u64], i: usize) -> bool {
+    bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+/// `b[i]` is the opening quote; returns the index of the closing quote and whether the string
+/// holds an escape.
+#[inline]
+fn string_end_escaped(b: &[u8], i: usize) -> Result<(usize, bool), JsonError> {
     let mut j = i + 1;
+    let mut escaped = false;
     loop {
         match memchr2(b'"', b'\\', &b[j..]) {
-            Some(k) if b[j + k] == b'"' => return Ok(j + k),
-            Some(k) => j += k + 2,
+            Some(k) if b[j + k] == b'"' => return Ok((j + k, escaped)),
+            Some(k) => {
+                escaped = true;
+                j += k + 2
+            }
             None => {
                 return Err(JsonError {
                     at: i,
@@ -60,6 +81,11 @@ fn string_end(b: &[u8], i: usize) -> Result<usize, JsonError> {
             });
         }
     }
+}
+
+#[inline]
+fn string_end(b: &[u8], i: usize) -> Result<usize, JsonError> {
+    string_end_escaped(b, i).map(|(e, _)| e)
 }
 
 /// Returns the end (exclusive) of a non-string value starting at `i`.
@@ -142,29 +168,33 @@ pub fn scan(b: &[u8]) -> Result<Scanned, JsonError> {
             if b.get(i) != Some(&b'"') {
                 return err(i, "expected a string key");
             }
-            let key_end = string_end(b, i)?;
+            let (key_end, key_escaped) = string_end_escaped(b, i)?;
             let (name_start, name_end) = (i + 1, key_end);
             i = skip_ws(b, key_end + 1);
             if b.get(i) != Some(&b':') {
                 return err(i, "expected ':'");
             }
             i = skip_ws(b, i + 1);
-            let (value_start, value_end, is_raw) = if b.get(i) == Some(&b'"') {
-                let end = string_end(b, i)?;
-                let r = (i + 1, end, false);
+            let (value_start, value_end, is_raw, value_escaped) = if b.get(i) == Some(&b'"') {
+                let (end, esc) = string_end_escaped(b, i)?;
+                let r = (i + 1, end, false, esc);
                 i = end + 1;
                 r
             } else {
                 let end = raw_value_end(b, i)?;
-                let r = (i, end, true);
+                let r = (i, end, true, false);
                 i = end;
                 r
             };
             if &b[name_start..name_end] == b"_body" && !is_raw {
                 out.body = Some((value_start, value_end));
             } else {
-                if is_raw {
-                    out.raw_values.push(out.fields.len() as u32);
+                let idx = out.fields.len();
+                if value_escaped {
+                    set_bit(&mut out.value_escaped, idx);
+                }
+                if key_escaped {
+                    set_bit(&mut out.name_escaped, idx);
                 }
                 out.fields.push(Span {
                     name_start: name_start as u32,
@@ -273,7 +303,10 @@ mod tests {
         let b = br#" { "a" : 12 , "b":{"x":["}",1]}, "_body":"+OK Success\n", "c":true } "#;
         let s = scan(b).unwrap();
         assert_eq!(s.fields.len(), 3);
-        assert_eq!(s.raw_values, vec![0, 1, 2]);
+        assert!(s.value_escaped.is_empty(), "raw values are never unescaped");
+        let e = scan(br#"{"a\"b":"x","c":"y\n"}"#).unwrap();
+        assert!(bit(&e.name_escaped, 0) && !bit(&e.value_escaped, 0));
+        assert!(!bit(&e.name_escaped, 1) && bit(&e.value_escaped, 1));
         assert_eq!(s.fields[1].value(b), br#"{"x":["}",1]}"#);
         let (bs, be) = s.body.unwrap();
         assert_eq!(unescape(&b[bs..be]), "+OK Success\n");

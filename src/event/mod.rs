@@ -44,8 +44,9 @@ enum Encoding {
 pub struct Event {
     src: Bytes,
     fields: Vec<Span>,
-    /// JSON only: indices of values that are raw JSON rather than string contents.
-    raw_values: Vec<u32>,
+    /// JSON only: which values and names hold escapes (bitsets over `fields`).
+    value_escaped: Vec<u64>,
+    name_escaped: Vec<u64>,
     encoding: Encoding,
     format: Format,
     body: Option<Bytes>,
@@ -83,7 +84,8 @@ impl Event {
             utf8: std::str::from_utf8(&src).is_ok(),
             src,
             fields,
-            raw_values: Vec::new(),
+            value_escaped: Vec::new(),
+            name_escaped: Vec::new(),
             encoding: Encoding::Percent,
             format: Format::Plain,
             body,
@@ -102,7 +104,8 @@ impl Event {
             utf8: std::str::from_utf8(&src).is_ok(),
             src,
             fields: scanned.fields,
-            raw_values: scanned.raw_values,
+            value_escaped: scanned.value_escaped,
+            name_escaped: scanned.name_escaped,
             encoding: Encoding::Json,
             format: Format::Json,
             body,
@@ -116,7 +119,8 @@ impl Event {
             utf8: std::str::from_utf8(&d.buf).is_ok(),
             src: Bytes::from(d.buf),
             fields: d.fields,
-            raw_values: Vec::new(),
+            value_escaped: Vec::new(),
+            name_escaped: Vec::new(),
             encoding: Encoding::Percent,
             format: Format::Xml,
             body: d.body.map(Bytes::from),
@@ -130,7 +134,8 @@ impl Event {
             utf8: std::str::from_utf8(&head).is_ok(),
             src: head,
             fields: spans,
-            raw_values: Vec::new(),
+            value_escaped: Vec::new(),
+            name_escaped: Vec::new(),
             encoding: Encoding::Percent,
             format: Format::ChannelData,
             body: None,
@@ -157,7 +162,8 @@ impl Event {
             utf8: true,
             src: Bytes::from(buf),
             fields,
-            raw_values: Vec::new(),
+            value_escaped: Vec::new(),
+            name_escaped: Vec::new(),
             encoding: Encoding::Percent,
             format: Format::Plain,
             body: None,
@@ -185,9 +191,8 @@ impl Event {
         let raw = self.fields[idx].value(&self.src);
         match self.encoding {
             Encoding::Percent => header::percent_decode_from(raw, self.utf8),
-            Encoding::Json if self.raw_values.contains(&(idx as u32)) => self.text(raw),
-            Encoding::Json if memchr::memchr(b'\\', raw).is_none() => self.text(raw),
-            Encoding::Json => json::unescape(raw),
+            Encoding::Json if json::bit(&self.value_escaped, idx) => json::unescape(raw),
+            Encoding::Json => self.text(raw),
         }
     }
 
@@ -195,7 +200,7 @@ impl Event {
     fn decode_name(&self, idx: usize) -> Cow<'_, str> {
         let raw = self.fields[idx].name(&self.src);
         match self.encoding {
-            Encoding::Json if memchr::memchr(b'\\', raw).is_some() => json::unescape(raw),
+            Encoding::Json if json::bit(&self.name_escaped, idx) => json::unescape(raw),
             _ => self.text(raw),
         }
     }
