@@ -465,6 +465,7 @@ async fn recordings_are_listed_and_served_per_account() {
         caller_id_name: "Alice".into(),
         caller_id_number: "1555".into(),
         callee_number: "1000".into(),
+        callee_name: String::new(),
         direction: "inbound".into(),
         interaction_id: None,
         start_us: 1_795_459_961_000_000,

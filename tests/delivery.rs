@@ -90,6 +90,7 @@ fn recording(rig: &Rig, id: &str, urls: Vec<String>, size: usize) -> FinishedRec
         caller_id_name: "Alice \"&\" Co".into(),
         caller_id_number: "+15551234567".into(),
         callee_number: "1000".into(),
+        callee_name: String::new(),
         direction: "inbound".into(),
         interaction_id: None,
         start_us: 1_795_459_961_000_000,
@@ -148,7 +149,7 @@ async fn server_error_then_success_delivers_intact_bytes_at_the_kazoo_path() {
     assert_eq!(last.header("content-length"), Some("200000"));
     assert_eq!(last.body, original, "bytes arrive intact");
     assert!(
-        !std::path::Path::new(&rec.file_path).exists(),
+        support::gone(std::path::Path::new(&rec.file_path)).await,
         "delivered file removed"
     );
 }

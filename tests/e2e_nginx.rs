@@ -98,6 +98,7 @@ async fn bytes_arrive_intact_at_nginx_webdav() {
         caller_id_name: "Alice".into(),
         caller_id_number: "15551234567".into(),
         callee_number: "1000".into(),
+        callee_name: String::new(),
         direction: "inbound".into(),
         interaction_id: None,
         start_us: 0,
@@ -145,7 +146,10 @@ async fn bytes_arrive_intact_at_nginx_webdav() {
         .path()
         .join("www/calls/acc-1/call_recording_9560fcb1-a15d-411a-a88c-6dbd57725d92.mp3");
     assert_eq!(std::fs::read(stored).unwrap(), bytes);
-    assert!(!file.exists(), "the local copy goes once delivered");
+    assert!(
+        support::gone(&file).await,
+        "the local copy goes once delivered"
+    );
 }
 
 fn callrec() -> Command {

@@ -405,20 +405,42 @@ async fn refuses_at_once_above_the_call_limit() {
     first.wait_for_command("api uuid_record").await;
     first.hangup("NORMAL_CLEARING");
     first.closed().await;
-    // A slot is free again.
-    let third = answered_call(&h, Duration::from_secs(1)).await;
-    assert!(third.report().app_exited);
+    // The slot frees once callrec has seen the first socket close; until then a new call may
+    // still be refused (and FreeSWITCH would route it unrecorded). It is taken again.
+    let third = loop {
+        let call = dial(h.addr, spec()).await.unwrap();
+        let r = call
+            .wait_until(|r| r.closed || r.transferred_to.is_some())
+            .await;
+        if r.transferred_to.is_some() {
+            break call;
+        }
+        assert!(r.commands.is_empty(), "refused without a command");
+        tokio::task::yield_now().await;
+    };
+    third.answer();
+    third.wait_for_command("api uuid_record").await;
+    third.hangup("NORMAL_CLEARING");
+    assert!(third.closed().await.app_exited);
 }
 
 #[tokio::test]
 async fn socket_without_full_still_hands_the_call_back() {
     let h = Harness::start(vec![wav(|_| {})]).await;
     let call = dial(h.addr, spec().not_full()).await.unwrap();
-    call.wait_for_command("sendmsg").await;
-    let r = call.report();
+    let r = call.wait_until(|r| r.transferred_to.is_some()).await;
     assert_eq!(
         r.transferred_to.as_deref(),
         Some("1000 XML callrec-continue")
+    );
+    let refused = r
+        .commands
+        .iter()
+        .filter(|c| c.line.starts_with("linger") || c.line.starts_with("event"))
+        .count();
+    assert_eq!(
+        refused, 2,
+        "linger and event are sent (and refused without `full`)"
     );
     call.hangup("NORMAL_CLEARING");
     call.wait_until(|r| r.hung_up).await;

@@ -628,6 +628,7 @@ impl Session {
             caller_id_name: i.caller_id_name.clone(),
             caller_id_number: i.caller_id_number.clone(),
             callee_number: i.destination.clone(),
+            callee_name: i.callee_id_name.clone(),
             direction: i.direction.clone(),
             interaction_id: i.interaction_id.clone(),
             start_us: rec.started_us.unwrap_or(i.started_us),

@@ -45,6 +45,7 @@ pub struct CallInfo {
     pub caller_id_name: String,
     pub caller_id_number: String,
     pub destination: String,
+    pub callee_id_name: String,
     pub context: String,
     pub direction: String,
     pub sip_from_user: Option<String>,
@@ -70,6 +71,10 @@ impl CallInfo {
             caller_id_name: data.caller_id_name().unwrap_or_default().into_owned(),
             caller_id_number: data.caller_id_number().unwrap_or_default().into_owned(),
             destination: data.destination_number().unwrap_or_default().into_owned(),
+            callee_id_name: data
+                .caller("Callee-ID-Name")
+                .unwrap_or_default()
+                .into_owned(),
             context: data.caller("Context").unwrap_or_default().into_owned(),
             direction: data.call_direction().unwrap_or_default().into_owned(),
             sip_from_user: non_empty(data.variable("sip_from_user")),

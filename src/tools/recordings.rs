@@ -114,6 +114,7 @@ pub fn adopt(store: &Store, path: &Path, url: Option<String>) -> anyhow::Result<
                 caller_id_name: String::new(),
                 caller_id_number: String::new(),
                 callee_number: String::new(),
+                callee_name: String::new(),
                 direction: String::new(),
                 interaction_id: None,
                 start_us: mtime,

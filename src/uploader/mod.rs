@@ -29,6 +29,9 @@ pub struct FinishedRecording {
     pub caller_id_name: String,
     pub caller_id_number: String,
     pub callee_number: String,
+    /// The callee's name when FreeSWITCH knows it (`Caller-Callee-ID-Name`).
+    #[serde(default)]
+    pub callee_name: String,
     pub direction: String,
     /// Kazoo's interaction id (channel variable `interaction_id`), when set.
     #[serde(default)]

@@ -139,6 +139,7 @@ mod tests {
             caller_id_name: "Alice & Bob=?/#x".into(),
             caller_id_number: "+15551234567".into(),
             callee_number: "1000".into(),
+            callee_name: String::new(),
             direction: "inbound".into(),
             interaction_id: None,
             start_us: 1_795_459_961_594_251,

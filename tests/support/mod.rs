@@ -93,3 +93,15 @@ pub fn fingerprint(f: &Frame) -> (u64, Vec<(String, String)>, Vec<u8>) {
 }
 pub mod harness;
 pub mod receiver;
+
+/// Waits (up to 10 s) for a file to be removed; the uploader removes it right after it records
+/// the delivery, so a test that saw `delivered` may look a moment too early.
+pub async fn gone(path: &std::path::Path) -> bool {
+    for _ in 0..1000 {
+        if !path.exists() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}
