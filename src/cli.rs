@@ -30,6 +30,13 @@ pub enum Command {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// Simulated FreeSWITCH calls against a running `callrec serve` (runs `callrec-lab`, built
+    /// from the `callrec-sim` crate, from the same directory as this binary or the PATH).
+    Lab {
+        /// Arguments for callrec-lab (`--help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// API tokens.
     Token {
         #[command(subcommand)]

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
             config,
             data_dir,
         } => recordings_main(command, config, data_dir),
+        Command::Lab { args } => lab_main(args),
         Command::Esl {
             command: EslCommand::Decode(args),
         } => esl_decode_main(args),
@@ -210,6 +211,27 @@ fn recordings_main(
         Err(e) => {
             eprintln!("callrec: {e:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `callrec lab`: hands over to `callrec-lab` (the simulator's binary; a separate crate, since
+/// the simulator itself is built on callrec's library).
+fn lab_main(args: Vec<String>) -> ExitCode {
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("callrec-lab")))
+        .filter(|p| p.exists());
+    let program = sibling.unwrap_or_else(|| std::path::PathBuf::from("callrec-lab"));
+    match std::process::Command::new(&program).args(&args).status() {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => ExitCode::from(s.code().unwrap_or(1).clamp(1, 255) as u8),
+        Err(e) => {
+            eprintln!(
+                "callrec: cannot run {}: {e} (build it with `cargo build --release -p callrec-sim`)",
+                program.display()
+            );
+            ExitCode::from(2)
         }
     }
 }
