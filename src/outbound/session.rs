@@ -25,6 +25,7 @@ use crate::event::{Event, EventName};
 use crate::recorder::{self, paths, Recording, State, StopInfo};
 use crate::rules::{CallInfo, Planner, Trigger};
 use crate::telemetry::metrics::{self, METRICS};
+use crate::telemetry::printable;
 use crate::uploader::{Delivery, FinishedRecording};
 
 /// What every session shares.
@@ -62,8 +63,8 @@ pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
     let info = CallInfo::from_channel_data(&data, &ctx.config.party_variables());
     let span = info_span!(
         "call",
-        call_id = %info.call_id,
-        account_id = %info.account_id.as_deref().unwrap_or("-")
+        call_id = %printable(&info.call_id),
+        account_id = %printable(info.account_id.as_deref().unwrap_or("-"))
     );
     let session = Session {
         conn,
@@ -116,9 +117,9 @@ impl Session {
     async fn drive(mut self) {
         let i = &self.info;
         info!(
-            caller = %i.caller_id_number,
-            caller_name = %i.caller_id_name,
-            destination = %i.destination,
+            caller = %printable(&i.caller_id_number),
+            caller_name = %printable(&i.caller_id_name),
+            destination = %printable(&i.destination),
             user_id = %i.user_id.as_deref().unwrap_or("-"),
             device_id = %i.device_id.as_deref().unwrap_or("-"),
             "call accepted"
@@ -210,7 +211,7 @@ impl Session {
     fn identified(&mut self, plan: &crate::rules::Plan) {
         if self.info.account_id.is_none() {
             if let Some(a) = &plan.account_id {
-                tracing::Span::current().record("account_id", a.as_str());
+                tracing::Span::current().record("account_id", printable(a).as_ref());
                 self.info.account_id = Some(a.clone());
             }
         }
@@ -382,7 +383,7 @@ impl Session {
             EventName::ChannelHangupComplete => {
                 self.hangup_complete = true;
                 let cause = e.hangup_cause().map(|c| c.into_owned()).unwrap_or_default();
-                info!(hangup_cause = %cause, "call hung up");
+                info!(hangup_cause = %printable(&cause), "call hung up");
                 for r in &mut self.recordings {
                     if let State::Waiting(t) = r.state {
                         info!(recording_id = %r.id, trigger = ?t, "recording not started: the call ended first");
@@ -448,7 +449,7 @@ impl Session {
             info!(
                 recording_id = %rec.id,
                 reason = %rec.reason,
-                bridge_target = %target,
+                bridge_target = %printable(&target),
                 "rule matched for the bridged callee"
             );
             self.recordings.push(rec);

@@ -25,3 +25,23 @@ pub fn init(json: bool) {
     // A subscriber already installed (tests) is fine.
     drop(result);
 }
+
+/// Text from the call (names, numbers, ids) made safe for a log line: control characters
+/// (line breaks, terminal escapes) are escaped, so a caller cannot forge or hide log lines.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        std::borrow::Cow::Owned(s.escape_debug().to_string())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_controls_only() {
+        assert_eq!(super::printable("Alice Smith"), "Alice Smith");
+        assert_eq!(super::printable("x\nINFO forged"), "x\\nINFO forged");
+        assert_eq!(super::printable("\u{1b}[31m"), "\\u{1b}[31m");
+    }
+}
