@@ -577,3 +577,29 @@ async fn metrics_need_an_admin_token_and_count_orphans() {
     let (s, _) = api.call("GET", "/metrics", Some(&t), None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn request_ids_are_echoed_in_envelopes_and_headers() {
+    let api = start().await;
+    let r = api
+        .http
+        .get(format!("{}/v2/accounts/none", api.base))
+        .header("X-Auth-Token", &api.admin)
+        .header("X-Request-ID", "req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.headers()["x-request-id"], "req-42");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["request_id"], "req-42");
+    assert_eq!(v["status"], "error");
+    let (s, v) = api.admin("GET", "/nowhere", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"], "404");
+    assert_eq!(
+        v["request_id"].as_str().map(str::len),
+        Some(32),
+        "a fresh id"
+    );
+}

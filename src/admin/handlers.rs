@@ -1,24 +1,19 @@
-//! Request handlers: authorisation, validation, storage, envelopes.
+//! Request handlers: authorisation, validation, storage. Each returns `Result<Response,
+//! ApiError>`; envelopes (and the request id) are added by [`super::envelope`].
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::envelope::{success, ApiError};
 use super::ApiState;
 use crate::rules::documents::{merge_patch, validate};
 use crate::store::{Doc, Kind, Scope, Store, StoreError};
+use crate::uploader::spool;
 
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
-}
+type ApiResult = Result<Response, ApiError>;
 
 /// The document kind of a collection path segment; 404 for anything else.
 fn kind_of(collection: &str) -> Result<Kind, ApiError> {
@@ -38,11 +33,7 @@ async fn blocking<T: Send + 'static>(
     let s = store.clone();
     match tokio::task::spawn_blocking(move || f(&s)).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(StoreError::Conflict { current })) => Err(ApiError {
-            status: StatusCode::CONFLICT,
-            message: "conflicting revision".into(),
-            data: json!({"revision": current}),
-        }),
+        Ok(Err(StoreError::Conflict { current })) => Err(conflict(current)),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "store error");
             Err(ApiError::new(
@@ -60,11 +51,19 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Checks `X-Auth-Token` against the account in the path.
+fn conflict(current: String) -> ApiError {
+    ApiError {
+        status: StatusCode::CONFLICT,
+        message: "conflicting revision".into(),
+        data: json!({"revision": current}),
+    }
+}
+
+/// Checks `X-Auth-Token`; `account_id` is the account in the path (`None`: admin only).
 async fn authorize(
     state: &ApiState,
     headers: &HeaderMap,
-    account_id: &str,
+    account_id: Option<&str>,
 ) -> Result<Scope, ApiError> {
     let token = headers
         .get("x-auth-token")
@@ -76,12 +75,16 @@ async fn authorize(
     let scope = blocking(&state.store, move |s| s.verify_token(&token))
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid credentials"))?;
-    match &scope {
-        Scope::Admin => Ok(scope),
-        Scope::Account(a) if a == account_id => Ok(scope),
-        Scope::Account(_) => Err(ApiError::new(
+    match (&scope, account_id) {
+        (Scope::Admin, _) => Ok(scope),
+        (Scope::Account(a), Some(path)) if a == path => Ok(scope),
+        (Scope::Account(_), Some(_)) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "the token does not give access to this account",
+        )),
+        (Scope::Account(_), None) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this needs an admin token",
         )),
     }
 }
@@ -110,38 +113,39 @@ fn data_of(body: &Bytes) -> Result<Value, ApiError> {
     }
 }
 
-fn ok(doc: Doc, status: StatusCode, rid: &str) -> Response {
+fn doc_response(doc: Doc, status: StatusCode) -> Response {
     let rev = doc.revision();
-    success(status, doc.body, Some(rev), rid)
+    success(status, doc.body, Some(rev))
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty()
-        || id.len() > 128
-        || !id
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(ApiError::new(
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "ids are 1-128 characters of [A-Za-z0-9._-]",
-        ));
+        ))
     }
-    Ok(())
 }
 
-macro_rules! respond {
-    ($rid:expr, $body:expr) => {
-        match $body {
-            Ok(r) => r,
-            Err(e) => ApiError::into_response_with(e, &$rid),
-        }
-    };
+async fn get_one(
+    state: &ApiState,
+    kind: Kind,
+    account_id: &str,
+    id: &str,
+) -> Result<Option<Doc>, ApiError> {
+    let (a, i) = (account_id.to_string(), id.to_string());
+    blocking(&state.store, move |s| s.get(kind, &a, &i)).await
 }
 
 async fn account_exists(state: &ApiState, account_id: &str) -> Result<(), ApiError> {
-    let a = account_id.to_string();
-    match blocking(&state.store, move |s| s.get(Kind::Account, &a, &a)).await? {
+    match get_one(state, Kind::Account, account_id, account_id).await? {
         Some(_) => Ok(()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "account not found")),
     }
@@ -151,20 +155,12 @@ pub async fn get_account(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let rid = request_id(&headers);
-    respond!(
-        rid,
-        async {
-            authorize(&state, &headers, &account_id).await?;
-            let a = account_id.clone();
-            match blocking(&state.store, move |s| s.get(Kind::Account, &a, &a)).await? {
-                Some(d) => Ok(ok(d, StatusCode::OK, &rid)),
-                None => Err(ApiError::new(StatusCode::NOT_FOUND, "account not found")),
-            }
-        }
-        .await
-    )
+) -> ApiResult {
+    authorize(&state, &headers, Some(&account_id)).await?;
+    match get_one(&state, Kind::Account, &account_id, &account_id).await? {
+        Some(d) => Ok(doc_response(d, StatusCode::OK)),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "account not found")),
+    }
 }
 
 pub async fn put_account(
@@ -172,26 +168,19 @@ pub async fn put_account(
     Path(account_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let rid = request_id(&headers);
-    respond!(
-        rid,
-        async {
-            authorize(&state, &headers, &account_id).await?;
-            check_id(&account_id)?;
-            write(
-                &state,
-                Kind::Account,
-                &account_id,
-                &account_id,
-                data_of(&body)?,
-                if_match(&headers),
-                &rid,
-            )
-            .await
-        }
-        .await
+) -> ApiResult {
+    authorize(&state, &headers, Some(&account_id)).await?;
+    check_id(&account_id)?;
+    let data = data_of(&body)?;
+    write(
+        &state,
+        Kind::Account,
+        &account_id,
+        &account_id,
+        data,
+        if_match(&headers),
     )
+    .await
 }
 
 pub async fn patch_account(
@@ -199,46 +188,31 @@ pub async fn patch_account(
     Path(account_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let rid = request_id(&headers);
-    respond!(
-        rid,
-        async {
-            authorize(&state, &headers, &account_id).await?;
-            patch(
-                &state,
-                Kind::Account,
-                &account_id,
-                &account_id,
-                &body,
-                &headers,
-                &rid,
-            )
-            .await
-        }
-        .await
+) -> ApiResult {
+    authorize(&state, &headers, Some(&account_id)).await?;
+    patch(
+        &state,
+        Kind::Account,
+        &account_id,
+        &account_id,
+        &body,
+        &headers,
     )
+    .await
 }
 
 pub async fn list_docs(
     State(state): State<ApiState>,
     Path((account_id, collection)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Response {
-    let rid = request_id(&headers);
-    respond!(
-        rid,
-        async {
-            authorize(&state, &headers, &account_id).await?;
-            let kind = kind_of(&collection)?;
-            account_exists(&state, &account_id).await?;
-            let a = account_id.clone();
-            let docs = blocking(&state.store, move |s| s.list(kind, &a)).await?;
-            let data: Vec<Value> = docs.into_iter().map(|d| d.body).collect();
-            Ok::<_, ApiError>(success(StatusCode::OK, Value::Array(data), None, &rid))
-        }
-        .await
-    )
+) -> ApiResult {
+    authorize(&state, &headers, Some(&account_id)).await?;
+    let kind = kind_of(&collection)?;
+    account_exists(&state, &account_id).await?;
+    let a = account_id.clone();
+    let docs = blocking(&state.store, move |s| s.list(kind, &a)).await?;
+    let data: Vec<Value> = docs.into_iter().map(|d| d.body).collect();
+    Ok(success(StatusCode::OK, Value::Array(data), None))
 }
 
 pub async fn create_doc(
@@ -246,60 +220,41 @@ pub async fn create_doc(
     Path((account_id, collection)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let rid = request_id(&headers);
-    respond!(
-        rid,
-        async {
-            authorize(&state, &headers, &account_id).await?;
-            let kind = kind_of(&collection)?;
-            account_exists(&state, &account_id).await?;
-            let data = data_of(&body)?;
-            let id = match data.get("id") {
-                Some(Value::String(s)) => s.clone(),
-                _ => uuid::Uuid::new_v4().simple().to_string(),
-            };
-            check_id(&id)?;
-            let (a, i) = (account_id.clone(), id.clone());
-            if blocking(&state.store, move |s| s.get(kind, &a, &i))
-                .await?
-                .is_some()
-            {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "a document with this id exists",
-                ));
-            }
-            let mut resp = write(&state, kind, &account_id, &id, data, None, &rid).await?;
-            *resp.status_mut() = StatusCode::CREATED;
-            Ok(resp)
-        }
-        .await
-    )
+) -> ApiResult {
+    authorize(&state, &headers, Some(&account_id)).await?;
+    let kind = kind_of(&collection)?;
+    account_exists(&state, &account_id).await?;
+    let data = data_of(&body)?;
+    let id = match data.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        _ => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    check_id(&id)?;
+    if get_one(&state, kind, &account_id, &id).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "a document with this id exists",
+        ));
+    }
+    let mut resp = write(&state, kind, &account_id, &id, data, None).await?;
+    *resp.status_mut() = StatusCode::CREATED;
+    Ok(resp)
 }
 
 pub async fn get_doc(
     State(state): State<ApiState>,
     Path((account_id, collection, id)): Path<(String, String, String)>,
     headers: HeaderMap,
-) -> Response {
-    let rid = request_id(&headers);
-    respond!(
-        rid,
-        async {
-            authorize(&state, &headers, &account_id).await?;
-            let kind = kind_of(&collection)?;
-            let (a, i) = (account_id.clone(), id.clone());
-            match blocking(&state.store, move |s| s.get(kind, &a, &i)).await? {
-                Some(d) => Ok(ok(d, StatusCode::OK, &rid)),
-                None => Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!("{collection}/{id} not found"),
-                )),
-            }
-        }
-        .await
-    )
+) -> ApiResult {
+    authorize(&state, &headers, Some(&account_id)).await?;
+    let kind = kind_of(&collection)?;
+    match get_one(&state, kind, &account_id, &id).await? {
+        Some(d) => Ok(doc_response(d, StatusCode::OK)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{collection}/{id} not found"),
+        )),
+    }
 }
 
 pub async fn put_doc(
@@ -307,28 +262,13 @@ pub async fn put_doc(
     Path((account_id, collection, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let rid = request_id(&headers);
-    respond!(
-        rid,
-        async {
-            authorize(&state, &headers, &account_id).await?;
-            let kind = kind_of(&collection)?;
-            check_id(&id)?;
-            account_exists(&state, &account_id).await?;
-            write(
-                &state,
-                kind,
-                &account_id,
-                &id,
-                data_of(&body)?,
-                if_match(&headers),
-                &rid,
-            )
-            .await
-        }
-        .await
-    )
+) -> ApiResult {
+    authorize(&state, &headers, Some(&account_id)).await?;
+    let kind = kind_of(&collection)?;
+    check_id(&id)?;
+    account_exists(&state, &account_id).await?;
+    let data = data_of(&body)?;
+    write(&state, kind, &account_id, &id, data, if_match(&headers)).await
 }
 
 pub async fn patch_doc(
@@ -336,42 +276,38 @@ pub async fn patch_doc(
     Path((account_id, collection, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let rid = request_id(&headers);
-    respond!(
-        rid,
-        async {
-            authorize(&state, &headers, &account_id).await?;
-            let kind = kind_of(&collection)?;
-            patch(&state, kind, &account_id, &id, &body, &headers, &rid).await
-        }
-        .await
-    )
+) -> ApiResult {
+    authorize(&state, &headers, Some(&account_id)).await?;
+    let kind = kind_of(&collection)?;
+    patch(&state, kind, &account_id, &id, &body, &headers).await
 }
 
 pub async fn delete_doc(
     State(state): State<ApiState>,
     Path((account_id, collection, id)): Path<(String, String, String)>,
     headers: HeaderMap,
-) -> Response {
-    let rid = request_id(&headers);
-    respond!(rid, async {
-        authorize(&state, &headers, &account_id).await?;
-        let kind = kind_of(&collection)?;
-        let expect = if_match(&headers);
-        let (a, i) = (account_id.clone(), id.clone());
-        if blocking(&state.store, move |s| s.delete(kind, &a, &i, expect.as_deref())).await? {
-            tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, "document deleted");
-            Ok(success(StatusCode::OK, json!({"id": id}), None, &rid))
-        } else {
-            Err(ApiError::new(StatusCode::NOT_FOUND, format!("{collection}/{id} not found")))
-        }
+) -> ApiResult {
+    authorize(&state, &headers, Some(&account_id)).await?;
+    let kind = kind_of(&collection)?;
+    let expect = if_match(&headers);
+    let (a, i) = (account_id.clone(), id.clone());
+    if blocking(&state.store, move |s| {
+        s.delete(kind, &a, &i, expect.as_deref())
+    })
+    .await?
+    {
+        tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, "document deleted");
+        Ok(success(StatusCode::OK, json!({"id": id}), None))
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{collection}/{id} not found"),
+        ))
     }
-    .await)
 }
 
-pub async fn not_found(headers: HeaderMap) -> Response {
-    ApiError::new(StatusCode::NOT_FOUND, "not found").into_response_with(&request_id(&headers))
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not found")
 }
 
 /// Validates and stores a whole document.
@@ -382,8 +318,7 @@ async fn write(
     id: &str,
     data: Value,
     expect_rev: Option<String>,
-    rid: &str,
-) -> Result<Response, ApiError> {
+) -> ApiResult {
     validate(kind, &data).map_err(ApiError::invalid)?;
     let (a, i) = (account_id.to_string(), id.to_string());
     let doc = blocking(&state.store, move |s| {
@@ -391,7 +326,7 @@ async fn write(
     })
     .await?;
     tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, revision = doc.rev, "document saved");
-    Ok(ok(doc, StatusCode::OK, rid))
+    Ok(doc_response(doc, StatusCode::OK))
 }
 
 /// Merges `{"data": patch}` into the stored document, validates, stores conditionally.
@@ -402,24 +337,18 @@ async fn patch(
     id: &str,
     body: &Bytes,
     headers: &HeaderMap,
-    rid: &str,
-) -> Result<Response, ApiError> {
+) -> ApiResult {
     let patch = data_of(body)?;
-    let (a, i) = (account_id.to_string(), id.to_string());
-    let current = blocking(&state.store, move |s| s.get(kind, &a, &i))
+    let current = get_one(state, kind, account_id, id)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "document not found"))?;
     let expected = if_match(headers).unwrap_or_else(|| current.revision());
     if expected != current.revision() {
-        return Err(ApiError {
-            status: StatusCode::CONFLICT,
-            message: "conflicting revision".into(),
-            data: json!({"revision": current.revision()}),
-        });
+        return Err(conflict(current.revision()));
     }
     let mut merged = current.body;
     merge_patch(&mut merged, &patch);
-    write(state, kind, account_id, id, merged, Some(expected), rid).await
+    write(state, kind, account_id, id, merged, Some(expected)).await
 }
 
 /// Filters of the recordings listing (times in Unix seconds).
@@ -435,107 +364,72 @@ pub struct RecordingQuery {
 pub async fn list_recordings(
     State(state): State<ApiState>,
     Path(account_id): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<RecordingQuery>,
+    Query(q): Query<RecordingQuery>,
     headers: HeaderMap,
-) -> Response {
-    let rid = request_id(&headers);
-    respond!(
-        rid,
-        async {
-            authorize(&state, &headers, &account_id).await?;
-            let f = crate::uploader::spool::Filter {
-                state: q.state,
-                account_id: Some(account_id.clone()),
-                call_id: q.call_id,
-                since_us: q.since.map(|s| s * 1_000_000),
-                until_us: q.until.map(|s| s * 1_000_000),
-                limit: Some(q.limit.unwrap_or(100).min(1000)),
-            };
-            let items =
-                blocking(&state.store, move |s| crate::uploader::spool::list(s, &f)).await?;
-            let data = serde_json::to_value(items).unwrap_or(Value::Null);
-            Ok::<_, ApiError>(success(StatusCode::OK, data, None, &rid))
-        }
-        .await
-    )
+) -> ApiResult {
+    authorize(&state, &headers, Some(&account_id)).await?;
+    let f = spool::Filter {
+        state: q.state,
+        account_id: Some(account_id),
+        call_id: q.call_id,
+        since_us: q.since.map(|s| s * 1_000_000),
+        until_us: q.until.map(|s| s * 1_000_000),
+        limit: Some(q.limit.unwrap_or(100).min(1000)),
+    };
+    let items = blocking(&state.store, move |s| spool::list(s, &f)).await?;
+    let data = serde_json::to_value(items).unwrap_or(Value::Null);
+    Ok(success(StatusCode::OK, data, None))
 }
 
 pub async fn get_recording(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Response {
-    use axum::response::IntoResponse;
-    let rid = request_id(&headers);
-    respond!(
-        rid,
-        async {
-            authorize(&state, &headers, &account_id).await?;
-            let i = id.clone();
-            let item = blocking(&state.store, move |s| crate::uploader::spool::get(s, &i))
-                .await?
-                .filter(|it| it.meta.account_id.as_deref() == Some(account_id.as_str()))
-                .ok_or_else(|| {
-                    ApiError::new(StatusCode::NOT_FOUND, format!("recordings/{id} not found"))
-                })?;
-            let wants_audio = headers
-                .get(axum::http::header::ACCEPT)
-                .and_then(|a| a.to_str().ok())
-                .is_some_and(|a| a.contains("audio/"));
-            if !wants_audio {
-                let data = serde_json::to_value(item).unwrap_or(Value::Null);
-                return Ok(success(StatusCode::OK, data, None, &rid));
-            }
-            let file = tokio::fs::File::open(&item.meta.file_path)
-                .await
-                .map_err(|_| {
-                    ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "the file is not stored locally (delivered or removed)",
-                    )
-                })?;
-            let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-            let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
-            Ok((
-                StatusCode::OK,
-                [
-                    (
-                        axum::http::header::CONTENT_TYPE,
-                        item.meta.format.mime().to_string(),
-                    ),
-                    (axum::http::header::CONTENT_LENGTH, len.to_string()),
-                ],
-                body,
-            )
-                .into_response())
-        }
+) -> ApiResult {
+    authorize(&state, &headers, Some(&account_id)).await?;
+    let i = id.clone();
+    let item = blocking(&state.store, move |s| spool::get(s, &i))
+        .await?
+        .filter(|it| it.meta.account_id.as_deref() == Some(account_id.as_str()))
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("recordings/{id} not found"))
+        })?;
+    let wants_audio = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("audio/"));
+    if !wants_audio {
+        let data = serde_json::to_value(item).unwrap_or(Value::Null);
+        return Ok(success(StatusCode::OK, data, None));
+    }
+    let file = tokio::fs::File::open(&item.meta.file_path)
         .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "the file is not stored locally (delivered or removed)",
+            )
+        })?;
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, item.meta.format.mime().to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        body,
     )
+        .into_response())
 }
 
 /// Prometheus metrics; needs an admin token.
-pub async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    use axum::response::IntoResponse;
-    let rid = request_id(&headers);
-    respond!(
-        rid,
-        async {
-            match authorize(&state, &headers, "").await? {
-                Scope::Admin => Ok((
-                    StatusCode::OK,
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    crate::telemetry::metrics::METRICS.render(),
-                )
-                    .into_response()),
-                Scope::Account(_) => Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "metrics need an admin token",
-                )),
-            }
-        }
-        .await
+pub async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult {
+    authorize(&state, &headers, None).await?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::metrics::METRICS.render(),
     )
+        .into_response())
 }

@@ -56,6 +56,7 @@ pub fn router(state: ApiState) -> Router {
                 .delete(handlers::delete_doc),
         )
         .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn(envelope::with_request_id))
         .with_state(state)
 }
 
