@@ -14,7 +14,8 @@
 //!
 //! Layout: `spec` (what call to place), `clock` (virtual time and dates), `wire` (FreeSWITCH's
 //! serialisations), `channel` (channel state → event headers), `media` (recording files),
-//! `call` (one connection: command handling and the control handle).
+//! `call` (one connection: command handling and the control handle), [`scenario`] (named call
+//! scripts), [`load`] (many calls at a rate, for the load benchmark and `callrec-lab`).
 
 mod call;
 mod channel;
