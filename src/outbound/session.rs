@@ -120,8 +120,8 @@ impl Session {
             caller = %printable(&i.caller_id_number),
             caller_name = %printable(&i.caller_id_name),
             destination = %printable(&i.destination),
-            user_id = %i.user_id.as_deref().unwrap_or("-"),
-            device_id = %i.device_id.as_deref().unwrap_or("-"),
+            user_id = %printable(i.user_id.as_deref().unwrap_or("-")),
+            device_id = %printable(i.device_id.as_deref().unwrap_or("-")),
             "call accepted"
         );
         let subscriptions = [
@@ -140,7 +140,7 @@ impl Session {
             match self.conn.send(c).await {
                 Ok(rx) => pending.push(rx),
                 Err(e) => {
-                    warn!(error = %e, "cannot subscribe; FreeSWITCH keeps the call");
+                    warn!(error = %e, "cannot subscribe; closing so the dialplan's fallback routes the call");
                     return;
                 }
             }
@@ -170,7 +170,7 @@ impl Session {
                     warn!(reply = %r.text(), "subscription refused (is the socket opened with `async full`?)")
                 }
                 Err(e) => {
-                    warn!(error = %e, "no reply to subscription; FreeSWITCH keeps the call");
+                    warn!(error = %e, "no reply to subscription; closing so the dialplan's fallback routes the call");
                     return;
                 }
             }
