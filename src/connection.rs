@@ -7,7 +7,7 @@
 //! - a reader task owns the socket's read side and always drains it, whatever the session is
 //!   doing, so FreeSWITCH's send queue never backs up because of callrec;
 //! - an event that cannot be decoded is logged and skipped (framing is intact); a framing error
-//!   ends the connection.
+//!   ends the connection, and every command still waiting for a reply fails at once.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -138,6 +138,11 @@ impl Connection {
                         tracing::warn!(reply = %reply.text(), offset, "reply with no command waiting")
                     }
                 }
+            }
+            // No reply will come any more: fail every waiting command now instead of letting
+            // each run into its timeout.
+            if let Ok(mut q) = w.lock() {
+                q.clear();
             }
         });
         Connection {
