@@ -428,20 +428,11 @@ impl Session {
             self.info.account_id.as_deref(),
             self.info.started_us,
         );
-        let same = |a: &crate::rules::RecordCall, b: &crate::rules::RecordCall| {
-            crate::rules::RecordCall {
-                url: None,
-                ..a.clone()
-            } == crate::rules::RecordCall {
-                url: None,
-                ..b.clone()
-            }
-        };
         for p in plan {
             if self
                 .recordings
                 .iter()
-                .any(|r| same(&r.settings, &p.settings))
+                .any(|r| r.settings.same_recording(&p.settings))
             {
                 continue;
             }

@@ -143,6 +143,15 @@ impl RecordCall {
         }
     }
 
+    /// True when both would make the same recording (they may still go to different URLs).
+    pub fn same_recording(&self, other: &RecordCall) -> bool {
+        let strip = |r: &RecordCall| RecordCall {
+            url: None,
+            ..r.clone()
+        };
+        strip(self) == strip(other)
+    }
+
     /// When the recording starts.
     pub fn trigger(&self) -> Trigger {
         if self.record_on_bridge {

@@ -186,16 +186,10 @@ pub fn plan(p: &Parties) -> Vec<PlannedRecording> {
 pub fn collapse(plans: Vec<PlannedRecording>) -> Vec<PlannedRecording> {
     let mut out: Vec<PlannedRecording> = Vec::new();
     for p in plans {
-        let key = RecordCall {
-            url: None,
-            ..p.settings.clone()
-        };
-        match out.iter_mut().find(|o| {
-            RecordCall {
-                url: None,
-                ..o.settings.clone()
-            } == key
-        }) {
+        match out
+            .iter_mut()
+            .find(|o| o.settings.same_recording(&p.settings))
+        {
             Some(o) => {
                 if let Some(u) = &p.settings.url {
                     if !o.urls().contains(u) {
