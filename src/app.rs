@@ -119,9 +119,9 @@ impl Uploads {
     /// Recovers the spool (deliveries a crash left `uploading` go back to `pending`), reports
     /// recordings on disk that the spool does not know, and starts the upload loop.
     pub async fn start(config: &Config, store: Store) -> anyhow::Result<Uploads> {
-        use crate::uploader::{http::Http, spool, worker};
+        use crate::uploader::{http::Http, worker};
         let s = store.clone();
-        let recovered = tokio::task::spawn_blocking(move || spool::recover(&s)).await??;
+        let recovered = tokio::task::spawn_blocking(move || s.recover_deliveries()).await??;
         if recovered > 0 {
             info!(
                 recovered,
@@ -189,7 +189,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config)?;
     let planner: Arc<dyn Planner> = Arc::new(DocumentPlanner {
         store: store.clone(),
-        global: config.record_call.clone(),
+        global: config.global_rule(),
     });
     let api_stop = CancellationToken::new();
     let api_listener = TcpListener::bind(config.api_listen)

@@ -119,8 +119,8 @@ pub enum RecordingsCommand {
     /// Recordings, newest first: id, state, account, call, start, duration, file.
     List {
         /// pending, uploading, delivered, failed or stored.
-        #[arg(long)]
-        state: Option<String>,
+        #[arg(long, value_parser = parse_state)]
+        state: Option<crate::store::RecordingState>,
         #[arg(long)]
         account: Option<String>,
         #[arg(long)]
@@ -144,4 +144,9 @@ pub enum RecordingsCommand {
         #[arg(long)]
         url: Option<String>,
     },
+}
+
+fn parse_state(s: &str) -> Result<crate::store::RecordingState, String> {
+    crate::store::RecordingState::parse(s)
+        .ok_or_else(|| "expected pending, uploading, delivered, failed or stored".to_string())
 }

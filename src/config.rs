@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::esl::Limits;
+use crate::rules::model::Params;
 use crate::rules::{PartyVariables, RecordCall};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,8 +56,9 @@ pub struct Config {
     pub upload_min_rate: u64,
     /// Keep the local file after it was delivered everywhere.
     pub keep_local_after_upload: bool,
-    /// Applied to every call, on top of the documents.
-    pub record_call: Option<RecordCall>,
+    /// Applied to every call, on top of the documents; parsed (and so validated) with the
+    /// same types as a document's `record_call`.
+    pub record_call: Option<Params>,
 }
 
 impl Default for Config {
@@ -138,13 +140,12 @@ impl Config {
         if self.command_timeout_ms == 0 || self.max_frame_bytes < 64 * 1024 {
             return bad("command_timeout_ms must be > 0 and max_frame_bytes at least 65536");
         }
-        if let Some(rc) = &self.record_call {
-            if let Err(errs) = rc.validate("record_call") {
-                let list: Vec<String> = errs.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                return Err(ConfigError::Invalid(list.join("; ")));
-            }
-        }
         Ok(())
+    }
+
+    /// The `[record_call]` rule applied to every call, when it is enabled.
+    pub fn global_rule(&self) -> Option<RecordCall> {
+        self.record_call.as_ref()?.resolve(true)
     }
 
     pub fn limits(&self) -> Limits {
@@ -202,11 +203,12 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().is_err());
-        let c: Config = toml::from_str("[record_call]\ntime_limit = 1\n").unwrap();
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("record_call.time_limit"));
+        let e = toml::from_str::<Config>("[record_call]\ntime_limit = 1\n").unwrap_err();
+        assert!(
+            e.to_string().contains("from 5 to 10800"),
+            "the same check as the API: {e}"
+        );
+        let c: Config = toml::from_str("[record_call]\nenabled = false\n").unwrap();
+        assert!(c.global_rule().is_none());
     }
 }

@@ -7,7 +7,9 @@
 //! - [`outbound`]: the listener and the per-call session;
 //! - [`rules`]: recording settings and the decision which recordings a call gets;
 //! - [`recorder`]: recordings of a call, their `uuid_record` commands and files;
-//! - [`uploader`]: delivery of finished recordings (local store for now);
+//! - [`store`]: the embedded SQLite store, the only place that speaks SQL;
+//! - [`uploader`]: delivery of finished recordings (durable spool, HTTP PUT/POST, local store);
+//! - [`values`]: small value types every layer shares;
 //! - [`config`], [`telemetry`], [`app`] (wiring and graceful shutdown);
 //! - [`tools`]: operator tools such as `callrec esl decode`;
 //! - [`cli`]: the command line.
@@ -29,3 +31,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tools;
 pub mod uploader;
+pub mod values;

@@ -196,7 +196,7 @@ fn recordings_main(
             }
         }
         RecordingsCommand::Retry { id, all_failed } => {
-            let n = spool::retry(&store, if all_failed { None } else { id.as_deref() })?;
+            let n = store.retry_failed(if all_failed { None } else { id.as_deref() })?;
             println!("{n} failed deliveries queued again");
             Ok(ExitCode::SUCCESS)
         }

@@ -6,43 +6,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callrec::admin::{self, ApiState};
 use callrec::rules::planner::DocumentPlanner;
 use callrec::store::{Scope, Store};
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
+use support::api::{start, Api};
 use support::harness::Collect;
-use tokio_util::sync::CancellationToken;
-
-struct Api {
-    base: String,
-    admin: String,
-    store: Store,
-    http: Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let admin = store.create_token(&Scope::Admin).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(admin::serve(
-        listener,
-        ApiState {
-            store: store.clone(),
-        },
-        CancellationToken::new(),
-    ));
-    Api {
-        base,
-        admin,
-        store,
-        http: Client::new(),
-        _dir: dir,
-    }
-}
 
 /// callrec deciding from the API's documents, recordings collected in memory.
 async fn document_server(api: &Api) -> (callrec::app::Server, Arc<Collect>, tempfile::TempDir) {
@@ -62,34 +31,6 @@ async fn document_server(api: &Api) -> (callrec::app::Server, Arc<Collect>, temp
         .await
         .unwrap();
     (server, delivery, dir)
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut r = self.http.request(m, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            r = r.header("X-Auth-Token", t);
-        }
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status();
-        let v = resp.json::<Value>().await.unwrap_or(Value::Null);
-        (status, v)
-    }
-
-    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.call(method, path, Some(&self.admin.clone()), body)
-            .await
-    }
 }
 
 #[tokio::test]
@@ -475,9 +416,11 @@ async fn recordings_are_listed_and_served_per_account() {
         stereo: false,
         file_path: file.to_string_lossy().into_owned(),
         size: 16,
-        urls: vec!["https://bob:pw@rec.example.com/x/".into()],
+        destinations: vec![callrec::values::Destination {
+            url: "https://bob:pw@rec.example.com/x/".into(),
+            method: Default::default(),
+        }],
         keep_local: false,
-        method: Default::default(),
         origin: "test".into(),
         completion_cause: "success-silence".into(),
         sequence: 0,

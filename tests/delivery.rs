@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callrec::rules::{AudioFormat, UploadMethod};
+use callrec::rules::{AudioFormat, Destination, UploadMethod};
 use callrec::store::Store;
 use callrec::uploader::http::{Http, HttpConfig};
 use callrec::uploader::retry::Policy;
@@ -100,9 +100,14 @@ fn recording(rig: &Rig, id: &str, urls: Vec<String>, size: usize) -> FinishedRec
         stereo: false,
         file_path: path.to_string_lossy().into_owned(),
         size: size as u64,
-        urls,
+        destinations: urls
+            .into_iter()
+            .map(|url| Destination {
+                url,
+                method: UploadMethod::Put,
+            })
+            .collect(),
         keep_local: false,
-        method: UploadMethod::Put,
         origin: "test".into(),
         completion_cause: "success-silence".into(),
         sequence: 0,
@@ -231,7 +236,7 @@ async fn not_found_fails_at_once_and_keeps_the_file() {
     assert_eq!(d.last_error.as_deref(), Some("HTTP 404: no such bucket"));
     assert!(std::path::Path::new(&rec.file_path).exists());
     // An operator retries it once the receiver is fixed.
-    assert_eq!(spool::retry(&rig.store, Some("r5")).unwrap(), 1);
+    assert_eq!(rig.store.retry_failed(Some("r5")).unwrap(), 1);
     rig.wake.notify_one();
     assert_eq!(settled(&rig, "r5").await.state, "delivered");
 }
@@ -280,7 +285,7 @@ async fn post_basic_auth_and_redirects() {
     let rig = rig_with(fast_http(), true).await;
     let base = rx.base.replace("http://", "http://bob:s3cret@");
     let mut rec = recording(&rig, "r7", vec![format!("{base}/up?x=")], 5000);
-    rec.method = UploadMethod::Post;
+    rec.destinations[0].method = UploadMethod::Post;
     let original = std::fs::read(&rec.file_path).unwrap();
     enqueue(&rig, &rec).await;
     let item = settled(&rig, "r7").await;
@@ -346,6 +351,25 @@ async fn two_urls_one_recording_and_local_only_is_stored() {
 }
 
 #[tokio::test]
+async fn one_recording_to_one_url_by_put_and_by_post() {
+    let rx = Receiver::start(vec![]).await;
+    let rig = rig().await;
+    let mut rec = recording(&rig, "r12", vec![format!("{}/both/", rx.base)], 300);
+    let post = Destination {
+        method: UploadMethod::Post,
+        ..rec.destinations[0].clone()
+    };
+    rec.destinations.push(post);
+    enqueue(&rig, &rec).await;
+    let item = settled(&rig, "r12").await;
+    assert_eq!(item.state, "delivered");
+    assert_eq!(item.deliveries.len(), 2);
+    let mut methods: Vec<String> = rx.requests().into_iter().map(|r| r.method).collect();
+    methods.sort();
+    assert_eq!(methods, ["POST", "PUT"]);
+}
+
+#[tokio::test]
 async fn interrupted_uploads_go_back_to_pending() {
     let rig = rig_with(fast_http(), false).await;
     rig.stop.cancel(); // no worker: claim by hand, as a crash would leave it
@@ -357,7 +381,7 @@ async fn interrupted_uploads_go_back_to_pending() {
         spool::get(&rig.store, "r11").unwrap().unwrap().state,
         "uploading"
     );
-    assert_eq!(spool::recover(&rig.store).unwrap(), 1);
+    assert_eq!(rig.store.recover_deliveries().unwrap(), 1);
     assert_eq!(
         spool::get(&rig.store, "r11").unwrap().unwrap().state,
         "pending"

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use callrec::rules::{AudioFormat, UploadMethod};
+use callrec::rules::{AudioFormat, Destination, UploadMethod};
 use callrec::store::Store;
 use callrec::uploader::http::{Http, HttpConfig};
 use callrec::uploader::spool;
@@ -108,9 +108,11 @@ async fn bytes_arrive_intact_at_nginx_webdav() {
         stereo: false,
         file_path: file.to_string_lossy().into_owned(),
         size: bytes.len() as u64,
-        urls: vec![format!("http://127.0.0.1:{port}/calls/acc-1/")],
+        destinations: vec![Destination {
+            url: format!("http://127.0.0.1:{port}/calls/acc-1/"),
+            method: UploadMethod::Put,
+        }],
         keep_local: false,
-        method: UploadMethod::Put,
         origin: "test".into(),
         completion_cause: "success-silence".into(),
         sequence: 0,

@@ -59,7 +59,7 @@ async fn wav_recording_kept_locally_with_metadata() {
     assert_eq!(rec.account_id.as_deref(), Some("acc-1"));
     assert_eq!(rec.caller_id_name, "Alice");
     assert_eq!(rec.duration_ms, 4_000);
-    assert!(rec.urls.is_empty() && rec.keep_local);
+    assert!(rec.destinations.is_empty() && rec.keep_local);
     // <data>/recordings/acc-1/YYYY/MM/DD/<id>.wav
     let path = std::path::Path::new(&rec.file_path);
     assert!(path.starts_with(h.data_dir().join("recordings/acc-1")));
@@ -198,11 +198,12 @@ async fn url_set_versus_local() {
     let url = "https://rec.example.com/calls/";
     let h = Harness::start(vec![wav(|r| r.url = Some(url.into()))]).await;
     answered_call(&h, Duration::from_secs(1)).await;
-    assert_eq!(h.delivered()[0].urls, [url]);
+    let d = &h.delivered()[0].destinations;
+    assert_eq!((d.len(), d[0].url.as_str()), (1, url));
     assert!(!h.delivered()[0].keep_local);
     let h = Harness::start(vec![wav(|_| {})]).await;
     answered_call(&h, Duration::from_secs(1)).await;
-    assert!(h.delivered()[0].urls.is_empty());
+    assert!(h.delivered()[0].destinations.is_empty());
     assert!(h.delivered()[0].keep_local);
 }
 

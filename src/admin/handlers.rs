@@ -1,5 +1,10 @@
 //! Request handlers: authorisation, validation, storage. Each returns `Result<Response,
 //! ApiError>`; envelopes (and the request id) are added by [`super::envelope`].
+//!
+//! Invariants: the account in the path is the only account a request touches (the store is
+//! always asked with it); a token is checked before anything else is read, so a request for
+//! another account learns nothing (403 whatever the id); a document is stored only when
+//! [`documents::parse`] accepts it.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -7,10 +12,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::envelope::{success, ApiError};
+use super::envelope::{success, success_with_warning, ApiError};
 use super::ApiState;
-use crate::rules::documents::{merge_patch, validate};
-use crate::store::{Doc, Kind, Scope, Store, StoreError};
+use crate::rules::documents::{self, merge_patch};
+use crate::store::documents::Expect;
+use crate::store::{Doc, Kind, RecordingState, Revision, Scope, Store, StoreError};
 use crate::uploader::spool;
 
 type ApiResult = Result<Response, ApiError>;
@@ -34,6 +40,10 @@ async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(move || f(&s)).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(StoreError::Conflict { current })) => Err(conflict(current)),
+        Ok(Err(StoreError::Exists)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "a document with this id exists in this account",
+        )),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "store error");
             Err(ApiError::new(
@@ -89,11 +99,15 @@ async fn authorize(
     }
 }
 
-fn if_match(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("if-match")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().trim_matches('"').to_string())
+/// What `If-Match` asks for. A value that is not a revision can never match (409).
+fn if_match(headers: &HeaderMap) -> Expect {
+    match headers.get("if-match") {
+        None => Expect::Any,
+        Some(v) => match v.to_str().ok().and_then(Revision::parse) {
+            Some(r) => Expect::Revision(r),
+            None => Expect::Revision(Revision(0)),
+        },
+    }
 }
 
 /// `{"data": {...}}` → the object.
@@ -113,9 +127,16 @@ fn data_of(body: &Bytes) -> Result<Value, ApiError> {
     }
 }
 
+/// A document; when its stored settings no longer parse (written by an older version), a
+/// `warning` says which field and that the settings are not applied to calls.
 fn doc_response(doc: Doc, status: StatusCode) -> Response {
-    let rev = doc.revision();
-    success(status, doc.body, Some(rev))
+    let warning = documents::parse(doc.kind, &doc.body).err().map(|e| {
+        json!({
+            "message": "the stored recording settings are not valid and are not applied to calls; save the document again with valid settings",
+            "fields": { e.path: {"message": e.message} },
+        })
+    });
+    success_with_warning(status, doc.body, Some(doc.rev.to_string()), warning)
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
@@ -230,13 +251,7 @@ pub async fn create_doc(
         _ => uuid::Uuid::new_v4().simple().to_string(),
     };
     check_id(&id)?;
-    if get_one(&state, kind, &account_id, &id).await?.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "a document with this id exists",
-        ));
-    }
-    let mut resp = write(&state, kind, &account_id, &id, data, None).await?;
+    let mut resp = write(&state, kind, &account_id, &id, data, Expect::Absent).await?;
     *resp.status_mut() = StatusCode::CREATED;
     Ok(resp)
 }
@@ -289,13 +304,12 @@ pub async fn delete_doc(
 ) -> ApiResult {
     authorize(&state, &headers, Some(&account_id)).await?;
     let kind = kind_of(&collection)?;
-    let expect = if_match(&headers);
+    let expect = match if_match(&headers) {
+        Expect::Revision(r) => Some(r),
+        _ => None,
+    };
     let (a, i) = (account_id.clone(), id.clone());
-    if blocking(&state.store, move |s| {
-        s.delete(kind, &a, &i, expect.as_deref())
-    })
-    .await?
-    {
+    if blocking(&state.store, move |s| s.delete(kind, &a, &i, expect)).await? {
         tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, "document deleted");
         Ok(success(StatusCode::OK, json!({"id": id}), None))
     } else {
@@ -317,15 +331,12 @@ async fn write(
     account_id: &str,
     id: &str,
     data: Value,
-    expect_rev: Option<String>,
+    expect: Expect,
 ) -> ApiResult {
-    validate(kind, &data).map_err(ApiError::invalid)?;
+    documents::parse(kind, &data).map_err(ApiError::invalid)?;
     let (a, i) = (account_id.to_string(), id.to_string());
-    let doc = blocking(&state.store, move |s| {
-        s.put(kind, &a, &i, data, expect_rev.as_deref())
-    })
-    .await?;
-    tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, revision = doc.rev, "document saved");
+    let doc = blocking(&state.store, move |s| s.put(kind, &a, &i, data, expect)).await?;
+    tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, revision = doc.rev.0, "document saved");
     Ok(doc_response(doc, StatusCode::OK))
 }
 
@@ -342,13 +353,24 @@ async fn patch(
     let current = get_one(state, kind, account_id, id)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "document not found"))?;
-    let expected = if_match(headers).unwrap_or_else(|| current.revision());
-    if expected != current.revision() {
-        return Err(conflict(current.revision()));
+    let expected = match if_match(headers) {
+        Expect::Revision(r) => r,
+        _ => current.rev,
+    };
+    if expected != current.rev {
+        return Err(conflict(current.rev.to_string()));
     }
     let mut merged = current.body;
     merge_patch(&mut merged, &patch);
-    write(state, kind, account_id, id, merged, Some(expected)).await
+    write(
+        state,
+        kind,
+        account_id,
+        id,
+        merged,
+        Expect::Revision(expected),
+    )
+    .await
 }
 
 /// Filters of the recordings listing (times in Unix seconds).
@@ -368,8 +390,16 @@ pub async fn list_recordings(
     headers: HeaderMap,
 ) -> ApiResult {
     authorize(&state, &headers, Some(&account_id)).await?;
+    let wanted = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(RecordingState::parse(s).ok_or_else(|| ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: "invalid query".into(),
+            data: json!({"state": {"message": "must be pending, uploading, delivered, failed or stored"}}),
+        })?),
+    };
     let f = spool::Filter {
-        state: q.state,
+        state: wanted,
         account_id: Some(account_id),
         call_id: q.call_id,
         since_us: q.since.map(|s| s * 1_000_000),

@@ -56,6 +56,9 @@ pub fn router(state: ApiState) -> Router {
                 .delete(handlers::delete_doc),
         )
         .fallback(handlers::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            envelope::MAX_BODY_BYTES,
+        ))
         .layer(axum::middleware::from_fn(envelope::with_request_id))
         .with_state(state)
 }
@@ -63,7 +66,7 @@ pub fn router(state: ApiState) -> Router {
 /// Serves the API on `listener` until `stop` is cancelled.
 pub async fn serve(listener: tokio::net::TcpListener, state: ApiState, stop: CancellationToken) {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(addr = ?addr, "HTTP API listening");
+    tracing::info!(addr = %addr.map_or("-".to_string(), |a| a.to_string()), "HTTP API listening");
     let app = router(state);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })

@@ -386,7 +386,7 @@ impl Session {
                 info!(hangup_cause = %printable(&cause), "call hung up");
                 for r in &mut self.recordings {
                     if let State::Waiting(t) = r.state {
-                        info!(recording_id = %r.id, trigger = ?t, "recording not started: the call ended first");
+                        info!(recording_id = %r.id, trigger = t.as_str(), "recording not started: the call ended first");
                         r.state = State::Finished;
                     }
                 }
@@ -630,9 +630,8 @@ impl Session {
             stereo: rec.settings.record_stereo,
             file_path: rec.path_str(),
             size: size.unwrap_or(0),
-            urls: rec.urls.clone(),
+            destinations: rec.destinations.clone(),
             keep_local: rec.keep_local,
-            method: rec.settings.method,
             origin: rec.reason.clone(),
             completion_cause: stop.cause.clone(),
             sequence: idx as u32,

@@ -30,8 +30,8 @@ pub struct Recording {
     pub id: String,
     pub settings: RecordCall,
     pub reason: String,
-    /// Every destination URL (rules that differed only in `url` share one recording).
-    pub urls: Vec<String>,
+    /// Every destination (rules that differed only in where it goes share one recording).
+    pub destinations: Vec<crate::values::Destination>,
     /// Also keep the file in local storage.
     pub keep_local: bool,
     pub path: PathBuf,
@@ -47,7 +47,7 @@ impl Recording {
         let state = State::Waiting(plan.settings.trigger());
         Recording {
             id,
-            urls: plan.urls(),
+            destinations: plan.destinations,
             keep_local: plan.keep_local,
             settings: plan.settings,
             reason: plan.reason,

@@ -1,163 +1,234 @@
-//! Validation of account, user, device and callflow documents, with field-level errors.
+//! Documents as the rules see them: the typed parts of account, user, device and callflow
+//! documents, parsed by one function, [`parse`], that the API runs on every write and the
+//! planner runs on every document it reads.
 //!
 //! Documents are open JSON objects (names and other fields are kept as given), but the parts
 //! callrec acts on are strict: `record_call`, `call_recording` (Kazoo 4 shape), a device's
-//! `owner_id` and `sip.username`, a callflow's `numbers`.
+//! `owner_id` and `sip.username`, a callflow's `numbers`. Unknown fields inside them are
+//! errors; a problem is reported with its field path (`call_recording.inbound.offnet.time_limit`).
+//!
+//! Invariant: the API stores only documents that [`parse`] accepts, and the planner applies a
+//! document only through what [`parse`] returned, so what was accepted is what applies.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::model::{check_url, FieldErrors, SAMPLE_RATES, TIME_LIMIT_RANGE};
+use super::model::Params;
 use crate::store::Kind;
 
-/// Checks a whole document of `kind`.
-pub fn validate(kind: Kind, body: &Value) -> Result<(), FieldErrors> {
-    let mut errs = FieldErrors::new();
+/// A problem in a document, with the path of the field (`.`-separated; `data` for the whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// `{inbound|outbound|any}.{onnet|offnet|any}` → recording parameters (Kazoo 4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cells {
+    pub inbound: Option<Networks>,
+    pub outbound: Option<Networks>,
+    pub any: Option<Networks>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Networks {
+    pub onnet: Option<Params>,
+    pub offnet: Option<Params>,
+    pub any: Option<Params>,
+}
+
+/// Direction of a call relative to a party.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// Whether both ends of the call are devices of the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    Onnet,
+    Offnet,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+impl Network {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Onnet => "onnet",
+            Network::Offnet => "offnet",
+        }
+    }
+}
+
+impl Networks {
+    fn get(&self, net: Option<Network>) -> Option<&Params> {
+        match net {
+            Some(Network::Onnet) => self.onnet.as_ref(),
+            Some(Network::Offnet) => self.offnet.as_ref(),
+            None => self.any.as_ref(),
+        }
+    }
+}
+
+impl Cells {
+    fn get(&self, dir: Option<Direction>) -> Option<&Networks> {
+        match dir {
+            Some(Direction::Inbound) => self.inbound.as_ref(),
+            Some(Direction::Outbound) => self.outbound.as_ref(),
+            None => self.any.as_ref(),
+        }
+    }
+
+    /// The cell for `dir`/`net`, most specific first: `dir.net`, `dir.any`, `any.net`,
+    /// `any.any`; with where it was found (`"outbound any"`).
+    pub fn cell(&self, dir: Direction, net: Network) -> Option<(&Params, String)> {
+        let name = |d: Option<Direction>, n: Option<Network>| {
+            format!(
+                "{} {}",
+                d.map_or("any", Direction::as_str),
+                n.map_or("any", Network::as_str)
+            )
+        };
+        [
+            (Some(dir), Some(net)),
+            (Some(dir), None),
+            (None, Some(net)),
+            (None, None),
+        ]
+        .into_iter()
+        .find_map(|(d, n)| self.get(d).and_then(|x| x.get(n)).map(|p| (p, name(d, n))))
+    }
+}
+
+/// An account's `call_recording`: `account` (account-wide) and `endpoint` (defaults for every
+/// user and device of the account).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountCallRecording {
+    pub account: Option<Cells>,
+    pub endpoint: Option<Cells>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct AccountSettings {
+    pub record_call: Option<Params>,
+    pub call_recording: Option<AccountCallRecording>,
+}
+
+/// A user's or device's recording settings.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct EndpointSettings {
+    pub record_call: Option<Params>,
+    pub call_recording: Option<Cells>,
+}
+
+/// A non-empty string (`sip.username`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct NonEmpty(String);
+
+impl<'de> Deserialize<'de> for NonEmpty {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match String::deserialize(d) {
+            Ok(s) if !s.is_empty() => Ok(NonEmpty(s)),
+            _ => Err(D::Error::custom("must be a non-empty string")),
+        }
+    }
+}
+
+impl NonEmpty {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Sip {
+    pub username: Option<NonEmpty>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct DeviceSettings {
+    pub record_call: Option<Params>,
+    pub call_recording: Option<Cells>,
+    /// The user who owns the device.
+    pub owner_id: Option<String>,
+    pub sip: Option<Sip>,
+}
+
+impl DeviceSettings {
+    pub fn endpoint(&self) -> EndpointSettings {
+        EndpointSettings {
+            record_call: self.record_call.clone(),
+            call_recording: self.call_recording.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct CallflowSettings {
+    pub numbers: Option<Vec<String>>,
+}
+
+/// The typed parts of a document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settings {
+    Account(Box<AccountSettings>),
+    User(EndpointSettings),
+    Device(DeviceSettings),
+    Callflow(CallflowSettings),
+}
+
+fn typed<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize::<_, T>(body).map_err(|e| {
+        let path = e.path().to_string();
+        FieldError {
+            path: if path == "." { "data".into() } else { path },
+            message: e.inner().to_string(),
+        }
+    })
+}
+
+/// Parses the typed parts of a document of `kind`: the one check every document passes, on
+/// write (the API) and on use (the planner).
+pub fn parse(kind: Kind, body: &Value) -> Result<Settings, FieldError> {
     let Some(obj) = body.as_object() else {
-        errs.insert("data".into(), "must be a JSON object".into());
-        return Err(errs);
+        return Err(FieldError {
+            path: "data".into(),
+            message: "must be a JSON object".into(),
+        });
     };
-    if let Some(id) = obj.get("id") {
-        if !id.is_string() {
-            errs.insert("id".into(), "must be a string".into());
-        }
+    if obj.get("id").is_some_and(|id| !id.is_string()) {
+        return Err(FieldError {
+            path: "id".into(),
+            message: "must be a string".into(),
+        });
     }
-    if let Some(rc) = obj.get("record_call") {
-        params(rc, "record_call", &mut errs);
-    }
-    if let Some(cr) = obj.get("call_recording") {
-        if kind == Kind::Account {
-            match cr.as_object() {
-                Some(m) => {
-                    for (k, v) in m {
-                        match k.as_str() {
-                            "account" | "endpoint" => {
-                                directions(v, &format!("call_recording.{k}"), &mut errs)
-                            }
-                            _ => {
-                                errs.insert(
-                                    format!("call_recording.{k}"),
-                                    "unknown key (expected account or endpoint)".into(),
-                                );
-                            }
-                        }
-                    }
-                }
-                None => {
-                    errs.insert("call_recording".into(), "must be an object".into());
-                }
-            }
-        } else {
-            directions(cr, "call_recording", &mut errs);
-        }
-    }
-    match kind {
-        Kind::Device => {
-            if let Some(o) = obj.get("owner_id") {
-                if !(o.is_string() || o.is_null()) {
-                    errs.insert("owner_id".into(), "must be a user id (string)".into());
-                }
-            }
-            if let Some(sip) = obj.get("sip") {
-                match sip.get("username") {
-                    Some(Value::String(u)) if !u.is_empty() => {}
-                    Some(_) => {
-                        errs.insert("sip.username".into(), "must be a non-empty string".into());
-                    }
-                    None => {}
-                }
-                if !sip.is_object() {
-                    errs.insert("sip".into(), "must be an object".into());
-                }
-            }
-        }
-        Kind::Callflow => match obj.get("numbers") {
-            Some(Value::Array(a)) if a.iter().all(|n| n.is_string()) => {}
-            Some(_) => {
-                errs.insert("numbers".into(), "must be a list of strings".into());
-            }
-            None => {}
-        },
-        Kind::Account | Kind::User => {}
-    }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs)
-    }
-}
-
-fn directions(v: &Value, path: &str, errs: &mut FieldErrors) {
-    let Some(m) = v.as_object() else {
-        errs.insert(path.into(), "must be an object".into());
-        return;
-    };
-    for (dir, nets) in m {
-        if !matches!(dir.as_str(), "inbound" | "outbound" | "any") {
-            errs.insert(
-                format!("{path}.{dir}"),
-                "unknown direction (expected inbound, outbound or any)".into(),
-            );
-            continue;
-        }
-        let Some(nm) = nets.as_object() else {
-            errs.insert(format!("{path}.{dir}"), "must be an object".into());
-            continue;
-        };
-        for (net, p) in nm {
-            if !matches!(net.as_str(), "onnet" | "offnet" | "any") {
-                errs.insert(
-                    format!("{path}.{dir}.{net}"),
-                    "unknown network (expected onnet, offnet or any)".into(),
-                );
-                continue;
-            }
-            params(p, &format!("{path}.{dir}.{net}"), errs);
-        }
-    }
-}
-
-/// Recording parameters (`record_call` or one `call_recording` cell).
-fn params(v: &Value, path: &str, errs: &mut FieldErrors) {
-    let Some(m) = v.as_object() else {
-        errs.insert(path.into(), "must be an object".into());
-        return;
-    };
-    for (k, val) in m {
-        let key = format!("{path}.{k}");
-        let problem: Option<String> = match k.as_str() {
-            "enabled" | "record_on_answer" | "record_on_bridge" | "record_stereo" => {
-                (!val.is_boolean()).then(|| "must be true or false".into())
-            }
-            "format" => (!matches!(val.as_str(), Some("mp3" | "wav")))
-                .then(|| "must be \"mp3\" or \"wav\"".into()),
-            "method" => (!matches!(val.as_str(), Some("put" | "post")))
-                .then(|| "must be \"put\" or \"post\"".into()),
-            "record_min_sec" => (val.as_u64().is_none())
-                .then(|| "must be a whole number of seconds, 0 or more".into()),
-            "record_sample_rate" => match val.as_u64() {
-                Some(r) if SAMPLE_RATES.contains(&(r as u32)) => None,
-                _ => Some(format!("must be one of {SAMPLE_RATES:?}")),
-            },
-            "time_limit" => match val.as_u64() {
-                Some(t) if (TIME_LIMIT_RANGE.0 as u64..=TIME_LIMIT_RANGE.1 as u64).contains(&t) => {
-                    None
-                }
-                _ => Some(format!(
-                    "must be a whole number of seconds from {} to {}",
-                    TIME_LIMIT_RANGE.0, TIME_LIMIT_RANGE.1
-                )),
-            },
-            "url" => match val {
-                Value::String(u) => check_url(u).err(),
-                Value::Null => None,
-                _ => Some("must be a URL string".into()),
-            },
-            _ => Some("unknown field".into()),
-        };
-        if let Some(p) = problem {
-            errs.insert(key, p);
-        }
-    }
+    Ok(match kind {
+        Kind::Account => Settings::Account(Box::new(typed(body)?)),
+        Kind::User => Settings::User(typed(body)?),
+        Kind::Device => Settings::Device(typed(body)?),
+        Kind::Callflow => Settings::Callflow(typed(body)?),
+    })
 }
 
 /// JSON merge patch (RFC 7396): objects merge recursively, `null` deletes a key.
@@ -185,47 +256,81 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn every_field_error_is_named() {
-        let doc = json!({
-            "record_call": {"format": "ogg", "record_min_sec": -1, "record_sample_rate": 9000,
-                "time_limit": 4, "url": "ftp://x", "record_on_answer": "yes", "colour": 1,
-                "method": "get"},
-            "call_recording": {"sideways": {}, "inbound": {"local": {}, "offnet": {"time_limit": 99999}}}
-        });
-        let e = validate(Kind::User, &doc).unwrap_err();
-        let keys: Vec<&str> = e.keys().map(|k| k.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "call_recording.inbound.local",
-                "call_recording.inbound.offnet.time_limit",
-                "call_recording.sideways",
-                "record_call.colour",
-                "record_call.format",
-                "record_call.method",
-                "record_call.record_min_sec",
-                "record_call.record_on_answer",
-                "record_call.record_sample_rate",
-                "record_call.time_limit",
-                "record_call.url",
-            ]
-        );
+    fn err(kind: Kind, doc: Value) -> String {
+        parse(kind, &doc).unwrap_err().path
     }
 
     #[test]
-    fn account_and_device_shapes() {
-        assert!(validate(
+    fn errors_name_the_field_path() {
+        assert_eq!(
+            err(Kind::User, json!({"record_call": {"format": "ogg"}})),
+            "record_call.format"
+        );
+        assert_eq!(
+            err(
+                Kind::User,
+                json!({"call_recording": {"inbound": {"offnet": {"time_limit": 99999}}}})
+            ),
+            "call_recording.inbound.offnet.time_limit"
+        );
+        assert_eq!(
+            err(
+                Kind::User,
+                json!({"call_recording": {"inbound": {"local": {}}}})
+            ),
+            "call_recording.inbound.local"
+        );
+        assert_eq!(
+            err(Kind::User, json!({"record_call": {"colour": 1}})),
+            "record_call.colour"
+        );
+        assert_eq!(
+            err(Kind::Account, json!({"call_recording": {"inbound": {}}})),
+            "call_recording.inbound"
+        );
+        assert_eq!(
+            err(Kind::Device, json!({"sip": {"username": ""}})),
+            "sip.username"
+        );
+        assert_eq!(err(Kind::Device, json!({"owner_id": 5})), "owner_id");
+        assert_eq!(err(Kind::Callflow, json!({"numbers": [1]})), "numbers[0]");
+        assert_eq!(err(Kind::User, json!([1])), "data");
+        assert_eq!(err(Kind::User, json!({"id": 7})), "id");
+    }
+
+    #[test]
+    fn open_documents_strict_settings() {
+        assert!(parse(
             Kind::Account,
-            &json!({"call_recording": {"account": {"any": {"any": {"enabled": true}}}, "endpoint": {}}})
+            &json!({"name": "A", "call_recording": {"account": {"any": {"any": {"enabled": true}}}, "endpoint": {}}})
         )
         .is_ok());
-        assert!(validate(Kind::Account, &json!({"call_recording": {"inbound": {}}})).is_err());
-        assert!(validate(Kind::Device, &json!({"sip": {"username": ""}})).is_err());
-        assert!(validate(Kind::Device, &json!({"owner_id": 5})).is_err());
-        assert!(validate(Kind::Callflow, &json!({"numbers": [1]})).is_err());
-        assert!(validate(Kind::User, &json!([1])).is_err());
-        assert!(validate(Kind::User, &json!({"first_name": "Any", "record_call": {}})).is_ok());
+        assert!(parse(
+            Kind::User,
+            &json!({"first_name": "Any", "record_call": {}, "anything": [1, 2]})
+        )
+        .is_ok());
+        assert!(parse(
+            Kind::Device,
+            &json!({"sip": {"username": "alice", "password": "x"}, "owner_id": null})
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn most_specific_cell_first() {
+        let c: Cells = serde_json::from_value(json!({
+            "any": {"any": {"time_limit": 10}},
+            "outbound": {"any": {"time_limit": 20}}
+        }))
+        .unwrap();
+        let (p, w) = c.cell(Direction::Outbound, Network::Offnet).unwrap();
+        assert_eq!(
+            (p.time_limit.unwrap().get(), w.as_str()),
+            (20, "outbound any")
+        );
+        let (p, w) = c.cell(Direction::Inbound, Network::Onnet).unwrap();
+        assert_eq!((p.time_limit.unwrap().get(), w.as_str()), (10, "any any"));
     }
 
     #[test]

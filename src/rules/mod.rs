@@ -1,9 +1,12 @@
 //! Which recordings a call gets.
 //!
-//! - [`model`]: the recording settings (`record_call`) and their validation;
+//! - [`model`]: the typed recording settings (`record_call`), parsed once;
+//! - [`documents`]: the typed parts of account/user/device/callflow documents, one parser for
+//!   the API and the planner;
+//! - [`resolve`]: the precedence of settings (a pure function);
 //! - [`CallInfo`]: who is on the call, read from FreeSWITCH's channel data;
 //! - [`Planner`]: the decision, channel data → planned recordings, each with the reason it was
-//!   made. [`StaticPlanner`] applies one configured `record_call` to every call.
+//!   made ([`planner::DocumentPlanner`] reads the documents from the store).
 
 pub mod documents;
 pub mod model;
@@ -15,7 +18,7 @@ use std::borrow::Cow;
 use futures::future::BoxFuture;
 
 use crate::event::Event;
-pub use model::{AudioFormat, RecordCall, Trigger, UploadMethod};
+pub use model::{AudioFormat, Destination, RecordCall, Trigger, UploadMethod};
 
 /// Channel variables that name the parties (set by the dialplan), configurable.
 #[derive(Debug, Clone)]
@@ -89,12 +92,14 @@ impl CallInfo {
 /// One recording the call should get.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PlannedRecording {
-    /// The settings; `settings.url` is the first destination.
+    /// What is recorded. Its `url`/`method` are the first rule's; `destinations` is where the
+    /// recording goes.
     pub settings: RecordCall,
     /// Why: logged when the session starts (e.g. "device dev-1 record_call: outbound offnet").
     pub reason: String,
-    /// Further destinations of the same recording (rules that differed only in `url`).
-    pub extra_urls: Vec<String>,
+    /// Every destination, each with its method (rules that differed only in where the
+    /// recording goes share one recording).
+    pub destinations: Vec<Destination>,
     /// Also keep it in local storage (a rule without `url` asked for it).
     pub keep_local: bool,
 }
@@ -103,20 +108,10 @@ impl PlannedRecording {
     pub fn new(settings: RecordCall, reason: impl Into<String>) -> PlannedRecording {
         PlannedRecording {
             keep_local: settings.url.is_none(),
+            destinations: settings.destination().into_iter().collect(),
             settings,
             reason: reason.into(),
-            extra_urls: vec![],
         }
-    }
-
-    /// Every URL the recording goes to.
-    pub fn urls(&self) -> Vec<String> {
-        self.settings
-            .url
-            .iter()
-            .chain(self.extra_urls.iter())
-            .cloned()
-            .collect()
     }
 }
 
@@ -149,23 +144,4 @@ pub enum PlanError {
 /// The decision: channel data → planned recordings.
 pub trait Planner: Send + Sync + 'static {
     fn plan<'a>(&'a self, call: &'a CallInfo) -> BoxFuture<'a, Result<Plan, PlanError>>;
-}
-
-/// Applies one configured `record_call` to every call (or none).
-#[derive(Debug, Clone, Default)]
-pub struct StaticPlanner {
-    pub record_call: Option<RecordCall>,
-}
-
-impl Planner for StaticPlanner {
-    fn plan<'a>(&'a self, _call: &'a CallInfo) -> BoxFuture<'a, Result<Plan, PlanError>> {
-        let plan = match &self.record_call {
-            Some(rc) if rc.enabled => vec![PlannedRecording::new(
-                rc.clone(),
-                "config record_call enabled",
-            )],
-            _ => vec![],
-        };
-        Box::pin(async move { Ok(plan.into()) })
-    }
 }

@@ -1,45 +1,17 @@
-//! Recording settings: the seed's `record_call` object, validated field by field.
+//! Recording settings, typed: the seed's `record_call` object (and each Kazoo 4
+//! `call_recording` cell) is parsed once into [`Params`], whose field types only hold values
+//! FreeSWITCH accepts; layers of `Params` merge field by field and resolve into a
+//! [`RecordCall`], what one recording is made with.
 //!
-//! Invariant: a `RecordCall` that passed [`RecordCall::validate`] only holds values FreeSWITCH
-//! accepts (a known format and sample rate, a bounded time limit, an absolute http(s) URL).
+//! Invariants: a value that parses here is a value that applies at call time: there is no
+//! second validation anywhere (the API, the config file and the call-time planner all parse
+//! with these types). Every bound is checked on the full JSON number before it is narrowed,
+//! so `4294975296` is refused rather than wrapped to 8000.
 
-use std::collections::BTreeMap;
-
+use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
 
-/// Disk format of a recording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AudioFormat {
-    #[default]
-    Mp3,
-    Wav,
-}
-
-impl AudioFormat {
-    pub fn ext(self) -> &'static str {
-        match self {
-            AudioFormat::Mp3 => "mp3",
-            AudioFormat::Wav => "wav",
-        }
-    }
-
-    pub fn mime(self) -> &'static str {
-        match self {
-            AudioFormat::Mp3 => "audio/mpeg",
-            AudioFormat::Wav => "audio/wav",
-        }
-    }
-}
-
-/// HTTP method used to deliver a recording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum UploadMethod {
-    #[default]
-    Put,
-    Post,
-}
+pub use crate::values::{AudioFormat, Destination, UploadMethod};
 
 /// Sample rates FreeSWITCH's recorder accepts.
 pub const SAMPLE_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
@@ -47,52 +19,193 @@ pub const SAMPLE_RATES: [u32; 9] = [8000, 11025, 12000, 16000, 22050, 24000, 320
 /// Default and bounds of `time_limit`, in seconds.
 pub const DEFAULT_TIME_LIMIT: u32 = 3600;
 pub const TIME_LIMIT_RANGE: (u32, u32) = (5, 10800);
+/// Bounds of `record_min_sec`: no recording is longer than the longest time limit.
+pub const MIN_SEC_RANGE: (u32, u32) = (0, TIME_LIMIT_RANGE.1);
 
-fn yes() -> bool {
-    true
+/// A whole number of seconds in `lo..=hi`, checked before narrowing.
+fn bounded<'de, D: Deserializer<'de>>(d: D, lo: u32, hi: u32) -> Result<u32, D::Error> {
+    let msg = || format!("must be a whole number of seconds from {lo} to {hi}");
+    let v = u64::deserialize(d).map_err(|_: D::Error| D::Error::custom(msg()))?;
+    if v < lo as u64 || v > hi as u64 {
+        return Err(D::Error::custom(msg()));
+    }
+    Ok(v as u32)
 }
 
-fn default_time_limit() -> u32 {
-    DEFAULT_TIME_LIMIT
+/// `record_sample_rate`: one of [`SAMPLE_RATES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct SampleRate(u32);
+
+impl SampleRate {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    pub fn new(hz: u32) -> Option<SampleRate> {
+        SAMPLE_RATES.contains(&hz).then_some(SampleRate(hz))
+    }
 }
 
-/// `record_call`: "record all calls to/from" the document's owner.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+impl<'de> Deserialize<'de> for SampleRate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let msg = || format!("must be one of {SAMPLE_RATES:?}");
+        let v = u64::deserialize(d).map_err(|_: D::Error| D::Error::custom(msg()))?;
+        u32::try_from(v)
+            .ok()
+            .and_then(SampleRate::new)
+            .ok_or_else(|| D::Error::custom(msg()))
+    }
+}
+
+/// `time_limit`: seconds within [`TIME_LIMIT_RANGE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct TimeLimit(u32);
+
+impl TimeLimit {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeLimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        bounded(d, TIME_LIMIT_RANGE.0, TIME_LIMIT_RANGE.1).map(TimeLimit)
+    }
+}
+
+/// `record_min_sec`: seconds within [`MIN_SEC_RANGE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct MinSec(u32);
+
+impl MinSec {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for MinSec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        bounded(d, MIN_SEC_RANGE.0, MIN_SEC_RANGE.1).map(MinSec)
+    }
+}
+
+/// An absolute `http://` or `https://` URL with a host and no whitespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Url(String);
+
+impl Url {
+    pub fn parse(s: &str) -> Result<Url, String> {
+        check_url(s).map(|()| Url(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Url {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)
+            .map_err(|_: D::Error| D::Error::custom("must be a URL string"))?;
+        Url::parse(&s).map_err(D::Error::custom)
+    }
+}
+
+/// One `record_call` object or `call_recording` cell as written: every field optional, so
+/// layers (account endpoint defaults, user, device) merge field by field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RecordCall {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default)]
-    pub format: AudioFormat,
+pub struct Params {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<AudioFormat>,
     /// Recordings shorter than this many seconds are discarded.
-    #[serde(default)]
-    pub record_min_sec: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_min_sec: Option<MinSec>,
     /// Start only when the call is answered.
-    #[serde(default)]
-    pub record_on_answer: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_on_answer: Option<bool>,
     /// Start only when the call is bridged to another leg.
-    #[serde(default)]
-    pub record_on_bridge: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_on_bridge: Option<bool>,
     /// Sampling rate of the file; the channel's own rate when absent.
-    #[serde(default)]
-    pub record_sample_rate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_sample_rate: Option<SampleRate>,
     /// Two channels: left what the caller said, right what they heard (callrec extension).
-    #[serde(default)]
-    pub record_stereo: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_stereo: Option<bool>,
     /// Longest recording, in seconds.
-    #[serde(default = "default_time_limit")]
-    pub time_limit: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<TimeLimit>,
     /// Where to deliver the file; kept in local storage when absent.
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Url>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<UploadMethod>,
+}
+
+impl Params {
+    /// Fields set in `over` replace this layer's.
+    pub fn overlay(&mut self, over: &Params) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f.clone(); } )* };
+        }
+        take!(
+            enabled,
+            format,
+            record_min_sec,
+            record_on_answer,
+            record_on_bridge,
+            record_sample_rate,
+            record_stereo,
+            time_limit,
+            url,
+            method
+        );
+    }
+
+    /// The recording these settings make, or `None` when they are disabled. `enabled`
+    /// defaults to `default_enabled` (true for `record_call`, false for Kazoo 4 cells).
+    pub fn resolve(&self, default_enabled: bool) -> Option<RecordCall> {
+        if !self.enabled.unwrap_or(default_enabled) {
+            return None;
+        }
+        Some(RecordCall {
+            format: self.format.unwrap_or_default(),
+            record_min_sec: self.record_min_sec.map_or(0, MinSec::get),
+            record_on_answer: self.record_on_answer.unwrap_or(false),
+            record_on_bridge: self.record_on_bridge.unwrap_or(false),
+            record_sample_rate: self.record_sample_rate.map(SampleRate::get),
+            record_stereo: self.record_stereo.unwrap_or(false),
+            time_limit: self.time_limit.map_or(DEFAULT_TIME_LIMIT, TimeLimit::get),
+            url: self.url.as_ref().map(|u| u.as_str().to_string()),
+            method: self.method.unwrap_or_default(),
+        })
+    }
+}
+
+/// What one recording is made with (resolved from [`Params`]; only valid values).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordCall {
+    pub format: AudioFormat,
+    pub record_min_sec: u32,
+    pub record_on_answer: bool,
+    pub record_on_bridge: bool,
+    pub record_sample_rate: Option<u32>,
+    pub record_stereo: bool,
+    pub time_limit: u32,
     pub url: Option<String>,
-    #[serde(default)]
     pub method: UploadMethod,
 }
 
 impl Default for RecordCall {
     fn default() -> Self {
         RecordCall {
-            enabled: true,
             format: AudioFormat::default(),
             record_min_sec: 0,
             record_on_answer: false,
@@ -106,50 +219,29 @@ impl Default for RecordCall {
     }
 }
 
-/// Field-level validation errors, keyed by field name.
-pub type FieldErrors = BTreeMap<String, String>;
-
 impl RecordCall {
-    /// Checks every field; `prefix` names the object in error keys (`record_call.format`).
-    pub fn validate(&self, prefix: &str) -> Result<(), FieldErrors> {
-        let mut errs = FieldErrors::new();
-        let key = |f: &str| format!("{prefix}.{f}");
-        if let Some(rate) = self.record_sample_rate {
-            if !SAMPLE_RATES.contains(&rate) {
-                errs.insert(
-                    key("record_sample_rate"),
-                    format!("must be one of {SAMPLE_RATES:?}"),
-                );
-            }
-        }
-        if !(TIME_LIMIT_RANGE.0..=TIME_LIMIT_RANGE.1).contains(&self.time_limit) {
-            errs.insert(
-                key("time_limit"),
-                format!(
-                    "must be between {} and {} seconds",
-                    TIME_LIMIT_RANGE.0, TIME_LIMIT_RANGE.1
-                ),
-            );
-        }
-        if let Some(url) = &self.url {
-            if let Err(why) = check_url(url) {
-                errs.insert(key("url"), why);
-            }
-        }
-        if errs.is_empty() {
-            Ok(())
-        } else {
-            Err(errs)
-        }
+    /// True when both make the same recording on the leg (format, rate, stereo, time limit,
+    /// trigger, minimum length): where it is delivered (`url`, `method`) does not count.
+    pub fn same_recording(&self, other: &RecordCall) -> bool {
+        let what = |r: &RecordCall| {
+            (
+                r.format,
+                r.record_sample_rate,
+                r.record_stereo,
+                r.time_limit,
+                r.trigger(),
+                r.record_min_sec,
+            )
+        };
+        what(self) == what(other)
     }
 
-    /// True when both would make the same recording (they may still go to different URLs).
-    pub fn same_recording(&self, other: &RecordCall) -> bool {
-        let strip = |r: &RecordCall| RecordCall {
-            url: None,
-            ..r.clone()
-        };
-        strip(self) == strip(other)
+    /// Where this rule delivers, if anywhere.
+    pub fn destination(&self) -> Option<Destination> {
+        self.url.as_ref().map(|u| Destination {
+            url: u.clone(),
+            method: self.method,
+        })
     }
 
     /// When the recording starts.
@@ -165,14 +257,24 @@ impl RecordCall {
 }
 
 /// When a planned recording starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Trigger {
     Immediately,
     OnAnswer,
     OnBridge,
 }
 
-/// An absolute `http://` or `https://` URL with a host and no whitespace.
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Immediately => "immediately",
+            Trigger::OnAnswer => "on answer",
+            Trigger::OnBridge => "on bridge",
+        }
+    }
+}
+
+/// Why an absolute `http://` or `https://` URL is not acceptable, if it is not.
 pub fn check_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("http://")
@@ -193,42 +295,90 @@ pub fn check_url(url: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn defaults_and_parsing() {
-        let r: RecordCall = serde_json::from_str("{}").unwrap();
-        assert_eq!(r, RecordCall::default());
-        assert_eq!(r.trigger(), Trigger::Immediately);
-        let r: RecordCall =
-            serde_json::from_str(r#"{"format":"wav","record_on_answer":true,"url":"http://h/x"}"#)
-                .unwrap();
-        assert_eq!(r.format, AudioFormat::Wav);
-        assert_eq!(r.trigger(), Trigger::OnAnswer);
-        assert!(serde_json::from_str::<RecordCall>(r#"{"format":"ogg"}"#).is_err());
-        assert!(serde_json::from_str::<RecordCall>(r#"{"colour":"red"}"#).is_err());
+    fn params(json: &str) -> Result<Params, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
     }
 
     #[test]
-    fn validation_names_fields() {
-        let r = RecordCall {
-            record_sample_rate: Some(9000),
-            time_limit: 2,
-            url: Some("ftp://x".into()),
-            ..RecordCall::default()
-        };
-        let e = r.validate("record_call").unwrap_err();
+    fn defaults_and_parsing() {
+        let r = params("{}").unwrap().resolve(true).unwrap();
+        assert_eq!(r, RecordCall::default());
+        assert_eq!(r.trigger(), Trigger::Immediately);
+        let r = params(r#"{"format":"wav","record_on_answer":true,"url":"http://h/x"}"#)
+            .unwrap()
+            .resolve(true)
+            .unwrap();
+        assert_eq!(r.format, AudioFormat::Wav);
+        assert_eq!(r.trigger(), Trigger::OnAnswer);
+        assert!(params(r#"{"format":"ogg"}"#).is_err());
+        assert!(params(r#"{"colour":"red"}"#).is_err());
+        assert!(params("{}").unwrap().resolve(false).is_none());
+    }
+
+    #[test]
+    fn bounds_are_checked_before_narrowing() {
+        for bad in [
+            r#"{"record_sample_rate": 4294975296}"#,
+            r#"{"record_sample_rate": 9000}"#,
+            r#"{"record_sample_rate": 8000.0}"#,
+            r#"{"time_limit": 4}"#,
+            r#"{"time_limit": 10801}"#,
+            r#"{"time_limit": 4294970896}"#,
+            r#"{"record_min_sec": -1}"#,
+            r#"{"record_min_sec": 10801}"#,
+            r#"{"url": "ftp://x"}"#,
+            r#"{"url": 5}"#,
+        ] {
+            assert!(params(bad).is_err(), "{bad}");
+        }
+        let p =
+            params(r#"{"record_sample_rate": 16000, "time_limit": 5, "record_min_sec": 10800}"#)
+                .unwrap();
+        let r = p.resolve(true).unwrap();
         assert_eq!(
-            e.keys().collect::<Vec<_>>(),
-            [
-                "record_call.record_sample_rate",
-                "record_call.time_limit",
-                "record_call.url"
-            ]
+            (r.record_sample_rate, r.time_limit, r.record_min_sec),
+            (Some(16000), 5, 10800)
         );
         for bad in ["http://", "https://:80/x", "http://h/a b", "/relative"] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
         for good in ["http://h", "https://user:pw@h:8443/x?y=1"] {
             assert!(check_url(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn layers_overlay_field_by_field() {
+        let mut p = params(r#"{"enabled": true, "format": "wav", "time_limit": 600}"#).unwrap();
+        p.overlay(&params(r#"{"time_limit": 300}"#).unwrap());
+        let r = p.resolve(false).unwrap();
+        assert_eq!((r.format, r.time_limit), (AudioFormat::Wav, 300));
+    }
+
+    #[test]
+    fn where_it_goes_is_not_what_is_recorded() {
+        let a = RecordCall::default();
+        let b = RecordCall {
+            url: Some("http://b/".into()),
+            method: UploadMethod::Post,
+            ..RecordCall::default()
+        };
+        assert!(a.same_recording(&b));
+        for c in [
+            RecordCall {
+                record_min_sec: 1,
+                ..RecordCall::default()
+            },
+            RecordCall {
+                record_on_answer: true,
+                ..RecordCall::default()
+            },
+            RecordCall {
+                record_stereo: true,
+                ..RecordCall::default()
+            },
+        ] {
+            assert!(!a.same_recording(&c));
         }
     }
 }

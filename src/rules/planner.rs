@@ -8,7 +8,7 @@
 
 use futures::future::BoxFuture;
 
-use super::resolve::{self, Parties, Party};
+use super::resolve::{self, Found, Parties, Party};
 use super::{CallInfo, Plan, PlanError, Planner, RecordCall};
 use crate::store::{Doc, Kind, Store, StoreError};
 
@@ -23,15 +23,19 @@ impl Planner for DocumentPlanner {
         let store = self.store.clone();
         let call = call.clone();
         let global = self.global.clone();
+        // The call's span follows the lookup, so a document that does not parse is logged
+        // with the call it affected.
+        let span = tracing::Span::current();
         Box::pin(async move {
-            let parties = tokio::task::spawn_blocking(move || find_parties(&store, &call))
-                .await
-                .map_err(|e| PlanError::Store(e.to_string()))?
-                .map_err(|e| PlanError::Store(e.to_string()))?;
+            let parties =
+                tokio::task::spawn_blocking(move || span.in_scope(|| find_parties(&store, &call)))
+                    .await
+                    .map_err(|e| PlanError::Store(e.to_string()))?
+                    .map_err(|e| PlanError::Store(e.to_string()))?;
             let parties = Parties { global, ..parties };
             Ok(Plan {
                 recordings: resolve::plan(&parties),
-                account_id: parties.account.as_ref().map(|a| a.id.clone()),
+                account_id: parties.account_id,
                 user_id: parties.caller.user.as_ref().map(|u| u.id.clone()),
                 device_id: parties.caller.device.as_ref().map(|d| d.id.clone()),
             })
@@ -39,9 +43,16 @@ impl Planner for DocumentPlanner {
     }
 }
 
-fn owner(store: &Store, device: &Doc) -> Result<Option<Doc>, StoreError> {
-    match device.body.get("owner_id").and_then(|o| o.as_str()) {
-        Some(u) => store.get(Kind::User, &device.account_id, u),
+/// The owner of a device, looked up in the device's own account.
+fn owner(
+    store: &Store,
+    doc: &Doc,
+    device: &Found<super::documents::DeviceSettings>,
+) -> Result<Option<Found<super::documents::EndpointSettings>>, StoreError> {
+    match device.settings.as_ref().and_then(|s| s.owner_id.as_deref()) {
+        Some(u) => Ok(store
+            .get(Kind::User, &doc.account_id, u)?
+            .map(|d| Found::user(&d))),
         None => Ok(None),
     }
 }
@@ -49,11 +60,11 @@ fn owner(store: &Store, device: &Doc) -> Result<Option<Doc>, StoreError> {
 /// Looks up the documents of a call's parties.
 pub fn find_parties(store: &Store, call: &CallInfo) -> Result<Parties, StoreError> {
     let mut account_id = call.account_id.clone();
-    let mut caller = Party::default();
+    let mut caller_doc = None;
     if let (Some(a), Some(d)) = (&account_id, &call.device_id) {
-        caller.device = store.get(Kind::Device, a, d)?;
+        caller_doc = store.get(Kind::Device, a, d)?;
     }
-    if caller.device.is_none() {
+    if caller_doc.is_none() {
         let sip = call
             .sip_auth_username
             .as_ref()
@@ -62,22 +73,26 @@ pub fn find_parties(store: &Store, call: &CallInfo) -> Result<Parties, StoreErro
             let found = store.devices_by_sip_username(account_id.as_deref(), user)?;
             // Only an unambiguous match identifies the caller.
             if let [d] = found.as_slice() {
-                caller.device = Some(d.clone());
+                caller_doc = Some(d.clone());
             }
         }
     }
     if account_id.is_none() {
-        account_id = caller.device.as_ref().map(|d| d.account_id.clone());
+        account_id = caller_doc.as_ref().map(|d| d.account_id.clone());
     }
     let Some(account_id) = account_id else {
         return Ok(Parties::default());
     };
-    caller.user = match &call.user_id {
-        Some(u) => store.get(Kind::User, &account_id, u)?,
-        None => match &caller.device {
-            Some(d) => owner(store, d)?,
-            None => None,
-        },
+    let mut caller = Party {
+        device: caller_doc.as_ref().map(Found::device),
+        user: None,
+    };
+    caller.user = match (&call.user_id, &caller_doc, &caller.device) {
+        (Some(u), _, _) => store
+            .get(Kind::User, &account_id, u)?
+            .map(|d| Found::user(&d)),
+        (None, Some(doc), Some(dev)) => owner(store, doc, dev)?,
+        _ => None,
     };
     let mut callee = Party::default();
     if !call.destination.is_empty() {
@@ -85,12 +100,16 @@ pub fn find_parties(store: &Store, call: &CallInfo) -> Result<Parties, StoreErro
             .devices_by_sip_username(Some(&account_id), &call.destination)?
             .as_slice()
         {
-            callee.user = owner(store, d)?;
-            callee.device = Some(d.clone());
+            let dev = Found::device(d);
+            callee.user = owner(store, d, &dev)?;
+            callee.device = Some(dev);
         }
     }
     Ok(Parties {
-        account: store.get(Kind::Account, &account_id, &account_id)?,
+        account: store
+            .get(Kind::Account, &account_id, &account_id)?
+            .map(|d| Found::account(&d)),
+        account_id: Some(account_id),
         caller,
         callee,
         global: None,
@@ -100,19 +119,23 @@ pub fn find_parties(store: &Store, call: &CallInfo) -> Result<Parties, StoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::documents::Expect;
     use serde_json::json;
 
     fn store() -> Store {
         let s = Store::open_in_memory().unwrap();
-        s.put(Kind::Account, "acc", "acc", json!({}), None).unwrap();
-        s.put(Kind::User, "acc", "u-a", json!({}), None).unwrap();
-        s.put(Kind::User, "acc", "u-b", json!({}), None).unwrap();
+        s.put(Kind::Account, "acc", "acc", json!({}), Expect::Any)
+            .unwrap();
+        s.put(Kind::User, "acc", "u-a", json!({}), Expect::Any)
+            .unwrap();
+        s.put(Kind::User, "acc", "u-b", json!({}), Expect::Any)
+            .unwrap();
         s.put(
             Kind::Device,
             "acc",
             "d-a",
             json!({"owner_id": "u-a", "sip": {"username": "alice"}}),
-            None,
+            Expect::Any,
         )
         .unwrap();
         s.put(
@@ -120,7 +143,7 @@ mod tests {
             "acc",
             "d-b",
             json!({"owner_id": "u-b", "sip": {"username": "bob"}}),
-            None,
+            Expect::Any,
         )
         .unwrap();
         s
@@ -171,14 +194,14 @@ mod tests {
     #[test]
     fn unknown_or_ambiguous_callers_are_not_guessed() {
         let s = store();
-        s.put(Kind::Account, "other", "other", json!({}), None)
+        s.put(Kind::Account, "other", "other", json!({}), Expect::Any)
             .unwrap();
         s.put(
             Kind::Device,
             "other",
             "d-x",
             json!({"sip": {"username": "alice"}}),
-            None,
+            Expect::Any,
         )
         .unwrap();
         let p = find_parties(

@@ -17,17 +17,77 @@
 //!   recording delivered to every URL they name; reasons are joined.
 //! - Network: onnet when both ends are known devices of the account, else offnet.
 
-use serde_json::{Map, Value};
-
-use super::model::RecordCall;
+use super::documents::{
+    self, AccountSettings, DeviceSettings, Direction, EndpointSettings, Network, Settings,
+};
+use super::model::{Params, RecordCall};
 use super::PlannedRecording;
 use crate::store::Doc;
+
+/// A document the planner found, with its typed settings. `settings` is `None` when the stored
+/// document no longer parses (it was logged when loaded): a plan that would read it records
+/// nothing rather than guess.
+#[derive(Debug, Clone)]
+pub struct Found<T> {
+    pub id: String,
+    pub settings: Option<T>,
+}
+
+impl<T> Found<T> {
+    fn from_doc(doc: &Doc, pick: impl FnOnce(Settings) -> Option<T>) -> Found<T> {
+        let settings = match documents::parse(doc.kind, &doc.body) {
+            Ok(s) => pick(s),
+            Err(e) => {
+                tracing::warn!(
+                    account_id = %doc.account_id,
+                    kind = doc.kind.as_str(),
+                    id = %doc.id,
+                    field = %e.path,
+                    error = %e.message,
+                    "stored document does not parse; its recording settings are not applied"
+                );
+                None
+            }
+        };
+        Found {
+            id: doc.id.clone(),
+            settings,
+        }
+    }
+}
+
+impl Found<AccountSettings> {
+    pub fn account(doc: &Doc) -> Self {
+        Found::from_doc(doc, |s| match s {
+            Settings::Account(a) => Some(*a),
+            _ => None,
+        })
+    }
+}
+
+impl Found<EndpointSettings> {
+    pub fn user(doc: &Doc) -> Self {
+        Found::from_doc(doc, |s| match s {
+            Settings::User(u) => Some(u),
+            _ => None,
+        })
+    }
+}
+
+impl Found<DeviceSettings> {
+    pub fn device(doc: &Doc) -> Self {
+        Found::from_doc(doc, |s| match s {
+            Settings::Device(d) => Some(d),
+            _ => None,
+        })
+    }
+}
 
 /// A party's documents, as far as they are known.
 #[derive(Debug, Clone, Default)]
 pub struct Party {
-    pub device: Option<Doc>,
-    pub user: Option<Doc>,
+    pub device: Option<Found<DeviceSettings>>,
+    pub user: Option<Found<EndpointSettings>>,
 }
 
 impl Party {
@@ -39,111 +99,96 @@ impl Party {
 /// Everything the decision looks at.
 #[derive(Debug, Clone, Default)]
 pub struct Parties {
-    pub account: Option<Doc>,
+    /// The account the call belongs to, when known (its document may still be absent).
+    pub account_id: Option<String>,
+    pub account: Option<Found<AccountSettings>>,
     pub caller: Party,
     pub callee: Party,
     /// A `record_call` from callrec's configuration, applied like an account-wide rule.
     pub global: Option<RecordCall>,
 }
 
-const DIRS: [&str; 2] = ["inbound", "outbound"];
-
-/// The cell of `cr` (a direction map) for `dir`/`net`, most specific first.
-fn cell<'a>(cr: &'a Value, dir: &str, net: &str) -> Option<(&'a Map<String, Value>, String)> {
-    for (d, n) in [(dir, net), (dir, "any"), ("any", net), ("any", "any")] {
-        if let Some(m) = cr.get(d).and_then(|x| x.get(n)).and_then(|x| x.as_object()) {
-            return Some((m, format!("{d} {n}")));
-        }
+/// One user's or device's contribution: its cell, and whether it is a legacy `record_call`
+/// (whose `enabled` defaults to true).
+fn endpoint_layer(
+    s: &EndpointSettings,
+    dir: Direction,
+    net: Network,
+) -> Option<(Params, String, bool)> {
+    if let Some((p, where_)) = s.call_recording.as_ref().and_then(|c| c.cell(dir, net)) {
+        return Some((p.clone(), format!("call_recording {where_}"), false));
     }
-    None
-}
-
-fn with_default_enabled(m: &Map<String, Value>, enabled: bool) -> Map<String, Value> {
-    let mut m = m.clone();
-    m.entry("enabled").or_insert(Value::Bool(enabled));
-    m
-}
-
-/// One document's contribution to an endpoint's settings: its cell, and whether it is a
-/// legacy `record_call` (whose `enabled` defaults to true).
-fn endpoint_layer(doc: &Doc, dir: &str, net: &str) -> Option<(Map<String, Value>, String, bool)> {
-    let b = &doc.body;
-    if let Some(cr) = b.get("call_recording") {
-        if let Some((m, where_)) = cell(cr, dir, net) {
-            return Some((m.clone(), format!("call_recording {where_}"), false));
-        }
-    }
-    b.get("record_call")
-        .and_then(|v| v.as_object())
-        .map(|m| (m.clone(), "record_call".to_string(), true))
-}
-
-fn to_settings(m: Map<String, Value>) -> Option<RecordCall> {
-    // Documents are validated on write; a stored one that no longer parses records nothing,
-    // loudly, rather than with guessed settings.
-    match serde_json::from_value::<RecordCall>(Value::Object(m)) {
-        Ok(rc) => rc.enabled.then_some(rc),
-        Err(e) => {
-            tracing::warn!(error = %e, "stored recording settings are invalid; ignored");
-            None
-        }
-    }
+    s.record_call
+        .as_ref()
+        .map(|p| (p.clone(), "record_call".to_string(), true))
 }
 
 /// The endpoint plan for one party, if any: layers merged field by field, most specific last.
 fn endpoint_plan(
-    account: Option<&Doc>,
+    account: Option<&Found<AccountSettings>>,
     party: &Party,
-    dir: &str,
-    net: &str,
+    dir: Direction,
+    net: Network,
 ) -> Option<PlannedRecording> {
-    let mut merged = Map::new();
+    let mut merged = Params::default();
     let mut decided_by = None;
     let mut legacy = false;
     if let Some(a) = account {
-        if let Some(cr) = a.body.get("call_recording").and_then(|c| c.get("endpoint")) {
-            if let Some((m, w)) = cell(cr, dir, net) {
-                merged.extend(m.clone());
-                decided_by = Some(format!("account {} endpoint {w}", a.id));
-            }
+        let endpoint = a
+            .settings
+            .as_ref()?
+            .call_recording
+            .as_ref()
+            .and_then(|c| c.endpoint.as_ref());
+        if let Some((p, w)) = endpoint.and_then(|c| c.cell(dir, net)) {
+            merged.overlay(p);
+            decided_by = Some(format!("account {} endpoint {w}", a.id));
         }
     }
-    for (what, doc) in [("user", &party.user), ("device", &party.device)] {
-        if let Some(d) = doc {
-            if let Some((m, w, is_legacy)) = endpoint_layer(d, dir, net) {
-                merged.extend(m);
-                legacy |= is_legacy;
-                decided_by = Some(format!("{what} {} {w}", d.id));
-            }
+    let user = match &party.user {
+        Some(u) => Some((&u.id, u.settings.clone()?)),
+        None => None,
+    };
+    let device = match &party.device {
+        Some(d) => Some((&d.id, d.settings.as_ref()?.endpoint())),
+        None => None,
+    };
+    for (what, layer) in [("user", user), ("device", device)] {
+        let Some((id, s)) = layer else { continue };
+        if let Some((p, w, is_legacy)) = endpoint_layer(&s, dir, net) {
+            merged.overlay(&p);
+            legacy |= is_legacy;
+            decided_by = Some(format!("{what} {id} {w}"));
         }
     }
     let why = decided_by?;
-    merged.entry("enabled").or_insert(Value::Bool(legacy));
-    let settings = to_settings(merged)?;
+    let settings = merged.resolve(legacy)?;
     Some(PlannedRecording::new(
         settings,
-        format!("{why}: {dir} {net} enabled"),
+        format!("{why}: {} {} enabled", dir.as_str(), net.as_str()),
     ))
 }
 
-fn account_plan(account: &Doc, dir: &str, net: &str) -> Option<PlannedRecording> {
-    let b = &account.body;
-    if let Some(cr) = b.get("call_recording").and_then(|c| c.get("account")) {
-        if let Some((m, w)) = cell(cr, dir, net) {
-            let settings = to_settings(with_default_enabled(m, false))?;
-            return Some(PlannedRecording::new(
-                settings,
-                format!(
-                    "account {} call_recording.account {w}: {dir} {net} enabled",
-                    account.id
-                ),
-            ));
-        }
+fn account_plan(
+    account: &Found<AccountSettings>,
+    dir: Direction,
+    net: Network,
+) -> Option<PlannedRecording> {
+    let s = account.settings.as_ref()?;
+    let wide = s.call_recording.as_ref().and_then(|c| c.account.as_ref());
+    if let Some((p, w)) = wide.and_then(|c| c.cell(dir, net)) {
+        return Some(PlannedRecording::new(
+            p.resolve(false)?,
+            format!(
+                "account {} call_recording.account {w}: {} {} enabled",
+                account.id,
+                dir.as_str(),
+                net.as_str()
+            ),
+        ));
     }
-    let m = b.get("record_call")?.as_object()?;
-    let settings = to_settings(with_default_enabled(m, true))?;
     Some(PlannedRecording::new(
-        settings,
+        s.record_call.as_ref()?.resolve(true)?,
         format!("account {} record_call: all calls", account.id),
     ))
 }
@@ -151,38 +196,46 @@ fn account_plan(account: &Doc, dir: &str, net: &str) -> Option<PlannedRecording>
 /// The planned recordings of a call: collapsed, each with its reason.
 pub fn plan(p: &Parties) -> Vec<PlannedRecording> {
     let net = if p.caller.known() && p.callee.known() {
-        "onnet"
+        Network::Onnet
     } else {
-        "offnet"
+        Network::Offnet
     };
     let mut plans = Vec::new();
     if let Some(g) = &p.global {
-        if g.enabled {
-            plans.push(PlannedRecording::new(
-                g.clone(),
-                "config record_call: all calls",
-            ));
-        }
+        plans.push(PlannedRecording::new(
+            g.clone(),
+            "config record_call: all calls",
+        ));
     }
     if let Some(a) = &p.account {
-        let dir = if p.caller.known() { DIRS[1] } else { DIRS[0] };
+        let dir = if p.caller.known() {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        };
         plans.extend(account_plan(a, dir, net));
     }
     if p.caller.device.is_some() || p.caller.user.is_some() {
         plans.extend(endpoint_plan(
             p.account.as_ref(),
             &p.caller,
-            "outbound",
+            Direction::Outbound,
             net,
         ));
     }
     if p.callee.device.is_some() || p.callee.user.is_some() {
-        plans.extend(endpoint_plan(p.account.as_ref(), &p.callee, "inbound", net));
+        plans.extend(endpoint_plan(
+            p.account.as_ref(),
+            &p.callee,
+            Direction::Inbound,
+            net,
+        ));
     }
     collapse(plans)
 }
 
-/// Identical settings (URL aside) become one recording with every URL.
+/// Plans that make the same recording (where it goes aside) become one recording delivered
+/// to every destination they name, each with its own method.
 pub fn collapse(plans: Vec<PlannedRecording>) -> Vec<PlannedRecording> {
     let mut out: Vec<PlannedRecording> = Vec::new();
     for p in plans {
@@ -191,13 +244,12 @@ pub fn collapse(plans: Vec<PlannedRecording>) -> Vec<PlannedRecording> {
             .find(|o| o.settings.same_recording(&p.settings))
         {
             Some(o) => {
-                if let Some(u) = &p.settings.url {
-                    if !o.urls().contains(u) {
-                        o.extra_urls.push(u.clone());
+                for d in p.destinations {
+                    if !o.destinations.contains(&d) {
+                        o.destinations.push(d);
                     }
-                } else {
-                    o.keep_local = true;
                 }
+                o.keep_local |= p.keep_local;
                 o.reason = format!("{}; {}", o.reason, p.reason);
             }
             None => out.push(p),
@@ -210,16 +262,16 @@ pub fn collapse(plans: Vec<PlannedRecording>) -> Vec<PlannedRecording> {
 mod tests {
     //! One test per row of the README's precedence table.
     use super::*;
-    use crate::rules::AudioFormat;
-    use crate::store::Kind;
-    use serde_json::json;
+    use crate::rules::{AudioFormat, UploadMethod};
+    use crate::store::{Kind, Revision};
+    use serde_json::{json, Value};
 
     fn doc(kind: Kind, id: &str, body: Value) -> Doc {
         Doc {
             kind,
             id: id.into(),
             account_id: "acc".into(),
-            rev: 1,
+            rev: Revision(1),
             body,
         }
     }
@@ -251,13 +303,16 @@ mod tests {
                 &json!({"owner_id": "u-alice", "sip": {"username": "alice"}}),
             );
             let p = Parties {
-                account: Some(doc(Kind::Account, "acc", self.account)),
+                account_id: Some("acc".into()),
+                account: Some(Found::account(&doc(Kind::Account, "acc", self.account))),
                 caller: Party {
-                    device: Some(doc(Kind::Device, "d-alice", dev)),
-                    user: Some(doc(Kind::User, "u-alice", self.alice_user)),
+                    device: Some(Found::device(&doc(Kind::Device, "d-alice", dev))),
+                    user: Some(Found::user(&doc(Kind::User, "u-alice", self.alice_user))),
                 },
                 callee: Party {
-                    device: self.bob_device.map(|b| doc(Kind::Device, "d-bob", b)),
+                    device: self
+                        .bob_device
+                        .map(|b| Found::device(&doc(Kind::Device, "d-bob", b))),
                     user: None,
                 },
                 global: None,
@@ -373,7 +428,7 @@ mod tests {
         .is_empty());
         // An outside caller reaching the account: inbound offnet → recorded.
         let p = plan(&Parties {
-            account: Some(doc(Kind::Account, "acc", account)),
+            account: Some(Found::account(&doc(Kind::Account, "acc", account))),
             ..Parties::default()
         });
         assert_eq!(p.len(), 1);
@@ -405,11 +460,32 @@ mod tests {
         }
         .plan();
         assert_eq!(p.len(), 1);
-        assert_eq!(
-            p[0].urls(),
-            ["https://a.example/rec/", "https://b.example/rec/"]
-        );
+        let urls: Vec<&str> = p[0].destinations.iter().map(|d| d.url.as_str()).collect();
+        assert_eq!(urls, ["https://a.example/rec/", "https://b.example/rec/"]);
         assert!(!p[0].keep_local);
+    }
+
+    #[test]
+    fn row17_settings_differing_only_in_method_record_once_deliver_each_way() {
+        let p = Case {
+            account: json!({"record_call": {"url": "https://a.example/rec/"}}),
+            alice_user: json!({"record_call": {"url": "https://a.example/rec/", "method": "post"}}),
+            ..Case::default()
+        }
+        .plan();
+        assert_eq!(p.len(), 1, "one uuid_record on the leg");
+        let dests: Vec<(&str, UploadMethod)> = p[0]
+            .destinations
+            .iter()
+            .map(|d| (d.url.as_str(), d.method))
+            .collect();
+        assert_eq!(
+            dests,
+            [
+                ("https://a.example/rec/", UploadMethod::Put),
+                ("https://a.example/rec/", UploadMethod::Post),
+            ]
+        );
     }
 
     #[test]

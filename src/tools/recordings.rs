@@ -32,7 +32,7 @@ pub fn list(store: &Store, f: &Filter, out: &mut impl Write) -> anyhow::Result<u
             out,
             "{:<36}  {:<9}  {:<16}  {:<36}  {:<20}  {:>9}  {}",
             m.recording_id,
-            i.state,
+            i.state.as_str(),
             m.account_id.as_deref().unwrap_or("-"),
             m.call_id,
             when(m.start_us),
@@ -40,11 +40,12 @@ pub fn list(store: &Store, f: &Filter, out: &mut impl Write) -> anyhow::Result<u
             m.file_path
         )?;
         for d in &i.deliveries {
-            if d.state != "delivered" {
+            if d.state != crate::store::DeliveryState::Delivered {
                 writeln!(
                     out,
-                    "    {} {} attempts {}{}",
+                    "    {} {} {} attempts {}{}",
                     d.state,
+                    d.method.as_str().to_uppercase(),
                     d.url,
                     d.attempts,
                     d.last_error
@@ -70,10 +71,14 @@ pub fn show(store: &Store, id: &str, out: &mut impl Write) -> anyhow::Result<boo
 }
 
 /// Adopts an orphaned file; returns its spool state.
-pub fn adopt(store: &Store, path: &Path, url: Option<String>) -> anyhow::Result<(String, String)> {
+pub fn adopt(
+    store: &Store,
+    path: &Path,
+    url: Option<String>,
+) -> anyhow::Result<(String, crate::store::RecordingState)> {
     let path = std::fs::canonicalize(path)?;
     let file_path = path.to_string_lossy().into_owned();
-    if spool::known_paths(store)?.contains(&file_path) {
+    if store.recording_paths()?.contains(&file_path) {
         anyhow::bail!("{file_path} is already in the spool");
     }
     let format = match path.extension().and_then(|e| e.to_str()) {
@@ -84,6 +89,7 @@ pub fn adopt(store: &Store, path: &Path, url: Option<String>) -> anyhow::Result<
     let sidecar = LocalStore::sidecar_path(&file_path);
     let mut rec: FinishedRecording = match std::fs::read(&sidecar) {
         Ok(b) => serde_json::from_slice(&b)
+            .and_then(FinishedRecording::from_json)
             .map_err(|e| anyhow::anyhow!("{sidecar}: unreadable metadata: {e}"))?,
         Err(_) => {
             let stem = path
@@ -124,9 +130,8 @@ pub fn adopt(store: &Store, path: &Path, url: Option<String>) -> anyhow::Result<
                 stereo: false,
                 file_path: file_path.clone(),
                 size: 0,
-                urls: vec![],
+                destinations: vec![],
                 keep_local: true,
-                method: Default::default(),
                 origin: "adopted".into(),
                 completion_cause: "adopted from disk".into(),
                 sequence: 0,
@@ -137,9 +142,14 @@ pub fn adopt(store: &Store, path: &Path, url: Option<String>) -> anyhow::Result<
     rec.size = std::fs::metadata(&path)?.len();
     if let Some(u) = url {
         crate::rules::model::check_url(&u).map_err(|e| anyhow::anyhow!("--url {e}"))?;
-        rec.urls = vec![u];
+        let method = rec
+            .destinations
+            .first()
+            .map(|d| d.method)
+            .unwrap_or_default();
+        rec.destinations = vec![crate::values::Destination { url: u, method }];
         rec.keep_local = false;
-    } else if rec.urls.iter().any(|u| u.contains("REDACTED")) {
+    } else if rec.destinations.iter().any(|d| d.url.contains("REDACTED")) {
         anyhow::bail!(
             "the metadata names a URL with a redacted password; give it again with --url"
         );

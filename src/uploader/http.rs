@@ -69,7 +69,7 @@ impl Http {
             + Duration::from_secs_f64(size as f64 / self.cfg.min_rate.max(1) as f64);
         let (mut target, creds) = url::split_userinfo(&Self::target(claim));
         let origin_host = host_of(&target);
-        let method = match claim.meta.method {
+        let method = match claim.method {
             UploadMethod::Put => reqwest::Method::PUT,
             UploadMethod::Post => reqwest::Method::POST,
         };

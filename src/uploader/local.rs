@@ -19,8 +19,7 @@ impl LocalStore {
     /// Writes the metadata file atomically (temporary file, then rename).
     pub async fn write_sidecar(rec: &FinishedRecording) -> Result<(), DeliveryError> {
         let meta = Self::sidecar_path(&rec.file_path);
-        let mut shown = rec.clone();
-        shown.urls = shown.urls.iter().map(|u| super::url::redact(u)).collect();
+        let shown = rec.redacted();
         let io = |source| DeliveryError::Io {
             path: meta.clone(),
             source,

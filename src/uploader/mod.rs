@@ -1,8 +1,9 @@
 //! Delivery of finished recordings.
 //!
-//! The session hands every kept recording, with its metadata, to a [`Delivery`]. Until the
-//! durable spool and HTTP uploader land, [`LocalStore`] keeps the file where FreeSWITCH wrote it
-//! and writes its metadata beside it (`<recording_id>.json`), so nothing is left unaccounted for.
+//! The session hands every kept recording, with its metadata, to a [`Delivery`]:
+//! [`worker::SpoolDelivery`] puts it in the durable spool ([`spool`], the store's recordings
+//! tables) and the upload worker delivers it to each destination; [`LocalStore`] only keeps
+//! the file and writes its metadata beside it (`<recording_id>.json`).
 
 pub mod http;
 pub mod local;
@@ -16,7 +17,38 @@ use serde::Serialize;
 
 pub use local::LocalStore;
 
-use crate::rules::{AudioFormat, UploadMethod};
+impl FinishedRecording {
+    /// The same metadata with every password in a URL replaced by `REDACTED`: what logs, the
+    /// API, the CLI and metadata files show.
+    pub fn redacted(&self) -> FinishedRecording {
+        let mut shown = self.clone();
+        for d in &mut shown.destinations {
+            d.url = url::redact(&d.url);
+        }
+        shown
+    }
+
+    /// Reads metadata written by any version: the first release wrote `urls` and one `method`
+    /// instead of `destinations`.
+    pub fn from_json(mut v: serde_json::Value) -> Result<FinishedRecording, serde_json::Error> {
+        if let Some(obj) = v.as_object_mut() {
+            if !obj.contains_key("destinations") {
+                let method = obj.remove("method").unwrap_or(serde_json::Value::Null);
+                let urls = obj.remove("urls").unwrap_or_default();
+                let dests: Vec<serde_json::Value> = urls
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|u| serde_json::json!({"url": u, "method": method.as_str().unwrap_or("put")}))
+                    .collect();
+                obj.insert("destinations".into(), dests.into());
+            }
+        }
+        serde_json::from_value(v)
+    }
+}
+
+use crate::values::{AudioFormat, Destination};
 
 /// Everything known about a kept recording.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -44,11 +76,10 @@ pub struct FinishedRecording {
     pub stereo: bool,
     pub file_path: String,
     pub size: u64,
-    /// Where to deliver it; empty means local storage only.
-    pub urls: Vec<String>,
+    /// Where to deliver it, each with its method; empty means local storage only.
+    pub destinations: Vec<Destination>,
     /// Keep the file locally even after delivery.
     pub keep_local: bool,
-    pub method: UploadMethod,
     /// Which rule made it.
     pub origin: String,
     /// FreeSWITCH's `Record-Completion-Cause`, or how callrec finished it.
@@ -80,7 +111,7 @@ pub fn orphans(
     store: &crate::store::Store,
     dir: &std::path::Path,
 ) -> Result<Vec<std::path::PathBuf>, crate::store::StoreError> {
-    let known = spool::known_paths(store)?;
+    let known = store.recording_paths()?;
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

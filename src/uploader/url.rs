@@ -127,7 +127,7 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{AudioFormat, UploadMethod};
+    use crate::rules::AudioFormat;
 
     fn rec() -> FinishedRecording {
         FinishedRecording {
@@ -149,9 +149,8 @@ mod tests {
             stereo: false,
             file_path: "/x/rec-1.mp3".into(),
             size: 10,
-            urls: vec![],
+            destinations: vec![],
             keep_local: false,
-            method: UploadMethod::Put,
             origin: "test".into(),
             completion_cause: "success-silence".into(),
             sequence: 0,

@@ -19,7 +19,7 @@ use super::http::Http;
 use super::spool::{self, Claim, Outcome};
 use super::url;
 use super::{Delivery, DeliveryError, FinishedRecording, LocalStore};
-use crate::store::Store;
+use crate::store::{RecordingState, Store};
 
 /// Hands recordings to the spool and wakes the uploader.
 pub struct SpoolDelivery {
@@ -42,11 +42,21 @@ impl Delivery for SpoolDelivery {
             if let Err(e) = LocalStore::write_sidecar(&rec).await {
                 warn!(recording_id = %rec.recording_id, error = %e, "cannot write the metadata file");
             }
-            if state == "stored" {
+            if state == RecordingState::Stored {
                 info!(recording_id = %rec.recording_id, path = %rec.file_path, "recording stored locally (no url)");
             } else {
-                let urls: Vec<String> = rec.urls.iter().map(|u| url::redact(u)).collect();
-                info!(recording_id = %rec.recording_id, urls = ?urls, "recording queued for upload");
+                let to: Vec<String> = rec
+                    .destinations
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{} {}",
+                            d.method.as_str().to_uppercase(),
+                            url::redact(&d.url)
+                        )
+                    })
+                    .collect();
+                info!(recording_id = %rec.recording_id, destinations = %to.join(", "), "recording queued for upload");
                 self.wake.notify_one();
             }
             Ok(())
@@ -106,7 +116,7 @@ pub async fn run(
             });
         }
         let s = store.clone();
-        let next = tokio::task::spawn_blocking(move || spool::next_due(&s))
+        let next = tokio::task::spawn_blocking(move || s.next_due())
             .await
             .ok()
             .and_then(|r| r.ok())
@@ -151,29 +161,28 @@ async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
             error,
             status,
         } => warn!(
-            recording_id = %m.recording_id, call_id = %m.call_id, url = %shown, status = ?status,
+            recording_id = %m.recording_id, call_id = %m.call_id, url = %shown, status = %status.map_or("-".to_string(), |s| s.to_string()),
             error = %error, retry_in_ms = next_us.saturating_sub(spool::now_us()) / 1000,
             "upload failed; will retry"
         ),
         Outcome::Failed { error, status } => error!(
-            recording_id = %m.recording_id, call_id = %m.call_id, url = %shown, status = ?status,
+            recording_id = %m.recording_id, call_id = %m.call_id, url = %shown, status = %status.map_or("-".to_string(), |s| s.to_string()),
             error = %error, "upload failed for good (dead letter)"
         ),
     }
-    let (s, id, u, o) = (
-        store.clone(),
-        m.recording_id.clone(),
-        claim.url.clone(),
-        outcome.clone(),
-    );
-    let state = match tokio::task::spawn_blocking(move || spool::settle(&s, &id, &u, &o)).await {
+    let (s, c, o) = (store.clone(), claim.clone(), outcome.clone());
+    let state = match tokio::task::spawn_blocking(move || spool::settle(&s, &c, &o)).await {
         Ok(Ok(state)) => state,
-        other => {
-            error!(recording_id = %m.recording_id, result = ?other.map(|r| r.map(|_| ())), "cannot record the upload outcome; it will be retried");
+        Ok(Err(e)) => {
+            error!(recording_id = %m.recording_id, error = %e, "cannot record the upload outcome; it will be retried");
+            return;
+        }
+        Err(e) => {
+            error!(recording_id = %m.recording_id, error = %e, "cannot record the upload outcome; it will be retried");
             return;
         }
     };
-    if state == "delivered" && !m.keep_local && !cfg.keep_local_after_upload {
+    if state == RecordingState::Delivered && !m.keep_local && !cfg.keep_local_after_upload {
         for p in [m.file_path.clone(), LocalStore::sidecar_path(&m.file_path)] {
             if let Err(e) = tokio::fs::remove_file(&p).await {
                 if e.kind() != std::io::ErrorKind::NotFound {

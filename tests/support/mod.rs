@@ -91,6 +91,7 @@ pub fn fingerprint(f: &Frame) -> (u64, Vec<(String, String)>, Vec<u8>) {
         f.body().to_vec(),
     )
 }
+pub mod api;
 pub mod harness;
 pub mod receiver;
 

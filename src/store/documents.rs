@@ -1,0 +1,391 @@
+//! Documents: accounts, users, devices and callflows as JSON objects with revisions.
+//!
+//! Invariants: a document's key is `(account, kind, id)`: the same id in two accounts is two
+//! documents, and every statement here names the account, so nothing reached through one
+//! account can read, change, move or reveal another account's document. An account's own
+//! document is `(account, Account, account)`. A write with an expected revision fails with
+//! [`StoreError::Conflict`] unless the stored document is at exactly that revision; the
+//! revision goes up by one with every write, in the same transaction. `body.id` always equals
+//! the key's id.
+
+use rusqlite::{params, OptionalExtension};
+use serde_json::Value;
+
+use super::{now_s, Store, StoreError};
+
+/// Document kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Account,
+    User,
+    Device,
+    Callflow,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Account => "account",
+            Kind::User => "user",
+            Kind::Device => "device",
+            Kind::Callflow => "callflow",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Kind, StoreError> {
+        Ok(match s {
+            "account" => Kind::Account,
+            "user" => Kind::User,
+            "device" => Kind::Device,
+            "callflow" => Kind::Callflow,
+            other => return Err(StoreError::Corrupt(format!("unknown kind {other:?}"))),
+        })
+    }
+}
+
+/// A document's revision: 1 after the first write, one more after each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Revision(pub u64);
+
+impl Revision {
+    /// An `If-Match` value (`3` or `"3"`); `None` when it is not a revision at all.
+    pub fn parse(s: &str) -> Option<Revision> {
+        s.trim().trim_matches('"').parse().ok().map(Revision)
+    }
+}
+
+impl std::fmt::Display for Revision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A stored document. `body` is a JSON object; its `id` member always equals `id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Doc {
+    pub kind: Kind,
+    pub id: String,
+    pub account_id: String,
+    pub rev: Revision,
+    pub body: Value,
+}
+
+/// What a conditional write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Create or replace, whatever is there.
+    Any,
+    /// Only if the document is at this revision (`If-Match`); an absent one never is.
+    Revision(Revision),
+    /// Only if there is no such document (create with an explicit id).
+    Absent,
+}
+
+fn row_to_doc(
+    kind: Kind,
+    account_id: String,
+    id: String,
+    rev: i64,
+    body: &str,
+) -> Result<Doc, StoreError> {
+    let body = serde_json::from_str(body)
+        .map_err(|e| StoreError::Corrupt(format!("document {id}: {e}")))?;
+    Ok(Doc {
+        kind,
+        id,
+        account_id,
+        rev: Revision(rev as u64),
+        body,
+    })
+}
+
+impl Store {
+    pub fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
+        self.with(|c| {
+            let row = c
+                .query_row(
+                    "SELECT rev, body FROM documents WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
+                    params![account_id, kind.as_str(), id],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                )
+                .optional()?;
+            row.map(|(rev, body)| row_to_doc(kind, account_id.into(), id.into(), rev, &body))
+                .transpose()
+        })
+    }
+
+    /// The account's documents of `kind`, by id.
+    pub fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, rev, body FROM documents WHERE account_id = ?1 AND kind = ?2 ORDER BY id",
+            )?;
+            let rows = st.query_map(params![account_id, kind.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, rev, body) = row?;
+                out.push(row_to_doc(kind, account_id.into(), id, rev, &body)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every document of every account (the start-up check of stored settings).
+    pub fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT account_id, kind, id, rev, body FROM documents ORDER BY account_id, kind, id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (account, kind, id, rev, body) = row?;
+                out.push(row_to_doc(Kind::parse(&kind)?, account, id, rev, &body)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Writes a document of `account_id` if `expect` holds; returns it at its new revision.
+    pub fn put(
+        &self,
+        kind: Kind,
+        account_id: &str,
+        id: &str,
+        mut body: Value,
+        expect: Expect,
+    ) -> Result<Doc, StoreError> {
+        if let Value::Object(m) = &mut body {
+            m.insert("id".into(), Value::String(id.to_string()));
+        }
+        let text = body.to_string();
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let current: Option<i64> = tx
+                .query_row(
+                    "SELECT rev FROM documents WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
+                    params![account_id, kind.as_str(), id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match (expect, current) {
+                (Expect::Absent, Some(_)) => return Err(StoreError::Exists),
+                (Expect::Revision(want), cur) if cur != Some(want.0 as i64) => {
+                    return Err(StoreError::Conflict {
+                        current: cur.map(|r| r.to_string()).unwrap_or_default(),
+                    })
+                }
+                _ => {}
+            }
+            let rev = current.unwrap_or(0) + 1;
+            tx.execute(
+                "INSERT INTO documents (account_id, kind, id, rev, body, modified)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (account_id, kind, id) DO UPDATE SET rev = ?4, body = ?5, modified = ?6",
+                params![account_id, kind.as_str(), id, rev, text, now_s()],
+            )?;
+            tx.commit()?;
+            Ok(Doc {
+                kind,
+                id: id.into(),
+                account_id: account_id.into(),
+                rev: Revision(rev as u64),
+                body,
+            })
+        })
+    }
+
+    /// Deletes a document of `account_id`; false when it did not exist there.
+    pub fn delete(
+        &self,
+        kind: Kind,
+        account_id: &str,
+        id: &str,
+        expect: Option<Revision>,
+    ) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let current: Option<i64> = tx
+                .query_row(
+                    "SELECT rev FROM documents WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
+                    params![account_id, kind.as_str(), id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(cur) = current else { return Ok(false) };
+            if let Some(want) = expect {
+                if cur != want.0 as i64 {
+                    return Err(StoreError::Conflict {
+                        current: cur.to_string(),
+                    });
+                }
+            }
+            tx.execute(
+                "DELETE FROM documents WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
+                params![account_id, kind.as_str(), id],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    /// Devices whose `sip.username` is `username`, in `account_id` or (identification of a
+    /// caller whose account the channel does not name) in any account.
+    pub fn devices_by_sip_username(
+        &self,
+        account_id: Option<&str>,
+        username: &str,
+    ) -> Result<Vec<Doc>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT account_id, id, rev, body FROM documents
+                 WHERE kind = 'device' AND json_extract(body, '$.sip.username') = ?1
+                   AND (?2 IS NULL OR account_id = ?2) ORDER BY account_id, id",
+            )?;
+            let rows = st.query_map(params![username, account_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (acc, id, rev, body) = row?;
+                out.push(row_to_doc(Kind::Device, acc, id, rev, &body)?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn revisions_and_conflicts() {
+        let s = Store::open_in_memory().unwrap();
+        let d = s
+            .put(
+                Kind::User,
+                "a",
+                "u1",
+                json!({"first_name": "Ann"}),
+                Expect::Any,
+            )
+            .unwrap();
+        assert_eq!(d.rev, Revision(1));
+        assert_eq!(d.body["id"], "u1");
+        let d = s
+            .put(
+                Kind::User,
+                "a",
+                "u1",
+                json!({"first_name": "Bo"}),
+                Expect::Revision(Revision(1)),
+            )
+            .unwrap();
+        assert_eq!(d.rev, Revision(2));
+        let e = s
+            .put(
+                Kind::User,
+                "a",
+                "u1",
+                json!({}),
+                Expect::Revision(Revision(1)),
+            )
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Conflict { current } if current == "2"));
+        let e = s
+            .put(Kind::User, "a", "u1", json!({}), Expect::Absent)
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Exists));
+        assert_eq!(
+            s.get(Kind::User, "a", "u1").unwrap().unwrap().body["first_name"],
+            "Bo"
+        );
+        assert_eq!(s.list(Kind::User, "a").unwrap().len(), 1);
+        assert!(s.delete(Kind::User, "a", "u1", Some(Revision(2))).unwrap());
+        assert!(!s.delete(Kind::User, "a", "u1", None).unwrap());
+    }
+
+    #[test]
+    fn the_same_id_in_two_accounts_is_two_documents() {
+        let s = Store::open_in_memory().unwrap();
+        s.put(
+            Kind::User,
+            "b",
+            "u1",
+            json!({"first_name": "Bob"}),
+            Expect::Any,
+        )
+        .unwrap();
+        // Another account writing "its" u1 creates its own document, at revision 1.
+        let a = s
+            .put(
+                Kind::User,
+                "a",
+                "u1",
+                json!({"first_name": "Mallory"}),
+                Expect::Any,
+            )
+            .unwrap();
+        assert_eq!(a.rev, Revision(1));
+        let b = s.get(Kind::User, "b", "u1").unwrap().unwrap();
+        assert_eq!((b.rev, &b.body["first_name"]), (Revision(1), &json!("Bob")));
+        // Conditional writes and deletes through one account never see the other's revision.
+        assert!(matches!(
+            s.put(Kind::User, "c", "u1", json!({}), Expect::Revision(Revision(1))),
+            Err(StoreError::Conflict { current }) if current.is_empty()
+        ));
+        assert!(!s.delete(Kind::User, "c", "u1", None).unwrap());
+        assert!(s.delete(Kind::User, "a", "u1", None).unwrap());
+        assert!(s.get(Kind::User, "b", "u1").unwrap().is_some());
+        assert_eq!(s.list(Kind::User, "a").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn devices_by_sip_username_in_one_or_every_account() {
+        let s = Store::open_in_memory().unwrap();
+        for (acc, id) in [("a", "d1"), ("b", "d2")] {
+            s.put(
+                Kind::Device,
+                acc,
+                id,
+                json!({"sip": {"username": "alice"}}),
+                Expect::Any,
+            )
+            .unwrap();
+        }
+        assert_eq!(s.devices_by_sip_username(None, "alice").unwrap().len(), 2);
+        let b = s.devices_by_sip_username(Some("b"), "alice").unwrap();
+        assert_eq!((b[0].id.as_str(), b[0].account_id.as_str()), ("d2", "b"));
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.put(Kind::Account, "a", "a", json!({"name": "A"}), Expect::Any)
+            .unwrap();
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.get(Kind::Account, "a", "a").unwrap().unwrap().rev,
+            Revision(1)
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! The schema and its versions (`PRAGMA user_version`).
+//!
+//! - version 0 without tables: a new file, created at the current version;
+//! - version 0 with a `documents` table: the first release's schema (documents keyed by
+//!   `(kind, id)` with the account as a column an upsert rewrote; one method per recording).
+//!   It is migrated in one transaction: every document keeps its account and is keyed by
+//!   `(account, kind, id)`; deliveries get their method; tokens get their lookup prefix;
+//! - [`CURRENT`]: nothing to do; a newer version is refused (a newer callrec wrote it).
+//!
+//! Invariant: a migration either completes or leaves the file as it was.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::StoreError;
+
+pub const CURRENT: i64 = 2;
+
+const SCHEMA: &str = "
+CREATE TABLE documents (
+    account_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    rev INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    modified INTEGER NOT NULL,
+    PRIMARY KEY (account_id, kind, id)
+);
+CREATE INDEX documents_sip ON documents (kind, json_extract(body, '$.sip.username'));
+CREATE TABLE tokens (
+    hash TEXT PRIMARY KEY,
+    lookup TEXT NOT NULL,
+    account_id TEXT,
+    created INTEGER NOT NULL
+);
+CREATE INDEX tokens_lookup ON tokens (lookup);
+CREATE TABLE recordings (
+    id TEXT PRIMARY KEY,
+    account_id TEXT,
+    call_id TEXT NOT NULL,
+    file_path TEXT NOT NULL,
+    state TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL
+);
+CREATE INDEX recordings_account ON recordings (account_id, created_us);
+CREATE INDEX recordings_call ON recordings (call_id);
+CREATE INDEX recordings_path ON recordings (file_path);
+CREATE TABLE deliveries (
+    recording_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    method TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_us INTEGER NOT NULL,
+    since_us INTEGER NOT NULL,
+    last_error TEXT,
+    last_status INTEGER,
+    delivered_us INTEGER,
+    PRIMARY KEY (recording_id, url, method)
+);
+CREATE INDEX deliveries_due ON deliveries (state, next_attempt_us);
+";
+
+/// From the first release's tables (renamed to `*_v1`) into [`SCHEMA`].
+const FROM_V1: &str = "
+INSERT INTO documents (account_id, kind, id, rev, body, modified)
+    SELECT account_id, kind, id, rev, body, modified FROM documents_v1;
+INSERT INTO tokens (hash, lookup, account_id, created)
+    SELECT hash, substr(hash, 1, 16), account_id, created FROM tokens_v1;
+INSERT INTO deliveries (recording_id, url, method, state, attempts, next_attempt_us, since_us,
+                        last_error, last_status, delivered_us)
+    SELECT d.recording_id, d.url, coalesce(json_extract(r.meta, '$.method'), 'put'), d.state,
+           d.attempts, d.next_attempt_us, d.since_us, d.last_error, d.last_status, d.delivered_us
+    FROM deliveries_v1 d LEFT JOIN recordings_v1 r ON r.id = d.recording_id;
+INSERT INTO recordings (id, account_id, call_id, file_path, state, meta, created_us, updated_us)
+    SELECT id, account_id, call_id, coalesce(json_extract(meta, '$.file_path'), ''), state,
+           json_set(json_remove(meta, '$.urls', '$.method'), '$.destinations', json((
+               SELECT json_group_array(json_object(
+                   'url', u.value,
+                   'method', coalesce(json_extract(r.meta, '$.method'), 'put')))
+               FROM json_each(r.meta, '$.urls') u))),
+           created_us, updated_us
+    FROM recordings_v1 r;
+DROP TABLE documents_v1;
+DROP TABLE tokens_v1;
+DROP TABLE deliveries_v1;
+DROP TABLE recordings_v1;
+";
+
+fn has_table(c: &Connection, name: &str) -> Result<bool, StoreError> {
+    Ok(c.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
+/// Brings the file to [`CURRENT`].
+pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == CURRENT {
+        return Ok(());
+    }
+    if version > CURRENT {
+        return Err(StoreError::Corrupt(format!(
+            "the database is at schema version {version}, newer than this callrec ({CURRENT}); \
+             run the newer callrec or restore a backup"
+        )));
+    }
+    let tx = conn.transaction()?;
+    if has_table(&tx, "documents")? {
+        let docs: i64 = tx.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
+        for t in ["documents", "tokens", "deliveries", "recordings"] {
+            tx.execute_batch(&format!("ALTER TABLE {t} RENAME TO {t}_v1"))?;
+        }
+        for i in [
+            "documents_account",
+            "recordings_account",
+            "recordings_call",
+            "deliveries_due",
+        ] {
+            tx.execute_batch(&format!("DROP INDEX IF EXISTS {i}"))?;
+        }
+        tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(FROM_V1)?;
+        tracing::info!(
+            documents = docs,
+            schema_version = CURRENT,
+            "store migrated: documents are now keyed by account, deliveries carry their method"
+        );
+    } else {
+        tx.execute_batch(SCHEMA)?;
+    }
+    tx.pragma_update(None, "user_version", CURRENT)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The first release's schema, for migration tests.
+#[cfg(test)]
+pub const V1_SCHEMA: &str = "
+CREATE TABLE documents (kind TEXT NOT NULL, id TEXT NOT NULL, account_id TEXT NOT NULL,
+    rev INTEGER NOT NULL, body TEXT NOT NULL, modified INTEGER NOT NULL, PRIMARY KEY (kind, id));
+CREATE INDEX documents_account ON documents (account_id, kind);
+CREATE TABLE recordings (id TEXT PRIMARY KEY, account_id TEXT, call_id TEXT NOT NULL,
+    state TEXT NOT NULL, meta TEXT NOT NULL, created_us INTEGER NOT NULL, updated_us INTEGER NOT NULL);
+CREATE INDEX recordings_account ON recordings (account_id, created_us);
+CREATE INDEX recordings_call ON recordings (call_id);
+CREATE TABLE deliveries (recording_id TEXT NOT NULL, url TEXT NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_us INTEGER NOT NULL, since_us INTEGER NOT NULL,
+    last_error TEXT, last_status INTEGER, delivered_us INTEGER, PRIMARY KEY (recording_id, url));
+CREATE INDEX deliveries_due ON deliveries (state, next_attempt_us);
+CREATE TABLE tokens (hash TEXT PRIMARY KEY, account_id TEXT, created INTEGER NOT NULL);
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::documents::Expect;
+    use crate::store::{Kind, RecordingState, Revision, Scope, Store};
+    use crate::values::UploadMethod;
+    use serde_json::{json, Value};
+
+    /// A `callrec.db` as the first release left it: two accounts' documents, a token, a
+    /// recording with a POST delivery.
+    fn v1_file(dir: &std::path::Path) -> String {
+        let c = Connection::open(dir.join("callrec.db")).unwrap();
+        c.execute_batch(V1_SCHEMA).unwrap();
+        c.execute_batch(
+            "INSERT INTO documents VALUES ('account', 'A', 'A', 1, '{\"id\":\"A\"}', 0);
+             INSERT INTO documents VALUES ('account', 'B', 'B', 1, '{\"id\":\"B\"}', 0);
+             INSERT INTO documents VALUES ('user', 'u1', 'B', 3, '{\"id\":\"u1\",\"first_name\":\"Bob\"}', 0);
+             INSERT INTO recordings VALUES ('r1', 'B', 'c1', 'pending',
+               '{\"recording_id\":\"r1\",\"file_path\":\"/d/r1.wav\",\"urls\":[\"http://x/\"],\"method\":\"post\"}', 1, 1);
+             INSERT INTO deliveries VALUES ('r1', 'http://x/', 'pending', 2, 5, 1, 'e', 500, NULL);",
+        )
+        .unwrap();
+        let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        c.execute(
+            "INSERT INTO tokens VALUES (?1, 'B', 0)",
+            [super::super::tokens::tests_hash(secret)],
+        )
+        .unwrap();
+        secret.to_string()
+    }
+
+    #[test]
+    fn first_release_files_are_migrated_keeping_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = v1_file(dir.path());
+        let s = Store::open(dir.path()).unwrap();
+        let u = s.get(Kind::User, "B", "u1").unwrap().unwrap();
+        assert_eq!((u.rev, &u.body["first_name"]), (Revision(3), &json!("Bob")));
+        assert!(s.get(Kind::User, "A", "u1").unwrap().is_none());
+        // The bug the migration ends: account A writing "u1" no longer takes B's document.
+        s.put(
+            Kind::User,
+            "A",
+            "u1",
+            json!({"first_name": "Mallory"}),
+            Expect::Any,
+        )
+        .unwrap();
+        assert_eq!(s.get(Kind::User, "B", "u1").unwrap().unwrap().body, u.body);
+        assert_eq!(
+            s.verify_token(&secret).unwrap(),
+            Some(Scope::Account("B".into()))
+        );
+        let r = s.recording::<Value>("r1").unwrap().unwrap();
+        assert_eq!(r.state, RecordingState::Pending);
+        assert_eq!(
+            r.meta["destinations"],
+            json!([{"url": "http://x/", "method": "post"}])
+        );
+        assert!(r.meta.get("urls").is_none());
+        let d = &r.deliveries[0];
+        assert_eq!(
+            (d.method, d.attempts, d.last_status),
+            (UploadMethod::Post, 2, Some(500))
+        );
+        assert!(s.recording_paths().unwrap().contains("/d/r1.wav"));
+        drop(s);
+        // Opening again finds the current version: nothing to do.
+        let s = Store::open(dir.path()).unwrap();
+        assert!(s.get(Kind::User, "B", "u1").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Connection::open(dir.path().join("callrec.db")).unwrap();
+        c.pragma_update(None, "user_version", CURRENT + 1).unwrap();
+        drop(c);
+        let e = Store::open(dir.path()).err().unwrap();
+        assert!(e.to_string().contains("newer than this callrec"), "{e}");
+    }
+}

@@ -1,0 +1,67 @@
+//! Small value types that every layer speaks: the disk format of a recording, the HTTP method
+//! of a delivery, and a destination (URL + method).
+//!
+//! Invariant: this module imports nothing from the crate, so the store, the rules, the recorder
+//! and the uploader can all use it without importing each other.
+
+use serde::{Deserialize, Serialize};
+
+/// Disk format of a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioFormat {
+    #[default]
+    Mp3,
+    Wav,
+}
+
+impl AudioFormat {
+    pub fn ext(self) -> &'static str {
+        match self {
+            AudioFormat::Mp3 => "mp3",
+            AudioFormat::Wav => "wav",
+        }
+    }
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            AudioFormat::Mp3 => "audio/mpeg",
+            AudioFormat::Wav => "audio/wav",
+        }
+    }
+}
+
+/// HTTP method used to deliver a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadMethod {
+    #[default]
+    Put,
+    Post,
+}
+
+impl UploadMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadMethod::Put => "put",
+            UploadMethod::Post => "post",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<UploadMethod> {
+        match s {
+            "put" => Some(UploadMethod::Put),
+            "post" => Some(UploadMethod::Post),
+            _ => None,
+        }
+    }
+}
+
+/// Where one recording goes: a URL (it may carry `user:pass@`; never log it raw) and the
+/// method to deliver it with. A recording may have several.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Destination {
+    pub url: String,
+    #[serde(default)]
+    pub method: UploadMethod,
+}

@@ -1,0 +1,407 @@
+//! Tenant isolation of the HTTP API: every collection × verb × {own token, other account's
+//! token, admin} × {own id, an id that exists only in the other account}, each cell on a fresh
+//! server, and after each the other account's documents and recordings are byte-for-byte what
+//! they were.
+
+mod support;
+
+use callrec::rules::{AudioFormat, Destination, UploadMethod};
+use callrec::store::{Kind, Scope};
+use callrec::uploader::{spool, FinishedRecording};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::api::{start, Api};
+
+const COLLECTIONS: [(&str, Kind); 3] = [
+    ("users", Kind::User),
+    ("devices", Kind::Device),
+    ("callflows", Kind::Callflow),
+];
+/// B's documents are at this revision (written three times); A's at 1.
+const B_REV: &str = "3";
+
+struct Tenants {
+    api: Api,
+    /// Account A's token and account B's token.
+    a: String,
+    b: String,
+}
+
+fn recording(id: &str, account: &str) -> FinishedRecording {
+    FinishedRecording {
+        recording_id: id.into(),
+        call_id: format!("call-{id}"),
+        account_id: Some(account.into()),
+        user_id: None,
+        device_id: None,
+        caller_id_name: format!("secret-of-{account}"),
+        caller_id_number: "1555".into(),
+        callee_number: "1000".into(),
+        callee_name: String::new(),
+        direction: "inbound".into(),
+        interaction_id: None,
+        start_us: 1_795_459_961_000_000,
+        duration_ms: 1000,
+        format: AudioFormat::Wav,
+        sample_rate: None,
+        stereo: false,
+        file_path: format!("/nowhere/{id}.wav"),
+        size: 16,
+        destinations: vec![Destination {
+            url: "https://rec.example.com/x/".into(),
+            method: UploadMethod::Put,
+        }],
+        keep_local: false,
+        origin: "test".into(),
+        completion_cause: "success-silence".into(),
+        sequence: 0,
+    }
+}
+
+async fn tenants() -> Tenants {
+    let api = start().await;
+    for acc in ["A", "B"] {
+        let (s, _) = api
+            .admin(
+                "PUT",
+                &format!("/v2/accounts/{acc}"),
+                Some(json!({"data": {"name": format!("secret-of-{acc}")}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    for (coll, _) in COLLECTIONS {
+        for n in 0..3 {
+            let (s, _) = api
+                .admin(
+                    "PUT",
+                    &format!("/v2/accounts/B/{coll}/b-doc"),
+                    Some(json!({"data": {"name": "secret-of-B", "n": n}})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK);
+        }
+        let (s, _) = api
+            .admin(
+                "PUT",
+                &format!("/v2/accounts/A/{coll}/a-doc"),
+                Some(json!({"data": {"name": "A's"}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    spool::enqueue(&api.store, &recording("rec-a", "A")).unwrap();
+    spool::enqueue(&api.store, &recording("rec-b", "B")).unwrap();
+    let a = api.store.create_token(&Scope::Account("A".into())).unwrap();
+    let b = api.store.create_token(&Scope::Account("B".into())).unwrap();
+    Tenants { api, a, b }
+}
+
+/// Everything account B has, as text.
+fn snapshot_b(api: &Api) -> String {
+    let mut out = String::new();
+    for kind in [Kind::Account, Kind::User, Kind::Device, Kind::Callflow] {
+        for d in api.store.list(kind, "B").unwrap() {
+            out += &format!("{} {} {} {}\n", kind.as_str(), d.id, d.rev, d.body);
+        }
+    }
+    let recs = spool::list(
+        &api.store,
+        &spool::Filter {
+            account_id: Some("B".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    out + &serde_json::to_string(&recs).unwrap()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Own,
+    Other,
+    Admin,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Verb {
+    Get,
+    Put,
+    PutIfMatch,
+    Patch,
+    PatchIfMatch,
+    Delete,
+    DeleteIfMatch,
+    List,
+    Create,
+}
+
+const VERBS: [Verb; 9] = [
+    Verb::Get,
+    Verb::Put,
+    Verb::PutIfMatch,
+    Verb::Patch,
+    Verb::PatchIfMatch,
+    Verb::Delete,
+    Verb::DeleteIfMatch,
+    Verb::List,
+    Verb::Create,
+];
+
+/// What a request through account A's path must answer, for `id` = `a-doc` (own) or `b-doc`
+/// (exists only in B). `None`: any 2xx is wrong unless listed; B's token never gets in.
+fn expected(who: Who, verb: Verb, own_id: bool) -> StatusCode {
+    use StatusCode as S;
+    if who == Who::Other {
+        return S::FORBIDDEN;
+    }
+    match (verb, own_id) {
+        (Verb::Get, true) => S::OK,
+        (Verb::Get, false) => S::NOT_FOUND,
+        // A PUT through A creates or replaces A's own document; b-doc becomes A's b-doc.
+        (Verb::Put, _) => S::OK,
+        // B's revision never matches anything in A.
+        (Verb::PutIfMatch, _) => S::CONFLICT,
+        (Verb::Patch, true) => S::OK,
+        (Verb::Patch, false) => S::NOT_FOUND,
+        (Verb::PatchIfMatch, true) => S::CONFLICT,
+        (Verb::PatchIfMatch, false) => S::NOT_FOUND,
+        (Verb::Delete, true) => S::OK,
+        (Verb::Delete, false) => S::NOT_FOUND,
+        (Verb::DeleteIfMatch, true) => S::CONFLICT,
+        (Verb::DeleteIfMatch, false) => S::NOT_FOUND,
+        (Verb::List, _) => S::OK,
+        (Verb::Create, true) => S::CONFLICT,
+        (Verb::Create, false) => S::CREATED,
+    }
+}
+
+async fn request(t: &Tenants, who: Who, verb: Verb, coll: &str, id: &str) -> (StatusCode, Value) {
+    let token = match who {
+        Who::Own => &t.a,
+        Who::Other => &t.b,
+        Who::Admin => &t.api.admin,
+    };
+    let one = format!("{}/v2/accounts/A/{coll}/{id}", t.api.base);
+    let all = format!("{}/v2/accounts/A/{coll}", t.api.base);
+    let body = json!({"data": {"name": "from-A"}});
+    let http = &t.api.http;
+    let r = match verb {
+        Verb::Get => http.get(&one),
+        Verb::Put => http.put(&one).json(&body),
+        Verb::PutIfMatch => http.put(&one).header("If-Match", B_REV).json(&body),
+        Verb::Patch => http.patch(&one).json(&body),
+        Verb::PatchIfMatch => http.patch(&one).header("If-Match", B_REV).json(&body),
+        Verb::Delete => http.delete(&one),
+        Verb::DeleteIfMatch => http.delete(&one).header("If-Match", B_REV),
+        Verb::List => http.get(&all),
+        Verb::Create => http
+            .post(&all)
+            .json(&json!({"data": {"id": id, "name": "from-A"}})),
+    };
+    t.api.send(r.header("X-Auth-Token", token)).await
+}
+
+#[tokio::test]
+async fn isolation_matrix_documents() {
+    let mut cells = 0;
+    for (coll, kind) in COLLECTIONS {
+        for who in [Who::Own, Who::Other, Who::Admin] {
+            for verb in VERBS {
+                for own_id in [true, false] {
+                    let t = tenants().await;
+                    let before = snapshot_b(&t.api);
+                    let id = if own_id { "a-doc" } else { "b-doc" };
+                    let (status, v) = request(&t, who, verb, coll, id).await;
+                    let cell = format!("{coll} {verb:?} by {who:?} on {id}");
+                    assert_eq!(status, expected(who, verb, own_id), "{cell}: {v}");
+                    assert_eq!(
+                        v["status"],
+                        if status.is_success() {
+                            "success"
+                        } else {
+                            "error"
+                        },
+                        "{cell}: an envelope"
+                    );
+                    assert!(
+                        !v.to_string().contains("secret-of-B"),
+                        "{cell} revealed B's data: {v}"
+                    );
+                    assert_eq!(snapshot_b(&t.api), before, "{cell} changed B's data");
+                    match (verb, status) {
+                        (Verb::List, StatusCode::OK) => {
+                            let ids: Vec<&str> = v["data"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|d| d["id"].as_str().unwrap())
+                                .collect();
+                            assert_eq!(ids, ["a-doc"], "{cell}");
+                        }
+                        (Verb::Put | Verb::Create, s) if s.is_success() && !own_id => {
+                            // A's own new document, not B's moved or re-revised.
+                            assert_eq!(v["revision"], "1", "{cell}");
+                            let mine = t.api.store.get(kind, "A", "b-doc").unwrap().unwrap();
+                            assert_eq!(mine.body["name"], "from-A", "{cell}");
+                        }
+                        _ => {}
+                    }
+                    cells += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(cells, 3 * 3 * 9 * 2);
+}
+
+#[tokio::test]
+async fn isolation_matrix_accounts_and_recordings() {
+    // The account document itself: `/v2/accounts/{id}` (the id is the account).
+    for who in [Who::Own, Who::Other, Who::Admin] {
+        for (method, body) in [
+            ("GET", None),
+            ("PUT", Some(json!({"data": {"name": "from-A"}}))),
+            ("PATCH", Some(json!({"data": {"name": "from-A"}}))),
+        ] {
+            for target in ["A", "B"] {
+                let t = tenants().await;
+                let before = snapshot_b(&t.api);
+                let token = match who {
+                    Who::Own => t.a.clone(),
+                    Who::Other => t.b.clone(),
+                    Who::Admin => t.api.admin.clone(),
+                };
+                let (s, v) = t
+                    .api
+                    .call(
+                        method,
+                        &format!("/v2/accounts/{target}"),
+                        Some(&token),
+                        body.clone(),
+                    )
+                    .await;
+                let cell = format!("account {target} {method} by {who:?}");
+                // A's token reaches only A; B's token only B; admin both.
+                let allowed = matches!(
+                    (who, target),
+                    (Who::Own, "A") | (Who::Other, "B") | (Who::Admin, _)
+                );
+                let want = if allowed {
+                    StatusCode::OK
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                assert_eq!(s, want, "{cell}: {v}");
+                if !(allowed && target == "B") {
+                    assert_eq!(snapshot_b(&t.api), before, "{cell} changed B's data");
+                    assert!(!v.to_string().contains("secret-of-B"), "{cell}: {v}");
+                }
+            }
+        }
+    }
+    // Recordings: one, and the listing.
+    let t = tenants().await;
+    for who in [Who::Own, Who::Other, Who::Admin] {
+        let token = match who {
+            Who::Own => t.a.clone(),
+            Who::Other => t.b.clone(),
+            Who::Admin => t.api.admin.clone(),
+        };
+        for (id, own) in [("rec-a", true), ("rec-b", false)] {
+            let (s, v) = t
+                .api
+                .call(
+                    "GET",
+                    &format!("/v2/accounts/A/recordings/{id}"),
+                    Some(&token),
+                    None,
+                )
+                .await;
+            let want = match (who, own) {
+                (Who::Other, _) => StatusCode::FORBIDDEN,
+                (_, true) => StatusCode::OK,
+                (_, false) => StatusCode::NOT_FOUND,
+            };
+            assert_eq!(s, want, "recording {id} by {who:?}: {v}");
+            assert!(!v.to_string().contains("secret-of-B"));
+        }
+        let (s, v) = t
+            .api
+            .call("GET", "/v2/accounts/A/recordings", Some(&token), None)
+            .await;
+        if who == Who::Other {
+            assert_eq!(s, StatusCode::FORBIDDEN);
+        } else {
+            assert_eq!(s, StatusCode::OK);
+            let ids: Vec<&str> = v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["recording_id"].as_str().unwrap())
+                .collect();
+            assert_eq!(ids, ["rec-a"]);
+        }
+    }
+}
+
+/// The reproduction, step by step.
+#[tokio::test]
+async fn another_accounts_user_cannot_be_taken_by_guessing_its_id() {
+    let api = start().await;
+    api.admin(
+        "PUT",
+        "/v2/accounts/A",
+        Some(json!({"data": {"name": "A"}})),
+    )
+    .await;
+    api.admin(
+        "PUT",
+        "/v2/accounts/B",
+        Some(json!({"data": {"name": "B"}})),
+    )
+    .await;
+    let bob = json!({"first_name": "Bob", "record_call": {"url": "https://b.example/"}});
+    let (s, _) = api
+        .admin(
+            "PUT",
+            "/v2/accounts/B/users/u1",
+            Some(json!({ "data": bob })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let before = api.store.get(Kind::User, "B", "u1").unwrap().unwrap();
+    let token_a = api.store.create_token(&Scope::Account("A".into())).unwrap();
+    // Mallory, with A's token, writes "u1" in A: that is A's own u1 (revision 1)…
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v2/accounts/A/users/u1",
+            Some(&token_a),
+            Some(json!({"data": {"first_name": "Mallory", "record_call": {"url": "https://evil.example/"}}})),
+        )
+        .await;
+    assert_eq!((s, &v["revision"]), (StatusCode::OK, &json!("1")));
+    // …and cannot reach B's at all.
+    for method in ["GET", "PUT", "PATCH", "DELETE"] {
+        let (s, _) = api
+            .call(
+                method,
+                "/v2/accounts/B/users/u1",
+                Some(&token_a),
+                Some(json!({"data": {"first_name": "Mallory"}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{method}");
+    }
+    // B's document is intact, at its revision, with its URL.
+    let (s, v) = api.admin("GET", "/v2/accounts/B/users/u1", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"]["first_name"], "Bob");
+    assert_eq!(v["data"]["record_call"]["url"], "https://b.example/");
+    assert_eq!(v["revision"], "1");
+    assert_eq!(
+        api.store.get(Kind::User, "B", "u1").unwrap().unwrap(),
+        before
+    );
+}
