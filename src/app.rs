@@ -187,6 +187,17 @@ impl Uploads {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     let store = open_store(&config)?;
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || crate::rules::planner::report_invalid_documents(&s))
+        .await?
+    {
+        Ok(0) => {}
+        Ok(n) => warn!(
+            count = n,
+            "stored documents with settings that do not parse"
+        ),
+        Err(e) => warn!(error = %e, "cannot check the stored documents"),
+    }
     let planner: Arc<dyn Planner> = Arc::new(DocumentPlanner {
         store: store.clone(),
         global: config.global_rule(),

@@ -546,3 +546,83 @@ async fn request_ids_are_echoed_in_envelopes_and_headers() {
         "a fresh id"
     );
 }
+
+#[tokio::test]
+async fn every_error_is_an_envelope_limits_methods_json_and_queries() {
+    let api = start().await;
+    api.admin("PUT", "/v2/accounts/acc", Some(json!({"data": {}})))
+        .await;
+    let url = format!("{}/v2/accounts/acc/users/u1", api.base);
+    // A body over the limit: 413, in the usual envelope, nothing stored.
+    let big = format!(
+        "{{\"data\":{{\"notes\":\"{}\"}}}}",
+        "x".repeat(callrec::admin::envelope::MAX_BODY_BYTES)
+    );
+    let (s, v) = api
+        .send(
+            api.http
+                .put(&url)
+                .header("X-Auth-Token", &api.admin)
+                .header("Content-Type", "application/json")
+                .body(big),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        (v["error"].as_str(), v["status"].as_str()),
+        (Some("413"), Some("error"))
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("1048576 bytes"),
+        "{v}"
+    );
+    assert!(api
+        .store
+        .get(callrec::store::Kind::User, "acc", "u1")
+        .unwrap()
+        .is_none());
+    // Malformed JSON: 400 naming the problem.
+    let (s, v) = api
+        .send(
+            api.http
+                .put(&url)
+                .header("X-Auth-Token", &api.admin)
+                .body("{\"data\": {\"a\": tru}"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["message"], "invalid JSON");
+    assert!(
+        v["data"]["body"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1 column"),
+        "{v}"
+    );
+    // A method the route does not have, an unknown route, a query that does not parse.
+    let (s, v) = api
+        .send(api.http.post(&url).header("X-Auth-Token", &api.admin))
+        .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        (v["error"].as_str(), v["status"].as_str()),
+        (Some("405"), Some("error"))
+    );
+    let (s, v) = api.admin("DELETE", "/v3/whatever", None).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("404"))
+    );
+    let (s, v) = api
+        .admin("GET", "/v2/accounts/acc/recordings?since=yesterday", None)
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("error"))
+    );
+    let (s, v) = api
+        .admin("GET", "/v2/accounts/acc/recordings?state=lost", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["data"]["state"]["message"].is_string(), "{v}");
+}

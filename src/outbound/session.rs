@@ -188,7 +188,7 @@ impl Session {
             info!(
                 recording_id = %rec.id,
                 reason = %rec.reason,
-                trigger = ?rec.settings.trigger(),
+                trigger = rec.settings.trigger().as_str(),
                 format = rec.settings.format.ext(),
                 "rule matched"
             );

@@ -43,6 +43,27 @@ impl Planner for DocumentPlanner {
     }
 }
 
+/// Checks every stored document with the same parser the API uses and logs each one that no
+/// longer parses (written by an older version, or by hand): its recording settings are not
+/// applied to calls until it is saved again. Returns how many there are.
+pub fn report_invalid_documents(store: &Store) -> Result<usize, StoreError> {
+    let mut invalid = 0;
+    for doc in store.all_documents()? {
+        if let Err(e) = super::documents::parse(doc.kind, &doc.body) {
+            invalid += 1;
+            tracing::warn!(
+                account_id = %doc.account_id,
+                kind = doc.kind.as_str(),
+                id = %doc.id,
+                field = %e.path,
+                error = %e.message,
+                "stored document does not parse; its recording settings are not applied until it is saved again"
+            );
+        }
+    }
+    Ok(invalid)
+}
+
 /// The owner of a device, looked up in the device's own account.
 fn owner(
     store: &Store,

@@ -1,6 +1,9 @@
 //! Logging for operators tailing callrec: one line per lifecycle step, carrying the call's
 //! `call_id` and `account_id` (from the `call` span), human-readable by default, JSON lines
 //! with `--log-json`. `RUST_LOG` filters as usual (default `info`).
+//!
+//! Invariants: colour codes only when stderr is a terminal (operators tail files and
+//! journald); field values are shown with `Display`, never Rust's `Debug` shapes.
 
 pub mod metrics;
 
@@ -8,8 +11,10 @@ use tracing_subscriber::EnvFilter;
 
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false);
     let result = if json {

@@ -1,0 +1,122 @@
+//! `callrec serve` as an operator runs it, with stderr going to a file: a first-release
+//! `callrec.db` is migrated at start-up and the log says so once; stored documents that no
+//! longer parse are reported at start-up; the lines carry no colour codes and no Rust `Debug`
+//! shapes.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The first release's schema with two accounts' documents, one of whose settings the typed
+/// model refuses (a sample rate that was truncated to 8000 when it was accepted).
+fn first_release_db(data: &std::path::Path) {
+    let c = rusqlite::Connection::open(data.join("callrec.db")).unwrap();
+    c.execute_batch(
+        "CREATE TABLE documents (kind TEXT NOT NULL, id TEXT NOT NULL, account_id TEXT NOT NULL,
+            rev INTEGER NOT NULL, body TEXT NOT NULL, modified INTEGER NOT NULL, PRIMARY KEY (kind, id));
+         CREATE INDEX documents_account ON documents (account_id, kind);
+         CREATE TABLE recordings (id TEXT PRIMARY KEY, account_id TEXT, call_id TEXT NOT NULL,
+            state TEXT NOT NULL, meta TEXT NOT NULL, created_us INTEGER NOT NULL, updated_us INTEGER NOT NULL);
+         CREATE TABLE deliveries (recording_id TEXT NOT NULL, url TEXT NOT NULL, state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, next_attempt_us INTEGER NOT NULL, since_us INTEGER NOT NULL,
+            last_error TEXT, last_status INTEGER, delivered_us INTEGER, PRIMARY KEY (recording_id, url));
+         CREATE TABLE tokens (hash TEXT PRIMARY KEY, account_id TEXT, created INTEGER NOT NULL);
+         INSERT INTO documents VALUES ('account', 'A', 'A', 1, '{\"id\":\"A\"}', 0);
+         INSERT INTO documents VALUES ('account', 'B', 'B', 1, '{\"id\":\"B\"}', 0);
+         INSERT INTO documents VALUES ('user', 'u1', 'B', 2,
+            '{\"id\":\"u1\",\"record_call\":{\"record_sample_rate\":4294975296}}', 0);",
+    )
+    .unwrap();
+}
+
+async fn run_until_api_answers(config: &std::path::Path, log: &std::path::Path, api: u16) {
+    let out = std::fs::File::create(log).unwrap();
+    let child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_callrec"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{api}/v2/accounts/A");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(r) = reqwest::get(&url).await {
+                assert_eq!(r.status(), 401, "the API wants a token");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the API came up");
+    drop(child);
+}
+
+#[tokio::test]
+async fn start_up_migrates_once_reports_bad_documents_and_logs_plain_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    first_release_db(&data);
+    let api = free_port();
+    let config = tmp.path().join("callrec.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{}\"\napi_listen = \"127.0.0.1:{api}\"\ndata_dir = \"{}\"\n",
+            free_port(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    let first = tmp.path().join("first.log");
+    run_until_api_answers(&config, &first, api).await;
+    let log = std::fs::read_to_string(&first).unwrap();
+    assert_eq!(
+        log.matches("store migrated").count(),
+        1,
+        "migration logged once:\n{log}"
+    );
+    let bad = log
+        .lines()
+        .find(|l| l.contains("stored document does not parse"))
+        .unwrap_or_else(|| panic!("bad document reported:\n{log}"));
+    assert!(
+        bad.contains("account_id=B") && bad.contains("id=u1"),
+        "{bad}"
+    );
+    assert!(
+        bad.contains("field=record_call.record_sample_rate"),
+        "{bad}"
+    );
+    assert!(
+        log.contains(&format!("HTTP API listening addr=127.0.0.1:{api}")),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "no colour codes in a file:\n{log}");
+    assert!(!log.contains("Some("), "no Debug shapes:\n{log}");
+    // The second start finds the current schema: nothing to migrate.
+    let second = tmp.path().join("second.log");
+    run_until_api_answers(&config, &second, api).await;
+    let log = std::fs::read_to_string(&second).unwrap();
+    assert!(!log.contains("store migrated"), "{log}");
+    assert!(log.contains("stored document does not parse"), "{log}");
+}
