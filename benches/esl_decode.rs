@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use bytes::BytesMut;
-use callrec::esl::{ContentType, FrameDecoder, Message};
-use callrec::tools::corpus::frames_of_kind;
+use callrec_esl::corpus::frames_of_kind;
+use callrec_esl::{ContentType, FrameDecoder, Message};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 fn decode_all(stream: &[u8]) -> usize {

@@ -1,8 +1,8 @@
 //! callrec: records phone calls on FreeSWITCH through the outbound event socket.
 //!
 //! # Layout
-//! - [`esl`]: the Event Socket wire protocol, sans-IO under a thin tokio-util codec;
-//! - [`event`]: events (plain, JSON, XML, channel data), values decoded when read;
+//! - [`esl`]: the Event Socket protocol: the `callrec-esl` crate (sans-IO; re-exported), with
+//!   [`event`]s (plain, JSON, XML, channel data), values decoded when read;
 //! - [`connection`]: one socket: commands out, replies matched in order, events in;
 //! - [`outbound`]: the listener and the per-call session;
 //! - [`rules`]: recording settings and the decision which recordings a call gets;
@@ -17,13 +17,14 @@
 //! Data flows one way: socket → `esl` frames → `event`s → per-call sessions → recorder →
 //! spool → uploader. Nothing imports "upward".
 
+pub use callrec_esl as esl;
+pub use callrec_esl::event;
+
 pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod connection;
-pub mod esl;
-pub mod event;
 pub mod outbound;
 pub mod recorder;
 pub mod rules;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use callrec::esl::{Command, ContentType, EslCodec, FrameDecoder, Message};
+use callrec_esl::{Command, ContentType, EslCodec, FrameDecoder, Message};
 use callrec_bench_peers::{event_frames, plain_bodies, repeat};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use futures::StreamExt;
@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 
 /// Touches every decoded header of every event, as a consumer reading all values would.
-fn consume(event: &callrec::event::Event) -> usize {
+fn consume(event: &callrec_esl::event::Event) -> usize {
     event.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
         + event.body().map_or(0, |b| b.len())
 }
@@ -220,7 +220,7 @@ fn peers(c: &mut Criterion) {
             shared
                 .iter()
                 .map(|s| {
-                    let e = callrec::event::Event::from_plain(s.clone(), 0).unwrap();
+                    let e = callrec_esl::event::Event::from_plain(s.clone(), 0).unwrap();
                     consume(&e)
                 })
                 .sum::<usize>()

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use callrec::esl::{ContentType, FrameDecoder};
+use callrec_esl::{ContentType, FrameDecoder};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/esl")
@@ -10,7 +10,7 @@ fn fixtures() -> PathBuf {
 
 /// Every event frame of one content type in the captures, and how many.
 pub fn event_frames(kind: ContentType) -> (Vec<u8>, usize) {
-    callrec::tools::corpus::frames_of_kind(&fixtures(), &kind).expect("captures")
+    callrec_esl::corpus::frames_of_kind(&fixtures(), &kind).expect("captures")
 }
 
 /// The plain event bodies (what `parse_channel_dump` takes), without their frame headers.

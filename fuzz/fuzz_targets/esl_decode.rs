@@ -3,7 +3,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use callrec::esl::{FrameDecoder, Limits, Message};
+use callrec_esl::{FrameDecoder, Limits, Message};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn read_all(frame: callrec::esl::Frame) {
+fn read_all(frame: callrec_esl::Frame) {
     let _ = frame.content_type();
     if let Ok(msg) = Message::from_frame(frame) {
         match msg {

@@ -1065,7 +1065,7 @@ impl Sim {
                 let limit_s = args.get(3).and_then(|l| l.parse().ok()).unwrap_or(0);
                 let vars = args
                     .get(4)
-                    .map(|v| parse_var_block(&callrec::esl::header::percent_decode(v.as_bytes())))
+                    .map(|v| parse_var_block(&callrec_esl::header::percent_decode(v.as_bytes())))
                     .unwrap_or_default();
                 let lookup = |name: &str| {
                     vars.iter()
@@ -1543,7 +1543,7 @@ fn xml_event(h: &Headers, body: Option<&str>) -> Vec<u8> {
     for (n, v) in h {
         s.push_str(&format!(
             "    <{n}>{}</{n}>\n",
-            esc(&callrec::esl::header::percent_encode(v))
+            esc(&callrec_esl::header::percent_encode(v))
         ));
     }
     s.push_str("  </headers>\n");

@@ -1,6 +1,6 @@
 //! FreeSWITCH's serialisations, as the captures show them byte for byte.
 
-use callrec::esl::header::percent_encode;
+use callrec_esl::header::percent_encode;
 
 pub type Headers = Vec<(String, String)>;
 

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use callrec::esl::{FrameDecoder, Message};
-use callrec::event::Event;
-use callrec::tools::transcript::{self, Direction};
+use callrec_esl::event::Event;
+use callrec_esl::transcript::{self, Direction};
+use callrec_esl::{FrameDecoder, Message};
 use callrec_sim::{dial, CallSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

@@ -1,6 +1,5 @@
 //! Operator tools that work on captures and live sockets.
 
-pub mod corpus;
 pub mod esl_decode;
 pub mod recordings;
-pub mod transcript;
+pub use callrec_esl::transcript;

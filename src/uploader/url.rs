@@ -10,19 +10,20 @@
 //! Invariant: every value is percent-encoded, so a hostile caller name cannot add parameters or
 //! path segments.
 
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 use super::FinishedRecording;
+
+/// Everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - _ . ~`) is escaped.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Query-component encoding: everything but unreserved characters is escaped.
 pub fn encode(v: &str) -> String {
-    let mut o = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            o.push(b as char);
-        } else {
-            o.push_str(&format!("%{b:02X}"));
-        }
-    }
-    o
+    utf8_percent_encode(v, COMPONENT).to_string()
 }
 
 /// The metadata parameters, in Kazoo's order (missing values empty).
@@ -97,7 +98,7 @@ pub fn split_userinfo(url: &str) -> (String, Option<(String, Option<String>)>) {
     let Some((userinfo, host)) = authority.rsplit_once('@') else {
         return (url.to_string(), None);
     };
-    let decode = |s: &str| crate::esl::header::percent_decode(s.as_bytes()).into_owned();
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
     let creds = match userinfo.split_once(':') {
         Some((u, p)) => (decode(u), Some(decode(p))),
         None => (decode(userinfo), None),

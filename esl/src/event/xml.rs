@@ -8,7 +8,7 @@
 use quick_xml::events::Event as XmlEvent;
 use quick_xml::Reader;
 
-use crate::esl::header::Span;
+use crate::header::Span;
 
 /// Headers (names and URL-encoded values laid out in `buf`) and the body text.
 pub struct Decoded {

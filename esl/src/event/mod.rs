@@ -17,9 +17,9 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::esl::error::{ProtocolError, ProtocolErrorKind};
-use crate::esl::frame::Frame;
-use crate::esl::header::{self, Span};
+use crate::error::{ProtocolError, ProtocolErrorKind};
+use crate::frame::Frame;
+use crate::header::{self, Span};
 
 pub use name::EventName;
 

@@ -198,7 +198,7 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::esl::frame::ContentType;
+    use crate::frame::ContentType;
 
     fn decode_all(input: &[u8]) -> Result<Vec<Frame>, ProtocolError> {
         let mut d = FrameDecoder::default();

@@ -1,11 +1,13 @@
-//! Event streams cut from capture transcripts, for benchmarks and fuzz seeds.
+//! Event streams cut from capture transcripts, for benchmarks and fuzz seeds. (It reads
+//! files: a helper for tests and benchmarks, not part of the protocol.)
 
 use std::path::Path;
 
 use bytes::BytesMut;
 
-use crate::esl::{ContentType, FrameDecoder};
-use crate::tools::transcript::{self, Direction};
+use crate::frame::ContentType;
+use crate::parse::FrameDecoder;
+use crate::transcript::{self, Direction};
 
 /// The raw frames (header block + body) of every frame of content type `kind` in the
 /// transcripts (`*.txt`) of `dir`, concatenated in file-name order, and how many there are.

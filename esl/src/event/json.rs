@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use memchr::memchr2;
 
-use crate::esl::header::Span;
+use crate::header::Span;
 
 /// Where the scan failed, relative to the start of the body, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,7 +274,7 @@ pub fn unescape(raw: &[u8]) -> Cow<'_, str> {
         out.push(c);
         i += 1;
     }
-    Cow::Owned(crate::esl::header::string_lossy(out))
+    Cow::Owned(crate::header::string_lossy(out))
 }
 
 fn hex4(raw: &[u8], at: usize) -> Option<u32> {
