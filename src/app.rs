@@ -53,12 +53,22 @@ impl Server {
         let tracker = TaskTracker::new();
         let grace = Duration::from_millis(config.shutdown_grace_ms);
         let ctx = Arc::new(SessionContext {
-            config: Arc::new(config),
+            session: config.session_settings(),
+            command_timeout: config.command_timeout(),
+            plan_timeout: Duration::from_millis(config.plan_timeout_ms),
+            limits: config.limits(),
+            party_variables: config.party_variables(),
             planner,
             delivery,
             abort: abort.clone(),
         });
-        let accept_task = tokio::spawn(listener::serve(sock, ctx, stop.clone(), tracker.clone()));
+        let accept_task = tokio::spawn(listener::serve(
+            sock,
+            ctx,
+            config.max_calls,
+            stop.clone(),
+            tracker.clone(),
+        ));
         info!(%addr, "listening for FreeSWITCH outbound sockets");
         Ok(Server {
             addr,

@@ -175,6 +175,16 @@ impl Config {
         }
     }
 
+    /// What a call's session needs of the configuration.
+    pub fn session_settings(&self) -> crate::outbound::session::Settings {
+        crate::outbound::session::Settings {
+            data_dir: self.data_dir.clone(),
+            continue_context: self.continue_context.clone(),
+            record_stop_grace: Duration::from_millis(self.record_stop_grace_ms),
+            disk_poll: Duration::from_millis(self.disk_poll_ms.max(10)),
+        }
+    }
+
     pub fn command_timeout(&self) -> Duration {
         Duration::from_millis(self.command_timeout_ms)
     }

@@ -329,15 +329,15 @@ async fn a_patch_changes_the_decision_for_the_next_call() {
     );
     let got = delivery.got.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].account_id.as_deref(), Some("acc-1"));
+    assert_eq!(got[0].call.account_id.as_deref(), Some("acc-1"));
     assert!(
         got[0].origin.contains("user user-1 record_call"),
         "{}",
         got[0].origin
     );
     assert_eq!(got[0].duration_ms, 2_000);
-    assert_eq!(got[0].user_id.as_deref(), Some("user-1"));
-    assert_eq!(got[0].device_id.as_deref(), Some("dev-1"));
+    assert_eq!(got[0].call.user_id.as_deref(), Some("user-1"));
+    assert_eq!(got[0].call.device_id.as_deref(), Some("dev-1"));
     server.shutdown().await;
 }
 
@@ -398,17 +398,19 @@ async fn recordings_are_listed_and_served_per_account() {
     let file = api._dir.path().join("r-1.wav");
     std::fs::write(&file, b"RIFF....WAVEfmt ").unwrap();
     let rec = callrec::uploader::FinishedRecording {
+        call: callrec::uploader::CallMeta {
+            call_id: "call-1".into(),
+            account_id: Some("acc-1".into()),
+            user_id: None,
+            device_id: None,
+            caller_id_name: "Alice".into(),
+            caller_id_number: "1555".into(),
+            callee_number: "1000".into(),
+            callee_name: String::new(),
+            direction: "inbound".into(),
+            interaction_id: None,
+        },
         recording_id: "r-1".into(),
-        call_id: "call-1".into(),
-        account_id: Some("acc-1".into()),
-        user_id: None,
-        device_id: None,
-        caller_id_name: "Alice".into(),
-        caller_id_number: "1555".into(),
-        callee_number: "1000".into(),
-        callee_name: String::new(),
-        direction: "inbound".into(),
-        interaction_id: None,
         start_us: 1_795_459_961_000_000,
         duration_ms: 1000,
         format: callrec::rules::AudioFormat::Wav,

@@ -55,9 +55,9 @@ async fn wav_recording_kept_locally_with_metadata() {
     let got = h.delivered();
     assert_eq!(got.len(), 1);
     let rec = &got[0];
-    assert_eq!(rec.call_id, call.uuid);
-    assert_eq!(rec.account_id.as_deref(), Some("acc-1"));
-    assert_eq!(rec.caller_id_name, "Alice");
+    assert_eq!(rec.call.call_id, call.uuid);
+    assert_eq!(rec.call.account_id.as_deref(), Some("acc-1"));
+    assert_eq!(rec.call.caller_id_name, "Alice");
     assert_eq!(rec.duration_ms, 4_000);
     assert!(rec.destinations.is_empty() && rec.keep_local);
     // <data>/recordings/acc-1/YYYY/MM/DD/<id>.wav

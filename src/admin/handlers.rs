@@ -420,7 +420,7 @@ pub async fn get_recording(
     let i = id.clone();
     let item = blocking(&state.store, move |s| spool::get(s, &i))
         .await?
-        .filter(|it| it.meta.account_id.as_deref() == Some(account_id.as_str()))
+        .filter(|it| it.meta.call.account_id.as_deref() == Some(account_id.as_str()))
         .ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("recordings/{id} not found"))
         })?;

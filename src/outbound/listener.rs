@@ -13,17 +13,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, warn};
 
-use super::session::{self, SessionContext};
+use super::driver::{self, SessionContext};
 use crate::telemetry::metrics::{self, METRICS};
 
 /// Accepts calls until `stop` is cancelled. Sessions run on `tracker`.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<SessionContext>,
+    max_calls: usize,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let max = ctx.config.max_calls;
+    let max = max_calls;
     let slots = Arc::new(Semaphore::new(max));
     loop {
         let accepted = tokio::select! {
@@ -45,7 +46,7 @@ pub async fn serve(
                 metrics::inc(&METRICS.calls_accepted_total);
                 metrics::inc(&METRICS.calls_live);
                 tracker.spawn(async move {
-                    session::run(stream, ctx).await;
+                    driver::run(stream, ctx).await;
                     metrics::dec(&METRICS.calls_live);
                     drop(permit);
                 });

@@ -1,104 +1,166 @@
-//! One call handed over by FreeSWITCH: from `connect` to the last RECORD_STOP.
+//! One call, as a pure state machine: [`Session::handle`] takes an [`Input`] (a reply, an
+//! event, a timer, a file inspected, the rules' plan…) and returns the [`Action`]s to perform
+//! (commands to send, timers to set, files to inspect or delete, recordings to deliver). No
+//! sockets, no clock, no tokio: [`super::driver`] performs the actions and feeds the results
+//! back. Log lines are written here, with `tracing`, where the decision is made.
 //!
-//! Order of work: read the channel data, subscribe (pipelined), ask the rules, start the
-//! recordings that start at once, hand the call back to the dialplan (`transfer` into the
-//! continuation context), then follow its events: start recordings on answer/bridge, correlate
-//! RECORD_START/STOP by `callrec_recording_id` (or path), and finish every recording — from
-//! RECORD_STOP, or from the file on disk when RECORD_STOP never comes.
+//! Order of work: subscribe (pipelined) while the rules decide; then start the recordings that
+//! start at once and hand the call back to the dialplan (`transfer` into the continuation
+//! context), one command at a time; then follow its events: start recordings on answer or
+//! bridge, correlate RECORD_START/STOP by `callrec_recording_id` (or path), and finish every
+//! recording — from RECORD_STOP, or from the file on disk when RECORD_STOP never comes.
 //!
-//! Invariants: the call is handed back before anything slow happens and whatever the rules
-//! say; every planned recording ends in exactly one log line saying kept, discarded (and why) or
-//! failed (and why); nothing from the channel data reaches a file name unsanitised.
+//! Invariants: the call is handed back whatever the rules say and before anything slow; every
+//! planned recording ends in exactly one log line saying kept, discarded (and why), not started
+//! or failed (and why); nothing from the channel data reaches a file name unsanitised; the
+//! session is `Done` only when every recording is accounted for.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tracing::{error, info, info_span, warn, Instrument};
+use tracing::{error, info, warn};
 
-use crate::config::Config;
-use crate::connection::{wait_reply, Connection, Incoming, Reply};
-use crate::esl::{Command, Disposition, EventFormat, SendMsg};
+use crate::esl::{Command, EventFormat, SendMsg};
 use crate::event::{Event, EventName};
 use crate::recorder::{self, paths, Recording, State, StopInfo};
-use crate::rules::{CallInfo, Planner, Trigger};
+use crate::rules::{CallInfo, Plan, Trigger};
 use crate::telemetry::metrics::{self, METRICS};
 use crate::telemetry::printable;
-use crate::uploader::{Delivery, FinishedRecording};
+use crate::uploader::{CallMeta, FinishedRecording};
+use crate::values::AudioFormat;
 
-/// What every session shares.
-pub struct SessionContext {
-    pub config: Arc<Config>,
-    pub planner: Arc<dyn Planner>,
-    pub delivery: Arc<dyn Delivery>,
-    /// Cancelled when the shutdown deadline has passed: sessions stop waiting and finish
-    /// their recordings from disk.
-    pub abort: CancellationToken,
+/// What the session needs to know of callrec's configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    /// Dialplan context calls are handed back to.
+    pub continue_context: String,
+    /// After hangup, how long to wait for RECORD_STOP before measuring the file.
+    pub record_stop_grace: Duration,
+    /// How often a file is polled once the connection is lost.
+    pub disk_poll: Duration,
 }
 
-/// Runs one outbound connection to its end. Never panics on what FreeSWITCH sends.
-pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
-    let _ = stream.set_nodelay(true);
-    let mut conn = Connection::new(stream, ctx.config.limits(), 16 * 1024);
-    let timeout = ctx.config.command_timeout();
-    let data = match conn.request(&Command::Connect, timeout).await {
-        Ok(Reply::Command(r)) => match r.channel_data() {
-            Some(d) => d,
-            None => {
-                warn!(peer = %conn.peer, reply = %r.text(), "connect reply without channel data; closing");
-                return;
-            }
-        },
-        Ok(other) => {
-            warn!(peer = %conn.peer, reply = %other.text(), "unexpected reply to connect; closing");
-            return;
-        }
-        Err(e) => {
-            warn!(peer = %conn.peer, error = %e, "no channel data from FreeSWITCH; closing");
-            return;
-        }
-    };
-    let info = CallInfo::from_channel_data(&data, &ctx.config.party_variables());
-    let span = info_span!(
-        "call",
-        call_id = %printable(&info.call_id),
-        account_id = %printable(info.account_id.as_deref().unwrap_or("-"))
-    );
-    let session = Session {
-        conn,
-        ctx,
-        info,
-        recordings: Vec::new(),
-        hangup_complete: false,
-        closed: false,
-        grace_until: None,
-        disk: Vec::new(),
-        bridge_planned: false,
-    };
-    session.drive().instrument(span).await
+/// Which command a reply belongs to.
+pub type CmdId = u64;
+
+/// A recording, by its place in the call.
+pub type RecIdx = usize;
+
+/// The reply to a command: `Ok(true/false, text)` (`+OK`/`-ERR`), or why none came.
+pub type ReplyResult = Result<(bool, String), String>;
+
+/// The session's timers (one of each at most).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// `record_stop_grace` after hangup.
+    Grace,
+    /// Next poll of the files being watched.
+    DiskPoll,
 }
 
-/// Tracks an orphaned recording's file until it stops growing.
-struct DiskWatch {
-    idx: usize,
-    last_size: Option<u64>,
-    stable_polls: u32,
-    give_up: Instant,
+/// Something that happened.
+#[derive(Debug)]
+pub enum Input {
+    /// The rules' decision for the call (or, with `bridge_target`, for the callee the bridge
+    /// revealed); `Err` when they failed or were too slow.
+    Planned {
+        bridge_target: Option<String>,
+        result: Result<Plan, String>,
+    },
+    Reply(CmdId, ReplyResult),
+    Event(Event),
+    /// FreeSWITCH's disconnect notice with `Content-Disposition: disconnect`.
+    Disconnected,
+    /// The socket closed, with the error when the stream was malformed.
+    Closed(Option<String>),
+    Timer(Timer),
+    /// A file's size and (when asked) its duration.
+    Inspected {
+        rec: RecIdx,
+        size: Option<u64>,
+        duration_ms: Option<u64>,
+    },
+    /// Delivery took the recording (or could not).
+    Delivered {
+        rec: RecIdx,
+        result: Result<(), String>,
+    },
+    /// The shutdown deadline passed: finish every recording from its file now.
+    Abort,
 }
 
-struct Session {
-    conn: Connection,
-    ctx: Arc<SessionContext>,
+/// Something to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send a command; its reply (or why none came) is fed back as [`Input::Reply`].
+    Send(CmdId, Command),
+    /// Ask the rules; fed back as [`Input::Planned`].
+    Plan {
+        call: CallInfo,
+        bridge_target: Option<String>,
+    },
+    /// (Re)arm a timer; fed back as [`Input::Timer`].
+    SetTimer(Timer, Duration),
+    /// FreeSWITCH creates missing directories itself; failing here is only a warning.
+    CreateDir(PathBuf),
+    /// Stat the file (and measure its duration when `measure`); fed back as
+    /// [`Input::Inspected`].
+    Inspect {
+        rec: RecIdx,
+        path: PathBuf,
+        format: AudioFormat,
+        measure: bool,
+    },
+    /// Remove a discarded recording's file.
+    Delete(PathBuf),
+    /// Hand a kept recording to delivery; fed back as [`Input::Delivered`].
+    Deliver(RecIdx, Box<FinishedRecording>),
+    /// Close our side of the socket (the dialplan's fallback routes the call); stop reading.
+    Close,
+    /// Everything is accounted for: send `exit` and let FreeSWITCH close the socket.
+    Exit,
+    /// The session is over.
+    Done,
+}
+
+/// Where the call is.
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    /// Subscriptions sent; waiting for their replies and for the plan.
+    Setup { replies: usize, plan: Option<Plan> },
+    /// Commands queued one at a time (starts, then the transfer).
+    Starting,
+    /// Handed back (or given up on): following the call to its end.
+    Following,
+    /// `Done` was returned.
+    Over,
+}
+
+/// What a command in flight was for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Purpose {
+    Subscribe,
+    Start(RecIdx),
+    Transfer(String),
+}
+
+/// One call.
+pub struct Session {
+    settings: Settings,
     info: CallInfo,
     recordings: Vec<Recording>,
+    phase: Phase,
+    next_cmd: CmdId,
+    in_flight: Vec<(CmdId, Purpose)>,
+    /// Commands waiting for the previous one's reply.
+    queue: VecDeque<Purpose>,
     hangup_complete: bool,
     closed: bool,
-    grace_until: Option<Instant>,
-    disk: Vec<DiskWatch>,
-    /// The bridge target has been planned for (once per call).
     bridge_planned: bool,
+    /// New recording ids (tests inject fixed ones).
+    ids: Box<dyn FnMut() -> String + Send>,
 }
 
 /// Destination numbers are put in a `transfer` argument, which FreeSWITCH splits on spaces.
@@ -110,11 +172,44 @@ fn safe_destination(d: &str) -> bool {
 }
 
 impl Session {
-    fn timeout(&self) -> Duration {
-        self.ctx.config.command_timeout()
+    pub fn new(info: CallInfo, settings: Settings) -> Session {
+        Session::with_ids(info, settings, || uuid::Uuid::new_v4().to_string())
     }
 
-    async fn drive(mut self) {
+    /// A session whose recordings get their ids from `ids`.
+    pub fn with_ids(
+        info: CallInfo,
+        settings: Settings,
+        ids: impl FnMut() -> String + Send + 'static,
+    ) -> Session {
+        Session {
+            settings,
+            info,
+            recordings: Vec::new(),
+            phase: Phase::Setup {
+                replies: 0,
+                plan: None,
+            },
+            next_cmd: 0,
+            in_flight: Vec::new(),
+            queue: VecDeque::new(),
+            hangup_complete: false,
+            closed: false,
+            bridge_planned: false,
+            ids: Box::new(ids),
+        }
+    }
+
+    pub fn info(&self) -> &CallInfo {
+        &self.info
+    }
+
+    pub fn recordings(&self) -> &[Recording] {
+        &self.recordings
+    }
+
+    /// The first actions: subscribe (pipelined) and ask the rules.
+    pub fn start(&mut self) -> Vec<Action> {
         let i = &self.info;
         info!(
             caller = %printable(&i.caller_id_number),
@@ -124,7 +219,8 @@ impl Session {
             device_id = %printable(i.device_id.as_deref().unwrap_or("-")),
             "call accepted"
         );
-        let subscriptions = [
+        let mut out = Vec::new();
+        for cmd in [
             Command::MyEvents {
                 uuid: None,
                 format: Some(EventFormat::Json),
@@ -134,57 +230,123 @@ impl Session {
                 format: EventFormat::Json,
                 events: vec!["RECORD_START".into(), "RECORD_STOP".into()],
             },
-        ];
-        let mut pending = Vec::new();
-        for c in &subscriptions {
-            match self.conn.send(c).await {
-                Ok(rx) => pending.push(rx),
-                Err(e) => {
-                    warn!(error = %e, "cannot subscribe; closing so the dialplan's fallback routes the call");
-                    return;
+        ] {
+            out.push(self.send(cmd, Purpose::Subscribe));
+        }
+        out.push(Action::Plan {
+            call: self.info.clone(),
+            bridge_target: None,
+        });
+        out
+    }
+
+    /// Feeds one input; returns what to do.
+    pub fn handle(&mut self, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.phase == Phase::Over {
+            return out;
+        }
+        match input {
+            Input::Planned {
+                bridge_target: None,
+                result,
+            } => {
+                let plan = self.plan_or_nothing(result);
+                if let Phase::Setup { plan: p, .. } = &mut self.phase {
+                    *p = Some(plan);
                 }
+                self.after_setup(&mut out);
+            }
+            Input::Planned {
+                bridge_target: Some(target),
+                result,
+            } => self.on_bridge_plan(target, result, &mut out),
+            Input::Reply(id, result) => self.on_reply(id, result, &mut out),
+            Input::Event(e) => self.on_event(e, &mut out),
+            Input::Disconnected | Input::Closed(None) => self.on_closed(None, &mut out),
+            Input::Closed(Some(e)) => self.on_closed(Some(e), &mut out),
+            Input::Timer(t) => self.on_timer(t, &mut out),
+            Input::Inspected {
+                rec,
+                size,
+                duration_ms,
+            } => self.on_inspected(rec, size, duration_ms, &mut out),
+            Input::Delivered { rec, result } => {
+                let id = &self.recordings[rec].id;
+                match result {
+                    Ok(()) => {
+                        info!(recording_id = %id, "recording kept");
+                        metrics::inc(&METRICS.recordings_kept_total);
+                    }
+                    Err(e) => error!(
+                        recording_id = %id,
+                        error = %e,
+                        path = %self.recordings[rec].path.display(),
+                        "recording kept on disk but delivery could not take it"
+                    ),
+                }
+                self.recordings[rec].state = State::Finished;
+            }
+            Input::Abort => {
+                warn!(
+                    unfinished = self.unfinished(),
+                    "shutdown deadline: finishing recordings from disk"
+                );
+                for idx in 0..self.recordings.len() {
+                    if self.recordings[idx].state.is_running() {
+                        self.finish_from_disk(idx, "shutdown before RECORD_STOP", &mut out);
+                    }
+                }
+                // No more events will be read; end once the files are accounted for.
+                self.closed = true;
+                self.in_flight.clear();
+                self.queue.clear();
+                self.phase = Phase::Following;
             }
         }
-        let plan_timeout = Duration::from_millis(self.ctx.config.plan_timeout_ms);
-        let planner = self.ctx.planner.clone();
-        let plan = match tokio::time::timeout(plan_timeout, planner.plan(&self.info)).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                error!(error = %e, "recording rules unavailable: call not recorded");
-                Default::default()
+        self.maybe_done(&mut out);
+        out
+    }
+
+    fn send(&mut self, cmd: Command, purpose: Purpose) -> Action {
+        self.next_cmd += 1;
+        self.in_flight.push((self.next_cmd, purpose));
+        Action::Send(self.next_cmd, cmd)
+    }
+
+    fn plan_or_nothing(&mut self, result: Result<Plan, String>) -> Plan {
+        match result {
+            Ok(p) => p,
+            Err(e) => {
+                error!(error = %e, "recording rules unavailable or too slow: call not recorded");
+                Plan::default()
             }
-            Err(_) => {
-                error!(
-                    timeout_ms = plan_timeout.as_millis() as u64,
-                    "recording rules too slow: call not recorded"
-                );
-                Default::default()
-            }
+        }
+    }
+
+    /// Once the subscriptions are acknowledged and the plan is in: plan the recordings, queue
+    /// the starts and the hand-back.
+    fn after_setup(&mut self, out: &mut Vec<Action>) {
+        let Phase::Setup {
+            replies: 3,
+            plan: Some(_),
+        } = &self.phase
+        else {
+            return;
+        };
+        let Phase::Setup {
+            plan: Some(plan), ..
+        } = std::mem::replace(&mut self.phase, Phase::Starting)
+        else {
+            return;
         };
         self.identified(&plan);
-        let plan = plan.recordings;
-        for rx in pending {
-            match wait_reply(rx, self.timeout()).await {
-                Ok(r) if r.is_ok() => {}
-                Ok(r) => {
-                    warn!(reply = %r.text(), "subscription refused (is the socket opened with `async full`?)")
-                }
-                Err(e) => {
-                    warn!(error = %e, "no reply to subscription; closing so the dialplan's fallback routes the call");
-                    return;
-                }
-            }
-        }
-        if plan.is_empty() {
+        if plan.recordings.is_empty() {
             info!("no recording: no rule matched");
         }
-        let dir = paths::recording_dir(
-            &self.ctx.config.data_dir,
-            self.info.account_id.as_deref(),
-            self.info.started_us,
-        );
-        for p in plan {
-            let rec = Recording::new(p, &dir);
+        let dir = self.dir();
+        for p in plan.recordings {
+            let rec = Recording::with_id((self.ids)(), p, &dir);
             info!(
                 recording_id = %rec.id,
                 reason = %rec.reason,
@@ -194,21 +356,31 @@ impl Session {
             );
             self.recordings.push(rec);
         }
-        let answered = self.info.answered;
         for idx in 0..self.recordings.len() {
             let t = self.recordings[idx].settings.trigger();
-            if t == Trigger::Immediately || (t == Trigger::OnAnswer && answered) {
-                self.start(idx).await;
+            if t == Trigger::Immediately || (t == Trigger::OnAnswer && self.info.answered) {
+                self.queue.push_back(Purpose::Start(idx));
             }
         }
-        if !self.hand_back().await {
+        let dest = self.info.destination.clone();
+        if !safe_destination(&dest) {
+            warn!(
+                destination = %dest.escape_debug(),
+                "destination has characters unsafe in a transfer; closing the socket so the dialplan's fallback routes the call"
+            );
+            self.queue.clear();
+            self.abandon("destination unsafe to hand back", out);
             return;
         }
-        self.follow().await;
+        self.queue.push_back(Purpose::Transfer(format!(
+            "{dest} XML {}",
+            self.settings.continue_context
+        )));
+        self.next_queued(out);
     }
 
     /// Takes the parties the rules identified where the channel variables were silent.
-    fn identified(&mut self, plan: &crate::rules::Plan) {
+    fn identified(&mut self, plan: &Plan) {
         if self.info.account_id.is_none() {
             if let Some(a) = &plan.account_id {
                 tracing::Span::current().record("account_id", printable(a).as_ref());
@@ -223,161 +395,180 @@ impl Session {
         }
     }
 
-    /// Sends the call on to the continuation context. False when the connection is unusable.
-    async fn hand_back(&mut self) -> bool {
-        let dest = self.info.destination.clone();
-        if !safe_destination(&dest) {
-            warn!(
-                destination = %dest.escape_debug(),
-                "destination has characters unsafe in a transfer; closing the socket so the dialplan's fallback routes the call"
-            );
-            self.abandon_all("destination unsafe to hand back").await;
-            return false;
+    fn dir(&self) -> PathBuf {
+        paths::recording_dir(
+            &self.settings.data_dir,
+            self.info.account_id.as_deref(),
+            self.info.started_us,
+        )
+    }
+
+    /// Sends the next queued command, unless one is in flight.
+    fn next_queued(&mut self, out: &mut Vec<Action>) {
+        if !self.in_flight.is_empty() || self.closed {
+            return;
         }
-        let arg = format!("{dest} XML {}", self.ctx.config.continue_context);
-        let cmd = Command::SendMsg(SendMsg::execute("transfer", Some(arg.clone())));
-        match self.conn.request(&cmd, self.timeout()).await {
-            Ok(r) if r.is_ok() => {
-                info!(to = %arg, "call handed back to the dialplan");
-                true
+        while let Some(p) = self.queue.pop_front() {
+            match p {
+                Purpose::Start(idx) => {
+                    let cmd = match self.recordings[idx].start_command(&self.info.call_id) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            self.fail(idx, format!("cannot build command: {e}"));
+                            continue;
+                        }
+                    };
+                    if let Some(parent) = self.recordings[idx].path.parent() {
+                        out.push(Action::CreateDir(parent.to_path_buf()));
+                    }
+                    self.recordings[idx].state = State::Starting;
+                    out.push(self.send(cmd, Purpose::Start(idx)));
+                }
+                Purpose::Transfer(arg) => {
+                    let cmd = Command::SendMsg(SendMsg::execute("transfer", Some(arg.clone())));
+                    out.push(self.send(cmd, Purpose::Transfer(arg)));
+                }
+                Purpose::Subscribe => continue,
             }
-            // A call left parked in the socket would wait forever: close, and FreeSWITCH's
-            // dialplan goes on with its fallback.
-            Ok(r) => {
-                error!(reply = %r.text(), "transfer refused; closing the socket so the dialplan's fallback routes the call");
-                self.abandon_all("the call could not be handed back").await;
-                false
-            }
-            Err(e) => {
-                error!(error = %e, "transfer not acknowledged; closing the socket so the dialplan's fallback routes the call");
-                self.abandon_all("the call could not be handed back").await;
-                false
-            }
+            return;
         }
     }
 
-    /// Starts recording `idx` with `uuid_record`.
-    async fn start(&mut self, idx: usize) {
-        let call_uuid = self.info.call_id.clone();
-        let cmd = match self.recordings[idx].start_command(&call_uuid) {
-            Ok(c) => c,
-            Err(e) => {
-                self.fail(idx, format!("cannot build command: {e}"));
-                return;
-            }
+    fn on_reply(&mut self, id: CmdId, result: ReplyResult, out: &mut Vec<Action>) {
+        let Some(pos) = self.in_flight.iter().position(|(c, _)| *c == id) else {
+            return;
         };
-        if let Some(parent) = self.recordings[idx].path.parent() {
-            if let Err(e) = tokio::fs::create_dir_all(parent).await {
-                // FreeSWITCH creates missing directories itself; this is only a warning.
-                warn!(error = %e, dir = %parent.display(), "cannot create recording directory");
-            }
+        let (_, purpose) = self.in_flight.remove(pos);
+        match purpose {
+            Purpose::Subscribe => match result {
+                Ok((true, _)) => {}
+                Ok((false, text)) => {
+                    warn!(reply = %text, "subscription refused (is the socket opened with `async full`?)")
+                }
+                Err(e) => {
+                    warn!(error = %e, "no reply to subscription; closing so the dialplan's fallback routes the call");
+                    self.closed = true;
+                    out.push(Action::Close);
+                    out.push(Action::Done);
+                    self.phase = Phase::Over;
+                    return;
+                }
+            },
+            Purpose::Start(idx) => match result {
+                Ok((true, _)) => info!(
+                    recording_id = %self.recordings[idx].id,
+                    path = %self.recordings[idx].path.display(),
+                    "recording requested"
+                ),
+                Ok((false, text)) => {
+                    self.fail(idx, format!("FreeSWITCH refused uuid_record: {text}"))
+                }
+                Err(e) => self.fail(idx, format!("uuid_record not acknowledged: {e}")),
+            },
+            Purpose::Transfer(arg) => match result {
+                Ok((true, _)) => {
+                    info!(to = %arg, "call handed back to the dialplan");
+                    self.phase = Phase::Following;
+                }
+                // A call left parked in the socket would wait forever: close, and FreeSWITCH's
+                // dialplan goes on with its fallback.
+                Ok((false, text)) => {
+                    error!(reply = %text, "transfer refused; closing the socket so the dialplan's fallback routes the call");
+                    self.abandon("the call could not be handed back", out);
+                }
+                Err(e) => {
+                    error!(error = %e, "transfer not acknowledged; closing the socket so the dialplan's fallback routes the call");
+                    self.abandon("the call could not be handed back", out);
+                }
+            },
         }
-        self.recordings[idx].state = State::Starting;
-        match self.conn.request(&cmd, self.timeout()).await {
-            Ok(r) if r.is_ok() => info!(
-                recording_id = %self.recordings[idx].id,
-                path = %self.recordings[idx].path.display(),
-                "recording requested"
-            ),
-            Ok(r) => self.fail(idx, format!("FreeSWITCH refused uuid_record: {}", r.text())),
-            Err(e) => self.fail(idx, format!("uuid_record not acknowledged: {e}")),
+        if let Phase::Setup { replies, .. } = &mut self.phase {
+            *replies += 1;
+            self.after_setup(out);
+            return;
         }
+        self.next_queued(out);
     }
 
-    fn fail(&mut self, idx: usize, why: String) {
+    fn fail(&mut self, idx: RecIdx, why: String) {
         let rec = &mut self.recordings[idx];
         error!(recording_id = %rec.id, reason = %why, "recording failed");
         metrics::inc(&METRICS.recordings_failed_total);
         rec.state = State::Failed(why);
     }
 
+    /// Recordings whose end is still to come or still being handled.
     fn unfinished(&self) -> usize {
         self.recordings
             .iter()
-            .filter(|r| matches!(r.state, State::Starting | State::Recording))
+            .filter(|r| r.state.is_running() || matches!(r.state, State::Finishing { .. }))
             .count()
     }
 
-    /// Follows the call until it has ended and every recording is accounted for.
-    async fn follow(&mut self) {
-        let poll = Duration::from_millis(self.ctx.config.disk_poll_ms.max(10));
-        loop {
-            if (self.hangup_complete || self.closed) && self.unfinished() == 0 {
-                break;
-            }
-            let next_poll = (!self.disk.is_empty()).then(|| Instant::now() + poll);
-            let wake = match (self.grace_until, next_poll) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            tokio::select! {
-                inc = self.conn.next(), if !self.closed => match inc {
-                    Some(Incoming::Event(e)) => self.on_event(e).await,
-                    Some(Incoming::Disconnect(d)) => {
-                        if d.disposition() == Disposition::Disconnect {
-                            self.on_closed(None).await;
-                        }
-                    }
-                    Some(Incoming::Closed(err)) => self.on_closed(err.map(|e| e.to_string())).await,
-                    None => self.on_closed(None).await,
-                },
-                _ = sleep_opt(wake) => self.on_timer().await,
-                _ = self.ctx.abort.cancelled() => {
-                    warn!(unfinished = self.unfinished(), "shutdown deadline: finishing recordings from disk");
-                    self.finish_orphans_now().await;
-                    break;
-                }
-            }
+    /// The call has ended (or cannot be followed) and every recording is accounted for.
+    fn maybe_done(&mut self, out: &mut Vec<Action>) {
+        let ended = self.hangup_complete || self.closed;
+        if self.phase != Phase::Following || !ended || self.unfinished() > 0 {
+            return;
         }
         if !self.closed {
-            // Everything is accounted for: let FreeSWITCH close the lingering socket.
-            if let Ok(rx) = self.conn.send(&Command::Exit).await {
-                let _ = wait_reply(rx, Duration::from_secs(2)).await;
-            }
-            let drain = async { while self.conn.next().await.is_some() {} };
-            let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+            out.push(Action::Exit);
         }
         info!(recordings = self.recordings.len(), "call finished");
+        out.push(Action::Done);
+        self.phase = Phase::Over;
     }
 
-    async fn on_event(&mut self, e: Event) {
+    /// The call could not be handed back: say what happens to each planned recording, close
+    /// the socket, and follow what FreeSWITCH is recording from the files.
+    fn abandon(&mut self, why: &str, out: &mut Vec<Action>) {
+        for r in &mut self.recordings {
+            if matches!(r.state, State::Waiting(_)) {
+                info!(recording_id = %r.id, reason = why, "recording not started");
+                r.state = State::Finished;
+            }
+        }
+        self.queue.clear();
+        self.phase = Phase::Following;
+        out.push(Action::Close);
+        self.on_closed(None, out);
+    }
+
+    fn on_event(&mut self, e: Event, out: &mut Vec<Action>) {
         let Some(name) = e.name() else { return };
         match name {
-            EventName::ChannelAnswer => self.start_waiting(Trigger::OnAnswer).await,
+            EventName::ChannelAnswer => self.start_waiting(Trigger::OnAnswer, out),
             EventName::ChannelBridge => {
-                self.start_waiting(Trigger::OnAnswer).await;
-                self.start_waiting(Trigger::OnBridge).await;
+                self.start_waiting(Trigger::OnAnswer, out);
+                self.start_waiting(Trigger::OnBridge, out);
                 if let Some(target) = e.get("Other-Leg-Destination-Number") {
                     let target = target.into_owned();
-                    self.plan_bridge_target(target).await;
+                    if target != self.info.destination && !self.bridge_planned {
+                        self.bridge_planned = true;
+                        let mut call = self.info.clone();
+                        call.destination = target.clone();
+                        out.push(Action::Plan {
+                            call,
+                            bridge_target: Some(target),
+                        });
+                    }
                 }
             }
             EventName::RecordStart => {
                 if let Some(idx) = self.find(&e) {
                     let rec = &mut self.recordings[idx];
-                    rec.state = State::Recording;
-                    rec.started_us = e.timestamp_us();
+                    if matches!(rec.state, State::Starting | State::Failed(_)) {
+                        rec.state = State::Recording {
+                            started_us: e.timestamp_us(),
+                        };
+                    }
                     info!(recording_id = %rec.id, "recording started");
                     metrics::inc(&METRICS.recordings_started_total);
                 }
             }
             EventName::RecordStop => {
                 if let Some(idx) = self.find(&e) {
-                    let stop = StopInfo {
-                        record_ms: e
-                            .variable("record_ms")
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0),
-                        cause: e
-                            .record_completion_cause()
-                            .map(|c| c.into_owned())
-                            .unwrap_or_else(|| "none".into()),
-                        discarded_by_freeswitch: e.variable("RECORD_DISCARDED").as_deref()
-                            == Some("true"),
-                        stopped_us: e.timestamp_us(),
-                        from_disk: false,
-                    };
-                    self.finish(idx, stop).await;
+                    self.finish(idx, StopInfo::from_event(&e), out);
                 }
             }
             EventName::ChannelHangupComplete => {
@@ -391,43 +582,35 @@ impl Session {
                     }
                 }
                 if self.unfinished() > 0 {
-                    self.grace_until = Some(
-                        Instant::now()
-                            + Duration::from_millis(self.ctx.config.record_stop_grace_ms),
-                    );
+                    out.push(Action::SetTimer(
+                        Timer::Grace,
+                        self.settings.record_stop_grace,
+                    ));
                 }
             }
             _ => {}
         }
     }
 
-    /// The bridge reveals the callee: ask the rules again with it, and start what the callee's
-    /// settings add (never a second recording with settings already in use on this leg).
-    async fn plan_bridge_target(&mut self, target: String) {
-        if target == self.info.destination || self.bridge_planned {
-            return;
-        }
-        self.bridge_planned = true;
-        let mut info = self.info.clone();
-        info.destination = target.clone();
-        let plan_timeout = Duration::from_millis(self.ctx.config.plan_timeout_ms);
-        let planner = self.ctx.planner.clone();
-        let plan = match tokio::time::timeout(plan_timeout, planner.plan(&info)).await {
-            Ok(Ok(p)) => p.recordings,
-            Ok(Err(e)) => {
+    /// The bridge revealed the callee: start what the callee's settings add (never a second
+    /// recording with settings already in use on this leg).
+    fn on_bridge_plan(
+        &mut self,
+        target: String,
+        result: Result<Plan, String>,
+        out: &mut Vec<Action>,
+    ) {
+        let plan = match result {
+            Ok(p) => p.recordings,
+            Err(e) => {
                 error!(error = %e, "recording rules unavailable for the bridge target");
                 return;
             }
-            Err(_) => {
-                error!("recording rules too slow for the bridge target");
-                return;
-            }
         };
-        let dir = paths::recording_dir(
-            &self.ctx.config.data_dir,
-            self.info.account_id.as_deref(),
-            self.info.started_us,
-        );
+        if self.hangup_complete || self.closed {
+            return;
+        }
+        let dir = self.dir();
         for p in plan {
             if self
                 .recordings
@@ -436,7 +619,7 @@ impl Session {
             {
                 continue;
             }
-            let rec = Recording::new(p, &dir);
+            let rec = Recording::with_id((self.ids)(), p, &dir);
             info!(
                 recording_id = %rec.id,
                 reason = %rec.reason,
@@ -444,21 +627,25 @@ impl Session {
                 "rule matched for the bridged callee"
             );
             self.recordings.push(rec);
-            let idx = self.recordings.len() - 1;
-            self.start(idx).await;
+            self.queue
+                .push_back(Purpose::Start(self.recordings.len() - 1));
         }
+        self.next_queued(out);
     }
 
-    async fn start_waiting(&mut self, trigger: Trigger) {
+    fn start_waiting(&mut self, trigger: Trigger, out: &mut Vec<Action>) {
         for idx in 0..self.recordings.len() {
-            if self.recordings[idx].state == State::Waiting(trigger) {
-                self.start(idx).await;
+            if self.recordings[idx].state == State::Waiting(trigger)
+                && !self.queue.contains(&Purpose::Start(idx))
+            {
+                self.queue.push_back(Purpose::Start(idx));
             }
         }
+        self.next_queued(out);
     }
 
     /// The recording a RECORD_START/STOP is about: by our id variable, else by path.
-    fn find(&self, e: &Event) -> Option<usize> {
+    fn find(&self, e: &Event) -> Option<RecIdx> {
         if let Some(id) = e.recording_variable("callrec_recording_id") {
             if let Some(i) = self.recordings.iter().position(|r| r.id == id) {
                 return Some(i);
@@ -470,7 +657,7 @@ impl Session {
             .position(|r| r.path.as_os_str() == std::ffi::OsStr::new(path.as_ref()))
     }
 
-    async fn on_closed(&mut self, err: Option<String>) {
+    fn on_closed(&mut self, err: Option<String>, out: &mut Vec<Action>) {
         if self.closed {
             return;
         }
@@ -482,116 +669,147 @@ impl Session {
             }
             None => {}
         }
-        if self.unfinished() == 0 {
-            return;
+        // Commands in flight will get no reply: their recordings are watched like the rest.
+        self.in_flight.clear();
+        self.queue.clear();
+        if self.phase != Phase::Following {
+            self.phase = Phase::Following;
         }
         // FreeSWITCH keeps recording until the call ends; watch the files instead.
-        let max_wait = |r: &Recording| Duration::from_secs(r.settings.time_limit as u64 + 60);
-        for idx in 0..self.recordings.len() {
-            if matches!(
-                self.recordings[idx].state,
-                State::Starting | State::Recording
-            ) {
-                warn!(recording_id = %self.recordings[idx].id, "RECORD_STOP will not arrive; watching the file on disk");
-                self.disk.push(DiskWatch {
-                    idx,
+        let poll_ms = self.settings.disk_poll.as_millis().max(1) as u64;
+        let mut watching = false;
+        for r in &mut self.recordings {
+            if matches!(r.state, State::Starting | State::Recording { .. }) {
+                warn!(recording_id = %r.id, "RECORD_STOP will not arrive; watching the file on disk");
+                let max_wait_ms = (r.settings.time_limit as u64 + 60) * 1000;
+                r.state = State::Watching {
+                    started_us: r.state.started_us(),
                     last_size: None,
                     stable_polls: 0,
-                    give_up: Instant::now() + max_wait(&self.recordings[idx]),
-                });
+                    polls_left: max_wait_ms.div_ceil(poll_ms) as u32,
+                };
+                watching = true;
             }
+        }
+        if watching {
+            out.push(Action::SetTimer(Timer::DiskPoll, self.settings.disk_poll));
         }
     }
 
-    async fn on_timer(&mut self) {
-        if let Some(t) = self.grace_until {
-            if Instant::now() >= t {
-                self.grace_until = None;
+    fn on_timer(&mut self, t: Timer, out: &mut Vec<Action>) {
+        match t {
+            Timer::Grace => {
                 for idx in 0..self.recordings.len() {
                     if matches!(
                         self.recordings[idx].state,
-                        State::Starting | State::Recording
+                        State::Starting | State::Recording { .. }
                     ) {
                         warn!(
                             recording_id = %self.recordings[idx].id,
-                            grace_ms = self.ctx.config.record_stop_grace_ms,
+                            grace_ms = self.settings.record_stop_grace.as_millis() as u64,
                             "no RECORD_STOP after hangup; finishing from the file on disk"
                         );
-                        self.finish_from_disk(idx, "hangup without RECORD_STOP")
-                            .await;
+                        self.finish_from_disk(idx, "hangup without RECORD_STOP", out);
                     }
                 }
             }
-        }
-        let mut watches = std::mem::take(&mut self.disk);
-        let mut keep = Vec::new();
-        for mut w in watches.drain(..) {
-            if !matches!(
-                self.recordings[w.idx].state,
-                State::Starting | State::Recording
-            ) {
-                continue;
-            }
-            let size = tokio::fs::metadata(&self.recordings[w.idx].path)
-                .await
-                .ok()
-                .map(|m| m.len());
-            if size.is_some() && size == w.last_size {
-                w.stable_polls += 1;
-            } else {
-                w.stable_polls = 0;
-            }
-            w.last_size = size;
-            if w.stable_polls >= 3 {
-                self.finish_from_disk(w.idx, "connection lost; file stopped growing")
-                    .await;
-            } else if Instant::now() >= w.give_up {
-                let idx = w.idx;
-                self.fail(idx, "connection lost and the file never settled".into());
-            } else {
-                keep.push(w);
-            }
-        }
-        self.disk = keep;
-    }
-
-    async fn finish_orphans_now(&mut self) {
-        for idx in 0..self.recordings.len() {
-            if matches!(
-                self.recordings[idx].state,
-                State::Starting | State::Recording
-            ) {
-                self.finish_from_disk(idx, "shutdown before RECORD_STOP")
-                    .await;
+            Timer::DiskPoll => {
+                let mut watching = false;
+                for (idx, r) in self.recordings.iter().enumerate() {
+                    if matches!(r.state, State::Watching { .. }) {
+                        watching = true;
+                        out.push(Action::Inspect {
+                            rec: idx,
+                            path: r.path.clone(),
+                            format: r.settings.format,
+                            measure: false,
+                        });
+                    }
+                }
+                if watching {
+                    out.push(Action::SetTimer(Timer::DiskPoll, self.settings.disk_poll));
+                }
             }
         }
     }
 
-    async fn finish_from_disk(&mut self, idx: usize, cause: &str) {
-        let rec = &self.recordings[idx];
-        let path = rec.path.clone();
-        let format = rec.settings.format;
-        let ms = tokio::task::spawn_blocking(move || recorder::measure_file(&path, format))
-            .await
-            .ok()
-            .flatten();
+    fn on_inspected(
+        &mut self,
+        idx: RecIdx,
+        size: Option<u64>,
+        duration_ms: Option<u64>,
+        out: &mut Vec<Action>,
+    ) {
+        match &mut self.recordings[idx].state {
+            State::Watching {
+                last_size,
+                stable_polls,
+                polls_left,
+                ..
+            } => {
+                if size.is_some() && size == *last_size {
+                    *stable_polls += 1;
+                } else {
+                    *stable_polls = 0;
+                }
+                *last_size = size;
+                *polls_left = polls_left.saturating_sub(1);
+                if *stable_polls >= 3 {
+                    self.finish_from_disk(idx, "connection lost; file stopped growing", out);
+                } else if *polls_left == 0 {
+                    self.fail(idx, "connection lost and the file never settled".into());
+                }
+            }
+            State::Finishing { started_us, stop } => {
+                let (started_us, mut stop) = (*started_us, stop.clone());
+                if stop.from_disk {
+                    stop.record_ms = duration_ms.unwrap_or(0);
+                }
+                self.decide(idx, started_us, stop, size, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn finish_from_disk(&mut self, idx: RecIdx, cause: &str, out: &mut Vec<Action>) {
         let stop = StopInfo {
-            record_ms: ms.unwrap_or(0),
+            record_ms: 0,
             cause: cause.to_string(),
             discarded_by_freeswitch: false,
-            stopped_us: None,
             from_disk: true,
         };
-        self.finish(idx, stop).await;
+        self.finish(idx, stop, out);
     }
 
-    /// A recording has ended: keep it (hand it to delivery) or discard it, and say so.
-    async fn finish(&mut self, idx: usize, stop: StopInfo) {
-        let rec = self.recordings[idx].clone();
-        if rec.state == State::Finished {
+    /// A recording has ended: inspect its file, then keep or discard it.
+    fn finish(&mut self, idx: RecIdx, stop: StopInfo, out: &mut Vec<Action>) {
+        let rec = &mut self.recordings[idx];
+        if matches!(rec.state, State::Finished | State::Finishing { .. }) {
             return;
         }
-        self.recordings[idx].state = State::Finished;
+        let measure = stop.from_disk;
+        rec.state = State::Finishing {
+            started_us: rec.state.started_us(),
+            stop,
+        };
+        out.push(Action::Inspect {
+            rec: idx,
+            path: rec.path.clone(),
+            format: rec.settings.format,
+            measure,
+        });
+    }
+
+    /// Keep (deliver) or discard a finished recording, and say which.
+    fn decide(
+        &mut self,
+        idx: RecIdx,
+        started_us: Option<u64>,
+        stop: StopInfo,
+        size: Option<u64>,
+        out: &mut Vec<Action>,
+    ) {
+        let rec = &self.recordings[idx];
         info!(
             recording_id = %rec.id,
             record_ms = stop.record_ms,
@@ -599,31 +817,19 @@ impl Session {
             from_disk = stop.from_disk,
             "recording stopped"
         );
-        let size = tokio::fs::metadata(&rec.path).await.ok().map(|m| m.len());
-        if let Some(reason) = recorder::discard_reason(&rec, &stop, size.is_some()) {
+        if let Some(reason) = recorder::discard_reason(rec, &stop, size.is_some()) {
             if size.is_some() {
-                if let Err(e) = tokio::fs::remove_file(&rec.path).await {
-                    error!(recording_id = %rec.id, error = %e, "cannot delete discarded recording");
-                }
+                out.push(Action::Delete(rec.path.clone()));
             }
             info!(recording_id = %rec.id, reason = %reason, "recording discarded");
             metrics::inc(&METRICS.recordings_discarded_total);
+            self.recordings[idx].state = State::Finished;
             return;
         }
-        let i = &self.info;
         let finished = FinishedRecording {
+            call: call_meta(&self.info),
             recording_id: rec.id.clone(),
-            call_id: i.call_id.clone(),
-            account_id: i.account_id.clone(),
-            user_id: i.user_id.clone(),
-            device_id: i.device_id.clone(),
-            caller_id_name: i.caller_id_name.clone(),
-            caller_id_number: i.caller_id_number.clone(),
-            callee_number: i.destination.clone(),
-            callee_name: i.callee_id_name.clone(),
-            direction: i.direction.clone(),
-            interaction_id: i.interaction_id.clone(),
-            start_us: rec.started_us.unwrap_or(i.started_us),
+            start_us: started_us.unwrap_or(self.info.started_us),
             duration_ms: stop.record_ms,
             format: rec.settings.format,
             sample_rate: rec.settings.record_sample_rate,
@@ -633,45 +839,26 @@ impl Session {
             destinations: rec.destinations.clone(),
             keep_local: rec.keep_local,
             origin: rec.reason.clone(),
-            completion_cause: stop.cause.clone(),
+            completion_cause: stop.cause,
             sequence: idx as u32,
         };
-        match self.ctx.delivery.accept(finished).await {
-            Ok(()) => {
-                info!(recording_id = %rec.id, "recording kept");
-                metrics::inc(&METRICS.recordings_kept_total);
-            }
-            Err(e) => error!(
-                recording_id = %rec.id,
-                error = %e,
-                path = %rec.path.display(),
-                "recording kept on disk but delivery could not take it"
-            ),
-        }
-    }
-
-    /// The call could not be followed at all: say what happens to each planned recording.
-    async fn abandon_all(&mut self, why: &str) {
-        for r in &mut self.recordings {
-            if matches!(r.state, State::Waiting(_)) {
-                info!(recording_id = %r.id, reason = why, "recording not started");
-                r.state = State::Finished;
-            }
-        }
-        self.on_closed(None).await;
-        self.conn.shutdown().await;
-        let poll = Duration::from_millis(self.ctx.config.disk_poll_ms.max(10));
-        while !self.disk.is_empty() {
-            tokio::time::sleep(poll).await;
-            self.on_timer().await;
-        }
+        out.push(Action::Deliver(idx, Box::new(finished)));
     }
 }
 
-async fn sleep_opt(until: Option<Instant>) {
-    match until {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
+/// What every recording of the call carries about the call itself.
+fn call_meta(i: &CallInfo) -> CallMeta {
+    CallMeta {
+        call_id: i.call_id.clone(),
+        account_id: i.account_id.clone(),
+        user_id: i.user_id.clone(),
+        device_id: i.device_id.clone(),
+        caller_id_name: i.caller_id_name.clone(),
+        caller_id_number: i.caller_id_number.clone(),
+        callee_number: i.destination.clone(),
+        callee_name: i.callee_id_name.clone(),
+        direction: i.direction.clone(),
+        interaction_id: i.interaction_id.clone(),
     }
 }
 

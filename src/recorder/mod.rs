@@ -1,9 +1,12 @@
 //! Recordings of one call: the `uuid_record` commands, their lifecycle, and the files.
 //!
-//! Lifecycle of a [`Recording`]: `Waiting` (for answer or bridge) → `Starting` (command sent)
-//! → `Recording` (RECORD_START seen) → `Finished` (RECORD_STOP seen, or the file read from disk
-//! when RECORD_STOP never came) | `Failed` (FreeSWITCH refused, or no reply). A finished
-//! recording is either kept (handed to delivery) or discarded with a reason.
+//! Lifecycle of a [`Recording`] ([`State`], each state carrying what it needs):
+//! `Waiting` (for answer or bridge) → `Starting` (`uuid_record` sent) → `Recording` (RECORD_START
+//! seen, with its time) → `Finishing` (RECORD_STOP seen, or the file is being measured because
+//! RECORD_STOP will not come; the file is inspected) → `Finished`. When the connection is lost,
+//! a running recording is `Watching` its file until it stops growing. `Failed` when FreeSWITCH
+//! refused or never acknowledged the command (a RECORD_STOP that still comes finishes it).
+//! A finished recording is either kept (handed to delivery) or discarded with a reason.
 
 pub mod paths;
 pub mod wav;
@@ -16,11 +19,49 @@ use crate::rules::{RecordCall, Trigger};
 /// Where a recording is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
+    /// Planned; starts on this trigger.
     Waiting(Trigger),
+    /// `uuid_record` sent.
     Starting,
-    Recording,
+    /// RECORD_START seen (`Event-Date-Timestamp`, µs).
+    Recording {
+        started_us: Option<u64>,
+    },
+    /// The connection is gone: the file is polled until it stops growing.
+    Watching {
+        started_us: Option<u64>,
+        last_size: Option<u64>,
+        stable_polls: u32,
+        polls_left: u32,
+    },
+    /// Ended; the file is being inspected (and, without RECORD_STOP, measured).
+    Finishing {
+        started_us: Option<u64>,
+        stop: StopInfo,
+    },
+    /// Kept, discarded, or never started: accounted for.
     Finished,
     Failed(String),
+}
+
+impl State {
+    /// Running in FreeSWITCH, as far as callrec knows: an end is still to come.
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self,
+            State::Starting | State::Recording { .. } | State::Watching { .. }
+        )
+    }
+
+    /// When RECORD_START said it started, if it did.
+    pub fn started_us(&self) -> Option<u64> {
+        match self {
+            State::Recording { started_us }
+            | State::Watching { started_us, .. }
+            | State::Finishing { started_us, .. } => *started_us,
+            _ => None,
+        }
+    }
 }
 
 /// One recording of a call.
@@ -36,13 +77,19 @@ pub struct Recording {
     pub keep_local: bool,
     pub path: PathBuf,
     pub state: State,
-    /// Event-Date-Timestamp of RECORD_START, µs.
-    pub started_us: Option<u64>,
 }
 
 impl Recording {
+    /// A planned recording with a fresh id, its file in `dir`.
     pub fn new(plan: crate::rules::PlannedRecording, dir: &std::path::Path) -> Recording {
-        let id = uuid::Uuid::new_v4().to_string();
+        Recording::with_id(uuid::Uuid::new_v4().to_string(), plan, dir)
+    }
+
+    pub fn with_id(
+        id: String,
+        plan: crate::rules::PlannedRecording,
+        dir: &std::path::Path,
+    ) -> Recording {
         let path = dir.join(format!("{id}.{}", plan.settings.format.ext()));
         let state = State::Waiting(plan.settings.trigger());
         Recording {
@@ -53,7 +100,6 @@ impl Recording {
             reason: plan.reason,
             path,
             state,
-            started_us: None,
         }
     }
 
@@ -86,14 +132,32 @@ impl Recording {
 }
 
 /// What RECORD_STOP (or the file on disk) said about a finished recording.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StopInfo {
     pub record_ms: u64,
     pub cause: String,
     pub discarded_by_freeswitch: bool,
-    pub stopped_us: Option<u64>,
     /// True when RECORD_STOP never came and the file was measured instead.
     pub from_disk: bool,
+}
+
+impl StopInfo {
+    /// What a RECORD_STOP event says (FreeSWITCH's `record_ms`, completion cause, and
+    /// whether it deleted an empty file).
+    pub fn from_event(e: &crate::event::Event) -> StopInfo {
+        StopInfo {
+            record_ms: e
+                .variable("record_ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            cause: e
+                .record_completion_cause()
+                .map(|c| c.into_owned())
+                .unwrap_or_else(|| "none".into()),
+            discarded_by_freeswitch: e.variable("RECORD_DISCARDED").as_deref() == Some("true"),
+            from_disk: false,
+        }
+    }
 }
 
 /// Why a finished recording is not kept.

@@ -39,7 +39,7 @@ impl Default for PartyVariables {
 }
 
 /// What callrec knows about a call when it decides.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallInfo {
     pub call_id: String,
     pub account_id: Option<String>,

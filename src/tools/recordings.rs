@@ -7,7 +7,7 @@ use crate::recorder;
 use crate::rules::AudioFormat;
 use crate::store::Store;
 use crate::uploader::spool::{self, Filter};
-use crate::uploader::{FinishedRecording, LocalStore};
+use crate::uploader::{CallMeta, FinishedRecording, LocalStore};
 
 fn when(us: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp((us / 1_000_000) as i64)
@@ -33,8 +33,8 @@ pub fn list(store: &Store, f: &Filter, out: &mut impl Write) -> anyhow::Result<u
             "{:<36}  {:<9}  {:<16}  {:<36}  {:<20}  {:>9}  {}",
             m.recording_id,
             i.state.as_str(),
-            m.account_id.as_deref().unwrap_or("-"),
-            m.call_id,
+            m.call.account_id.as_deref().unwrap_or("-"),
+            m.call.call_id,
             when(m.start_us),
             m.duration_ms,
             m.file_path
@@ -112,17 +112,19 @@ pub fn adopt(
                 .map(|d| d.as_micros() as u64)
                 .unwrap_or(0);
             FinishedRecording {
+                call: CallMeta {
+                    call_id: "unknown".into(),
+                    account_id: account,
+                    user_id: None,
+                    device_id: None,
+                    caller_id_name: String::new(),
+                    caller_id_number: String::new(),
+                    callee_number: String::new(),
+                    callee_name: String::new(),
+                    direction: String::new(),
+                    interaction_id: None,
+                },
                 recording_id: stem,
-                call_id: "unknown".into(),
-                account_id: account,
-                user_id: None,
-                device_id: None,
-                caller_id_name: String::new(),
-                caller_id_number: String::new(),
-                callee_number: String::new(),
-                callee_name: String::new(),
-                direction: String::new(),
-                interaction_id: None,
                 start_us: mtime,
                 duration_ms: recorder::measure_file(&path, format).unwrap_or(0),
                 format,

@@ -50,10 +50,9 @@ impl FinishedRecording {
 
 use crate::values::{AudioFormat, Destination};
 
-/// Everything known about a kept recording.
+/// What every recording of a call says about the call.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct FinishedRecording {
-    pub recording_id: String,
+pub struct CallMeta {
     pub call_id: String,
     pub account_id: Option<String>,
     pub user_id: Option<String>,
@@ -68,6 +67,15 @@ pub struct FinishedRecording {
     /// Kazoo's interaction id (channel variable `interaction_id`), when set.
     #[serde(default)]
     pub interaction_id: Option<String>,
+}
+
+/// Everything known about a kept recording: the call's metadata and the recording's own.
+/// (Serialized flat: the call's fields sit beside the recording's, as in the first release.)
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct FinishedRecording {
+    #[serde(flatten)]
+    pub call: CallMeta,
+    pub recording_id: String,
     /// µs since the epoch.
     pub start_us: u64,
     pub duration_ms: u64,

@@ -50,8 +50,8 @@ fn shown(row: recordings::RecordingRow<FinishedRecording>) -> Item {
 pub fn enqueue(store: &Store, rec: &FinishedRecording) -> Result<RecordingState, StoreError> {
     store.add_recording(&NewRecording {
         id: &rec.recording_id,
-        account_id: rec.account_id.as_deref(),
-        call_id: &rec.call_id,
+        account_id: rec.call.account_id.as_deref(),
+        call_id: &rec.call.call_id,
         file_path: &rec.file_path,
         destinations: &rec.destinations,
         meta: rec,

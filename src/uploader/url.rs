@@ -30,18 +30,18 @@ pub fn encode(v: &str) -> String {
 pub fn metadata_query(r: &FinishedRecording) -> String {
     let start_s = r.start_us / 1_000_000;
     let fields: [(&str, String); 12] = [
-        ("from", r.caller_id_number.clone()),
-        ("to", r.callee_number.clone()),
-        ("caller_id_name", r.caller_id_name.clone()),
-        ("caller_id_number", r.caller_id_number.clone()),
-        ("call_id", r.call_id.clone()),
-        ("cdr_id", r.call_id.clone()),
+        ("from", r.call.caller_id_number.clone()),
+        ("to", r.call.callee_number.clone()),
+        ("caller_id_name", r.call.caller_id_name.clone()),
+        ("caller_id_number", r.call.caller_id_number.clone()),
+        ("call_id", r.call.call_id.clone()),
+        ("cdr_id", r.call.call_id.clone()),
         (
             "interaction_id",
-            r.interaction_id.clone().unwrap_or_default(),
+            r.call.interaction_id.clone().unwrap_or_default(),
         ),
-        ("owner_id", r.user_id.clone().unwrap_or_default()),
-        ("account_id", r.account_id.clone().unwrap_or_default()),
+        ("owner_id", r.call.user_id.clone().unwrap_or_default()),
+        ("account_id", r.call.account_id.clone().unwrap_or_default()),
         ("start", start_s.to_string()),
         ("duration_ms", r.duration_ms.to_string()),
         ("recording_id", r.recording_id.clone()),
@@ -57,8 +57,8 @@ pub fn metadata_query(r: &FinishedRecording) -> String {
 pub fn file_name(r: &FinishedRecording) -> String {
     let ext = r.format.ext();
     match r.sequence {
-        0 => format!("call_recording_{}.{ext}", r.call_id),
-        _ => format!("call_recording_{}_{}.{ext}", r.call_id, r.recording_id),
+        0 => format!("call_recording_{}.{ext}", r.call.call_id),
+        _ => format!("call_recording_{}_{}.{ext}", r.call.call_id, r.recording_id),
     }
 }
 
@@ -129,20 +129,23 @@ pub fn redact(url: &str) -> String {
 mod tests {
     use super::*;
     use crate::rules::AudioFormat;
+    use crate::uploader::CallMeta;
 
     fn rec() -> FinishedRecording {
         FinishedRecording {
+            call: CallMeta {
+                call_id: "call-1".into(),
+                account_id: Some("acc-1".into()),
+                user_id: Some("user-1".into()),
+                device_id: None,
+                caller_id_name: "Alice & Bob=?/#x".into(),
+                caller_id_number: "+15551234567".into(),
+                callee_number: "1000".into(),
+                callee_name: String::new(),
+                direction: "inbound".into(),
+                interaction_id: None,
+            },
             recording_id: "rec-1".into(),
-            call_id: "call-1".into(),
-            account_id: Some("acc-1".into()),
-            user_id: Some("user-1".into()),
-            device_id: None,
-            caller_id_name: "Alice & Bob=?/#x".into(),
-            caller_id_number: "+15551234567".into(),
-            callee_number: "1000".into(),
-            callee_name: String::new(),
-            direction: "inbound".into(),
-            interaction_id: None,
             start_us: 1_795_459_961_594_251,
             duration_ms: 5010,
             format: AudioFormat::Mp3,
@@ -207,10 +210,10 @@ mod tests {
     #[test]
     fn hostile_values_cannot_add_parameters() {
         let mut r = rec();
-        r.caller_id_name = "x&account_id=evil".into();
+        r.call.caller_id_name = "x&account_id=evil".into();
         let u = upload_url("http://h/r", &r);
         assert_eq!(u.matches("account_id=").count(), 1);
-        r.call_id = "../../etc/passwd".into();
+        r.call.call_id = "../../etc/passwd".into();
         let u = upload_url("http://h/r", &r);
         assert!(u.starts_with("http://h/r/call_recording_..%2F..%2Fetc%2Fpasswd.mp3?"));
     }

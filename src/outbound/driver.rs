@@ -1,0 +1,203 @@
+//! The IO around one call's [`Session`]: the socket, timers, the rules, the disk and delivery.
+//! It performs the session's actions and feeds every result back as an input, in the order
+//! the results arrive; it decides nothing itself.
+//!
+//! Invariants: every command gets exactly one reply input (its reply, or why none came within
+//! `command_timeout`); the reader task of the [`Connection`] always drains the socket; the
+//! driver returns only when the session says `Done`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info_span, warn, Instrument};
+
+use super::session::{Action, Input, Session, Settings, Timer};
+use crate::connection::{wait_reply, Connection, Incoming, Reply};
+use crate::esl::{Command, Disposition, Limits};
+use crate::recorder;
+use crate::rules::{CallInfo, PartyVariables, Planner};
+use crate::telemetry::printable;
+use crate::uploader::Delivery;
+
+/// What every call shares.
+pub struct SessionContext {
+    pub session: Settings,
+    pub command_timeout: Duration,
+    pub plan_timeout: Duration,
+    pub limits: Limits,
+    pub party_variables: PartyVariables,
+    pub planner: Arc<dyn Planner>,
+    pub delivery: Arc<dyn Delivery>,
+    /// Cancelled when the shutdown deadline has passed: sessions stop waiting and finish
+    /// their recordings from disk.
+    pub abort: CancellationToken,
+}
+
+/// Runs one outbound connection to its end. Never panics on what FreeSWITCH sends.
+pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
+    let _ = stream.set_nodelay(true);
+    let mut conn = Connection::new(stream, ctx.limits, 16 * 1024);
+    let data = match conn.request(&Command::Connect, ctx.command_timeout).await {
+        Ok(Reply::Command(r)) => match r.channel_data() {
+            Some(d) => d,
+            None => {
+                warn!(peer = %conn.peer, reply = %r.text(), "connect reply without channel data; closing");
+                return;
+            }
+        },
+        Ok(other) => {
+            warn!(peer = %conn.peer, reply = %other.text(), "unexpected reply to connect; closing");
+            return;
+        }
+        Err(e) => {
+            warn!(peer = %conn.peer, error = %e, "no channel data from FreeSWITCH; closing");
+            return;
+        }
+    };
+    let info = CallInfo::from_channel_data(&data, &ctx.party_variables);
+    let span = info_span!(
+        "call",
+        call_id = %printable(&info.call_id),
+        account_id = %printable(info.account_id.as_deref().unwrap_or("-"))
+    );
+    let session = Session::new(info, ctx.session.clone());
+    drive(conn, session, ctx).instrument(span).await
+}
+
+async fn drive(mut conn: Connection, mut session: Session, ctx: Arc<SessionContext>) {
+    let mut pending: FuturesUnordered<BoxFuture<'static, Input>> = FuturesUnordered::new();
+    let mut timers: HashMap<Timer, Instant> = HashMap::new();
+    let mut ready: VecDeque<Input> = VecDeque::new();
+    let (mut reading, mut aborted) = (true, false);
+    let mut actions: VecDeque<Action> = session.start().into();
+    loop {
+        while let Some(action) = actions.pop_front() {
+            match action {
+                Action::Send(id, cmd) => match conn.send(&cmd).await {
+                    Ok(rx) => {
+                        let t = ctx.command_timeout;
+                        pending.push(Box::pin(async move {
+                            let r = wait_reply(rx, t).await;
+                            Input::Reply(
+                                id,
+                                r.map(|r| (r.is_ok(), r.text())).map_err(|e| e.to_string()),
+                            )
+                        }));
+                    }
+                    Err(e) => ready.push_back(Input::Reply(id, Err(e.to_string()))),
+                },
+                Action::Plan {
+                    call,
+                    bridge_target,
+                } => {
+                    let (planner, t) = (ctx.planner.clone(), ctx.plan_timeout);
+                    pending.push(Box::pin(async move {
+                        let result = match tokio::time::timeout(t, planner.plan(&call)).await {
+                            Ok(r) => r.map_err(|e| e.to_string()),
+                            Err(_) => Err(format!("no decision within {} ms", t.as_millis())),
+                        };
+                        Input::Planned {
+                            bridge_target,
+                            result,
+                        }
+                    }));
+                }
+                Action::SetTimer(t, after) => {
+                    timers.insert(t, Instant::now() + after);
+                }
+                Action::CreateDir(dir) => {
+                    if let Err(e) = tokio::fs::create_dir_all(&dir).await {
+                        warn!(error = %e, dir = %dir.display(), "cannot create recording directory");
+                    }
+                }
+                Action::Inspect {
+                    rec,
+                    path,
+                    format,
+                    measure,
+                } => {
+                    pending.push(Box::pin(async move {
+                        let (size, duration_ms) = tokio::task::spawn_blocking(move || {
+                            let size = std::fs::metadata(&path).ok().map(|m| m.len());
+                            let ms = measure
+                                .then(|| recorder::measure_file(&path, format))
+                                .flatten();
+                            (size, ms)
+                        })
+                        .await
+                        .unwrap_or((None, None));
+                        Input::Inspected {
+                            rec,
+                            size,
+                            duration_ms,
+                        }
+                    }));
+                }
+                Action::Delete(path) => {
+                    if let Err(e) = tokio::fs::remove_file(&path).await {
+                        error!(error = %e, path = %path.display(), "cannot delete discarded recording");
+                    }
+                }
+                Action::Deliver(rec, finished) => {
+                    let result = ctx
+                        .delivery
+                        .accept(*finished)
+                        .await
+                        .map_err(|e| e.to_string());
+                    ready.push_back(Input::Delivered { rec, result });
+                }
+                Action::Close => {
+                    conn.shutdown().await;
+                    reading = false;
+                }
+                Action::Exit => {
+                    // Everything is accounted for: let FreeSWITCH close the lingering socket.
+                    if let Ok(rx) = conn.send(&Command::Exit).await {
+                        let _ = wait_reply(rx, Duration::from_secs(2)).await;
+                    }
+                    let drain = async { while conn.next().await.is_some() {} };
+                    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+                }
+                Action::Done => return,
+            }
+        }
+        let input = match ready.pop_front() {
+            Some(i) => i,
+            None => {
+                let next_timer = timers
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(t, at)| (*t, *at));
+                tokio::select! {
+                    Some(i) = pending.next(), if !pending.is_empty() => i,
+                    inc = conn.next(), if reading => match inc {
+                        Some(Incoming::Event(e)) => Input::Event(e),
+                        Some(Incoming::Disconnect(d)) if d.disposition() == Disposition::Disconnect => Input::Disconnected,
+                        Some(Incoming::Disconnect(_)) => continue,
+                        Some(Incoming::Closed(err)) => { reading = false; Input::Closed(err.map(|e| e.to_string())) }
+                        None => { reading = false; Input::Closed(None) }
+                    },
+                    _ = sleep_until(next_timer.map(|(_, at)| at)) => match next_timer {
+                        Some((t, _)) => { timers.remove(&t); Input::Timer(t) }
+                        None => continue,
+                    },
+                    _ = ctx.abort.cancelled(), if !aborted => { aborted = true; reading = false; Input::Abort }
+                }
+            }
+        };
+        actions.extend(session.handle(input));
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
