@@ -172,6 +172,26 @@ impl Connection {
         wait_reply(rx, timeout).await
     }
 
+    /// Outbound mode's first exchange: `connect`, answered with the channel data.
+    pub async fn channel_data(&mut self, timeout: Duration) -> Result<Event, String> {
+        match self.request(&Command::Connect, timeout).await {
+            Ok(Reply::Command(r)) => r
+                .channel_data()
+                .ok_or_else(|| format!("connect reply without channel data: {}", r.text())),
+            Ok(other) => Err(format!("unexpected reply to connect: {}", other.text())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Sends `exit` and lets FreeSWITCH close the socket, waiting at most `patience` for each.
+    pub async fn exit(&mut self, patience: Duration) {
+        if let Ok(rx) = self.send(&Command::Exit).await {
+            let _ = wait_reply(rx, patience).await;
+        }
+        let drain = async { while self.next().await.is_some() {} };
+        let _ = tokio::time::timeout(patience, drain).await;
+    }
+
     /// The next event, notice or close.
     pub async fn next(&mut self) -> Option<Incoming> {
         self.incoming.recv().await

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info_span, warn, Instrument};
 
 use super::session::{Action, Input, Session, Settings, Timer};
-use crate::connection::{wait_reply, Connection, Incoming, Reply};
-use crate::esl::{Command, Disposition, Limits};
+use crate::connection::{wait_reply, Connection, Incoming};
+use crate::esl::{Disposition, Limits};
 use crate::recorder;
 use crate::rules::{CallInfo, PartyVariables, Planner};
 use crate::telemetry::printable;
@@ -43,20 +43,10 @@ pub struct SessionContext {
 pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
     let _ = stream.set_nodelay(true);
     let mut conn = Connection::new(stream, ctx.limits, 16 * 1024);
-    let data = match conn.request(&Command::Connect, ctx.command_timeout).await {
-        Ok(Reply::Command(r)) => match r.channel_data() {
-            Some(d) => d,
-            None => {
-                warn!(peer = %conn.peer, reply = %r.text(), "connect reply without channel data; closing");
-                return;
-            }
-        },
-        Ok(other) => {
-            warn!(peer = %conn.peer, reply = %other.text(), "unexpected reply to connect; closing");
-            return;
-        }
-        Err(e) => {
-            warn!(peer = %conn.peer, error = %e, "no channel data from FreeSWITCH; closing");
+    let data = match conn.channel_data(ctx.command_timeout).await {
+        Ok(d) => d,
+        Err(why) => {
+            warn!(peer = %conn.peer, error = %why, "no channel data from FreeSWITCH; closing");
             return;
         }
     };
@@ -123,15 +113,10 @@ async fn drive(mut conn: Connection, mut session: Session, ctx: Arc<SessionConte
                     measure,
                 } => {
                     pending.push(Box::pin(async move {
-                        let (size, duration_ms) = tokio::task::spawn_blocking(move || {
-                            let size = std::fs::metadata(&path).ok().map(|m| m.len());
-                            let ms = measure
-                                .then(|| recorder::measure_file(&path, format))
-                                .flatten();
-                            (size, ms)
-                        })
-                        .await
-                        .unwrap_or((None, None));
+                        let inspect = move || recorder::inspect(&path, format, measure);
+                        let (size, duration_ms) = tokio::task::spawn_blocking(inspect)
+                            .await
+                            .unwrap_or_default();
                         Input::Inspected {
                             rec,
                             size,
@@ -156,14 +141,8 @@ async fn drive(mut conn: Connection, mut session: Session, ctx: Arc<SessionConte
                     conn.shutdown().await;
                     reading = false;
                 }
-                Action::Exit => {
-                    // Everything is accounted for: let FreeSWITCH close the lingering socket.
-                    if let Ok(rx) = conn.send(&Command::Exit).await {
-                        let _ = wait_reply(rx, Duration::from_secs(2)).await;
-                    }
-                    let drain = async { while conn.next().await.is_some() {} };
-                    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
-                }
+                // Everything is accounted for: FreeSWITCH closes the lingering socket.
+                Action::Exit => conn.exit(Duration::from_secs(2)).await,
                 Action::Done => return,
             }
         }

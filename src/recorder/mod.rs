@@ -178,6 +178,17 @@ pub fn discard_reason(rec: &Recording, stop: &StopInfo, file_exists: bool) -> Op
     None
 }
 
+/// A file's size, and its duration when `measure` (blocking: call off the async threads).
+pub fn inspect(
+    path: &std::path::Path,
+    format: crate::rules::AudioFormat,
+    measure: bool,
+) -> (Option<u64>, Option<u64>) {
+    let size = std::fs::metadata(path).ok().map(|m| m.len());
+    let ms = measure.then(|| measure_file(path, format)).flatten();
+    (size, ms)
+}
+
 /// Duration of an audio file on disk, for recordings whose RECORD_STOP never came.
 pub fn measure_file(path: &std::path::Path, format: crate::rules::AudioFormat) -> Option<u64> {
     match format {

@@ -1,0 +1,410 @@
+//! The call session's pure core, fed the event sequences of real FreeSWITCH 1.10.12 captures:
+//! no sockets, no clock. A small scripted "world" answers the core's actions (every command
+//! `+OK`, files present with a size, timers fired when the events run out), and each row of the
+//! table asserts the commands the core sent and what became of each recording.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use callrec::esl::Command;
+use callrec::event::{Event, EventName};
+use callrec::outbound::session::{Action, Input, Session, Settings, Timer};
+use callrec::rules::{CallInfo, PartyVariables, Plan, PlannedRecording, RecordCall};
+
+fn settings() -> Settings {
+    Settings {
+        data_dir: "/rec".into(),
+        continue_context: "callrec-continue".into(),
+        record_stop_grace: Duration::from_secs(10),
+        disk_poll: Duration::from_secs(1),
+    }
+}
+
+fn plan(rules: &[RecordCall]) -> Plan {
+    rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| PlannedRecording::new(r.clone(), format!("rule {i}")))
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// How the scripted world behaves.
+#[derive(Clone)]
+struct World {
+    /// Stop feeding events after this one (the connection is then lost).
+    lose_connection_after: Option<EventName>,
+    /// Drop these events from the capture.
+    drop: Vec<EventName>,
+    /// What the rules add for a bridged callee.
+    bridge_rules: Vec<RecordCall>,
+    /// Files exist on disk (FreeSWITCH deletes empty ones).
+    files_exist: bool,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World {
+            lose_connection_after: None,
+            drop: vec![],
+            bridge_rules: vec![],
+            files_exist: true,
+        }
+    }
+}
+
+/// What happened, for the assertions.
+#[derive(Default, Debug)]
+struct Outcome {
+    /// Commands as FreeSWITCH would have received them (first line).
+    commands: Vec<String>,
+    /// Kept recordings: (recording id, duration ms, completion cause).
+    kept: Vec<(String, u64, String)>,
+    deleted: usize,
+    exited: bool,
+    done: bool,
+    /// `uuid_record` counted against the events fed before it (its position in the call).
+    events_before_first_start: usize,
+}
+
+/// The capture's RECORD_START/STOP rewritten to carry our recording's id and path (the
+/// capture's own recordings, in order of appearance, map to ours).
+fn rewrite(e: &Event, paths: &mut Vec<String>, session: &Session) -> Event {
+    if !matches!(
+        e.name(),
+        Some(EventName::RecordStart | EventName::RecordStop)
+    ) {
+        return e.clone();
+    }
+    let theirs = e.record_file_path().unwrap_or_default().into_owned();
+    let idx = match paths.iter().position(|p| *p == theirs) {
+        Some(i) => i,
+        None => {
+            paths.push(theirs);
+            paths.len() - 1
+        }
+    };
+    let Some(ours) = session.recordings().get(idx) else {
+        return e.clone();
+    };
+    let path = ours.path_str();
+    let pairs: Vec<(String, String)> = e
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("Recording-Variable-callrec_recording_id"))
+        .map(|(n, v)| {
+            let v = if n == "Record-File-Path" {
+                path.clone()
+            } else {
+                v.into_owned()
+            };
+            (n.into_owned(), v)
+        })
+        .chain([(
+            "Recording-Variable-callrec_recording_id".to_string(),
+            ours.id.clone(),
+        )])
+        .collect();
+    Event::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+}
+
+fn run(capture: &str, rules: &[RecordCall], world: World) -> (Outcome, Session) {
+    let events = support::events(capture);
+    let info = CallInfo::from_channel_data(&events[0], &PartyVariables::default());
+    let mut n = 0;
+    let mut s = Session::with_ids(info.clone(), settings(), move || {
+        n += 1;
+        format!("rec-{n}")
+    });
+    let mut out = Outcome::default();
+    let first = s.start();
+    assert_eq!(
+        first.last(),
+        Some(&Action::Plan {
+            call: info,
+            bridge_target: None
+        })
+    );
+    let mut queue: VecDeque<Action> = first.into();
+    let mut inputs: VecDeque<Input> = VecDeque::new();
+    let mut planned = false;
+    let mut feed = events[1..].iter();
+    let mut fed = 0;
+    let mut timers: Vec<Timer> = vec![];
+    let mut paths = vec![];
+    let mut connected = true;
+    loop {
+        while let Some(a) = queue.pop_front() {
+            match a {
+                Action::Send(id, cmd) => {
+                    let text = String::from_utf8(cmd.to_bytes().unwrap().to_vec()).unwrap();
+                    let line = text.lines().next().unwrap_or("").to_string();
+                    let line = if let Command::SendMsg(_) = cmd {
+                        text.lines()
+                            .find(|l| l.starts_with("execute-app-arg"))
+                            .map(|l| format!("sendmsg {l}"))
+                            .unwrap_or(line)
+                    } else {
+                        line
+                    };
+                    if line.starts_with("api uuid_record")
+                        && out
+                            .commands
+                            .iter()
+                            .all(|c| !c.starts_with("api uuid_record"))
+                    {
+                        out.events_before_first_start = fed;
+                    }
+                    out.commands.push(line);
+                    inputs.push_back(Input::Reply(id, Ok((true, "+OK".into()))));
+                }
+                Action::Plan { bridge_target, .. } => {
+                    let rules = if bridge_target.is_some() {
+                        world.bridge_rules.clone()
+                    } else {
+                        planned = true;
+                        rules.to_vec()
+                    };
+                    inputs.push_back(Input::Planned {
+                        bridge_target,
+                        result: Ok(plan(&rules)),
+                    });
+                }
+                Action::SetTimer(t, _) => timers.push(t),
+                Action::CreateDir(_) => {}
+                Action::Inspect { rec, measure, .. } => inputs.push_back(Input::Inspected {
+                    rec,
+                    size: world.files_exist.then_some(48_044),
+                    duration_ms: measure.then_some(3000),
+                }),
+                Action::Delete(_) => out.deleted += 1,
+                Action::Deliver(rec, f) => {
+                    out.kept.push((
+                        f.recording_id.clone(),
+                        f.duration_ms,
+                        f.completion_cause.clone(),
+                    ));
+                    inputs.push_back(Input::Delivered {
+                        rec,
+                        result: Ok(()),
+                    });
+                }
+                Action::Close => connected = false,
+                Action::Exit => out.exited = true,
+                Action::Done => {
+                    out.done = true;
+                    return (out, s);
+                }
+            }
+        }
+        let input = if let Some(i) = inputs.pop_front() {
+            i
+        } else if !planned {
+            panic!("the core never asked the rules");
+        } else if let Some(e) = connected.then(|| feed.next()).flatten() {
+            let name = e.name();
+            if name.as_ref().is_some_and(|n| world.drop.contains(n)) {
+                continue;
+            }
+            fed += 1;
+            if world.lose_connection_after.is_some() && name == world.lose_connection_after {
+                connected = false;
+                queue.extend(s.handle(Input::Event(rewrite(e, &mut paths, &s))));
+                Input::Closed(None)
+            } else {
+                Input::Event(rewrite(e, &mut paths, &s))
+            }
+        } else if !timers.is_empty() {
+            Input::Timer(timers.remove(0))
+        } else {
+            return (out, s);
+        };
+        queue.extend(s.handle(input));
+    }
+}
+
+fn wav() -> RecordCall {
+    RecordCall {
+        format: callrec::rules::AudioFormat::Wav,
+        ..RecordCall::default()
+    }
+}
+
+const SUBSCRIBE: [&str; 3] = [
+    "myevents json",
+    "linger",
+    "event json RECORD_START RECORD_STOP",
+];
+
+#[test]
+fn row1_immediate_recording_kept_with_freeswitchs_record_ms() {
+    let (o, _) = run(
+        "outbound-uuid-record-vars.json.txt",
+        &[wav()],
+        World::default(),
+    );
+    assert_eq!(o.commands[..3], SUBSCRIBE);
+    assert!(
+        o.commands[3].starts_with("api uuid_record ")
+            && o.commands[3].contains(" start /rec/recordings/unknown/")
+            && o.commands[3]
+                .ends_with("/rec-1.wav 3600 {callrec_recording_id=rec-1,RECORD_STEREO=false}"),
+        "{}",
+        o.commands[3]
+    );
+    assert!(
+        o.commands[4].starts_with("sendmsg execute-app-arg: ")
+            && o.commands[4].ends_with(" XML callrec-continue")
+    );
+    assert_eq!(o.commands.len(), 5);
+    assert_eq!(o.events_before_first_start, 0, "started before any event");
+    assert_eq!(o.kept.len(), 1);
+    assert_eq!(o.kept[0].0, "rec-1");
+    assert!(o.kept[0].1 > 0, "record_ms from RECORD_STOP");
+    assert!(o.exited && o.done);
+}
+
+#[test]
+fn row2_empty_file_is_discarded_not_delivered() {
+    let (o, s) = run(
+        "outbound-noanswer-record-emptyfile.plain.txt",
+        &[wav()],
+        World {
+            files_exist: false,
+            ..World::default()
+        },
+    );
+    assert!(o.kept.is_empty());
+    assert_eq!(o.deleted, 0, "FreeSWITCH already deleted it");
+    assert!(s.recordings()[0].state == callrec::recorder::State::Finished);
+    assert!(o.done);
+}
+
+#[test]
+fn row3_on_answer_waits_for_channel_answer() {
+    let rc = RecordCall {
+        record_on_answer: true,
+        ..wav()
+    };
+    let (o, _) = run(
+        "outbound-caller-hangup-during-record.plain.txt",
+        &[rc],
+        World::default(),
+    );
+    // Subscriptions, the hand-back, then uuid_record once CHANNEL_ANSWER came.
+    assert!(o.commands[3].starts_with("sendmsg "), "{:?}", o.commands);
+    assert!(o.commands[4].starts_with("api uuid_record "));
+    assert!(o.events_before_first_start >= 1);
+    assert_eq!(o.kept.len(), 1);
+}
+
+#[test]
+fn row4_min_sec_discards_and_deletes_a_short_recording() {
+    let rc = RecordCall {
+        record_min_sec: 3600,
+        ..wav()
+    };
+    let (o, _) = run(
+        "outbound-uuid-record-vars.json.txt",
+        &[rc],
+        World::default(),
+    );
+    assert!(o.kept.is_empty());
+    assert_eq!(o.deleted, 1);
+    assert!(o.done);
+}
+
+#[test]
+fn row5_two_recordings_each_correlated_by_its_own_id() {
+    let rc2 = RecordCall {
+        record_stereo: true,
+        ..wav()
+    };
+    let (o, _) = run(
+        "outbound-two-recordings-vars.json.txt",
+        &[wav(), rc2],
+        World::default(),
+    );
+    let starts: Vec<&String> = o
+        .commands
+        .iter()
+        .filter(|c| c.starts_with("api uuid_record"))
+        .collect();
+    assert_eq!(starts.len(), 2);
+    assert!(starts[1].contains("RECORD_STEREO=true"));
+    let ids: Vec<&str> = o.kept.iter().map(|k| k.0.as_str()).collect();
+    assert_eq!(ids, ["rec-1", "rec-2"]);
+}
+
+#[test]
+fn row6_no_record_stop_after_hangup_finishes_from_the_file() {
+    let (o, _) = run(
+        "outbound-uuid-record-vars.json.txt",
+        &[wav()],
+        World {
+            drop: vec![EventName::RecordStop],
+            ..World::default()
+        },
+    );
+    assert_eq!(o.kept.len(), 1);
+    assert_eq!(
+        (o.kept[0].1, o.kept[0].2.as_str()),
+        (3000, "hangup without RECORD_STOP"),
+        "measured on disk after the grace timer"
+    );
+    assert!(o.exited && o.done);
+}
+
+#[test]
+fn row7_connection_lost_mid_call_watches_the_file_until_it_settles() {
+    let (o, s) = run(
+        "outbound-uuid-record-vars.json.txt",
+        &[wav()],
+        World {
+            lose_connection_after: Some(EventName::RecordStart),
+            ..World::default()
+        },
+    );
+    assert_eq!(o.kept.len(), 1, "{o:?}");
+    assert_eq!(o.kept[0].2, "connection lost; file stopped growing");
+    assert!(!o.exited, "no exit on a closed socket");
+    assert!(o.done);
+    assert!(s.recordings()[0].state == callrec::recorder::State::Finished);
+}
+
+#[test]
+fn row8_bridge_target_adds_its_own_recording_once() {
+    let stereo = RecordCall {
+        record_stereo: true,
+        ..wav()
+    };
+    let (o, _) = run(
+        "outbound-bridge-callee.json.txt",
+        &[wav()],
+        World {
+            bridge_rules: vec![wav(), stereo],
+            ..World::default()
+        },
+    );
+    let starts: Vec<&String> = o
+        .commands
+        .iter()
+        .filter(|c| c.starts_with("api uuid_record"))
+        .collect();
+    assert_eq!(
+        starts.len(),
+        2,
+        "the same settings are not started twice: {starts:?}"
+    );
+    assert!(starts[1].contains("RECORD_STEREO=true"));
+}
+
+#[test]
+fn row9_nothing_planned_hands_back_and_ends_with_the_call() {
+    let (o, s) = run("outbound-uuid-record-vars.json.txt", &[], World::default());
+    assert_eq!(o.commands.len(), 4, "{:?}", o.commands);
+    assert!(o.commands[3].starts_with("sendmsg "));
+    assert!(s.recordings().is_empty());
+    assert!(o.exited && o.done);
+}
