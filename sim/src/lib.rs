@@ -14,8 +14,11 @@
 //!
 //! Layout: `spec` (what call to place), `clock` (virtual time and dates), `wire` (FreeSWITCH's
 //! serialisations), `channel` (channel state → event headers), `media` (recording files),
-//! `call` (one connection: command handling and the control handle), [`scenario`] (named call
-//! scripts), [`load`] (many calls at a rate, for the load benchmark and `callrec-lab`).
+//! `call/` (one connection, by concern: `socket` (commands, subscriptions, replies), `apps`
+//! (dialplan applications), `media_bugs` (`uuid_record` and `record`), `controls` (the test's
+//! handle)), [`scenario`] (named call scripts), [`load`] (many calls at a rate, for the load
+//! benchmark and `callrec-lab`). The simulator depends on the protocol crate (`callrec-esl`)
+//! only, never on the application it tests.
 
 mod call;
 mod channel;

@@ -134,6 +134,38 @@ pub fn json_event(headers: &Headers, body: Option<&str>) -> Vec<u8> {
     v
 }
 
+/// An event in `text/event-xml` form, as mod_event_socket serialises it.
+pub fn xml_event(h: &Headers, body: Option<&str>) -> Vec<u8> {
+    fn esc(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    }
+    let mut s = String::from("<event>\n  <headers>\n");
+    for (n, v) in h {
+        s.push_str(&format!(
+            "    <{n}>{}</{n}>\n",
+            esc(&callrec_esl::header::percent_encode(v))
+        ));
+    }
+    s.push_str("  </headers>\n");
+    if let Some(b) = body {
+        s.push_str(&format!(
+            "  <Content-Length>{}</Content-Length>\n  <body>{}</body>\n",
+            b.len(),
+            esc(b)
+        ));
+    }
+    s.push_str("</event>");
+    let mut v = format!(
+        "Content-Length: {}\nContent-Type: text/event-xml\n\n",
+        s.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

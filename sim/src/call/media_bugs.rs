@@ -1,0 +1,381 @@
+//! Recording media bugs: `uuid_record` start/stop/mask/unmask (mod_commands), the `record`
+//! application's recording, files written through `media`, RECORD_START/RECORD_STOP with their
+//! per-recording variables, time limits on the virtual clock.
+
+use super::*;
+
+pub(super) struct ActiveRecording {
+    pub(super) path: String,
+    pub(super) start_us: u64,
+    /// `uuid_record mask` periods (virtual µs); an open one has no end yet.
+    pub(super) masks: Vec<(u64, Option<u64>)>,
+    pub(super) limit_s: u64,
+    pub(super) vars: Vec<(String, String)>,
+    pub(super) rate: u32,
+    pub(super) channels: u16,
+    pub(super) format: Format,
+}
+
+pub(super) struct AppRecording {
+    pub(super) rec: ActiveRecording,
+    pub(super) app_uuid: String,
+}
+
+pub(super) enum After {
+    PreAnswer,
+    Started(usize),
+    Stop(Vec<usize>, &'static str),
+    Kill(String),
+}
+
+impl Sim {
+    /// `api` commands. Returns the response body and what happens after it is sent.
+    pub(super) fn api(&mut self, rest: &str) -> (String, Vec<After>) {
+        let (name, args) = rest.split_once(' ').unwrap_or((rest, ""));
+        let args: Vec<&str> = args.split(' ').filter(|a| !a.is_empty()).collect();
+        let ours = |u: &str| u == self.ch.uuid && !self.hung_up;
+        match name {
+            "uuid_record" => self.uuid_record(&args),
+            "uuid_kill" => {
+                if args.first().is_some_and(|u| ours(u)) {
+                    let cause = args.get(1).unwrap_or(&"NORMAL_CLEARING").to_string();
+                    ("+OK\n".into(), vec![After::Kill(cause)])
+                } else {
+                    ("-ERR No such channel!\n".into(), vec![])
+                }
+            }
+            "uuid_getvar" => match args.as_slice() {
+                [u, var, ..] if ours(u) => (
+                    self.ch.var(var).unwrap_or("_undef_").to_string(),
+                    vec![],
+                ),
+                _ => ("-ERR No such channel!\n".into(), vec![]),
+            },
+            "uuid_setvar" => match args.as_slice() {
+                [u, var, value @ ..] if ours(u) => {
+                    self.ch.set_var(var, &value.join(" "));
+                    ("+OK\n".into(), vec![])
+                }
+                _ => ("-ERR No such channel!\n".into(), vec![]),
+            },
+            "uuid_exists" => (
+                (args.first().is_some_and(|u| ours(u))).to_string(),
+                vec![],
+            ),
+            "version" => (
+                "FreeSWITCH Version 1.10.12-release~64bit ( 64bit)\n".into(),
+                vec![],
+            ),
+            "status" => ("UP 0 years, 0 days, 0 hours, 8 minutes, 34 seconds, 653 milliseconds, 0 microseconds\nFreeSWITCH (Version 1.10.12-release  64bit) is ready\n".into(), vec![]),
+            other => (format!("-ERR {other} Command not found!\n"), vec![]),
+        }
+    }
+
+    pub(super) fn uuid_record(&mut self, args: &[&str]) -> (String, Vec<After>) {
+        const USAGE: &str =
+            "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n";
+        if args.len() < 3 {
+            return (USAGE.into(), vec![]);
+        }
+        if args[0] != self.ch.uuid || self.hung_up {
+            return ("-ERR Cannot locate session!\n".into(), vec![]);
+        }
+        let path = args[2].to_string();
+        match args[1] {
+            "start" => {
+                let Some(format) = Format::from_path(&path) else {
+                    return ("-ERR Cannot record session!\n".into(), vec![]);
+                };
+                let limit_s = args.get(3).and_then(|l| l.parse().ok()).unwrap_or(0);
+                let vars = args
+                    .get(4)
+                    .map(|v| parse_var_block(&callrec_esl::header::percent_decode(v.as_bytes())))
+                    .unwrap_or_default();
+                let lookup = |name: &str| {
+                    vars.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.clone())
+                        .or_else(|| self.ch.var(name).map(str::to_string))
+                };
+                let rate = lookup("record_sample_rate")
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(8000);
+                let stereo = lookup("RECORD_STEREO").is_some_and(|v| is_true(&v));
+                let rec = ActiveRecording {
+                    path,
+                    start_us: self.now_us,
+                    masks: Vec::new(),
+                    limit_s,
+                    vars,
+                    rate,
+                    channels: if stereo { 2 } else { 1 },
+                    format,
+                };
+                let pre_answer = self.ch.answered_us == 0 && self.ch.progress_media_us == 0;
+                self.recordings.push(rec);
+                let idx = self.recordings.len() - 1;
+                let mut after = vec![];
+                if pre_answer {
+                    after.push(After::PreAnswer);
+                }
+                after.push(After::Started(idx));
+                ("+OK Success\n".into(), after)
+            }
+            "stop" => {
+                let idx: Vec<usize> = if path == "all" {
+                    (0..self.recordings.len()).collect()
+                } else {
+                    self.recordings
+                        .iter()
+                        .position(|r| r.path == path)
+                        .into_iter()
+                        .collect()
+                };
+                if idx.is_empty() {
+                    return ("-ERR Cannot stop record session!\n".into(), vec![]);
+                }
+                (
+                    "+OK Success\n".into(),
+                    vec![After::Stop(idx, "success-maxtime")],
+                )
+            }
+            action @ ("mask" | "unmask") => {
+                let now = self.now_us;
+                match self.recordings.iter_mut().find(|r| r.path == path) {
+                    Some(r) => {
+                        let open = r.masks.last().is_some_and(|m| m.1.is_none());
+                        if action == "mask" && !open {
+                            r.masks.push((now, None));
+                        } else if action == "unmask" && open {
+                            if let Some(m) = r.masks.last_mut() {
+                                m.1 = Some(now);
+                            }
+                        }
+                        ("+OK Success\n".into(), vec![])
+                    }
+                    None => ("-ERR Cannot mask recording session!\n".into(), vec![]),
+                }
+            }
+            _ => (USAGE.into(), vec![]),
+        }
+    }
+
+    pub(super) async fn run_after(&mut self, after: Vec<After>) -> Io {
+        for a in after {
+            match a {
+                After::PreAnswer => {
+                    self.ch.progress_media_us = self.now_us;
+                    self.ch.answer_state = "early";
+                    self.emit(
+                        "CHANNEL_PROGRESS_MEDIA",
+                        (
+                            "switch_channel.c",
+                            "switch_channel_perform_mark_pre_answered",
+                            3546,
+                        ),
+                        vec![],
+                        vec![],
+                        None,
+                    )
+                    .await?;
+                    self.set_callstate("EARLY").await?;
+                }
+                After::Started(idx) => {
+                    let Some(r) = self.recordings.get(idx) else {
+                        continue;
+                    };
+                    let path = r.path.clone();
+                    let mut back: Headers = vec![("Record-File-Path".into(), path.clone())];
+                    back.extend(
+                        r.vars
+                            .iter()
+                            .map(|(k, v)| (format!("Recording-Variable-{k}"), v.clone())),
+                    );
+                    self.emit(
+                        "RECORD_START",
+                        ("switch_ivr_async.c", "record_callback", 1287),
+                        vec![],
+                        back,
+                        None,
+                    )
+                    .await?;
+                    self.emit(
+                        "MEDIA_BUG_START",
+                        ("switch_core_media_bug.c", "switch_core_media_bug_add", 1028),
+                        vec![
+                            ("Media-Bug-Function".into(), "session_record".into()),
+                            ("Media-Bug-Target".into(), path),
+                        ],
+                        vec![],
+                        None,
+                    )
+                    .await?;
+                }
+                After::Stop(mut idx, cause) => {
+                    idx.sort_unstable();
+                    for i in idx.into_iter().rev() {
+                        let r = self.recordings.remove(i);
+                        self.finish_recording(r, cause).await?;
+                    }
+                }
+                After::Kill(cause) => self.hangup(&cause, true).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the file, sets the `record_*` variables and emits RECORD_STOP.
+    pub(super) async fn finish_recording(&mut self, r: ActiveRecording, cause: &str) -> Io {
+        let ms = (self.now_us.saturating_sub(r.start_us)) / 1000;
+        let samples = ms * 8;
+        let (cause, discarded, size) = if ms == 0 {
+            let _ = std::fs::remove_file(&r.path);
+            ("empty-file", true, 0)
+        } else {
+            let silent: Vec<(u64, u64)> = r
+                .masks
+                .iter()
+                .map(|(a, b)| {
+                    let end = b.unwrap_or(self.now_us);
+                    (
+                        (a - r.start_us) / 1000,
+                        (end.saturating_sub(r.start_us)) / 1000,
+                    )
+                })
+                .collect();
+            let size = media::write_masked(&r.path, r.format, r.rate, r.channels, ms, &silent)
+                .unwrap_or(0);
+            (cause, false, size)
+        };
+        self.ch.set_var("record_file_size", &size.to_string());
+        self.ch.set_var("record_samples", &samples.to_string());
+        self.ch.set_var("record_seconds", &(ms / 1000).to_string());
+        self.ch.set_var("record_ms", &ms.to_string());
+        self.ch.set_var("record_completion_cause", cause);
+        if discarded {
+            self.ch.set_var("RECORD_DISCARDED", "true");
+        }
+        let mut back: Headers = vec![("Record-File-Path".into(), r.path.clone())];
+        back.extend(
+            r.vars
+                .iter()
+                .map(|(k, v)| (format!("Recording-Variable-{k}"), v.clone())),
+        );
+        back.push(("Record-Completion-Cause".into(), cause.into()));
+        self.emit(
+            "RECORD_STOP",
+            ("switch_ivr_async.c", "send_record_stop_event", 1184),
+            vec![],
+            back,
+            None,
+        )
+        .await?;
+        self.emit(
+            "MEDIA_BUG_STOP",
+            (
+                "switch_core_media_bug.c",
+                "switch_core_media_bug_destroy",
+                84,
+            ),
+            vec![
+                ("Media-Bug-Function".into(), "session_record".into()),
+                ("Media-Bug-Target".into(), r.path.clone()),
+            ],
+            vec![],
+            None,
+        )
+        .await?;
+        let report = RecordingReport {
+            path: r.path,
+            vars: r.vars,
+            limit_s: r.limit_s,
+            rate: r.rate,
+            channels: r.channels,
+            ms,
+            cause: cause.to_string(),
+            app: false,
+            discarded,
+        };
+        self.update(|rep| rep.recordings.push(report));
+        Ok(())
+    }
+
+    /// Ends a `record` application recording (limit reached or hangup).
+    pub(super) async fn finish_app_recording(&mut self) -> Io {
+        let Some(a) = self.app_record.take() else {
+            return Ok(());
+        };
+        let r = a.rec;
+        let ms = (self.now_us.saturating_sub(r.start_us)) / 1000;
+        let size = media::write(&r.path, r.format, r.rate, r.channels, ms).unwrap_or(0);
+        self.ch.set_var("record_file_size", &size.to_string());
+        self.ch.set_var("record_samples", &(ms * 8).to_string());
+        self.ch.set_var("record_seconds", &(ms / 1000).to_string());
+        self.ch.set_var("record_ms", &ms.to_string());
+        self.emit(
+            "RECORD_STOP",
+            ("switch_ivr_play_say.c", "switch_ivr_record_file_event", 437),
+            vec![],
+            vec![("Record-File-Path".into(), r.path.clone())],
+            None,
+        )
+        .await?;
+        let report = RecordingReport {
+            path: r.path.clone(),
+            vars: vec![],
+            limit_s: r.limit_s,
+            rate: r.rate,
+            channels: r.channels,
+            ms,
+            cause: String::new(),
+            app: true,
+            discarded: false,
+        };
+        self.update(|rep| rep.recordings.push(report));
+        let arg = if r.limit_s > 0 {
+            format!("{} {}", r.path, r.limit_s)
+        } else {
+            r.path.clone()
+        };
+        self.execute_complete("record", &arg, &a.app_uuid, "_none_")
+            .await
+    }
+}
+
+pub(super) fn is_true(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "true" | "yes" | "on" | "1" | "enabled" | "active" | "allow"
+    )
+}
+
+/// `{a=b,c=d}` as mod_commands parses the 5th `uuid_record` argument.
+pub(super) fn parse_var_block(s: &str) -> Vec<(String, String)> {
+    let inner = s
+        .trim()
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .unwrap_or("");
+    inner
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn var_blocks() {
+        assert_eq!(
+            parse_var_block("{callrec_recording_id=rec-1,record_sample_rate=16000}"),
+            vec![
+                ("callrec_recording_id".to_string(), "rec-1".to_string()),
+                ("record_sample_rate".to_string(), "16000".to_string())
+            ]
+        );
+        assert!(parse_var_block("nope").is_empty());
+    }
+}

@@ -1,0 +1,326 @@
+//! One simulated call: the connection to the controller, FreeSWITCH's command handling, and
+//! the [`CallHandle`] a test uses to play the caller and the rest of the dialplan.
+//!
+//! Invariant: replies go out in command order, and the events a command causes follow its
+//! reply (as in the captures); events are only sent when the controller subscribed to them.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Notify};
+
+use crate::channel::{Channel, OtherLeg};
+use crate::clock::{uuid_v4, wall_us};
+use crate::media::{self, Format};
+use crate::spec::CallSpec;
+use crate::wire::{self, Headers};
+
+mod apps;
+mod controls;
+mod media_bugs;
+mod socket;
+
+use media_bugs::{ActiveRecording, AppRecording};
+
+/// A command the controller sent, as FreeSWITCH parsed it.
+#[derive(Debug, Clone)]
+pub struct Command {
+    /// The first line, e.g. `api uuid_record … start …`.
+    pub line: String,
+    /// The following `Name: value` lines (sendmsg, bgapi).
+    pub headers: Vec<(String, String)>,
+    /// When the simulator read it (for latency measurements).
+    pub received_at: std::time::Instant,
+}
+
+impl Command {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A finished recording as FreeSWITCH saw it.
+#[derive(Debug, Clone)]
+pub struct RecordingReport {
+    pub path: String,
+    pub vars: Vec<(String, String)>,
+    pub limit_s: u64,
+    pub rate: u32,
+    pub channels: u16,
+    pub ms: u64,
+    pub cause: String,
+    /// Written by the `record` application rather than `uuid_record`.
+    pub app: bool,
+    /// FreeSWITCH deleted it (empty file).
+    pub discarded: bool,
+}
+
+/// What happened on a call, for assertions.
+#[derive(Debug, Clone, Default)]
+pub struct CallReport {
+    pub commands: Vec<Command>,
+    pub events_sent: Vec<String>,
+    pub recordings: Vec<RecordingReport>,
+    /// Where the controller transferred the call (`dest XML context`).
+    pub transferred_to: Option<String>,
+    pub answered: bool,
+    pub hung_up: bool,
+    /// The socket is closed (by either side).
+    pub closed: bool,
+    /// The controller sent `exit`.
+    pub app_exited: bool,
+    /// When CHANNEL_ANSWER was written to the socket.
+    pub answer_sent_at: Option<std::time::Instant>,
+}
+
+#[derive(Debug)]
+enum Control {
+    Answer,
+    Hangup(String),
+    Advance(Duration),
+    Bridge(String),
+    Unbridge,
+    Kill,
+    KillOnNextCommand,
+    Sync(tokio::sync::oneshot::Sender<()>),
+    Hold(bool),
+}
+
+/// The test's side of a call.
+#[derive(Clone)]
+pub struct CallHandle {
+    pub uuid: String,
+    ctl: mpsc::UnboundedSender<Control>,
+    report: Arc<Mutex<CallReport>>,
+    changed: Arc<Notify>,
+}
+
+impl CallHandle {
+    fn send(&self, c: Control) {
+        // The call task may be gone (socket closed); controls then do nothing, as on a dead
+        // channel.
+        let _ = self.ctl.send(c);
+    }
+
+    /// The continuation dialplan (or the callee) answers.
+    pub fn answer(&self) {
+        self.send(Control::Answer)
+    }
+
+    /// The caller hangs up (BYE) with this cause.
+    pub fn hangup(&self, cause: &str) {
+        self.send(Control::Hangup(cause.to_string()))
+    }
+
+    /// Moves the call's clock forward: audio accrues, recording limits fire.
+    pub fn advance(&self, d: Duration) {
+        self.send(Control::Advance(d))
+    }
+
+    /// The dialplan bridges to `number`, which answers at once.
+    pub fn bridge(&self, number: &str) {
+        self.send(Control::Bridge(number.to_string()))
+    }
+
+    /// The far end of the bridge hangs up; the caller stays.
+    pub fn unbridge(&self) {
+        self.send(Control::Unbridge)
+    }
+
+    /// FreeSWITCH drops the socket at once, without notices.
+    pub fn kill_socket(&self) {
+        self.send(Control::Kill)
+    }
+
+    /// FreeSWITCH stops answering commands (they are read and logged, then wait) until
+    /// [`release_replies`](Self::release_replies): a switch stuck in a slow API call.
+    pub fn hold_replies(&self) {
+        self.send(Control::Hold(true))
+    }
+
+    /// Answers the held commands, in order.
+    pub fn release_replies(&self) {
+        self.send(Control::Hold(false))
+    }
+
+    /// Returns once every control sent before it has been carried out.
+    pub async fn sync(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Control::Sync(tx));
+        let _ = rx.await;
+    }
+
+    /// FreeSWITCH drops the socket when the next command arrives, before replying.
+    pub fn kill_on_next_command(&self) {
+        self.send(Control::KillOnNextCommand)
+    }
+
+    pub fn report(&self) -> CallReport {
+        self.report.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Waits until `pred` holds for the call's report.
+    pub async fn wait_until(&self, mut pred: impl FnMut(&CallReport) -> bool) -> CallReport {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let r = self.report();
+            if pred(&r) {
+                return r;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits for a command whose first line starts with `prefix`; returns it.
+    pub async fn wait_for_command(&self, prefix: &str) -> Command {
+        let r = self
+            .wait_until(|r| r.commands.iter().any(|c| c.line.starts_with(prefix)))
+            .await;
+        r.commands
+            .into_iter()
+            .find(|c| c.line.starts_with(prefix))
+            .expect("just seen")
+    }
+
+    /// Waits until `n` commands starting with `prefix` have arrived.
+    pub async fn wait_for_commands(&self, prefix: &str, n: usize) -> Vec<Command> {
+        let r = self
+            .wait_until(|r| {
+                r.commands
+                    .iter()
+                    .filter(|c| c.line.starts_with(prefix))
+                    .count()
+                    >= n
+            })
+            .await;
+        r.commands
+            .into_iter()
+            .filter(|c| c.line.starts_with(prefix))
+            .collect()
+    }
+
+    /// Waits until the socket is closed.
+    pub async fn closed(&self) -> CallReport {
+        self.wait_until(|r| r.closed).await
+    }
+}
+
+/// Places a call: connects to the controller and starts playing FreeSWITCH. Fails as the
+/// `socket` application would (e.g. connection refused), and then the dialplan goes on.
+pub async fn dial(addr: SocketAddr, spec: CallSpec) -> std::io::Result<CallHandle> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(start(stream, spec))
+}
+
+fn start(stream: TcpStream, spec: CallSpec) -> CallHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let report = Arc::new(Mutex::new(CallReport::default()));
+    let changed = Arc::new(Notify::new());
+    let handle = CallHandle {
+        uuid: spec.uuid.clone(),
+        ctl: tx,
+        report: report.clone(),
+        changed: changed.clone(),
+    };
+    let (rd, wr) = stream.into_split();
+    let now = wall_us();
+    static SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let session_id = SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let sim = Sim {
+        ch: Channel::new(&spec, now, session_id),
+        spec,
+        w: wr,
+        now_us: now,
+        seq: 480,
+        connected: false,
+        sub: Subscriptions::default(),
+        park_countdown: None,
+        parked: true,
+        hung_up: false,
+        closed: false,
+        faults: Faults::default(),
+        recordings: Vec::new(),
+        app_record: None,
+        playback: None,
+        report,
+        changed,
+    };
+    tokio::spawn(sim.run(rd, rx));
+    handle
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventFmt {
+    Plain,
+    Json,
+    Xml,
+}
+
+/// What the controller subscribed to, and how events are serialised for it.
+struct Subscriptions {
+    events_on: bool,
+    myevents: bool,
+    all_events: bool,
+    names: HashSet<String>,
+    format: EventFmt,
+    /// `linger` seconds, when asked.
+    linger: Option<i64>,
+}
+
+impl Default for Subscriptions {
+    fn default() -> Self {
+        Subscriptions {
+            events_on: false,
+            myevents: false,
+            all_events: false,
+            names: HashSet::new(),
+            format: EventFmt::Plain,
+            linger: None,
+        }
+    }
+}
+
+/// Faults a test injects (see [`CallHandle`]).
+#[derive(Default)]
+struct Faults {
+    /// Drop the socket when the next command arrives.
+    kill_next: bool,
+    /// Hold replies (and the commands' effects) until released.
+    hold: bool,
+    held: Vec<Command>,
+}
+
+struct Sim {
+    spec: CallSpec,
+    ch: Channel,
+    w: OwnedWriteHalf,
+    now_us: u64,
+    seq: u64,
+    connected: bool,
+    sub: Subscriptions,
+    park_countdown: Option<usize>,
+    /// Parked in the `socket` application (until transfer or hangup).
+    parked: bool,
+    hung_up: bool,
+    closed: bool,
+    faults: Faults,
+    recordings: Vec<ActiveRecording>,
+    app_record: Option<AppRecording>,
+    /// A running `playback`: (application uuid, argument, virtual end time).
+    playback: Option<(String, String, u64)>,
+    report: Arc<Mutex<CallReport>>,
+    changed: Arc<Notify>,
+}
+
+type Io = std::io::Result<()>;

@@ -1,0 +1,409 @@
+//! The controller's socket: reading commands (the one command parser), subscriptions
+//! (`event`, `myevents`, `nixevent`, `noevents`, `filter`, `linger`), replies, and emitting
+//! events in the subscribed format.
+
+use super::*;
+
+/// The channel events `myevents` turns on (mod_event_socket.c).
+pub(super) const MYEVENTS: &[&str] = &[
+    "CHANNEL_ANSWER",
+    "CHANNEL_APPLICATION",
+    "CHANNEL_BRIDGE",
+    "CHANNEL_CREATE",
+    "CHANNEL_DATA",
+    "CHANNEL_DESTROY",
+    "CHANNEL_EXECUTE",
+    "CHANNEL_EXECUTE_COMPLETE",
+    "CHANNEL_HANGUP",
+    "CHANNEL_HANGUP_COMPLETE",
+    "CHANNEL_ORIGINATE",
+    "CHANNEL_UUID",
+    "CHANNEL_OUTGOING",
+    "CHANNEL_PARK",
+    "CHANNEL_PROGRESS",
+    "CHANNEL_PROGRESS_MEDIA",
+    "CHANNEL_STATE",
+    "CHANNEL_UNBRIDGE",
+    "CHANNEL_UNPARK",
+    "DETECTED_SPEECH",
+    "DTMF",
+    "NOTALK",
+    "TALK",
+];
+
+/// Event names `event` accepts (a subset of switch_event_types_t that matters here).
+pub(super) const KNOWN_EVENTS: &[&str] = &[
+    "ALL",
+    "CUSTOM",
+    "CHANNEL_CALLSTATE",
+    "RECORD_START",
+    "RECORD_STOP",
+    "MEDIA_BUG_START",
+    "MEDIA_BUG_STOP",
+    "BACKGROUND_JOB",
+    "PLAYBACK_START",
+    "PLAYBACK_STOP",
+    "HEARTBEAT",
+    "API",
+    "PRIVATE_COMMAND",
+];
+
+impl Sim {
+    pub(super) async fn run(
+        mut self,
+        rd: OwnedReadHalf,
+        mut ctl: mpsc::UnboundedReceiver<Control>,
+    ) {
+        let mut reader = BufReader::new(rd);
+        let mut ctl_open = true;
+        // The channel outlives its socket: after the socket closes, the test can still answer,
+        // advance and hang up (FreeSWITCH keeps recording a call whose controller is gone).
+        loop {
+            if self.closed && (self.hung_up || !ctl_open) {
+                break;
+            }
+            tokio::select! {
+                cmd = read_command(&mut reader), if !self.closed => match cmd {
+                    Ok(Some(cmd)) => {
+                        if self.on_command(cmd).await.is_err() {
+                            self.socket_closed().await;
+                        }
+                    }
+                    _ => self.socket_closed().await,
+                },
+                c = ctl.recv(), if ctl_open => match c {
+                    Some(c) => {
+                        if self.on_control(c).await.is_err() {
+                            self.socket_closed().await;
+                        }
+                    }
+                    None => ctl_open = false,
+                },
+            }
+        }
+        self.socket_closed().await;
+    }
+
+    pub(super) async fn socket_closed(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            let _ = self.w.shutdown().await;
+        }
+        self.update(|r| r.closed = true);
+    }
+
+    pub(super) fn update(&self, f: impl FnOnce(&mut CallReport)) {
+        if let Ok(mut r) = self.report.lock() {
+            f(&mut r);
+        }
+        self.changed.notify_waiters();
+    }
+
+    pub(super) async fn send(&mut self, bytes: &[u8]) -> Io {
+        if self.closed {
+            return Ok(());
+        }
+        if self.w.write_all(bytes).await.is_err() {
+            self.socket_closed().await;
+        }
+        Ok(())
+    }
+
+    pub(super) fn subscribed(&self, name: &str) -> bool {
+        self.sub.events_on
+            && (self.sub.all_events || self.sub.names.contains(name))
+            && !self.spec.lose_events.iter().any(|l| l == name)
+    }
+
+    /// Sends an event if the controller listens for it.
+    pub(super) async fn emit(
+        &mut self,
+        name: &str,
+        calling: (&str, &str, u32),
+        front: Headers,
+        back: Headers,
+        body: Option<&str>,
+    ) -> Io {
+        self.seq += 1;
+        if !self.subscribed(name) {
+            return Ok(());
+        }
+        let mut h = self.ch.event_base(name, calling, self.now_us, self.seq);
+        h.extend(front);
+        self.ch.channel_headers(&mut h);
+        h.extend(back);
+        let bytes = match self.sub.format {
+            EventFmt::Plain => wire::plain_event(&h, body),
+            EventFmt::Json => wire::json_event(&h, body),
+            EventFmt::Xml => wire::xml_event(&h, body),
+        };
+        let n = name.to_string();
+        self.update(|r| r.events_sent.push(n));
+        self.send(&bytes).await
+    }
+
+    pub(super) async fn reply(&mut self, text: &str) -> Io {
+        self.send(&wire::reply(text)).await
+    }
+
+    pub(super) async fn on_command(&mut self, cmd: Command) -> Io {
+        let c2 = cmd.clone();
+        self.update(|r| r.commands.push(c2));
+        if self.faults.hold {
+            self.faults.held.push(cmd);
+            return Ok(());
+        }
+        self.process(cmd).await
+    }
+
+    pub(super) async fn process(&mut self, cmd: Command) -> Io {
+        if self.faults.kill_next {
+            self.faults.kill_next = false;
+            self.socket_closed().await;
+            return Ok(());
+        }
+        let line = cmd.line.trim_end().to_string();
+        let lower = line.to_ascii_lowercase();
+        let word = lower.split(' ').next().unwrap_or("").to_string();
+        if !self.connected {
+            if word == "connect" {
+                self.connected = true;
+                self.seq += 1;
+                let data = self.ch.channel_data(self.now_us, self.seq, self.spec.full);
+                return self.send(&wire::channel_data(&data)).await;
+            }
+            return self.reply("-ERR command not found").await;
+        }
+        match word.as_str() {
+            "connect" => {
+                self.seq += 1;
+                let data = self.ch.channel_data(self.now_us, self.seq, self.spec.full);
+                return self.send(&wire::channel_data(&data)).await;
+            }
+            "getvar" => {
+                let name = line.split_once(' ').map(|x| x.1).unwrap_or("");
+                let v = self.ch.var(name).unwrap_or("").to_string();
+                let text = if v.is_empty() {
+                    "-ERR command not found".to_string()
+                } else {
+                    v
+                };
+                self.reply(&text).await?;
+            }
+            "myevents" => {
+                if self.sub.myevents {
+                    self.reply("-ERR aready enabled.").await?;
+                } else {
+                    self.sub.myevents = true;
+                    self.sub.events_on = true;
+                    self.sub
+                        .names
+                        .extend(MYEVENTS.iter().map(|s| s.to_string()));
+                    if lower.contains("json") {
+                        self.sub.format = EventFmt::Json;
+                    } else if lower.contains("xml") {
+                        self.sub.format = EventFmt::Xml;
+                    }
+                    self.reply("+OK Events Enabled").await?;
+                    self.park_countdown =
+                        (self.spec.park_after > 0).then_some(self.spec.park_after);
+                    return Ok(());
+                }
+            }
+            "sendmsg" => {
+                let target = line[7..].trim();
+                if !target.is_empty() && target != self.ch.uuid {
+                    self.reply(&format!("-ERR invalid session id [{target}]"))
+                        .await?;
+                } else {
+                    self.reply("+OK").await?;
+                    self.park_tick().await?;
+                    return self.sendmsg(&cmd).await;
+                }
+            }
+            _ if !self.spec.full => self.reply("-ERR command not found").await?,
+            "api" => {
+                let rest = line.get(4..).unwrap_or("").to_string();
+                let (body, after) = self.api(&rest);
+                self.send(&wire::api_response(&body)).await?;
+                self.park_tick().await?;
+                return self.run_after(after).await;
+            }
+            "bgapi" => {
+                let rest = line.get(6..).unwrap_or("").to_string();
+                let job = cmd
+                    .header("Job-UUID")
+                    .map(str::to_string)
+                    .unwrap_or_else(uuid_v4);
+                self.send(&wire::bgapi_reply(&job)).await?;
+                let (body, after) = self.api(&rest);
+                self.run_after(after).await?;
+                let (api_cmd, arg) = rest.split_once(' ').unwrap_or((rest.as_str(), ""));
+                let front = vec![
+                    ("Job-UUID".into(), job.clone()),
+                    ("Job-Command".into(), api_cmd.to_string()),
+                    ("Job-Command-Arg".into(), arg.to_string()),
+                ];
+                return self.emit_job(front, &body).await;
+            }
+            "linger" => {
+                let arg = line.get(7..).map(str::trim).unwrap_or("");
+                let secs: i64 = if arg.is_empty() {
+                    -1
+                } else {
+                    arg.parse().unwrap_or(0)
+                };
+                self.sub.linger = Some(secs);
+                if secs == -1 {
+                    self.reply("+OK will linger").await?;
+                } else {
+                    self.reply(&format!("+OK will linger {secs} seconds"))
+                        .await?;
+                }
+            }
+            "nolinger" => {
+                self.sub.linger = None;
+                self.reply("+OK will not linger").await?;
+            }
+            "event" => {
+                let mut keys = 0;
+                for (i, tok) in line.split(' ').skip(1).enumerate() {
+                    let up = tok.to_ascii_uppercase();
+                    if i == 0 {
+                        match up.as_str() {
+                            "PLAIN" => {
+                                self.sub.format = EventFmt::Plain;
+                                continue;
+                            }
+                            "JSON" => {
+                                self.sub.format = EventFmt::Json;
+                                continue;
+                            }
+                            "XML" => {
+                                self.sub.format = EventFmt::Xml;
+                                continue;
+                            }
+                            _ => {}
+                        }
+                    }
+                    if up == "ALL" {
+                        self.sub.all_events = true;
+                        keys += 1;
+                    } else if KNOWN_EVENTS.contains(&up.as_str())
+                        || MYEVENTS.contains(&up.as_str())
+                        || up.starts_with("CHANNEL_")
+                    {
+                        self.sub.names.insert(up);
+                        keys += 1;
+                    }
+                }
+                if keys == 0 {
+                    self.reply("-ERR no keywords supplied").await?;
+                } else {
+                    self.sub.events_on = true;
+                    let f = match self.sub.format {
+                        EventFmt::Plain => "plain",
+                        EventFmt::Json => "json",
+                        EventFmt::Xml => "xml",
+                    };
+                    self.reply(&format!("+OK event listener enabled {f}"))
+                        .await?;
+                }
+            }
+            "nixevent" => {
+                for tok in line.split(' ').skip(1) {
+                    self.sub.names.remove(&tok.to_ascii_uppercase());
+                }
+                self.reply("+OK events nixed").await?;
+            }
+            "noevents" => {
+                if self.sub.events_on {
+                    self.sub.events_on = false;
+                    self.sub.all_events = false;
+                    self.sub.names.clear();
+                    self.reply("+OK no longer listening for events").await?;
+                } else {
+                    self.reply("-ERR not listening for events").await?;
+                }
+            }
+            "filter" => {
+                let mut parts = line.splitn(3, ' ').skip(1);
+                let h = parts.next().unwrap_or("");
+                let v = parts.next().unwrap_or("");
+                self.reply(&format!("+OK filter added. [{h}]=[{v}]"))
+                    .await?;
+            }
+            "resume" => self.reply("+OK").await?,
+            "exit" => {
+                self.reply("+OK bye").await?;
+                let d = wire::disconnect_notice(&self.ch.uuid);
+                self.send(&d).await?;
+                self.update(|r| r.app_exited = true);
+                self.socket_closed().await;
+                return Ok(());
+            }
+            _ => self.reply("-ERR command not found").await?,
+        }
+        self.park_tick().await
+    }
+
+    pub(super) async fn emit_job(&mut self, front: Headers, body: &str) -> Io {
+        self.seq += 1;
+        if !self.subscribed("BACKGROUND_JOB") {
+            return Ok(());
+        }
+        let mut h = self.ch.event_base(
+            "BACKGROUND_JOB",
+            ("mod_event_socket.c", "api_exec", 1572),
+            self.now_us,
+            self.seq,
+        );
+        // Outbound: the job belongs to the controlled channel.
+        let mut front = front;
+        front.insert(1, ("Job-Owner-UUID".into(), self.ch.uuid.clone()));
+        h.splice(0..0, front);
+        let bytes = match self.sub.format {
+            EventFmt::Plain => wire::plain_event(&h, Some(body)),
+            EventFmt::Json => wire::json_event(&h, Some(body)),
+            EventFmt::Xml => wire::xml_event(&h, Some(body)),
+        };
+        self.update(|r| r.events_sent.push("BACKGROUND_JOB".into()));
+        self.send(&bytes).await
+    }
+}
+
+/// Reads one command: lines up to a blank line. `None` at end of stream.
+pub(super) async fn read_command(
+    r: &mut BufReader<OwnedReadHalf>,
+) -> std::io::Result<Option<Command>> {
+    let mut first: Option<String> = None;
+    let mut headers = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(None);
+        }
+        let l = line.trim_end_matches(['\n', '\r']);
+        if l.is_empty() {
+            match first.take() {
+                Some(f) => {
+                    return Ok(Some(Command {
+                        line: f,
+                        headers,
+                        received_at: std::time::Instant::now(),
+                    }))
+                }
+                None => continue,
+            }
+        }
+        match &first {
+            None => first = Some(l.to_string()),
+            Some(_) => {
+                if let Some((k, v)) = l.split_once(':') {
+                    headers.push((k.trim().to_string(), v.trim_start().to_string()));
+                }
+            }
+        }
+    }
+}
