@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use callrec_esl::{Command, ContentType, EslCodec, FrameDecoder, Message};
 use callrec_bench_peers::{event_frames, plain_bodies, repeat};
+use callrec_esl::{Command, ContentType, EslCodec, FrameDecoder, Message};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,12 +31,24 @@ fn callrec_decode_buffer(stream: &[u8]) -> usize {
     events
 }
 
-async fn callrec_read<R: tokio::io::AsyncRead + Unpin>(r: R) -> usize {
-    let mut framed = FramedRead::with_capacity(r, EslCodec::default(), 64 * 1024);
+/// What each implementation does with an event once it has it.
+#[derive(Clone, Copy, PartialEq)]
+enum Work {
+    /// Read `Event-Name` only (what a dispatcher needs).
+    Name,
+    /// Read every header value (what callrec's `consume` does).
+    All,
+}
+
+async fn callrec_read<R: tokio::io::AsyncRead + Unpin>(r: R, buffer: usize, work: Work) -> usize {
+    let mut framed = FramedRead::with_capacity(r, EslCodec::default(), buffer);
     let mut events = 0;
     while let Some(f) = framed.next().await {
         if let Message::Event(e) = Message::from_frame(f.expect("frame")).expect("event") {
-            black_box(consume(&e));
+            match work {
+                Work::All => black_box(consume(&e)),
+                Work::Name => black_box(e.get("Event-Name").map_or(0, |n| n.len())),
+            };
             events += 1;
         }
     }
@@ -83,7 +95,7 @@ fn start_server(stream: Vec<u8>) -> SocketAddr {
 }
 
 async fn callrec_socket(addr: SocketAddr, read_buffer: usize) -> usize {
-    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     sock.set_nodelay(true).ok();
     let (rd, mut wr) = sock.into_split();
     let mut framed = FramedRead::with_capacity(rd, EslCodec::default(), read_buffer);
@@ -123,7 +135,15 @@ async fn fet_socket(addr: SocketAddr) -> usize {
     n
 }
 
-async fn eslrs_memory(stream: &'static [u8], json: bool) -> usize {
+/// eslrs on the same transport as callrec's in-memory rows. Its plain events expose only
+/// `get_header`, so "every value" asks for each header name of the event (listed beforehand,
+/// outside the measurement, from the same stream); JSON events are walked whole.
+async fn eslrs_memory(
+    stream: &'static [u8],
+    json: bool,
+    work: Work,
+    names: &'static [Vec<String>],
+) -> usize {
     let (client, mut server) = tokio::io::duplex(64 * 1024);
     let writer = tokio::spawn(async move {
         server.write_all(stream).await.unwrap();
@@ -135,10 +155,31 @@ async fn eslrs_memory(stream: &'static [u8], json: bool) -> usize {
     while let Ok(ev) = conn.recv().await {
         if json {
             let v = eslrs::event::JsonEvent::try_from(ev).expect("json");
-            black_box(v.as_object().map(|o| o.len()));
+            let o = v.as_object().expect("object");
+            match work {
+                Work::Name => black_box(
+                    o.get("Event-Name")
+                        .and_then(|v| v.as_str())
+                        .map_or(0, str::len),
+                ),
+                Work::All => black_box(
+                    o.iter()
+                        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                        .sum::<usize>(),
+                ),
+            };
         } else {
             let p = eslrs::event::PlainEvent::try_from(ev).expect("plain");
-            black_box(p.get_header("Event-Name"));
+            match work {
+                Work::Name => black_box(p.get_header("Event-Name").map_or(0, str::len)),
+                Work::All => black_box(
+                    names[n]
+                        .iter()
+                        .map(|h| h.len() + p.get_header(h).map_or(0, str::len))
+                        .sum::<usize>()
+                        + p.get_body().map_or(0, |b| b.len()),
+                ),
+            };
         }
         n += 1;
     }
@@ -146,13 +187,14 @@ async fn eslrs_memory(stream: &'static [u8], json: bool) -> usize {
     n
 }
 
-async fn callrec_memory(stream: &'static [u8]) -> usize {
+async fn callrec_memory(stream: &'static [u8], buffer: usize, work: Work) -> usize {
     let (client, mut server) = tokio::io::duplex(64 * 1024);
     let writer = tokio::spawn(async move {
         server.write_all(stream).await.unwrap();
         server.shutdown().await.unwrap();
+        drop(server);
     });
-    let n = callrec_read(client).await;
+    let n = callrec_read(client, buffer, work).await;
     writer.await.unwrap();
     n
 }
@@ -177,8 +219,26 @@ fn peers(c: &mut Criterion) {
         assert_eq!(callrec_decode_buffer(stream), events);
         let addr = start_server(stream.to_vec());
         assert_eq!(rt.block_on(callrec_socket(addr, 64 * 1024)), events);
-        assert_eq!(rt.block_on(callrec_memory(stream)), events);
-        assert_eq!(rt.block_on(eslrs_memory(stream, label == "json")), events);
+        // Header names of every event, in order (for eslrs's "every value" row).
+        let names: &'static [Vec<String>] = Box::leak(
+            {
+                let mut dec = FrameDecoder::default();
+                let mut buf = BytesMut::from(stream);
+                let mut all = Vec::new();
+                while let Some(f) = dec.decode(&mut buf).expect("decodes") {
+                    if let Message::Event(e) = Message::from_frame(f).expect("event") {
+                        all.push(e.iter().map(|(n, _)| n.into_owned()).collect::<Vec<_>>());
+                    }
+                }
+                all
+            }
+            .into_boxed_slice(),
+        );
+        let json = label == "json";
+        for work in [Work::Name, Work::All] {
+            assert_eq!(rt.block_on(callrec_memory(stream, 8 * 1024, work)), events);
+            assert_eq!(rt.block_on(eslrs_memory(stream, json, work, names)), events);
+        }
         let fet = rt.block_on(fet_socket(addr));
         assert_eq!(fet, events, "freeswitch-esl-tokio received every event");
 
@@ -188,17 +248,21 @@ fn peers(c: &mut Criterion) {
         g.bench_function("callrec/sans-io-buffer", |b| {
             b.iter(|| callrec_decode_buffer(stream))
         });
-        g.bench_function("callrec/e2e-memory", |b| {
-            b.iter(|| rt.block_on(callrec_memory(stream)))
-        });
+        for (work, w) in [(Work::Name, "event-name"), (Work::All, "every-value")] {
+            for (buffer, kb) in [(8 * 1024, "8k"), (64 * 1024, "64k")] {
+                g.bench_function(format!("callrec/e2e-memory-{kb}-{w}"), |b| {
+                    b.iter(|| rt.block_on(callrec_memory(stream, buffer, work)))
+                });
+            }
+            g.bench_function(format!("eslrs/e2e-memory-8k-{w}"), |b| {
+                b.iter(|| rt.block_on(eslrs_memory(stream, json, work, names)))
+            });
+        }
         g.bench_function("callrec/e2e-socket-64k-buffer", |b| {
             b.iter(|| rt.block_on(callrec_socket(addr, 64 * 1024)))
         });
         g.bench_function("callrec/e2e-socket-1m-buffer", |b| {
             b.iter(|| rt.block_on(callrec_socket(addr, 1024 * 1024)))
-        });
-        g.bench_function("eslrs/e2e-memory", |b| {
-            b.iter(|| rt.block_on(eslrs_memory(stream, label == "json")))
         });
         g.bench_function("freeswitch-esl-tokio/e2e-socket", |b| {
             b.iter(|| rt.block_on(fet_socket(addr)))

@@ -181,7 +181,7 @@ pub fn discard_reason(rec: &Recording, stop: &StopInfo, file_exists: bool) -> Op
 /// A file's size, and its duration when `measure` (blocking: call off the async threads).
 pub fn inspect(
     path: &std::path::Path,
-    format: crate::rules::AudioFormat,
+    format: crate::values::AudioFormat,
     measure: bool,
 ) -> (Option<u64>, Option<u64>) {
     let size = std::fs::metadata(path).ok().map(|m| m.len());
@@ -190,11 +190,11 @@ pub fn inspect(
 }
 
 /// Duration of an audio file on disk, for recordings whose RECORD_STOP never came.
-pub fn measure_file(path: &std::path::Path, format: crate::rules::AudioFormat) -> Option<u64> {
+pub fn measure_file(path: &std::path::Path, format: crate::values::AudioFormat) -> Option<u64> {
     match format {
-        crate::rules::AudioFormat::Wav => wav::duration_ms(path),
+        crate::values::AudioFormat::Wav => wav::duration_ms(path),
         // MP3 frames are not parsed here; estimate from the size at FreeSWITCH's 16 kbit/s.
-        crate::rules::AudioFormat::Mp3 => {
+        crate::values::AudioFormat::Mp3 => {
             let len = std::fs::metadata(path).ok()?.len();
             Some(len * 8 / 16)
         }

@@ -10,7 +10,7 @@ use tokio_util::io::ReaderStream;
 use super::retry::{self, Policy};
 use super::spool::{now_us, Claim, Outcome};
 use super::url;
-use crate::rules::UploadMethod;
+use crate::values::UploadMethod;
 
 #[derive(Debug, Clone)]
 pub struct HttpConfig {

@@ -128,7 +128,7 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::AudioFormat;
+    use crate::values::AudioFormat;
     use crate::uploader::CallMeta;
 
     fn rec() -> FinishedRecording {
