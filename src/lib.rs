@@ -22,6 +22,7 @@ pub use callrec_esl::event;
 
 pub mod admin;
 pub mod app;
+pub mod callflow;
 pub mod cli;
 pub mod config;
 pub mod connection;

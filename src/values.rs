@@ -65,3 +65,14 @@ pub struct Destination {
     #[serde(default)]
     pub method: UploadMethod,
 }
+
+/// What a recording is of: the call (`record_call`, rules or callflow) or the caller alone
+/// (`record_caller`: voicemail greetings, IVR prompts), which Kazoo delivers to
+/// `<url>/<call_id>.<ext>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingKind {
+    #[default]
+    Call,
+    Caller,
+}

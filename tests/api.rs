@@ -426,6 +426,7 @@ async fn recordings_are_listed_and_served_per_account() {
         origin: "test".into(),
         completion_cause: "success-silence".into(),
         sequence: 0,
+        kind: Default::default(),
     };
     callrec::uploader::spool::enqueue(&api.store, &rec).unwrap();
     let (s, v) = api

@@ -113,6 +113,7 @@ fn recording(rig: &Rig, id: &str, urls: Vec<String>, size: usize) -> FinishedRec
         origin: "test".into(),
         completion_cause: "success-silence".into(),
         sequence: 0,
+        kind: Default::default(),
     }
 }
 

@@ -118,6 +118,7 @@ async fn bytes_arrive_intact_at_nginx_webdav() {
         origin: "test".into(),
         completion_cause: "success-silence".into(),
         sequence: 0,
+        kind: Default::default(),
     };
     spool::enqueue(&store, &rec).unwrap();
     let stop = CancellationToken::new();

@@ -57,6 +57,7 @@ fn recording(id: &str, account: &str) -> FinishedRecording {
         origin: "test".into(),
         completion_cause: "success-silence".into(),
         sequence: 0,
+        kind: Default::default(),
     }
 }
 

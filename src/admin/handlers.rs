@@ -333,11 +333,45 @@ async fn write(
     data: Value,
     expect: Expect,
 ) -> ApiResult {
-    documents::parse(kind, &data).map_err(ApiError::invalid)?;
+    let settings = documents::parse(kind, &data).map_err(ApiError::invalid)?;
+    if let documents::Settings::Callflow(cf) = settings {
+        callflow_conflicts(state, account_id, id, cf).await?;
+    }
     let (a, i) = (account_id.to_string(), id.to_string());
     let doc = blocking(&state.store, move |s| s.put(kind, &a, &i, data, expect)).await?;
     tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, revision = doc.rev.0, "document saved");
     Ok(doc_response(doc, StatusCode::OK))
+}
+
+/// 409 when a number or pattern of callflow `id` belongs to another callflow of the account.
+async fn callflow_conflicts(
+    state: &ApiState,
+    account_id: &str,
+    id: &str,
+    new: documents::CallflowSettings,
+) -> Result<(), ApiError> {
+    let a = account_id.to_string();
+    let others = blocking(&state.store, move |s| s.list(Kind::Callflow, &a)).await?;
+    let others: Vec<(String, documents::CallflowSettings)> = others
+        .into_iter()
+        .filter_map(|d| match documents::parse(Kind::Callflow, &d.body) {
+            Ok(documents::Settings::Callflow(cf)) => Some((d.id, cf)),
+            _ => None,
+        })
+        .collect();
+    let clashes = documents::callflow_conflicts(id, &new, &others);
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    let data: serde_json::Map<String, Value> = clashes
+        .into_iter()
+        .map(|e| (e.path, json!({"message": e.message})))
+        .collect();
+    Err(ApiError {
+        status: StatusCode::CONFLICT,
+        message: "number or pattern already routed by another callflow".into(),
+        data: Value::Object(data),
+    })
 }
 
 /// Merges `{"data": patch}` into the stored document, validates, stores conditionally.

@@ -21,13 +21,14 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
+use crate::callflow::{Flow, Module, RecordAction, RecordCaller};
 use crate::esl::{Command, EventFormat, SendMsg};
 use crate::event::{Event, EventName};
 use crate::recorder::{self, paths, Recording, State, StopInfo};
-use crate::rules::{CallInfo, Plan, Trigger};
+use crate::rules::{CallInfo, Plan, PlannedRecording, RecordCall, Trigger};
 use crate::telemetry::metrics::{self, METRICS};
 use crate::telemetry::printable;
-use crate::uploader::{CallMeta, FinishedRecording};
+use crate::uploader::{CallMeta, FinishedRecording, RecordingKind};
 use crate::values::AudioFormat;
 
 /// What the session needs to know of callrec's configuration.
@@ -129,7 +130,10 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
     /// Subscriptions sent; waiting for their replies and for the plan.
-    Setup { replies: usize, plan: Option<Plan> },
+    Setup {
+        replies: usize,
+        plan: Option<Box<Plan>>,
+    },
     /// Commands queued one at a time (starts, then the transfer).
     Starting,
     /// Handed back (or given up on): following the call to its end.
@@ -144,6 +148,38 @@ enum Purpose {
     Subscribe,
     Start(RecIdx),
     Transfer(String),
+    /// `uuid_record <uuid> stop <path>` (a callflow's `record_call stop`).
+    Stop(RecIdx),
+    /// A dialplan application run by a callflow (`sendmsg execute` with this `Event-UUID`);
+    /// `starts` is the recording it begins (the `record` application).
+    Execute {
+        app_uuid: String,
+        app: String,
+        arg: String,
+        starts: Option<RecIdx>,
+    },
+}
+
+/// The tone played before `record_caller` records.
+pub const BEEP: &str = "tone_stream://%(500,0,800)";
+/// `record`'s silence detection: energy threshold and seconds of silence that end it.
+pub const SILENCE_THRESH: u32 = 200;
+pub const SILENCE_HITS: u32 = 5;
+
+/// A callflow running on the call, one module at a time.
+struct FlowRun {
+    id: String,
+    /// The module to run after the current one.
+    next: Option<Flow>,
+    /// Applications of the current module still to run, in order (with the recording the
+    /// `record` application begins).
+    apps: VecDeque<(String, String, Option<RecIdx>)>,
+    /// The application run whose CHANNEL_EXECUTE_COMPLETE the flow waits for.
+    waiting: Option<String>,
+    /// Recordings the flow's `record_call start` made (what `record_call stop` stops).
+    started: Vec<RecIdx>,
+    /// The flow has handed the call on (dialplan, hangup): nothing more to run.
+    over: bool,
 }
 
 /// One call.
@@ -159,6 +195,9 @@ pub struct Session {
     hangup_complete: bool,
     closed: bool,
     bridge_planned: bool,
+    /// The channel is answered (from the channel data, then CHANNEL_ANSWER).
+    answered: bool,
+    flow: Option<FlowRun>,
     /// New recording ids (tests inject fixed ones).
     ids: Box<dyn FnMut() -> String + Send>,
 }
@@ -184,6 +223,7 @@ impl Session {
     ) -> Session {
         Session {
             settings,
+            answered: info.answered,
             info,
             recordings: Vec::new(),
             phase: Phase::Setup {
@@ -196,6 +236,7 @@ impl Session {
             hangup_complete: false,
             closed: false,
             bridge_planned: false,
+            flow: None,
             ids: Box::new(ids),
         }
     }
@@ -253,7 +294,7 @@ impl Session {
             } => {
                 let plan = self.plan_or_nothing(result);
                 if let Phase::Setup { plan: p, .. } = &mut self.phase {
-                    *p = Some(plan);
+                    *p = Some(Box::new(plan));
                 }
                 self.after_setup(&mut out);
             }
@@ -335,11 +376,13 @@ impl Session {
             return;
         };
         let Phase::Setup {
-            plan: Some(plan), ..
+            plan: Some(mut plan),
+            ..
         } = std::mem::replace(&mut self.phase, Phase::Starting)
         else {
             return;
         };
+        let callflow = plan.callflow.take();
         self.identified(&plan);
         if plan.recordings.is_empty() {
             info!("no recording: no rule matched");
@@ -358,9 +401,25 @@ impl Session {
         }
         for idx in 0..self.recordings.len() {
             let t = self.recordings[idx].settings.trigger();
-            if t == Trigger::Immediately || (t == Trigger::OnAnswer && self.info.answered) {
+            if t == Trigger::Immediately || (t == Trigger::OnAnswer && self.answered) {
                 self.queue.push_back(Purpose::Start(idx));
             }
+        }
+        if let Some(cf) = callflow {
+            info!(callflow_id = %cf.id, "callflow matched: running it");
+            self.flow = Some(FlowRun {
+                id: cf.id,
+                next: Some(cf.flow),
+                apps: VecDeque::new(),
+                waiting: None,
+                started: Vec::new(),
+                over: false,
+            });
+            // The call stays in the socket while the flow runs; its events are followed.
+            self.phase = Phase::Following;
+            self.next_queued(out);
+            self.advance_flow(out);
+            return;
         }
         let dest = self.info.destination.clone();
         if !safe_destination(&dest) {
@@ -428,6 +487,34 @@ impl Session {
                     let cmd = Command::SendMsg(SendMsg::execute("transfer", Some(arg.clone())));
                     out.push(self.send(cmd, Purpose::Transfer(arg)));
                 }
+                Purpose::Stop(idx) => {
+                    let cmd = self.recordings[idx].stop_command(&self.info.call_id);
+                    out.push(self.send(cmd, Purpose::Stop(idx)));
+                }
+                Purpose::Execute {
+                    app_uuid,
+                    app,
+                    arg,
+                    starts,
+                } => {
+                    let mut msg =
+                        SendMsg::execute(app.clone(), (!arg.is_empty()).then(|| arg.clone()));
+                    msg.event_uuid = Some(app_uuid.clone());
+                    if let Some(idx) = starts {
+                        if let Some(parent) = self.recordings[idx].path.parent() {
+                            out.push(Action::CreateDir(parent.to_path_buf()));
+                        }
+                        self.recordings[idx].state = State::Starting;
+                        info!(recording_id = %self.recordings[idx].id, path = %self.recordings[idx].path.display(), "recording the caller");
+                    }
+                    let purpose = Purpose::Execute {
+                        app_uuid,
+                        app,
+                        arg,
+                        starts,
+                    };
+                    out.push(self.send(Command::SendMsg(msg), purpose));
+                }
                 Purpose::Subscribe => continue,
             }
             return;
@@ -464,6 +551,24 @@ impl Session {
                     self.fail(idx, format!("FreeSWITCH refused uuid_record: {text}"))
                 }
                 Err(e) => self.fail(idx, format!("uuid_record not acknowledged: {e}")),
+            },
+            Purpose::Stop(idx) => match result {
+                Ok((true, _)) => {
+                    info!(recording_id = %self.recordings[idx].id, "recording stop requested by the callflow")
+                }
+                Ok((false, text)) => {
+                    warn!(recording_id = %self.recordings[idx].id, reply = %text, "FreeSWITCH refused to stop the recording")
+                }
+                Err(e) => {
+                    warn!(recording_id = %self.recordings[idx].id, error = %e, "recording stop not acknowledged")
+                }
+            },
+            Purpose::Execute { app, starts, .. } => match result {
+                Ok((true, _)) => {}
+                Ok((false, text)) => {
+                    self.flow_failed(&format!("FreeSWITCH refused {app}: {text}"), starts, out)
+                }
+                Err(e) => self.flow_failed(&format!("{app} not acknowledged: {e}"), starts, out),
             },
             Purpose::Transfer(arg) => match result {
                 Ok((true, _)) => {
@@ -537,7 +642,19 @@ impl Session {
     fn on_event(&mut self, e: Event, out: &mut Vec<Action>) {
         let Some(name) = e.name() else { return };
         match name {
-            EventName::ChannelAnswer => self.start_waiting(Trigger::OnAnswer, out),
+            EventName::ChannelAnswer => {
+                self.answered = true;
+                self.start_waiting(Trigger::OnAnswer, out)
+            }
+            EventName::ChannelExecuteComplete => {
+                let done = e.application_uuid();
+                if let Some(run) = &mut self.flow {
+                    if done.is_some() && run.waiting.as_deref() == done.as_deref() {
+                        run.waiting = None;
+                        self.advance_flow(out);
+                    }
+                }
+            }
             EventName::ChannelBridge => {
                 self.start_waiting(Trigger::OnAnswer, out);
                 self.start_waiting(Trigger::OnBridge, out);
@@ -573,6 +690,11 @@ impl Session {
             }
             EventName::ChannelHangupComplete => {
                 self.hangup_complete = true;
+                if let Some(run) = self.flow.take() {
+                    if !run.over {
+                        info!(callflow_id = %run.id, "callflow stopped: the call ended");
+                    }
+                }
                 let cause = e.hangup_cause().map(|c| c.into_owned()).unwrap_or_default();
                 info!(hangup_cause = %printable(&cause), "call hung up");
                 for r in &mut self.recordings {
@@ -589,6 +711,225 @@ impl Session {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Runs the callflow until it has to wait (for an application to complete) or is over.
+    fn advance_flow(&mut self, out: &mut Vec<Action>) {
+        loop {
+            if self.hangup_complete || self.closed {
+                return;
+            }
+            let Some(run) = self.flow.as_mut() else {
+                return;
+            };
+            if run.waiting.is_some() {
+                return;
+            }
+            if let Some((app, arg, starts)) = run.apps.pop_front() {
+                let app_uuid = (self.ids)();
+                run.waiting = Some(app_uuid.clone());
+                self.queue.push_back(Purpose::Execute {
+                    app_uuid,
+                    app,
+                    arg,
+                    starts,
+                });
+                self.next_queued(out);
+                return;
+            }
+            if run.over {
+                return;
+            }
+            let id = run.id.clone();
+            let Some(node) = run.next.take() else {
+                // A flow that runs out of modules ends the call, as Kazoo's does.
+                info!(callflow_id = %id, "callflow ended: hanging up");
+                run.over = true;
+                run.apps
+                    .push_back(("hangup".into(), "NORMAL_CLEARING".into(), None));
+                continue;
+            };
+            run.next = node.next().cloned();
+            info!(callflow_id = %id, module = node.module.name(), "callflow module");
+            match node.module {
+                Module::RecordCall {
+                    action: RecordAction::Start,
+                    params,
+                } => self.flow_record_start(&id, &params, out),
+                Module::RecordCall {
+                    action: RecordAction::Stop,
+                    ..
+                } => self.flow_record_stop(out),
+                Module::RecordCaller(rc) => self.flow_record_caller(&id, &rc),
+                Module::Answer => self.flow_apps([("answer", String::new())]),
+                Module::Play { media } => self.flow_apps([("playback", media)]),
+                Module::Hangup { cause } => {
+                    self.flow_apps([("hangup", cause.unwrap_or_else(|| "NORMAL_CLEARING".into()))]);
+                    self.flow_over();
+                }
+                Module::Dialplan { context, extension } => {
+                    let ext = extension.unwrap_or_else(|| self.info.destination.clone());
+                    let ctx = context.unwrap_or_else(|| self.settings.continue_context.clone());
+                    self.flow_over();
+                    if !safe_destination(&ext) {
+                        warn!(destination = %ext.escape_debug(), "destination unsafe in a transfer; closing the socket so the dialplan's fallback routes the call");
+                        self.abandon("destination unsafe to hand back", out);
+                        return;
+                    }
+                    self.queue
+                        .push_back(Purpose::Transfer(format!("{ext} XML {ctx}")));
+                    self.next_queued(out);
+                }
+                Module::Device { .. } | Module::User { .. } => {
+                    self.flow_failed(
+                        &format!(
+                            "module {} is not available in this version",
+                            node.module.name()
+                        ),
+                        None,
+                        out,
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    fn flow_apps<const N: usize>(&mut self, apps: [(&str, String); N]) {
+        if let Some(run) = self.flow.as_mut() {
+            for (app, arg) in apps {
+                run.apps.push_back((app.to_string(), arg, None));
+            }
+        }
+    }
+
+    fn flow_over(&mut self) {
+        if let Some(run) = self.flow.as_mut() {
+            run.over = true;
+        }
+    }
+
+    /// A module could not run: say why and hand the call back to the dialplan, never leaving it
+    /// parked in the socket.
+    fn flow_failed(&mut self, why: &str, starts: Option<RecIdx>, out: &mut Vec<Action>) {
+        if let Some(idx) = starts {
+            self.fail(idx, why.to_string());
+        }
+        let Some(run) = self.flow.take() else { return };
+        error!(callflow_id = %run.id, reason = %why, "callflow cannot go on; handing the call back to the dialplan");
+        if self.hangup_complete || self.closed {
+            return;
+        }
+        let dest = self.info.destination.clone();
+        if !safe_destination(&dest) {
+            self.abandon("destination unsafe to hand back", out);
+            return;
+        }
+        self.queue.push_back(Purpose::Transfer(format!(
+            "{dest} XML {}",
+            self.settings.continue_context
+        )));
+        self.next_queued(out);
+    }
+
+    /// `record_call start`: a recording of the call with the module's settings (the same
+    /// machinery as rule-made ones), unless the leg already records exactly that.
+    fn flow_record_start(
+        &mut self,
+        flow_id: &str,
+        params: &crate::rules::model::Params,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(settings) = params.resolve(true) else {
+            return;
+        };
+        let plan = PlannedRecording::new(settings, format!("callflow {flow_id} record_call start"));
+        if self.recordings.iter().any(|r| {
+            r.settings.same_recording(&plan.settings)
+                && !matches!(r.state, State::Finished | State::Failed(_))
+        }) {
+            info!(callflow_id = %flow_id, "record_call start: the leg already records with these settings");
+            return;
+        }
+        let dir = self.dir();
+        let rec = Recording::with_id((self.ids)(), plan, &dir);
+        info!(
+            recording_id = %rec.id,
+            reason = %rec.reason,
+            trigger = rec.settings.trigger().as_str(),
+            format = rec.settings.format.ext(),
+            "rule matched"
+        );
+        let t = rec.settings.trigger();
+        self.recordings.push(rec);
+        let idx = self.recordings.len() - 1;
+        if let Some(run) = self.flow.as_mut() {
+            run.started.push(idx);
+        }
+        if t == Trigger::Immediately || (t == Trigger::OnAnswer && self.answered) {
+            self.queue.push_back(Purpose::Start(idx));
+            self.next_queued(out);
+        }
+    }
+
+    /// `record_call stop`: stops what this flow's `record_call start` began.
+    fn flow_record_stop(&mut self, out: &mut Vec<Action>) {
+        let started = self
+            .flow
+            .as_ref()
+            .map(|r| r.started.clone())
+            .unwrap_or_default();
+        let mut stopped = 0;
+        for idx in started {
+            match self.recordings[idx].state {
+                State::Starting | State::Recording { .. } => {
+                    self.queue.push_back(Purpose::Stop(idx));
+                    stopped += 1;
+                }
+                State::Waiting(_) => {
+                    info!(recording_id = %self.recordings[idx].id, "recording not started: stopped by the callflow first");
+                    self.recordings[idx].state = State::Finished;
+                }
+                _ => {}
+            }
+        }
+        if stopped == 0 {
+            info!("record_call stop: no recording of this callflow is running");
+        }
+        self.next_queued(out);
+    }
+
+    /// `record_caller`: answer if needed, beep, then record the caller with the `record`
+    /// application (ends on `#`, on silence, on the time limit or on hangup).
+    fn flow_record_caller(&mut self, flow_id: &str, rc: &RecordCaller) {
+        let settings = RecordCall {
+            format: rc.format.unwrap_or_default(),
+            time_limit: rc.time_limit(),
+            url: rc.url.as_ref().map(|u| u.as_str().to_string()),
+            method: rc.method.unwrap_or_default(),
+            ..RecordCall::default()
+        };
+        let plan = PlannedRecording::new(settings, format!("callflow {flow_id} record_caller"));
+        let mut rec = Recording::with_id((self.ids)(), plan, &self.dir());
+        rec.kind = RecordingKind::Caller;
+        info!(recording_id = %rec.id, reason = %rec.reason, format = rec.settings.format.ext(), "rule matched");
+        let arg = format!(
+            "{} {} {SILENCE_THRESH} {SILENCE_HITS}",
+            rec.path_str(),
+            rec.settings.time_limit
+        );
+        self.recordings.push(rec);
+        let idx = self.recordings.len() - 1;
+        let answered = self.answered;
+        if let Some(run) = self.flow.as_mut() {
+            if !answered {
+                run.apps.push_back(("answer".into(), String::new(), None));
+            }
+            run.apps
+                .push_back(("set".into(), "playback_terminators=#".into(), None));
+            run.apps.push_back(("playback".into(), BEEP.into(), None));
+            run.apps.push_back(("record".into(), arg, Some(idx)));
         }
     }
 
@@ -671,6 +1012,7 @@ impl Session {
         }
         // Commands in flight will get no reply: their recordings are watched like the rest.
         self.in_flight.clear();
+        self.flow = None;
         self.queue.clear();
         if self.phase != Phase::Following {
             self.phase = Phase::Following;
@@ -841,6 +1183,7 @@ impl Session {
             origin: rec.reason.clone(),
             completion_cause: stop.cause,
             sequence: idx as u32,
+            kind: rec.kind,
         };
         out.push(Action::Deliver(idx, Box::new(finished)));
     }

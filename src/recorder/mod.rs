@@ -77,6 +77,8 @@ pub struct Recording {
     pub keep_local: bool,
     pub path: PathBuf,
     pub state: State,
+    /// Of the call (`uuid_record`) or of the caller (the `record` application).
+    pub kind: crate::values::RecordingKind,
 }
 
 impl Recording {
@@ -100,6 +102,7 @@ impl Recording {
             reason: plan.reason,
             path,
             state,
+            kind: crate::values::RecordingKind::Call,
         }
     }
 

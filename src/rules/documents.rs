@@ -184,9 +184,57 @@ impl DeviceSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// A callflow: the numbers (exact) and patterns (regular expressions) it answers, and its flow.
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct CallflowSettings {
     pub numbers: Option<Vec<String>>,
+    pub patterns: Option<Vec<Pattern>>,
+    /// Parsed by [`crate::callflow::parse_flow`] (with its own field paths).
+    #[serde(skip)]
+    pub flow: Option<crate::callflow::Flow>,
+}
+
+impl PartialEq for CallflowSettings {
+    fn eq(&self, other: &Self) -> bool {
+        self.numbers == other.numbers && self.patterns == other.patterns && self.flow == other.flow
+    }
+}
+
+/// A callflow pattern: a regular expression matched against the whole destination number.
+#[derive(Debug, Clone)]
+pub struct Pattern(regex::Regex);
+
+impl Pattern {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn matches(&self, number: &str) -> bool {
+        self.0.is_match(number)
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let s = String::deserialize(d)?;
+        if s.len() > 256 {
+            return Err(D::Error::custom("a pattern is at most 256 characters"));
+        }
+        // Kazoo patterns are written for the whole number (`^\+?1?(\d{10})$`); anchoring is
+        // the writer's choice, as there.
+        regex::RegexBuilder::new(&s)
+            .size_limit(1 << 16)
+            .build()
+            .map(Pattern)
+            .map_err(|e| D::Error::custom(format!("not a regular expression: {e}")))
+    }
 }
 
 /// The typed parts of a document.
@@ -227,8 +275,44 @@ pub fn parse(kind: Kind, body: &Value) -> Result<Settings, FieldError> {
         Kind::Account => Settings::Account(Box::new(typed(body)?)),
         Kind::User => Settings::User(typed(body)?),
         Kind::Device => Settings::Device(typed(body)?),
-        Kind::Callflow => Settings::Callflow(typed(body)?),
+        Kind::Callflow => {
+            let mut cf: CallflowSettings = typed(body)?;
+            if let Some(f) = obj.get("flow") {
+                cf.flow = Some(crate::callflow::parse_flow(f, "flow")?);
+            }
+            Settings::Callflow(cf)
+        }
     })
+}
+
+/// Numbers and patterns of `new` (callflow `id`) that another callflow of the same account
+/// already holds: `(field path, message)` for each. A number or pattern belongs to at most one
+/// callflow per account.
+pub fn callflow_conflicts(
+    id: &str,
+    new: &CallflowSettings,
+    others: &[(String, CallflowSettings)],
+) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    for (other_id, other) in others.iter().filter(|(o, _)| o != id) {
+        for (i, n) in new.numbers.iter().flatten().enumerate() {
+            if other.numbers.iter().flatten().any(|m| m == n) {
+                out.push(FieldError {
+                    path: format!("numbers[{i}]"),
+                    message: format!("{n} already belongs to callflow {other_id}"),
+                });
+            }
+        }
+        for (i, p) in new.patterns.iter().flatten().enumerate() {
+            if other.patterns.iter().flatten().any(|q| q == p) {
+                out.push(FieldError {
+                    path: format!("patterns[{i}]"),
+                    message: format!("{} already belongs to callflow {other_id}", p.as_str()),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// JSON merge patch (RFC 7396): objects merge recursively, `null` deletes a key.

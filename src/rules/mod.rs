@@ -115,10 +115,20 @@ impl PlannedRecording {
     }
 }
 
+/// The callflow a call's destination matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallflowPlan {
+    /// The callflow document's id (named in logs and recording reasons).
+    pub id: String,
+    pub flow: crate::callflow::Flow,
+}
+
 /// The decision for one call, and who the rules found on it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub recordings: Vec<PlannedRecording>,
+    /// The callflow to run instead of handing the call straight back.
+    pub callflow: Option<CallflowPlan>,
     /// Identified from the documents when the channel variables did not say.
     pub account_id: Option<String>,
     pub user_id: Option<String>,

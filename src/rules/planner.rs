@@ -33,8 +33,10 @@ impl Planner for DocumentPlanner {
                     .map_err(|e| PlanError::Store(e.to_string()))?
                     .map_err(|e| PlanError::Store(e.to_string()))?;
             let parties = Parties { global, ..parties };
+            let callflow = parties.callflow.clone();
             Ok(Plan {
                 recordings: resolve::plan(&parties),
+                callflow,
                 account_id: parties.account_id,
                 user_id: parties.caller.user.as_ref().map(|u| u.id.clone()),
                 device_id: parties.caller.device.as_ref().map(|d| d.id.clone()),
@@ -62,6 +64,60 @@ pub fn report_invalid_documents(store: &Store) -> Result<usize, StoreError> {
         }
     }
     Ok(invalid)
+}
+
+/// The account's callflow for `number`: a callflow whose `numbers` hold it exactly first, then
+/// patterns (callflows in id order, each one's patterns in their order; the first that matches
+/// wins). A matching callflow whose document does not parse is logged and not run.
+pub fn find_callflow(
+    store: &Store,
+    account_id: &str,
+    number: &str,
+) -> Result<Option<super::CallflowPlan>, StoreError> {
+    if number.is_empty() {
+        return Ok(None);
+    }
+    let docs = store.list(Kind::Callflow, account_id)?;
+    let holds = |d: &Doc| {
+        d.body
+            .get("numbers")
+            .and_then(|n| n.as_array())
+            .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(number)))
+    };
+    let parsed = |d: &Doc| match super::documents::parse(Kind::Callflow, &d.body) {
+        Ok(super::documents::Settings::Callflow(cf)) => Some(cf),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(
+                callflow_id = %d.id,
+                field = %e.path,
+                error = %e.message,
+                "callflow does not parse; it is not run"
+            );
+            None
+        }
+    };
+    let to_plan = |d: &Doc, cf: super::documents::CallflowSettings| {
+        cf.flow.map(|flow| super::CallflowPlan {
+            id: d.id.clone(),
+            flow,
+        })
+    };
+    if let Some(d) = docs.iter().find(|d| holds(d)) {
+        return Ok(parsed(d).and_then(|cf| to_plan(d, cf)));
+    }
+    for d in &docs {
+        let has_patterns = d.body.get("patterns").is_some_and(|p| p.is_array());
+        if !has_patterns {
+            continue;
+        }
+        if let Some(cf) = parsed(d) {
+            if cf.patterns.iter().flatten().any(|p| p.matches(number)) {
+                return Ok(to_plan(d, cf));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The owner of a device, looked up in the device's own account.
@@ -101,6 +157,13 @@ pub fn find_parties(store: &Store, call: &CallInfo) -> Result<Parties, StoreErro
     if account_id.is_none() {
         account_id = caller_doc.as_ref().map(|d| d.account_id.clone());
     }
+    if account_id.is_none() && !call.destination.is_empty() {
+        // An outside caller dialling a DID: the number identifies the account when exactly one
+        // account's callflow holds it (as Kazoo's number database does).
+        if let [only] = store.accounts_with_number(&call.destination)?.as_slice() {
+            account_id = Some(only.clone());
+        }
+    }
     let Some(account_id) = account_id else {
         return Ok(Parties::default());
     };
@@ -126,7 +189,9 @@ pub fn find_parties(store: &Store, call: &CallInfo) -> Result<Parties, StoreErro
             callee.device = Some(dev);
         }
     }
+    let callflow = find_callflow(store, &account_id, &call.destination)?;
     Ok(Parties {
+        callflow,
         account: store
             .get(Kind::Account, &account_id, &account_id)?
             .map(|d| Found::account(&d)),

@@ -106,6 +106,8 @@ pub struct Parties {
     pub callee: Party,
     /// A `record_call` from callrec's configuration, applied like an account-wide rule.
     pub global: Option<RecordCall>,
+    /// The callflow the destination matched, if any.
+    pub callflow: Option<super::CallflowPlan>,
 }
 
 /// One user's or device's contribution: its cell, and whether it is a legacy `record_call`
@@ -316,6 +318,7 @@ mod tests {
                     user: None,
                 },
                 global: None,
+                callflow: None,
             };
             plan(&p)
         }

@@ -239,6 +239,19 @@ impl Store {
         })
     }
 
+    /// The accounts with a callflow whose `numbers` hold `number` exactly (identifying the
+    /// account of a call to a DID whose channel does not name it).
+    pub fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT DISTINCT d.account_id FROM documents d, json_each(d.body, '$.numbers') n
+                 WHERE d.kind = 'callflow' AND n.value = ?1 ORDER BY d.account_id",
+            )?;
+            let rows = st.query_map(params![number], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
     /// Devices whose `sip.username` is `username`, in `account_id` or (identification of a
     /// caller whose account the channel does not name) in any account.
     pub fn devices_by_sip_username(

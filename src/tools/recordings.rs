@@ -137,6 +137,7 @@ pub fn adopt(
                 origin: "adopted".into(),
                 completion_cause: "adopted from disk".into(),
                 sequence: 0,
+                kind: Default::default(),
             }
         }
     };

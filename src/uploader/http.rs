@@ -50,7 +50,14 @@ impl Http {
 
     /// Where this delivery goes.
     pub fn target(claim: &Claim) -> String {
-        url::upload_url(&claim.url, &claim.meta)
+        match claim.meta.kind {
+            crate::values::RecordingKind::Call => url::upload_url(&claim.url, &claim.meta),
+            crate::values::RecordingKind::Caller => url::caller_url(
+                &claim.url,
+                &claim.meta.call.call_id,
+                claim.meta.format.ext(),
+            ),
+        }
     }
 
     /// Makes one attempt and classifies it.

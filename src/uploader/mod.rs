@@ -48,6 +48,7 @@ impl FinishedRecording {
     }
 }
 
+pub use crate::values::RecordingKind;
 use crate::values::{AudioFormat, Destination};
 
 /// What every recording of a call says about the call.
@@ -95,6 +96,9 @@ pub struct FinishedRecording {
     /// 0 for a call's first recording, then 1, 2…: keeps upload file names apart.
     #[serde(default)]
     pub sequence: u32,
+    /// A recording of the call, or of the caller alone (its own URL form).
+    #[serde(default)]
+    pub kind: RecordingKind,
 }
 
 #[derive(Debug, thiserror::Error)]

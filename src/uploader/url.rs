@@ -128,8 +128,8 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::values::AudioFormat;
     use crate::uploader::CallMeta;
+    use crate::values::AudioFormat;
 
     fn rec() -> FinishedRecording {
         FinishedRecording {
@@ -158,6 +158,7 @@ mod tests {
             origin: "test".into(),
             completion_cause: "success-silence".into(),
             sequence: 0,
+            kind: Default::default(),
         }
     }
 
