@@ -56,6 +56,8 @@ pub struct Config {
     pub upload_min_rate: u64,
     /// Keep the local file after it was delivered everywhere.
     pub keep_local_after_upload: bool,
+    /// The sofia profile callflows bridge devices with `sip.invite_format: route` through.
+    pub bridge_profile: String,
     /// Applied to every call, on top of the documents; parsed (and so validated) with the
     /// same types as a document's `record_call`.
     pub record_call: Option<Params>,
@@ -85,6 +87,7 @@ impl Default for Config {
             upload_min_timeout_ms: 30_000,
             upload_min_rate: 256 * 1024,
             keep_local_after_upload: false,
+            bridge_profile: "external".into(),
             record_call: None,
         }
     }
@@ -182,6 +185,7 @@ impl Config {
             continue_context: self.continue_context.clone(),
             record_stop_grace: Duration::from_millis(self.record_stop_grace_ms),
             disk_poll: Duration::from_millis(self.disk_poll_ms.max(10)),
+            bridge_profile: self.bridge_profile.clone(),
         }
     }
 

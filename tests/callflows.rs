@@ -463,3 +463,178 @@ async fn callflows_are_validated_with_field_paths_and_numbers_are_unique() {
         .await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn start_device_stop_play_hangup_records_exactly_the_bridge() {
+    let api = start().await;
+    account_with_callflow(
+        &api,
+        "cf-desk",
+        json!({"numbers": ["8000"], "flow": {
+            "module": "record_call", "data": {"action": "start", "format": "wav"}, "children": {"_": {
+            "module": "device", "data": {"id": "dev-bob"}, "children": {"_": {
+            "module": "record_call", "data": {"action": "stop"}, "children": {"_": {
+            "module": "play", "data": {"media": "tone_stream://%(1000,0,440)"}, "children": {"_": {
+            "module": "hangup"}}}}}}}}}}),
+    )
+    .await;
+    // Bob's desk phone records its own calls too (mp3): applied when the bridge reaches it.
+    let (s, v) = api
+        .admin(
+            "PUT",
+            "/v2/accounts/acc-1/devices/dev-bob",
+            Some(
+                json!({"data": {"sip": {"username": "1001", "realm": "pbx.example.com"},
+                "record_call": {"format": "mp3"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let dir = tempfile::tempdir().unwrap();
+    let collect = Arc::new(Collect::default());
+    let server = server(&api, dir.path(), collect.clone()).await;
+    let call = callrec_sim::dial(server.addr, dial_spec("8000"))
+        .await
+        .unwrap();
+    let r = app_sent(&call, "bridge", 1).await;
+    assert_eq!(apps(&r).last().unwrap().1, "user/1001@pbx.example.com");
+    // The bridge revealed the callee: its own (different) recording starts too.
+    call.wait_for_commands("api uuid_record", 2).await;
+    call.advance(Duration::from_secs(4));
+    call.unbridge();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        call.wait_until(|r| r.commands.iter().any(|c| c.line.contains(" stop "))),
+    )
+    .await
+    .expect("record_call stop after the bridge");
+    app_sent(&call, "playback", 1).await;
+    call.advance(Duration::from_secs(1));
+    app_sent(&call, "hangup", 1).await;
+    call.closed().await;
+    server.shutdown().await;
+    let mut got = collect.got.lock().unwrap().clone();
+    got.sort_by_key(|g| g.sequence);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].origin, "callflow cf-desk record_call start");
+    assert_eq!(got[0].duration_ms, 4000, "exactly the bridge");
+    assert!(
+        got[1].origin.contains("device dev-bob"),
+        "{}",
+        got[1].origin
+    );
+    assert_eq!(
+        got[1].duration_ms, 5000,
+        "the callee's own recording runs to the hangup"
+    );
+}
+
+#[tokio::test]
+async fn user_rings_every_device_and_an_uncallable_device_hands_back() {
+    let api = start().await;
+    account_with_callflow(
+        &api,
+        "cf-ann",
+        json!({"numbers": ["8100"], "flow": {"module": "user", "data": {"id": "ann"}}}),
+    )
+    .await;
+    let (s, _) = api
+        .admin(
+            "PUT",
+            "/v2/accounts/acc-1/callflows/cf-none",
+            Some(json!({"data": {"numbers": ["8200"], "flow": {"module": "device", "data": {"id": "ghost"}}}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    api.admin(
+        "PATCH",
+        "/v2/accounts/acc-1",
+        Some(json!({"data": {"realm": "acme.example"}})),
+    )
+    .await;
+    for (id, sip) in [
+        ("d1", json!({"username": "ann-desk"})),
+        (
+            "d2",
+            json!({"username": "ann-gw", "invite_format": "route", "route": "sip:ann@10.0.0.5:5060"}),
+        ),
+    ] {
+        let (s, v) = api
+            .admin(
+                "PUT",
+                &format!("/v2/accounts/acc-1/devices/{id}"),
+                Some(json!({"data": {"owner_id": "ann", "sip": sip}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&api, dir.path(), Arc::new(Collect::default())).await;
+    let call = callrec_sim::dial(server.addr, dial_spec("8100"))
+        .await
+        .unwrap();
+    let r = app_sent(&call, "bridge", 1).await;
+    assert_eq!(
+        apps(&r).last().unwrap().1,
+        "user/ann-desk@acme.example,sofia/external/sip:ann@10.0.0.5:5060"
+    );
+    call.hangup("NORMAL_CLEARING");
+    call.closed().await;
+    let call = callrec_sim::dial(server.addr, dial_spec("8200"))
+        .await
+        .unwrap();
+    let r = app_sent(&call, "transfer", 1).await;
+    assert_eq!(apps(&r).last().unwrap().1, "8200 XML callrec-continue");
+    call.hangup("NORMAL_CLEARING");
+    call.closed().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn record_call_on_answer_min_sec_and_url_from_the_callflow() {
+    let api = start().await;
+    account_with_callflow(
+        &api,
+        "cf-fields",
+        json!({"numbers": ["8300"], "flow": {"module": "record_call", "data": {
+            "action": "start", "record_on_answer": true, "record_min_sec": 3,
+            "url": "https://rec.example.com/calls/", "method": "post"},
+            "children": {"_": {"module": "dialplan"}}}}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let collect = Arc::new(Collect::default());
+    let server = server(&api, dir.path(), collect.clone()).await;
+    for (talk_s, kept) in [(2, false), (4, true)] {
+        let call = callrec_sim::dial(server.addr, dial_spec("8300"))
+            .await
+            .unwrap();
+        app_sent(&call, "transfer", 1).await;
+        assert!(
+            !lines(&call.report())
+                .iter()
+                .any(|l| l.starts_with("api uuid_record")),
+            "record_on_answer waits for the answer"
+        );
+        call.answer();
+        call.wait_for_command("api uuid_record").await;
+        call.advance(Duration::from_secs(talk_s));
+        call.hangup("NORMAL_CLEARING");
+        let r = call.closed().await;
+        assert_eq!(r.recordings.len(), 1);
+        let got = collect.got.lock().unwrap().clone();
+        assert_eq!(
+            got.len(),
+            usize::from(kept),
+            "record_min_sec 3 with {talk_s} s"
+        );
+    }
+    server.shutdown().await;
+    let got = collect.got.lock().unwrap().clone();
+    assert_eq!(got[0].destinations.len(), 1);
+    assert_eq!(got[0].destinations[0].url, "https://rec.example.com/calls/");
+    assert_eq!(
+        got[0].destinations[0].method,
+        callrec::rules::UploadMethod::Post
+    );
+}

@@ -19,6 +19,7 @@ fn settings() -> Settings {
         continue_context: "callrec-continue".into(),
         record_stop_grace: Duration::from_secs(10),
         disk_poll: Duration::from_secs(1),
+        bridge_profile: "external".into(),
     }
 }
 

@@ -25,6 +25,63 @@ use crate::rules::documents::FieldError;
 use crate::rules::model::{Params, TimeLimit, Url};
 use crate::values::{AudioFormat, UploadMethod};
 
+/// How a device is called (`sip.invite_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InviteFormat {
+    /// `user/<username>@<realm>`: the device registered to this FreeSWITCH.
+    #[default]
+    Username,
+    /// `sofia/<profile>/<sip.route>`: a fixed SIP URI.
+    Route,
+}
+
+/// A device a `device` or `user` module bridges to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub username: String,
+    /// The device's `sip.realm`, else the account's `realm`; FreeSWITCH's `${domain_name}`
+    /// when neither is set.
+    pub realm: Option<String>,
+    pub invite_format: InviteFormat,
+    pub route: Option<String>,
+}
+
+/// The `bridge` argument for `endpoints` (rung at once, `,`-separated); `None` when none can
+/// be called (a `route` device without `sip.route`).
+pub fn dial_string(endpoints: &[Endpoint], sofia_profile: &str) -> Option<String> {
+    let targets: Vec<String> = endpoints
+        .iter()
+        .filter_map(|e| match e.invite_format {
+            InviteFormat::Username => Some(format!(
+                "user/{}@{}",
+                e.username,
+                e.realm.as_deref().unwrap_or("${domain_name}")
+            )),
+            InviteFormat::Route => e
+                .route
+                .as_ref()
+                .map(|r| format!("sofia/{sofia_profile}/{r}")),
+        })
+        .collect();
+    (!targets.is_empty()).then(|| targets.join(","))
+}
+
+/// Every `device` and `user` id a flow names, as `device:<id>` / `user:<id>`.
+pub fn endpoint_keys(flow: &Flow) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![flow];
+    while let Some(f) = stack.pop() {
+        match &f.module {
+            Module::Device { id } => out.push(format!("device:{id}")),
+            Module::User { id } => out.push(format!("user:{id}")),
+            _ => {}
+        }
+        stack.extend(f.children.values());
+    }
+    out
+}
+
 /// Deepest flow accepted.
 pub const MAX_DEPTH: usize = 32;
 
@@ -385,6 +442,30 @@ mod tests {
             deep = json!({"module": "answer", "children": {"_": deep}});
         }
         assert!(parse_flow(&deep, "flow").is_err());
+    }
+
+    #[test]
+    fn dial_strings() {
+        let e = |u: &str, realm: Option<&str>, f, route: Option<&str>| Endpoint {
+            username: u.into(),
+            realm: realm.map(str::to_string),
+            invite_format: f,
+            route: route.map(str::to_string),
+        };
+        assert_eq!(
+            dial_string(
+                &[
+                    e("1001", Some("pbx.example.com"), InviteFormat::Username, None),
+                    e("1002", None, InviteFormat::Username, None),
+                    e("gw", None, InviteFormat::Route, Some("sip:1003@10.0.0.5:5060")),
+                    e("nr", None, InviteFormat::Route, None),
+                ],
+                "external"
+            )
+            .unwrap(),
+            "user/1001@pbx.example.com,user/1002@${domain_name},sofia/external/sip:1003@10.0.0.5:5060"
+        );
+        assert_eq!(dial_string(&[], "external"), None);
     }
 
     #[test]

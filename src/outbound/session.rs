@@ -41,6 +41,8 @@ pub struct Settings {
     pub record_stop_grace: Duration,
     /// How often a file is polled once the connection is lost.
     pub disk_poll: Duration,
+    /// The sofia profile callflows bridge `route` devices through.
+    pub bridge_profile: String,
 }
 
 /// Which command a reply belongs to.
@@ -178,6 +180,8 @@ struct FlowRun {
     waiting: Option<String>,
     /// Recordings the flow's `record_call start` made (what `record_call stop` stops).
     started: Vec<RecIdx>,
+    /// The devices `device`/`user` modules ring (resolved by the planner).
+    endpoints: std::collections::BTreeMap<String, Vec<crate::callflow::Endpoint>>,
     /// The flow has handed the call on (dialplan, hangup): nothing more to run.
     over: bool,
 }
@@ -413,6 +417,7 @@ impl Session {
                 apps: VecDeque::new(),
                 waiting: None,
                 started: Vec::new(),
+                endpoints: cf.endpoints,
                 over: false,
             });
             // The call stays in the socket while the flow runs; its events are followed.
@@ -742,6 +747,7 @@ impl Session {
                 return;
             }
             let id = run.id.clone();
+            let endpoints = run.endpoints.clone();
             let Some(node) = run.next.take() else {
                 // A flow that runs out of modules ends the call, as Kazoo's does.
                 info!(callflow_id = %id, "callflow ended: hanging up");
@@ -751,7 +757,8 @@ impl Session {
                 continue;
             };
             run.next = node.next().cloned();
-            info!(callflow_id = %id, module = node.module.name(), "callflow module");
+            let module_name = node.module.name();
+            info!(callflow_id = %id, module = module_name, "callflow module");
             match node.module {
                 Module::RecordCall {
                     action: RecordAction::Start,
@@ -781,16 +788,22 @@ impl Session {
                         .push_back(Purpose::Transfer(format!("{ext} XML {ctx}")));
                     self.next_queued(out);
                 }
-                Module::Device { .. } | Module::User { .. } => {
-                    self.flow_failed(
-                        &format!(
-                            "module {} is not available in this version",
-                            node.module.name()
-                        ),
-                        None,
-                        out,
-                    );
-                    return;
+                Module::Device { id: target } | Module::User { id: target } => {
+                    let key = format!("{module_name}:{target}");
+                    let dial = endpoints.get(&key).and_then(|e| {
+                        crate::callflow::dial_string(e, &self.settings.bridge_profile)
+                    });
+                    match dial {
+                        Some(d) => self.flow_apps([("bridge", d)]),
+                        None => {
+                            self.flow_failed(
+                                &format!("{key} names no device that can be called"),
+                                None,
+                                out,
+                            );
+                            return;
+                        }
+                    }
                 }
             }
         }

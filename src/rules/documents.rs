@@ -129,6 +129,8 @@ pub struct AccountCallRecording {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct AccountSettings {
+    /// The account's SIP domain (`user/<username>@<realm>` for its devices).
+    pub realm: Option<DialPart>,
     pub record_call: Option<Params>,
     pub call_recording: Option<AccountCallRecording>,
 }
@@ -164,6 +166,41 @@ impl NonEmpty {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Sip {
     pub username: Option<NonEmpty>,
+    /// How callflows bridge to the device: `username` (default) or `route`.
+    pub invite_format: Option<crate::callflow::InviteFormat>,
+    /// The SIP URI used with `invite_format: route` (`sip:1000@10.0.0.5:5060`).
+    pub route: Option<DialPart>,
+    /// The domain the device registers in (`user/<username>@<realm>`).
+    pub realm: Option<DialPart>,
+}
+
+/// A piece of a `bridge` dial string: no spaces, commas, braces or line breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct DialPart(String);
+
+impl DialPart {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for DialPart {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let s = String::deserialize(d)?;
+        let ok = !s.is_empty()
+            && s.len() <= 256
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+*#._@:;=-".contains(c));
+        if ok {
+            Ok(DialPart(s))
+        } else {
+            Err(D::Error::custom(
+                "must be 1-256 characters of [A-Za-z0-9+*#._@:;=-]",
+            ))
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

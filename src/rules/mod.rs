@@ -121,6 +121,9 @@ pub struct CallflowPlan {
     /// The callflow document's id (named in logs and recording reasons).
     pub id: String,
     pub flow: crate::callflow::Flow,
+    /// The devices its `device`/`user` modules ring, by `device:<id>` / `user:<id>`; a key
+    /// that is missing names no callable device.
+    pub endpoints: std::collections::BTreeMap<String, Vec<crate::callflow::Endpoint>>,
 }
 
 /// The decision for one call, and who the rules found on it.

@@ -101,6 +101,7 @@ pub fn find_callflow(
         cf.flow.map(|flow| super::CallflowPlan {
             id: d.id.clone(),
             flow,
+            endpoints: Default::default(),
         })
     };
     if let Some(d) = docs.iter().find(|d| holds(d)) {
@@ -118,6 +119,66 @@ pub fn find_callflow(
         }
     }
     Ok(None)
+}
+
+/// The devices a callflow's `device` and `user` modules ring, from the account's documents.
+pub fn resolve_endpoints(
+    store: &Store,
+    account_id: &str,
+    plan: &mut super::CallflowPlan,
+) -> Result<(), StoreError> {
+    use super::documents::{DeviceSettings, Settings};
+    use crate::callflow::{endpoint_keys, Endpoint};
+    let keys = endpoint_keys(&plan.flow);
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let realm = store
+        .get(Kind::Account, account_id, account_id)?
+        .and_then(|d| match super::documents::parse(Kind::Account, &d.body) {
+            Ok(Settings::Account(a)) => a.realm.map(|r| r.as_str().to_string()),
+            _ => None,
+        });
+    let endpoint = |d: &DeviceSettings| {
+        let sip = d.sip.as_ref()?;
+        Some(Endpoint {
+            username: sip.username.as_ref()?.as_str().to_string(),
+            realm: sip
+                .realm
+                .as_ref()
+                .map(|r| r.as_str().to_string())
+                .or_else(|| realm.clone()),
+            invite_format: sip.invite_format.unwrap_or_default(),
+            route: sip.route.as_ref().map(|r| r.as_str().to_string()),
+        })
+    };
+    let devices: Vec<(String, DeviceSettings)> = store
+        .list(Kind::Device, account_id)?
+        .into_iter()
+        .filter_map(|d| match super::documents::parse(Kind::Device, &d.body) {
+            Ok(Settings::Device(s)) => Some((d.id, s)),
+            _ => None,
+        })
+        .collect();
+    for key in keys {
+        let found: Vec<Endpoint> = match key.split_once(':') {
+            Some(("device", id)) => devices
+                .iter()
+                .filter(|(d, _)| d == id)
+                .filter_map(|(_, s)| endpoint(s))
+                .collect(),
+            Some(("user", id)) => devices
+                .iter()
+                .filter(|(_, s)| s.owner_id.as_deref() == Some(id))
+                .filter_map(|(_, s)| endpoint(s))
+                .collect(),
+            _ => vec![],
+        };
+        if !found.is_empty() {
+            plan.endpoints.insert(key, found);
+        }
+    }
+    Ok(())
 }
 
 /// The owner of a device, looked up in the device's own account.
@@ -189,7 +250,10 @@ pub fn find_parties(store: &Store, call: &CallInfo) -> Result<Parties, StoreErro
             callee.device = Some(dev);
         }
     }
-    let callflow = find_callflow(store, &account_id, &call.destination)?;
+    let mut callflow = find_callflow(store, &account_id, &call.destination)?;
+    if let Some(cf) = callflow.as_mut() {
+        resolve_endpoints(store, &account_id, cf)?;
+    }
     Ok(Parties {
         callflow,
         account: store

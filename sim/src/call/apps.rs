@@ -263,6 +263,18 @@ impl Sim {
                 )
                 .await
             }
+            "bridge" => {
+                // The first target's user part: `user/1001@dom`, `sofia/prof/1001@host`, after
+                // any `{vars}`, with `,` (ring all) or `|` (in turn) between targets.
+                let rest = match arg.strip_prefix('{') {
+                    Some(r) => r.split_once('}').map_or(r, |(_, t)| t),
+                    None => arg,
+                };
+                let first = rest.split([',', '|']).next().unwrap_or("");
+                let target = first.rsplit('/').next().unwrap_or("");
+                let number = target.split('@').next().unwrap_or("").to_string();
+                self.bridge_app(&number, arg, app_uuid).await
+            }
             _ => {
                 self.execute(app, arg, app_uuid).await?;
                 self.execute_complete(app, arg, app_uuid, "_none_").await
@@ -312,10 +324,18 @@ impl Sim {
             .await
     }
 
+    /// The dialplan (or the test) bridging the call to `number`.
     pub(super) async fn bridge(&mut self, number: &str) -> Io {
-        let u = uuid_v4();
         let arg = format!("sofia/test/{number}@127.0.0.1:5090");
-        self.execute("bridge", &arg, &u).await?;
+        self.bridge_app(number, &arg, &uuid_v4()).await
+    }
+
+    /// The `bridge` application: the B-leg answers at once (the test hangs it up with
+    /// `unbridge`), CHANNEL_BRIDGE names it, and CHANNEL_EXECUTE_COMPLETE (with the caller's
+    /// `Application-UUID`) follows the unbridge, as in `outbound-bridge-callee.json.txt`.
+    pub(super) async fn bridge_app(&mut self, number: &str, arg: &str, app_uuid: &str) -> Io {
+        self.execute("bridge", arg, app_uuid).await?;
+        self.bridge_run = Some((app_uuid.to_string(), arg.to_string()));
         let b = uuid_v4();
         self.ch.other_leg = Some(OtherLeg {
             uuid: b.clone(),
@@ -358,8 +378,12 @@ impl Sim {
             None,
         )
         .await?;
-        let arg = format!("sofia/test/{}@127.0.0.1:5090", o.number);
-        self.execute_complete("bridge", &arg, &uuid_v4(), "_none_")
+        self.ch.other_leg = None;
+        let (app_uuid, arg) = self
+            .bridge_run
+            .take()
+            .unwrap_or_else(|| (uuid_v4(), format!("sofia/test/{}@127.0.0.1:5090", o.number)));
+        self.execute_complete("bridge", &arg, &app_uuid, "_none_")
             .await
     }
 

@@ -253,6 +253,7 @@ fn start(stream: TcpStream, spec: CallSpec) -> CallHandle {
         recordings: Vec::new(),
         app_record: None,
         playback: None,
+        bridge_run: None,
         report,
         changed,
     };
@@ -319,6 +320,8 @@ struct Sim {
     app_record: Option<AppRecording>,
     /// A running `playback`: (application uuid, argument, virtual end time).
     playback: Option<(String, String, u64)>,
+    /// A running `bridge`: (application uuid, argument).
+    bridge_run: Option<(String, String)>,
     report: Arc<Mutex<CallReport>>,
     changed: Arc<Notify>,
 }
