@@ -638,3 +638,49 @@ async fn record_call_on_answer_min_sec_and_url_from_the_callflow() {
         callrec::rules::UploadMethod::Post
     );
 }
+
+#[tokio::test]
+async fn record_call_start_never_records_the_leg_twice_with_the_same_settings() {
+    let api = start().await;
+    account_with_callflow(
+        &api,
+        "cf-dup",
+        json!({"numbers": ["8400"], "flow": {"module": "record_call",
+            "data": {"action": "start", "format": "wav", "url": "https://b.example/"},
+            "children": {"_": {"module": "dialplan"}}}}),
+    )
+    .await;
+    // The account already records every call as WAV (to another URL).
+    api.admin(
+        "PATCH",
+        "/v2/accounts/acc-1",
+        Some(json!({"data": {"record_call": {"format": "wav", "url": "https://a.example/"}}})),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let collect = Arc::new(Collect::default());
+    let server = server(&api, dir.path(), collect.clone()).await;
+    let call = callrec_sim::dial(server.addr, dial_spec("8400"))
+        .await
+        .unwrap();
+    let r = app_sent(&call, "transfer", 1).await;
+    let starts = lines(&r)
+        .iter()
+        .filter(|l| l.starts_with("api uuid_record"))
+        .count();
+    assert_eq!(starts, 1, "one uuid_record on the leg: {:?}", lines(&r));
+    call.answer();
+    call.advance(Duration::from_secs(2));
+    call.hangup("NORMAL_CLEARING");
+    call.closed().await;
+    server.shutdown().await;
+    let got = collect.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let urls: Vec<&str> = got[0].destinations.iter().map(|d| d.url.as_str()).collect();
+    assert_eq!(
+        urls,
+        ["https://a.example/", "https://b.example/"],
+        "delivered to both"
+    );
+    assert!(got[0].origin.contains("account acc-1") && got[0].origin.contains("callflow cf-dup"));
+}

@@ -858,13 +858,9 @@ impl Session {
             return;
         };
         let plan = PlannedRecording::new(settings, format!("callflow {flow_id} record_call start"));
-        if self.recordings.iter().any(|r| {
-            r.settings.same_recording(&plan.settings)
-                && !matches!(r.state, State::Finished | State::Failed(_))
-        }) {
-            info!(callflow_id = %flow_id, "record_call start: the leg already records with these settings");
+        let Some(plan) = self.join_running(plan) else {
             return;
-        }
+        };
         let dir = self.dir();
         let rec = Recording::with_id((self.ids)(), plan, &dir);
         info!(
@@ -884,6 +880,27 @@ impl Session {
             self.queue.push_back(Purpose::Start(idx));
             self.next_queued(out);
         }
+    }
+
+    /// Never the same leg twice: when a recording with the same settings is planned or running,
+    /// it also goes where `plan` would (its destinations, local copy, reason), and `None` is
+    /// returned; otherwise `plan` comes back to be started.
+    fn join_running(&mut self, plan: PlannedRecording) -> Option<PlannedRecording> {
+        let Some(r) = self.recordings.iter_mut().find(|r| {
+            r.settings.same_recording(&plan.settings)
+                && !matches!(r.state, State::Finished | State::Failed(_))
+        }) else {
+            return Some(plan);
+        };
+        for d in plan.destinations {
+            if !r.destinations.contains(&d) {
+                r.destinations.push(d);
+            }
+        }
+        r.keep_local |= plan.keep_local;
+        r.reason = format!("{}; {}", r.reason, plan.reason);
+        info!(recording_id = %r.id, reason = %plan.reason, "the leg already records with these settings; destinations joined");
+        None
     }
 
     /// `record_call stop`: stops what this flow's `record_call start` began.
@@ -966,13 +983,9 @@ impl Session {
         }
         let dir = self.dir();
         for p in plan {
-            if self
-                .recordings
-                .iter()
-                .any(|r| r.settings.same_recording(&p.settings))
-            {
+            let Some(p) = self.join_running(p) else {
                 continue;
-            }
+            };
             let rec = Recording::with_id((self.ids)(), p, &dir);
             info!(
                 recording_id = %rec.id,
