@@ -223,7 +223,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         api_stop.clone(),
     ));
-    let uploads = Uploads::start(&config, store).await?;
+    let uploads = Uploads::start(&config, store.clone()).await?;
+    // Recordings a previous run journaled but never finished (it died mid-call): FreeSWITCH
+    // kept recording them; finish them from their files, in the background.
+    let watch = crate::supervisor::Watch {
+        poll: Duration::from_millis(config.disk_poll_ms.max(10)),
+        stable_polls: 3,
+    };
+    let delivery: Arc<dyn Delivery> = uploads.delivery.clone();
+    match crate::supervisor::readopt(&store, delivery, watch) {
+        Ok(0) => {}
+        Ok(n) => info!(
+            count = n,
+            "recordings journaled by a previous run: taking them up again"
+        ),
+        Err(e) => warn!(error = %e, "cannot read the recording journal"),
+    }
     let server = Server::start(config, planner, uploads.delivery.clone()).await?;
     wait_for_signal().await;
     info!("shutdown requested");

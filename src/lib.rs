@@ -30,6 +30,7 @@ pub mod outbound;
 pub mod recorder;
 pub mod rules;
 pub mod store;
+pub mod supervisor;
 pub mod telemetry;
 pub mod tools;
 pub mod uploader;

@@ -64,6 +64,9 @@ struct Outcome {
     /// Kept recordings: (recording id, duration ms, completion cause).
     kept: Vec<(String, u64, String)>,
     deleted: usize,
+    /// Journaled before their `uuid_record`, and journal rows dropped.
+    journaled: Vec<String>,
+    forgotten: Vec<String>,
     exited: bool,
     done: bool,
     /// `uuid_record` counted against the events fed before it (its position in the call).
@@ -174,6 +177,8 @@ fn run(capture: &str, rules: &[RecordCall], world: World) -> (Outcome, Session) 
                 }
                 Action::SetTimer(t, _) => timers.push(t),
                 Action::CreateDir(_) => {}
+                Action::Journal(e) => out.journaled.push(e.rec.recording_id.clone()),
+                Action::Forget(id) => out.forgotten.push(id),
                 Action::Inspect { rec, measure, .. } => inputs.push_back(Input::Inspected {
                     rec,
                     size: world.files_exist.then_some(48_044),
@@ -259,6 +264,8 @@ fn row1_immediate_recording_kept_with_freeswitchs_record_ms() {
             && o.commands[4].ends_with(" XML callrec-continue")
     );
     assert_eq!(o.commands.len(), 5);
+    assert_eq!(o.journaled, ["rec-1"], "journaled before uuid_record");
+    assert!(o.forgotten.is_empty());
     assert_eq!(o.events_before_first_start, 0, "started before any event");
     assert_eq!(o.kept.len(), 1);
     assert_eq!(o.kept[0].0, "rec-1");
@@ -313,6 +320,11 @@ fn row4_min_sec_discards_and_deletes_a_short_recording() {
     );
     assert!(o.kept.is_empty());
     assert_eq!(o.deleted, 1);
+    assert_eq!(
+        o.forgotten,
+        ["rec-1"],
+        "a discarded recording leaves no journal row"
+    );
     assert!(o.done);
 }
 

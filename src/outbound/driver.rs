@@ -137,6 +137,14 @@ async fn drive(mut conn: Connection, mut session: Session, ctx: Arc<SessionConte
                         .map_err(|e| e.to_string());
                     ready.push_back(Input::Delivered { rec, result });
                 }
+                Action::Journal(entry) => {
+                    let id = entry.rec.recording_id.clone();
+                    if let Err(e) = ctx.delivery.journal(*entry).await {
+                        // Recording goes on: losing the journal row only loses crash safety.
+                        error!(recording_id = %id, error = %e, "cannot journal the recording");
+                    }
+                }
+                Action::Forget(id) => ctx.delivery.forget(id).await,
                 Action::Close => {
                     conn.shutdown().await;
                     reading = false;

@@ -28,6 +28,7 @@ use crate::recorder::{self, paths, Recording, State, StopInfo};
 use crate::rules::{CallInfo, Plan, PlannedRecording, RecordCall, Trigger};
 use crate::telemetry::metrics::{self, METRICS};
 use crate::telemetry::printable;
+use crate::uploader::journal::JournalEntry;
 use crate::uploader::{CallMeta, FinishedRecording, RecordingKind};
 use crate::values::AudioFormat;
 
@@ -120,6 +121,11 @@ pub enum Action {
     Delete(PathBuf),
     /// Hand a kept recording to delivery; fed back as [`Input::Delivered`].
     Deliver(RecIdx, Box<FinishedRecording>),
+    /// Journal a recording before FreeSWITCH is asked to record it (so a crash leaves a row,
+    /// never an anonymous file). Performed before the next action.
+    Journal(Box<JournalEntry>),
+    /// A journaled recording ended without being kept.
+    Forget(String),
     /// Close our side of the socket (the dialplan's fallback routes the call); stop reading.
     Close,
     /// Everything is accounted for: send `exit` and let FreeSWITCH close the socket.
@@ -485,6 +491,7 @@ impl Session {
                     if let Some(parent) = self.recordings[idx].path.parent() {
                         out.push(Action::CreateDir(parent.to_path_buf()));
                     }
+                    out.push(Action::Journal(Box::new(self.journal_entry(idx))));
                     self.recordings[idx].state = State::Starting;
                     out.push(self.send(cmd, Purpose::Start(idx)));
                 }
@@ -509,6 +516,7 @@ impl Session {
                         if let Some(parent) = self.recordings[idx].path.parent() {
                             out.push(Action::CreateDir(parent.to_path_buf()));
                         }
+                        out.push(Action::Journal(Box::new(self.journal_entry(idx))));
                         self.recordings[idx].state = State::Starting;
                         info!(recording_id = %self.recordings[idx].id, path = %self.recordings[idx].path.display(), "recording the caller");
                     }
@@ -553,7 +561,10 @@ impl Session {
                     "recording requested"
                 ),
                 Ok((false, text)) => {
-                    self.fail(idx, format!("FreeSWITCH refused uuid_record: {text}"))
+                    self.fail(idx, format!("FreeSWITCH refused uuid_record: {text}"));
+                    // Refused: nothing records, so nothing stays journaled. (Without a reply
+                    // FreeSWITCH may be recording: the row stays for RECORD_STOP or a restart.)
+                    out.push(Action::Forget(self.recordings[idx].id.clone()));
                 }
                 Err(e) => self.fail(idx, format!("uuid_record not acknowledged: {e}")),
             },
@@ -828,6 +839,7 @@ impl Session {
     fn flow_failed(&mut self, why: &str, starts: Option<RecIdx>, out: &mut Vec<Action>) {
         if let Some(idx) = starts {
             self.fail(idx, why.to_string());
+            out.push(Action::Forget(self.recordings[idx].id.clone()));
         }
         let Some(run) = self.flow.take() else { return };
         error!(callflow_id = %run.id, reason = %why, "callflow cannot go on; handing the call back to the dialplan");
@@ -1191,27 +1203,47 @@ impl Session {
             }
             info!(recording_id = %rec.id, reason = %reason, "recording discarded");
             metrics::inc(&METRICS.recordings_discarded_total);
+            out.push(Action::Forget(rec.id.clone()));
             self.recordings[idx].state = State::Finished;
             return;
         }
-        let finished = FinishedRecording {
+        let mut finished = self.finished_meta(idx, started_us);
+        finished.duration_ms = stop.record_ms;
+        finished.size = size.unwrap_or(0);
+        finished.completion_cause = stop.cause;
+        out.push(Action::Deliver(idx, Box::new(finished)));
+    }
+
+    /// What delivery will get for recording `idx` (duration, size and cause still to fill in).
+    fn finished_meta(&self, idx: RecIdx, started_us: Option<u64>) -> FinishedRecording {
+        let rec = &self.recordings[idx];
+        FinishedRecording {
             call: call_meta(&self.info),
             recording_id: rec.id.clone(),
             start_us: started_us.unwrap_or(self.info.started_us),
-            duration_ms: stop.record_ms,
+            duration_ms: 0,
             format: rec.settings.format,
             sample_rate: rec.settings.record_sample_rate,
             stereo: rec.settings.record_stereo,
             file_path: rec.path_str(),
-            size: size.unwrap_or(0),
+            size: 0,
             destinations: rec.destinations.clone(),
             keep_local: rec.keep_local,
             origin: rec.reason.clone(),
-            completion_cause: stop.cause,
+            completion_cause: "recording".into(),
             sequence: idx as u32,
             kind: rec.kind,
-        };
-        out.push(Action::Deliver(idx, Box::new(finished)));
+        }
+    }
+
+    /// The journal row of recording `idx`, written before FreeSWITCH is asked to record it.
+    fn journal_entry(&self, idx: RecIdx) -> JournalEntry {
+        let s = &self.recordings[idx].settings;
+        JournalEntry {
+            rec: self.finished_meta(idx, None),
+            record_min_sec: s.record_min_sec,
+            time_limit: s.time_limit,
+        }
     }
 }
 

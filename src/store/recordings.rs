@@ -6,6 +6,11 @@
 //! deliveries: `uploading` if any is, else `pending` if any is, else `failed` if any is, else
 //! `delivered`; without deliveries it is `stored` (kept locally, final).
 //!
+//! Before that, while FreeSWITCH records, a recording is **journaled**: a row in state
+//! `recording` (no deliveries) written before `uuid_record` is sent, replaced by the kept
+//! recording when it ends, removed when it is discarded. A crash therefore leaves a row, never
+//! an anonymous file.
+//!
 //! Invariants: a delivery changes state only in a transaction that also recomputes its
 //! recording's state; `recover` returns every `uploading` delivery to `pending` (a crash
 //! between claim and settle is retried, so delivery is at least once, never zero times).
@@ -33,6 +38,8 @@ pub enum DeliveryState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordingState {
+    /// Journaled: FreeSWITCH is (or was, before a crash) recording it.
+    Recording,
     Pending,
     Uploading,
     Delivered,
@@ -65,7 +72,7 @@ macro_rules! text_enum {
 }
 
 text_enum!(DeliveryState { Pending => "pending", Uploading => "uploading", Delivered => "delivered", Failed => "failed" });
-text_enum!(RecordingState { Pending => "pending", Uploading => "uploading", Delivered => "delivered", Failed => "failed", Stored => "stored" });
+text_enum!(RecordingState { Recording => "recording", Pending => "pending", Uploading => "uploading", Delivered => "delivered", Failed => "failed", Stored => "stored" });
 
 fn corrupt(what: &str, v: &str) -> StoreError {
     StoreError::Corrupt(format!("unknown {what} {v:?}"))
@@ -263,6 +270,57 @@ impl Store {
             let state = refresh(&tx, rec.id)?;
             tx.commit()?;
             Ok(state)
+        })
+    }
+
+    /// Journals a recording FreeSWITCH is about to record (state `recording`, no deliveries).
+    pub fn journal_recording<M: Serialize>(
+        &self,
+        rec: &NewRecording<'_, M>,
+    ) -> Result<(), StoreError> {
+        let meta = serde_json::to_string(rec.meta)
+            .map_err(|e| StoreError::Corrupt(format!("recording metadata: {e}")))?;
+        let now = now_us() as i64;
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO recordings
+                 (id, account_id, call_id, file_path, state, meta, created_us, updated_us)
+                 VALUES (?1, ?2, ?3, ?4, 'recording', ?5, ?6, ?6)",
+                params![
+                    rec.id,
+                    rec.account_id,
+                    rec.call_id,
+                    rec.file_path,
+                    meta,
+                    now
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Removes a journaled recording that ended without being kept (discarded, failed).
+    pub fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM recordings WHERE id = ?1 AND state = 'recording'",
+                params![id],
+            )? > 0)
+        })
+    }
+
+    /// Every journaled recording (what a restart takes up again).
+    pub fn journaled<M: DeserializeOwned>(&self) -> Result<Vec<(String, M)>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, meta FROM recordings WHERE state = 'recording' ORDER BY created_us",
+            )?;
+            let rows: Vec<(String, String)> = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            rows.into_iter()
+                .map(|(id, meta)| Ok((id, meta_of(&meta)?)))
+                .collect()
         })
     }
 

@@ -6,6 +6,7 @@
 //! the file and writes its metadata beside it (`<recording_id>.json`).
 
 pub mod http;
+pub mod journal;
 pub mod local;
 pub mod retry;
 pub mod spool;
@@ -116,6 +117,17 @@ pub enum DeliveryError {
 /// Takes over a kept recording. Must be quick: it is awaited by the call's session.
 pub trait Delivery: Send + Sync + 'static {
     fn accept(&self, rec: FinishedRecording) -> BoxFuture<'_, Result<(), DeliveryError>>;
+
+    /// Journals a recording about to start (a durable delivery keeps it; the default keeps
+    /// nothing).
+    fn journal(&self, _entry: journal::JournalEntry) -> BoxFuture<'_, Result<(), DeliveryError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// A journaled recording ended without being kept.
+    fn forget(&self, _recording_id: String) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Audio files under `dir` that the spool does not know.

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::http::Http;
+use super::journal::JournalEntry;
 use super::spool::{self, Claim, Outcome};
 use super::url;
 use super::{Delivery, DeliveryError, FinishedRecording, LocalStore};
@@ -31,12 +32,8 @@ impl Delivery for SpoolDelivery {
     fn accept(&self, rec: FinishedRecording) -> BoxFuture<'_, Result<(), DeliveryError>> {
         Box::pin(async move {
             // The spool is the record of truth: it goes first.
-            let store = self.store.clone();
             let r = rec.clone();
-            let state = tokio::task::spawn_blocking(move || spool::enqueue(&store, &r))
-                .await
-                .map_err(|e| DeliveryError::Spool(e.to_string()))?
-                .map_err(|e| DeliveryError::Spool(e.to_string()))?;
+            let state = self.blocking(move |s| spool::enqueue(s, &r)).await?;
             // The metadata file beside the recording lets an operator (or `adopt`) trace it;
             // failing to write it (a full disk) does not lose the recording.
             if let Err(e) = LocalStore::write_sidecar(&rec).await {
@@ -61,6 +58,37 @@ impl Delivery for SpoolDelivery {
             }
             Ok(())
         })
+    }
+
+    fn journal(&self, entry: JournalEntry) -> BoxFuture<'_, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            self.blocking(move |s| super::journal::record(s, &entry))
+                .await
+        })
+    }
+
+    fn forget(&self, recording_id: String) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = self
+                .blocking(move |s| s.forget_recording(&recording_id))
+                .await
+            {
+                warn!(error = %e, "cannot remove a journaled recording");
+            }
+        })
+    }
+}
+
+impl SpoolDelivery {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, DeliveryError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| DeliveryError::Spool(e.to_string()))?
+            .map_err(|e| DeliveryError::Spool(e.to_string()))
     }
 }
 
