@@ -58,6 +58,7 @@ impl Server {
             plan_timeout: Duration::from_millis(config.plan_timeout_ms),
             limits: config.limits(),
             party_variables: config.party_variables(),
+            allow_peers: config.allow_peers.clone(),
             planner,
             delivery,
             abort: abort.clone(),
@@ -216,10 +217,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let api_listener = TcpListener::bind(config.api_listen)
         .await
         .with_context(|| format!("cannot listen on {} (api_listen)", config.api_listen))?;
+    let readiness = Arc::new(admin::Readiness {
+        listener_up: std::sync::atomic::AtomicBool::new(false),
+        recordings_dir: config.data_dir.join("recordings"),
+        min_free_bytes: config.min_free_mb.saturating_mul(1024 * 1024),
+    });
+    std::fs::create_dir_all(&readiness.recordings_dir)
+        .with_context(|| format!("cannot create {}", readiness.recordings_dir.display()))?;
     let api = tokio::spawn(admin::serve(
         api_listener,
         ApiState {
             store: store.clone(),
+            readiness: Some(readiness.clone()),
         },
         api_stop.clone(),
     ));
@@ -240,7 +249,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Err(e) => warn!(error = %e, "cannot read the recording journal"),
     }
     let server = Server::start(config, planner, uploads.delivery.clone()).await?;
+    readiness
+        .listener_up
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     wait_for_signal().await;
+    readiness
+        .listener_up
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     info!("shutdown requested");
     server.shutdown().await;
     uploads.shutdown(Duration::from_secs(5)).await;

@@ -23,6 +23,10 @@ pub struct Config {
     /// Root of recordings and state. FreeSWITCH writes the files, so it must be able to reach
     /// this path too (same host or shared mount).
     pub data_dir: PathBuf,
+    /// `/readyz` is false below this much free space in the recordings directory, MiB.
+    pub min_free_mb: u64,
+    /// Peers allowed to connect to `listen` (addresses or networks); loopback by default.
+    pub allow_peers: Vec<crate::outbound::allow::PeerNet>,
     /// Calls handled at once; above it new connections are closed at once so FreeSWITCH goes on
     /// with the dialplan instead of waiting.
     pub max_calls: usize,
@@ -69,6 +73,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8084)),
             api_listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             data_dir: PathBuf::from("/var/lib/callrec"),
+            allow_peers: crate::outbound::allow::PeerNet::loopback(),
+            min_free_mb: 512,
             max_calls: 10_000,
             continue_context: "callrec-continue".into(),
             command_timeout_ms: 5_000,

@@ -120,3 +120,70 @@ async fn start_up_migrates_once_reports_bad_documents_and_logs_plain_text() {
     assert!(!log.contains("store migrated"), "{log}");
     assert!(log.contains("stored document does not parse"), "{log}");
 }
+
+async fn probe(api: u16, path: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(format!("http://127.0.0.1:{api}{path}"))
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn health_and_readiness_probes_need_no_token_and_say_why_not_ready() {
+    for (min_free_mb, want_ready) in [(1u64, true), (u64::MAX / (1024 * 1024), false)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let api = free_port();
+        let config = tmp.path().join("callrec.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{}\"\napi_listen = \"127.0.0.1:{api}\"\ndata_dir = \"{}\"\nmin_free_mb = {min_free_mb}\n",
+                free_port(),
+                data.display()
+            ),
+        )
+        .unwrap();
+        let _child = Killed(
+            Command::new(env!("CARGO_BIN_EXE_callrec"))
+                .args(["serve", "--config"])
+                .arg(&config)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let (s, v) = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{api}/healthz")).await {
+                    let s = r.status().as_u16();
+                    return (s, r.json::<serde_json::Value>().await.unwrap_or_default());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the API came up");
+        assert_eq!((s, v["status"].as_str()), (200, Some("alive")));
+        // Ready once the outbound listener is up (it starts after the API).
+        let (s, v) = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let (s, v) = probe(api, "/readyz").await;
+                if v["checks"]["listener_up"] == true {
+                    return (s, v);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the listener came up");
+        assert_eq!(v["checks"]["store_writable"], true, "{v}");
+        assert_eq!(v["checks"]["recordings_dir_writable"], true, "{v}");
+        if want_ready {
+            assert_eq!((s, &v["ready"]), (200, &serde_json::json!(true)), "{v}");
+        } else {
+            assert_eq!(s, 503, "{v}");
+            assert_eq!(v["checks"]["recordings_free_enough"], false, "{v}");
+        }
+    }
+}

@@ -583,3 +583,20 @@ async fn a_call_that_cannot_be_handed_back_is_released_to_the_dialplan() {
     call.wait_until(|r| r.hung_up).await;
     assert!(h.delivered().is_empty());
 }
+
+#[tokio::test]
+async fn peers_outside_allow_peers_are_closed_without_a_command() {
+    let h = Harness::start_with(vec![wav(|_| {})], |c| {
+        c.allow_peers = vec![callrec::outbound::allow::PeerNet::parse("10.0.0.0/8").unwrap()]
+    })
+    .await;
+    let call = dial(h.addr, spec()).await.unwrap();
+    let r = call.closed().await;
+    assert!(r.commands.is_empty(), "not even connect: {:?}", r.commands);
+    // The default (loopback) takes the same call.
+    let h = Harness::start(vec![wav(|_| {})]).await;
+    let call = dial(h.addr, spec()).await.unwrap();
+    call.wait_for_command("sendmsg").await;
+    call.hangup("NORMAL_CLEARING");
+    call.closed().await;
+}

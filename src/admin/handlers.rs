@@ -487,6 +487,64 @@ pub async fn get_recording(
         .into_response())
 }
 
+/// Liveness: the process answers. No token (probes cannot send one); reveals nothing.
+pub async fn healthz() -> Response {
+    (StatusCode::OK, axum::Json(json!({"status": "alive"}))).into_response()
+}
+
+/// Readiness: the outbound listener is up, the store takes writes, and the recordings directory
+/// is writable with enough free space. 200 when all hold, else 503 naming what does not.
+pub async fn readyz(State(state): State<ApiState>) -> Response {
+    let s = state.store.clone();
+    let store_ok = matches!(
+        tokio::task::spawn_blocking(move || s.check_writable()).await,
+        Ok(Ok(()))
+    );
+    let mut checks = serde_json::Map::new();
+    checks.insert("store_writable".into(), json!(store_ok));
+    let mut ready = store_ok;
+    if let Some(r) = &state.readiness {
+        let listener = r.listener_up.load(std::sync::atomic::Ordering::Relaxed);
+        let dir = r.recordings_dir.clone();
+        let min_free = r.min_free_bytes;
+        let (writable, free) = tokio::task::spawn_blocking(move || {
+            let probe = dir.join(".callrec-ready-probe");
+            let writable =
+                std::fs::write(&probe, b"ok").is_ok() && std::fs::remove_file(&probe).is_ok();
+            let free = rustix::fs::statvfs(&dir)
+                .ok()
+                .map(|v| v.f_bavail.saturating_mul(v.f_frsize));
+            (writable, free)
+        })
+        .await
+        .unwrap_or((false, None));
+        let space_ok = free.is_some_and(|f| f >= min_free);
+        checks.insert("listener_up".into(), json!(listener));
+        checks.insert("recordings_dir_writable".into(), json!(writable));
+        checks.insert("recordings_free_bytes".into(), json!(free));
+        checks.insert("recordings_free_enough".into(), json!(space_ok));
+        if !space_ok || !writable {
+            tracing::warn!(
+                free_bytes = free.unwrap_or(0),
+                min_free_bytes = min_free,
+                writable,
+                "recordings directory not ready (full or not writable)"
+            );
+        }
+        ready &= listener && writable && space_ok;
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({"ready": ready, "checks": checks})),
+    )
+        .into_response()
+}
+
 /// Prometheus metrics; needs an admin token.
 pub async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult {
     authorize(&state, &headers, None).await?;

@@ -1,6 +1,7 @@
 //! The Crossbar-like HTTP API for recording settings.
 //!
-//! Routes (every one needs `X-Auth-Token`; an account token only reaches its own account):
+//! Routes (every one but `/healthz` and `/readyz` needs `X-Auth-Token`; an account token only
+//! reaches its own account; the probes reveal nothing but readiness):
 //! `GET/PUT/PATCH /v2/accounts/{account_id}`,
 //! `GET/POST /v2/accounts/{account_id}/{users|devices|callflows}`,
 //! `GET/PUT/PATCH/DELETE /v2/accounts/{account_id}/{users|devices|callflows}/{id}`,
@@ -25,6 +26,18 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
+    /// What `/readyz` checks beyond the store (`None`: the store only).
+    pub readiness: Option<std::sync::Arc<Readiness>>,
+}
+
+/// The state `/readyz` reports on.
+#[derive(Debug)]
+pub struct Readiness {
+    /// The outbound listener is accepting calls.
+    pub listener_up: std::sync::atomic::AtomicBool,
+    /// Where FreeSWITCH writes recordings: must be writable with `min_free_bytes` free.
+    pub recordings_dir: std::path::PathBuf,
+    pub min_free_bytes: u64,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -36,6 +49,8 @@ pub fn router(state: ApiState) -> Router {
                 .patch(handlers::patch_account),
         )
         .route("/metrics", get(handlers::metrics))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
         .route(
             "/v2/accounts/{account_id}/recordings",
             get(handlers::list_recordings),

@@ -32,6 +32,8 @@ pub struct SessionContext {
     pub plan_timeout: Duration,
     pub limits: Limits,
     pub party_variables: PartyVariables,
+    /// Peers allowed to connect.
+    pub allow_peers: Vec<super::allow::PeerNet>,
     pub planner: Arc<dyn Planner>,
     pub delivery: Arc<dyn Delivery>,
     /// Cancelled when the shutdown deadline has passed: sessions stop waiting and finish

@@ -1,7 +1,7 @@
 //! The outbound socket listener: one task per call, at most `max_calls` at once.
 //!
-//! Invariant: a connection is never accepted and left waiting. Over the limit it is closed at
-//! once, which ends FreeSWITCH's `socket` application so the dialplan goes on with its next
+//! Invariant: a connection is never accepted and left waiting. From a peer outside
+//! `allow_peers`, or over the limit, it is closed at once, which ends FreeSWITCH's `socket` application so the dialplan goes on with its next
 //! action (the fallback route) instead of parking the caller.
 
 use std::sync::Arc;
@@ -40,6 +40,12 @@ pub async fn serve(
                 continue;
             }
         };
+        if !ctx.allow_peers.iter().any(|n| n.contains(peer.ip())) {
+            metrics::inc(&METRICS.calls_refused_total);
+            warn!(%peer, "connection from a peer not in allow_peers: closed");
+            drop(stream);
+            continue;
+        }
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 let ctx = ctx.clone();

@@ -76,6 +76,16 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The store takes writes (the write lock can be had).
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+            Ok(())
+        })
+    }
+}
+
 /// Seconds since the epoch.
 fn now_s() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()

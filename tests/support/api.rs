@@ -25,6 +25,7 @@ pub async fn start() -> Api {
         listener,
         ApiState {
             store: store.clone(),
+            readiness: None,
         },
         CancellationToken::new(),
     ));
