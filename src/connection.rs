@@ -7,7 +7,10 @@
 //! - a reader task owns the socket's read side and always drains it, whatever the session is
 //!   doing, so FreeSWITCH's send queue never backs up because of callrec;
 //! - an event that cannot be decoded is logged and skipped (framing is intact); a framing error
-//!   ends the connection, and every command still waiting for a reply fails at once.
+//!   ends the connection, and every command still waiting for a reply fails at once;
+//! - events wait for the session in a bounded [`EventQueue`]: when a lagging session lets it
+//!   fill, events it does not act on are dropped (and counted); the ones it needs (RECORD_*,
+//!   CHANNEL_ANSWER/BRIDGE/EXECUTE_COMPLETE/HANGUP_COMPLETE, notices, the close) never are.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -17,7 +20,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 use tokio_util::codec::FramedRead;
 
 use crate::esl::{
@@ -73,10 +76,75 @@ pub enum ConnError {
 
 type Waiters = Arc<Mutex<VecDeque<oneshot::Sender<Reply>>>>;
 
+/// Events waiting for the session, at most `cap` of the droppable kind.
+#[derive(Debug)]
+pub struct EventQueue {
+    items: VecDeque<Incoming>,
+    cap: usize,
+    /// Events dropped because the queue was full.
+    pub dropped: u64,
+}
+
+/// Events a session acts on: never dropped.
+fn needed(i: &Incoming) -> bool {
+    use crate::event::EventName as N;
+    match i {
+        Incoming::Event(e) => matches!(
+            e.name(),
+            Some(
+                N::RecordStart
+                    | N::RecordStop
+                    | N::ChannelAnswer
+                    | N::ChannelBridge
+                    | N::ChannelExecuteComplete
+                    | N::ChannelHangupComplete
+            )
+        ),
+        Incoming::Disconnect(_) | Incoming::Closed(_) => true,
+    }
+}
+
+impl EventQueue {
+    pub fn new(cap: usize) -> EventQueue {
+        EventQueue {
+            items: VecDeque::new(),
+            cap,
+            dropped: 0,
+        }
+    }
+
+    /// Queues `i`; false when it was dropped (the queue is full and the session does not need it).
+    pub fn push(&mut self, i: Incoming) -> bool {
+        if self.items.len() >= self.cap && !needed(&i) {
+            self.dropped += 1;
+            return false;
+        }
+        self.items.push_back(i);
+        true
+    }
+
+    pub fn pop(&mut self) -> Option<Incoming> {
+        self.items.pop_front()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// Droppable events a connection holds for a lagging session.
+pub const EVENT_QUEUE_CAP: usize = 1024;
+
 pub struct Connection {
     writer: OwnedWriteHalf,
     waiters: Waiters,
-    incoming: mpsc::UnboundedReceiver<Incoming>,
+    incoming: Arc<(Mutex<EventQueue>, Notify)>,
+    /// The reader's `Closed` has been handed out: nothing more will come.
+    closed_taken: bool,
     reader: tokio::task::JoinHandle<()>,
     /// Stream offset reached by the reader, for logs.
     pub peer: String,
@@ -90,7 +158,9 @@ impl Connection {
             .unwrap_or_else(|_| "?".into());
         let (rd, writer) = stream.into_split();
         let waiters: Waiters = Arc::new(Mutex::new(VecDeque::new()));
-        let (tx, incoming) = mpsc::unbounded_channel();
+        let incoming = Arc::new((Mutex::new(EventQueue::new(EVENT_QUEUE_CAP)), Notify::new()));
+        let queue = incoming.clone();
+        let tx = Sender(queue);
         let w = waiters.clone();
         let reader = tokio::spawn(async move {
             let mut frames = FramedRead::with_capacity(rd, EslCodec::new(limits), read_buffer);
@@ -98,11 +168,11 @@ impl Connection {
                 let frame = match frames.next().await {
                     Some(Ok(f)) => f,
                     Some(Err(e)) => {
-                        let _ = tx.send(Incoming::Closed(Some(e)));
+                        tx.send(Incoming::Closed(Some(e)));
                         break;
                     }
                     None => {
-                        let _ = tx.send(Incoming::Closed(None));
+                        tx.send(Incoming::Closed(None));
                         break;
                     }
                 };
@@ -118,11 +188,11 @@ impl Connection {
                     Message::Reply(r) => Reply::Command(r),
                     Message::ApiResponse(a) => Reply::Api(a),
                     Message::Event(e) => {
-                        let _ = tx.send(Incoming::Event(e));
+                        tx.send(Incoming::Event(e));
                         continue;
                     }
                     Message::Disconnect(d) => {
-                        let _ = tx.send(Incoming::Disconnect(d));
+                        tx.send(Incoming::Disconnect(d));
                         continue;
                     }
                     other => {
@@ -149,6 +219,7 @@ impl Connection {
             writer,
             waiters,
             incoming,
+            closed_taken: false,
             reader,
             peer,
         }
@@ -192,9 +263,25 @@ impl Connection {
         let _ = tokio::time::timeout(patience, drain).await;
     }
 
-    /// The next event, notice or close.
+    /// The next event, notice or close; `None` once the close has been taken.
     pub async fn next(&mut self) -> Option<Incoming> {
-        self.incoming.recv().await
+        loop {
+            let (q, ready) = &*self.incoming;
+            match q.lock().map(|mut q| q.pop()) {
+                Ok(Some(i)) => {
+                    if matches!(i, Incoming::Closed(_)) {
+                        self.closed_taken = true;
+                    }
+                    return Some(i);
+                }
+                Ok(None) if self.closed_taken => return None,
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+            // `notify_one` keeps a permit when nobody waits, so a push between the check and
+            // here is not missed.
+            ready.notified().await;
+        }
     }
 
     /// Half-closes our side.
@@ -215,8 +302,67 @@ pub async fn wait_reply(
     }
 }
 
+/// The reader's side of the event queue.
+struct Sender(Arc<(Mutex<EventQueue>, Notify)>);
+
+impl Sender {
+    fn send(&self, i: Incoming) {
+        let (q, ready) = &*self.0;
+        let kept = q.lock().map(|mut q| q.push(i)).unwrap_or(false);
+        if kept {
+            ready.notify_one();
+        } else {
+            crate::telemetry::metrics::inc(
+                &crate::telemetry::metrics::METRICS.events_dropped_total,
+            );
+        }
+    }
+}
+
 impl Drop for Connection {
     fn drop(&mut self) {
         self.reader.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str) -> Incoming {
+        Incoming::Event(Event::from_pairs([("Event-Name", name)]))
+    }
+
+    #[test]
+    fn a_flood_is_bounded_and_needed_events_are_never_dropped() {
+        let mut q = EventQueue::new(EVENT_QUEUE_CAP);
+        let mut needed_in = 0;
+        for i in 0..100_000 {
+            if i % 1000 == 0 {
+                q.push(event("RECORD_STOP"));
+                needed_in += 1;
+            } else {
+                q.push(event("CHANNEL_STATE"));
+            }
+        }
+        q.push(Incoming::Closed(None));
+        assert!(q.len() <= EVENT_QUEUE_CAP + needed_in + 1, "{}", q.len());
+        assert_eq!(
+            q.dropped as usize,
+            100_000 - needed_in - (q.len() - needed_in - 1)
+        );
+        let mut stops = 0;
+        let mut last = None;
+        while let Some(i) = q.pop() {
+            if let Incoming::Event(e) = &i {
+                stops += usize::from(e.name() == Some(crate::event::EventName::RecordStop));
+            }
+            last = Some(i);
+        }
+        assert_eq!(stops, needed_in, "every RECORD_STOP kept");
+        assert!(
+            matches!(last, Some(Incoming::Closed(None))),
+            "the close comes last"
+        );
     }
 }

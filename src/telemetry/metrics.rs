@@ -29,7 +29,8 @@ macro_rules! metrics {
 
 metrics! {
     calls_accepted_total: "counter", "Calls FreeSWITCH handed to callrec.";
-    calls_refused_total: "counter", "Connections closed at once because max_calls was reached.";
+    calls_refused_total: "counter", "Connections closed at once (max_calls reached, or a peer outside allow_peers).";
+    events_dropped_total: "counter", "Events a lagging call did not need, dropped because its queue was full.";
     calls_live: "gauge", "Calls being followed now.";
     recordings_started_total: "counter", "Recordings FreeSWITCH confirmed (RECORD_START).";
     recordings_kept_total: "counter", "Recordings handed to delivery.";
