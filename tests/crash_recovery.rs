@@ -3,28 +3,35 @@
 //! session wrote before `uuid_record` lets the new process find the recording, watch its file
 //! until it stops growing, and keep it with the metadata the session would have given it.
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::process::{free_port, Killed};
 
 use callrec::store::{RecordingState, Store};
 use callrec::uploader::spool;
 use callrec_sim::CallSpec;
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A data directory and a config recording every call as WAV (`record_call` lines appended);
+/// returns (data dir, config file, outbound port).
+fn setup(tmp: &tempfile::TempDir, record_call: &str) -> (PathBuf, PathBuf, u16) {
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let listen = free_port();
+    let config = tmp.path().join("callrec.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{listen}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n\
+             disk_poll_ms = 50\n[record_call]\nformat = \"wav\"\n{record_call}",
+            free_port(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    (data, config, listen)
 }
 
 async fn serve(config: &std::path::Path, listen: u16) -> Killed {
@@ -63,20 +70,7 @@ fn recordings_of(data: &std::path::Path, call_id: &str) -> Vec<spool::Item> {
 #[tokio::test]
 async fn sigkill_mid_call_then_restart_keeps_the_recording() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let listen = free_port();
-    let config = tmp.path().join("callrec.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{listen}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n\
-             disk_poll_ms = 50\n[record_call]\nformat = \"wav\"\nrecord_min_sec = 2\n",
-            free_port(),
-            data.display()
-        ),
-    )
-    .unwrap();
+    let (data, config, listen) = setup(&tmp, "record_min_sec = 2\n");
     let mut first = serve(&config, listen).await;
     let call = callrec_sim::dial(
         format!("127.0.0.1:{listen}").parse().unwrap(),
@@ -127,20 +121,7 @@ async fn sigkill_mid_call_then_restart_keeps_the_recording() {
 #[tokio::test]
 async fn a_journaled_recording_too_short_or_missing_is_discarded_after_restart() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let listen = free_port();
-    let config = tmp.path().join("callrec.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{listen}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n\
-             disk_poll_ms = 50\n[record_call]\nformat = \"wav\"\nrecord_min_sec = 10\ntime_limit = 5\n",
-            free_port(),
-            data.display()
-        ),
-    )
-    .unwrap();
+    let (data, config, listen) = setup(&tmp, "record_min_sec = 10\ntime_limit = 5\n");
     let mut first = serve(&config, listen).await;
     let call = callrec_sim::dial(
         format!("127.0.0.1:{listen}").parse().unwrap(),

@@ -3,9 +3,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+use support::process::{free_port, Killed};
 
 use callrec::rules::{AudioFormat, Destination, UploadMethod};
 use callrec::store::Store;
@@ -16,23 +17,6 @@ use callrec::uploader::FinishedRecording;
 use support::receiver::{Act, Receiver};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_port(port: u16) {
     for _ in 0..500 {

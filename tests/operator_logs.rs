@@ -3,25 +3,11 @@
 //! longer parse are reported at start-up; the lines carry no colour codes and no Rust `Debug`
 //! shapes.
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::process::{free_port, Killed};
 
 /// The first release's schema with two accounts' documents, one of whose settings the typed
 /// model refuses (a sample rate that was truncated to 8000 when it was accepted).

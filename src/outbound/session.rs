@@ -432,20 +432,27 @@ impl Session {
             self.advance_flow(out);
             return;
         }
-        let dest = self.info.destination.clone();
-        if !safe_destination(&dest) {
+        let (dest, ctx) = (
+            self.info.destination.clone(),
+            self.settings.continue_context.clone(),
+        );
+        self.hand_back(&dest, &ctx, out);
+    }
+
+    /// Queues `transfer <extension> XML <context>`; an extension FreeSWITCH would split (spaces,
+    /// braces…) is never sent: the socket is closed so the dialplan's fallback routes the call.
+    fn hand_back(&mut self, extension: &str, context: &str, out: &mut Vec<Action>) {
+        if !safe_destination(extension) {
             warn!(
-                destination = %dest.escape_debug(),
+                destination = %extension.escape_debug(),
                 "destination has characters unsafe in a transfer; closing the socket so the dialplan's fallback routes the call"
             );
             self.queue.clear();
             self.abandon("destination unsafe to hand back", out);
             return;
         }
-        self.queue.push_back(Purpose::Transfer(format!(
-            "{dest} XML {}",
-            self.settings.continue_context
-        )));
+        self.queue
+            .push_back(Purpose::Transfer(format!("{extension} XML {context}")));
         self.next_queued(out);
     }
 
@@ -790,14 +797,7 @@ impl Session {
                     let ext = extension.unwrap_or_else(|| self.info.destination.clone());
                     let ctx = context.unwrap_or_else(|| self.settings.continue_context.clone());
                     self.flow_over();
-                    if !safe_destination(&ext) {
-                        warn!(destination = %ext.escape_debug(), "destination unsafe in a transfer; closing the socket so the dialplan's fallback routes the call");
-                        self.abandon("destination unsafe to hand back", out);
-                        return;
-                    }
-                    self.queue
-                        .push_back(Purpose::Transfer(format!("{ext} XML {ctx}")));
-                    self.next_queued(out);
+                    self.hand_back(&ext, &ctx, out);
                 }
                 Module::Device { id: target } | Module::User { id: target } => {
                     let key = format!("{module_name}:{target}");
@@ -846,16 +846,11 @@ impl Session {
         if self.hangup_complete || self.closed {
             return;
         }
-        let dest = self.info.destination.clone();
-        if !safe_destination(&dest) {
-            self.abandon("destination unsafe to hand back", out);
-            return;
-        }
-        self.queue.push_back(Purpose::Transfer(format!(
-            "{dest} XML {}",
-            self.settings.continue_context
-        )));
-        self.next_queued(out);
+        let (dest, ctx) = (
+            self.info.destination.clone(),
+            self.settings.continue_context.clone(),
+        );
+        self.hand_back(&dest, &ctx, out);
     }
 
     /// `record_call start`: a recording of the call with the module's settings (the same

@@ -183,6 +183,32 @@ fn refresh(c: &Connection, id: &str) -> Result<RecordingState, StoreError> {
     Ok(state)
 }
 
+/// Writes (or replaces) a recording's row in `state`.
+fn put_recording<M: Serialize>(
+    c: &Connection,
+    rec: &NewRecording<'_, M>,
+    state: RecordingState,
+    now: i64,
+) -> Result<(), StoreError> {
+    let meta = serde_json::to_string(rec.meta)
+        .map_err(|e| StoreError::Corrupt(format!("recording metadata: {e}")))?;
+    c.execute(
+        "INSERT OR REPLACE INTO recordings
+         (id, account_id, call_id, file_path, state, meta, created_us, updated_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        params![
+            rec.id,
+            rec.account_id,
+            rec.call_id,
+            rec.file_path,
+            state.as_str(),
+            meta,
+            now
+        ],
+    )?;
+    Ok(())
+}
+
 fn deliveries(c: &Connection, id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
     let mut st = c.prepare(
         "SELECT url, method, state, attempts, next_attempt_us, last_error, last_status, delivered_us
@@ -241,24 +267,10 @@ impl Store {
         &self,
         rec: &NewRecording<'_, M>,
     ) -> Result<RecordingState, StoreError> {
-        let meta = serde_json::to_string(rec.meta)
-            .map_err(|e| StoreError::Corrupt(format!("recording metadata: {e}")))?;
         let now = now_us() as i64;
         self.with(|c| {
             let tx = c.transaction()?;
-            tx.execute(
-                "INSERT OR REPLACE INTO recordings
-                 (id, account_id, call_id, file_path, state, meta, created_us, updated_us)
-                 VALUES (?1, ?2, ?3, ?4, 'stored', ?5, ?6, ?6)",
-                params![
-                    rec.id,
-                    rec.account_id,
-                    rec.call_id,
-                    rec.file_path,
-                    meta,
-                    now
-                ],
-            )?;
+            put_recording(&tx, rec, RecordingState::Stored, now)?;
             for d in rec.destinations {
                 tx.execute(
                     "INSERT OR IGNORE INTO deliveries
@@ -278,25 +290,8 @@ impl Store {
         &self,
         rec: &NewRecording<'_, M>,
     ) -> Result<(), StoreError> {
-        let meta = serde_json::to_string(rec.meta)
-            .map_err(|e| StoreError::Corrupt(format!("recording metadata: {e}")))?;
         let now = now_us() as i64;
-        self.with(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO recordings
-                 (id, account_id, call_id, file_path, state, meta, created_us, updated_us)
-                 VALUES (?1, ?2, ?3, ?4, 'recording', ?5, ?6, ?6)",
-                params![
-                    rec.id,
-                    rec.account_id,
-                    rec.call_id,
-                    rec.file_path,
-                    meta,
-                    now
-                ],
-            )?;
-            Ok(())
-        })
+        self.with(|c| put_recording(c, rec, RecordingState::Recording, now))
     }
 
     /// Removes a journaled recording that ended without being kept (discarded, failed).
