@@ -397,17 +397,8 @@ impl Session {
         if plan.recordings.is_empty() {
             info!("no recording: no rule matched");
         }
-        let dir = self.dir();
         for p in plan.recordings {
-            let rec = Recording::with_id((self.ids)(), p, &dir);
-            info!(
-                recording_id = %rec.id,
-                reason = %rec.reason,
-                trigger = rec.settings.trigger().as_str(),
-                format = rec.settings.format.ext(),
-                "rule matched"
-            );
-            self.recordings.push(rec);
+            self.add_planned(p);
         }
         for idx in 0..self.recordings.len() {
             let t = self.recordings[idx].settings.trigger();
@@ -454,6 +445,20 @@ impl Session {
         self.queue
             .push_back(Purpose::Transfer(format!("{extension} XML {context}")));
         self.next_queued(out);
+    }
+
+    /// A planned recording joins the call (waiting for its trigger), with its reason logged.
+    fn add_planned(&mut self, plan: PlannedRecording) -> RecIdx {
+        let rec = Recording::with_id((self.ids)(), plan, &self.dir());
+        info!(
+            recording_id = %rec.id,
+            reason = %rec.reason,
+            trigger = rec.settings.trigger().as_str(),
+            format = rec.settings.format.ext(),
+            "rule matched"
+        );
+        self.recordings.push(rec);
+        self.recordings.len() - 1
     }
 
     /// Takes the parties the rules identified where the channel variables were silent.
@@ -868,18 +873,8 @@ impl Session {
         let Some(plan) = self.join_running(plan) else {
             return;
         };
-        let dir = self.dir();
-        let rec = Recording::with_id((self.ids)(), plan, &dir);
-        info!(
-            recording_id = %rec.id,
-            reason = %rec.reason,
-            trigger = rec.settings.trigger().as_str(),
-            format = rec.settings.format.ext(),
-            "rule matched"
-        );
-        let t = rec.settings.trigger();
-        self.recordings.push(rec);
-        let idx = self.recordings.len() - 1;
+        let t = plan.settings.trigger();
+        let idx = self.add_planned(plan);
         if let Some(run) = self.flow.as_mut() {
             run.started.push(idx);
         }

@@ -53,14 +53,7 @@ pub fn report_invalid_documents(store: &Store) -> Result<usize, StoreError> {
     for doc in store.all_documents()? {
         if let Err(e) = super::documents::parse(doc.kind, &doc.body) {
             invalid += 1;
-            tracing::warn!(
-                account_id = %doc.account_id,
-                kind = doc.kind.as_str(),
-                id = %doc.id,
-                field = %e.path,
-                error = %e.message,
-                "stored document does not parse; its recording settings are not applied until it is saved again"
-            );
+            resolve::warn_unparsable(&doc, &e);
         }
     }
     Ok(invalid)

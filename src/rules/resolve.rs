@@ -38,14 +38,7 @@ impl<T> Found<T> {
         let settings = match documents::parse(doc.kind, &doc.body) {
             Ok(s) => pick(s),
             Err(e) => {
-                tracing::warn!(
-                    account_id = %doc.account_id,
-                    kind = doc.kind.as_str(),
-                    id = %doc.id,
-                    field = %e.path,
-                    error = %e.message,
-                    "stored document does not parse; its recording settings are not applied"
-                );
+                warn_unparsable(doc, &e);
                 None
             }
         };
@@ -81,6 +74,18 @@ impl Found<DeviceSettings> {
             _ => None,
         })
     }
+}
+
+/// Says that a stored document no longer parses (so its settings are not applied).
+pub(super) fn warn_unparsable(doc: &Doc, e: &documents::FieldError) {
+    tracing::warn!(
+        account_id = %doc.account_id,
+        kind = doc.kind.as_str(),
+        id = %doc.id,
+        field = %e.path,
+        error = %e.message,
+        "stored document does not parse; its recording settings are not applied until it is saved again"
+    );
 }
 
 /// A party's documents, as far as they are known.
