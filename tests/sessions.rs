@@ -600,3 +600,17 @@ async fn peers_outside_allow_peers_are_closed_without_a_command() {
     call.hangup("NORMAL_CLEARING");
     call.closed().await;
 }
+
+#[tokio::test]
+async fn a_peer_that_sends_nothing_is_closed_after_the_command_timeout() {
+    use tokio::io::AsyncReadExt;
+    let h = Harness::start_with(vec![wav(|_| {})], |c| c.command_timeout_ms = 200).await;
+    let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let mut got = Vec::new();
+    // callrec asks for the channel data, gets nothing ESL-like, and closes: read to EOF.
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("callrec closed the silent connection")
+        .unwrap();
+    assert_eq!(got, b"connect\n\n");
+}
