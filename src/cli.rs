@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "callrec", version, about = "Records phone calls on FreeSWITCH")]
+#[command(
+    name = "callrec",
+    version,
+    about = "Records phone calls on FreeSWITCH",
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, global = true)]
@@ -15,11 +20,26 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Exit codes, for every command.
+pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 the command ran and failed (callrec serve stopped on an error, a recording not found, malformed ESL input); 2 the command could not start (bad flags, configuration or file).";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Accept calls from FreeSWITCH's outbound socket and record them.
+    #[command(
+        after_help = "Example:\n  callrec serve --config /etc/callrec/callrec.toml\n  CALLREC_MAX_CALLS=500 callrec serve --data-dir /var/lib/callrec --log-json"
+    )]
     Serve(ServeArgs),
+    /// Validate the configuration and print the one `serve` would use (file < CALLREC_*
+    /// environment < flags), passwords in URLs redacted.
+    #[command(
+        after_help = "Example:\n  callrec check-config --config /etc/callrec/callrec.toml\n  CALLREC_LISTEN=0.0.0.0:8084 callrec check-config"
+    )]
+    CheckConfig(ServeArgs),
     /// Where recordings are: list, show, retry failed uploads, adopt orphaned files.
+    #[command(
+        after_help = "Example:\n  callrec recordings list --state failed --config /etc/callrec/callrec.toml\n  callrec recordings retry --all-failed --data-dir /var/lib/callrec"
+    )]
     Recordings {
         #[command(subcommand)]
         command: RecordingsCommand,
@@ -32,17 +52,26 @@ pub enum Command {
     },
     /// Simulated FreeSWITCH calls against a running `callrec serve` (runs `callrec-lab`, built
     /// from the `callrec-sim` crate, from the same directory as this binary or the PATH).
+    #[command(
+        after_help = "Example:\n  callrec lab --calls 20 --rate 5 --account lab\n  callrec lab --scenario caller-hangup"
+    )]
     Lab {
         /// Arguments for callrec-lab (`--help` lists them).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// API tokens.
+    #[command(
+        after_help = "Example:\n  callrec token create --account acc-1 --config /etc/callrec/callrec.toml\n  callrec token create --admin --data-dir /var/lib/callrec"
+    )]
     Token {
         #[command(subcommand)]
         command: TokenCommand,
     },
     /// Event Socket tools.
+    #[command(
+        after_help = "Example:\n  callrec esl decode capture.raw\n  callrec esl decode --brief - < capture.raw"
+    )]
     Esl {
         #[command(subcommand)]
         command: EslCommand,

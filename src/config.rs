@@ -1,4 +1,6 @@
-//! Configuration: a TOML file (all keys optional) overridden by command-line flags.
+//! Configuration: a TOML file (all keys optional), overridden by `CALLREC_<KEY>` environment
+//! variables (top-level keys; the value is read as a TOML value, else as a string), overridden
+//! by command-line flags.
 //!
 //! Invariant: a `Config` that passed [`Config::validate`] can be used as is: the data directory
 //! is absolute-or-relative without characters FreeSWITCH would split on, limits are non-zero.
@@ -13,7 +15,7 @@ use crate::esl::Limits;
 use crate::rules::model::Params;
 use crate::rules::{PartyVariables, RecordCall};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where FreeSWITCH's `socket` application connects.
@@ -113,6 +115,107 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The file (if any) with `CALLREC_*` variables of `env` over it. Errors name the key (or
+    /// the variable) and what is allowed.
+    pub fn load_layered(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (mut table, origin) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                let t: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: p.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                (t, p.display().to_string())
+            }
+            None => (toml::Table::new(), "defaults".to_string()),
+        };
+        let keys = Config::keys();
+        let mut from_env = Vec::new();
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("CALLREC_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if !keys.contains(&key.as_str()) || key == "record_call" {
+                return Err(ConfigError::Invalid(format!(
+                    "{name}: not a configuration key (allowed: CALLREC_ and one of {})",
+                    keys.iter()
+                        .filter(|k| **k != "record_call")
+                        .map(|k| k.to_ascii_uppercase())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            // `42`, `true`, `["10.0.0.0/8"]` are TOML values; anything else is a string.
+            let v = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value));
+            table.insert(key, v);
+            from_env.push(name);
+        }
+        let origin = if from_env.is_empty() {
+            origin
+        } else {
+            format!("{origin} + {}", from_env.join(", "))
+        };
+        serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(table)).map_err(|e| {
+            ConfigError::Parse {
+                path: origin,
+                message: format!("{}: {}", e.path(), e.inner()),
+            }
+        })
+    }
+
+    /// Every top-level key.
+    pub fn keys() -> Vec<&'static str> {
+        vec![
+            "listen",
+            "api_listen",
+            "data_dir",
+            "allow_peers",
+            "min_free_mb",
+            "max_calls",
+            "continue_context",
+            "command_timeout_ms",
+            "plan_timeout_ms",
+            "record_stop_grace_ms",
+            "disk_poll_ms",
+            "shutdown_grace_ms",
+            "max_frame_bytes",
+            "account_variable",
+            "user_variable",
+            "device_variable",
+            "upload_concurrency",
+            "upload_retry_base_ms",
+            "upload_retry_cap_ms",
+            "upload_give_up_after_s",
+            "upload_min_timeout_ms",
+            "upload_min_rate",
+            "keep_local_after_upload",
+            "bridge_profile",
+            "record_call",
+        ]
+    }
+
+    /// The effective configuration as TOML, passwords in URLs shown as `REDACTED`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        if let Some(rc) = shown.record_call.as_mut() {
+            if let Some(u) = &rc.url {
+                rc.url =
+                    crate::rules::model::Url::parse(&crate::uploader::url::redact(u.as_str())).ok();
+            }
+        }
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
     /// Reads a TOML file, or the defaults when `path` is `None`.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let Some(path) = path else {
@@ -203,6 +306,53 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_over_file_and_every_key_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "max_calls = 5\ncontinue_context = \"ctx\"\n[record_call]\nurl = \"https://u:secret@h/r/\"\n").unwrap();
+        let env = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let c = Config::load_layered(
+            Some(&f),
+            env(&[
+                ("CALLREC_MAX_CALLS", "7"),
+                ("CALLREC_LISTEN", "127.0.0.1:9999"),
+                ("CALLREC_ALLOW_PEERS", "[\"10.0.0.0/8\"]"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((c.max_calls, c.listen.port()), (7, 9999));
+        assert_eq!(
+            c.continue_context, "ctx",
+            "the file where the environment is silent"
+        );
+        assert_eq!(c.allow_peers.len(), 1);
+        let shown = c.to_redacted_toml();
+        assert!(
+            !shown.contains("secret") && shown.contains("u:REDACTED@h"),
+            "{shown}"
+        );
+        let e = Config::load_layered(None, env(&[("CALLREC_MAX_CALL", "7")])).unwrap_err();
+        assert!(e.to_string().contains("CALLREC_MAX_CALL") && e.to_string().contains("MAX_CALLS"));
+        let e = Config::load_layered(None, env(&[("CALLREC_MAX_CALLS", "many")])).unwrap_err();
+        assert!(e.to_string().contains("max_calls"), "{e}");
+        // Every field of Config is in keys() (and so settable from the environment).
+        let t: toml::Table = toml::from_str(&Config::default().to_redacted_toml()).unwrap();
+        for k in t.keys() {
+            assert!(Config::keys().contains(&k.as_str()), "{k}");
+        }
+        assert_eq!(
+            t.len() + 1,
+            Config::keys().len(),
+            "record_call is absent by default"
+        );
+    }
 
     #[test]
     fn parses_and_validates() {

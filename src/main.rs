@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             callrec::telemetry::init(cli.log_json);
             serve_main(args)
         }
+        Command::CheckConfig(args) => check_config_main(args),
         Command::Token {
             command: TokenCommand::Create(args),
         } => token_create(args),
@@ -67,14 +68,10 @@ fn esl_decode_main(args: DecodeArgs) -> ExitCode {
     }
 }
 
-fn serve_main(args: ServeArgs) -> ExitCode {
-    let mut config = match callrec::config::Config::load(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("callrec: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// The configuration `serve` would run with: the file, `CALLREC_*` over it, flags over both.
+fn effective_config(args: ServeArgs) -> Result<callrec::config::Config, String> {
+    let mut config = callrec::config::Config::load_layered(args.config.as_deref(), callrec_env())
+        .map_err(|e| e.to_string())?;
     if let Some(l) = args.listen {
         config.listen = l;
     }
@@ -90,6 +87,33 @@ fn serve_main(args: ServeArgs) -> ExitCode {
     if let Some(a) = args.api_listen {
         config.api_listen = a;
     }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// `callrec check-config`: 0 and the effective configuration (secrets redacted), or 2 and why.
+fn check_config_main(args: ServeArgs) -> ExitCode {
+    match effective_config(args) {
+        Ok(c) => {
+            println!("# effective configuration: file < CALLREC_* environment < flags");
+            print!("{}", c.to_redacted_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("callrec: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve_main(args: ServeArgs) -> ExitCode {
+    let config = match effective_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("callrec: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -107,13 +131,14 @@ fn serve_main(args: ServeArgs) -> ExitCode {
 }
 
 fn token_create(args: TokenCreateArgs) -> ExitCode {
-    let mut config = match callrec::config::Config::load(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("callrec: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let mut config =
+        match callrec::config::Config::load_layered(args.config.as_deref(), callrec_env()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("callrec: {e}");
+                return ExitCode::from(2);
+            }
+        };
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
@@ -152,7 +177,7 @@ fn recordings_main(
 ) -> ExitCode {
     use callrec::tools::recordings;
     use callrec::uploader::spool;
-    let mut cfg = match callrec::config::Config::load(config.as_deref()) {
+    let mut cfg = match callrec::config::Config::load_layered(config.as_deref(), callrec_env()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("callrec: {e}");
@@ -234,4 +259,17 @@ fn lab_main(args: Vec<String>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `CALLREC_*` variables of the environment (other variables, including any that are not
+/// UTF-8, are not callrec's business; a `CALLREC_*` value that is not UTF-8 is read lossily and
+/// then refused by the configuration's checks).
+fn callrec_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            k.starts_with("CALLREC_")
+                .then(|| (k, v.to_string_lossy().into_owned()))
+        })
+        .collect()
 }

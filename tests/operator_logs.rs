@@ -173,3 +173,51 @@ async fn health_and_readiness_probes_need_no_token_and_say_why_not_ready() {
         }
     }
 }
+
+#[test]
+fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("callrec.toml");
+    std::fs::write(
+        &config,
+        "max_calls = 5\n[record_call]\nurl = \"https://rec:s3cret@h.example/calls/\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_callrec"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .args(["--continue-context", "from-flag"])
+        .env("CALLREC_MAX_CALLS", "7")
+        .env("CALLREC_CONTINUE_CONTEXT", "from-env")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("max_calls = 7"),
+        "the environment over the file: {text}"
+    );
+    assert!(
+        text.contains("continue_context = \"from-flag\""),
+        "flags over both: {text}"
+    );
+    assert!(
+        text.contains("rec:REDACTED@h.example") && !text.contains("s3cret"),
+        "{text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_callrec"))
+        .args(["check-config"])
+        .env("CALLREC_TIME_LIMIT", "5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CALLREC_TIME_LIMIT") && err.contains("MAX_CALLS"),
+        "{err}"
+    );
+}
