@@ -106,3 +106,78 @@ async fn malformed_frames_close_only_that_connection() {
     assert!(call.closed().await.app_exited);
     assert_eq!(h.delivered().len(), 1);
 }
+
+/// One plain event frame.
+fn plain_event(headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = String::new();
+    for (n, v) in headers {
+        body.push_str(&format!("{n}: {v}\n"));
+    }
+    body.push('\n');
+    let mut f = format!(
+        "Content-Length: {}\nContent-Type: text/event-plain\n\n",
+        body.len()
+    )
+    .into_bytes();
+    f.extend_from_slice(body.as_bytes());
+    f
+}
+
+#[tokio::test]
+async fn a_flood_of_100000_events_on_one_call_loses_no_recording() {
+    let h = Harness::start(vec![RecordCall {
+        format: AudioFormat::Wav,
+        ..RecordCall::default()
+    }])
+    .await;
+    let uuid = "9560fcb1-a15d-411a-a88c-6dbd57725d92";
+    let mut sock = TcpStream::connect(h.addr).await.unwrap();
+    read_commands(&mut sock, 1).await;
+    sock.write_all(&channel_data()).await.unwrap();
+    read_commands(&mut sock, 3).await;
+    let ok = "Content-Type: command/reply\nReply-Text: +OK\n\n";
+    sock.write_all(ok.repeat(3).as_bytes()).await.unwrap();
+    let (cmd, _) = read_commands(&mut sock, 1).await;
+    // api uuid_record <uuid> start <path> <limit> {callrec_recording_id=<id>,…}
+    let parts: Vec<&str> = cmd.split_whitespace().collect();
+    assert_eq!(parts[..4], ["api", "uuid_record", uuid, "start"], "{cmd}");
+    let path = parts[4].to_string();
+    let id = parts[6]
+        .trim_start_matches("{callrec_recording_id=")
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(&path, vec![0u8; 48_044]).unwrap(); // what FreeSWITCH would have written
+    let api_ok = "Content-Type: api/response\nContent-Length: 12\n\n+OK Success\n";
+    sock.write_all(api_ok.as_bytes()).await.unwrap();
+    read_commands(&mut sock, 1).await; // the transfer
+    sock.write_all(ok.as_bytes()).await.unwrap();
+    // 100,000 events callrec does not act on, in one burst, then the ones it does.
+    let one = plain_event(&[("Event-Name", "CHANNEL_STATE"), ("Unique-ID", uuid)]);
+    let mut burst = Vec::with_capacity(one.len() * 100_000);
+    for _ in 0..100_000 {
+        burst.extend_from_slice(&one);
+    }
+    burst.extend(plain_event(&[
+        ("Event-Name", "RECORD_STOP"),
+        ("Unique-ID", uuid),
+        ("Record-File-Path", &path),
+        ("Recording-Variable-callrec_recording_id", &id),
+        ("variable_record_ms", "5000"),
+    ]));
+    burst.extend(plain_event(&[
+        ("Event-Name", "CHANNEL_HANGUP_COMPLETE"),
+        ("Unique-ID", uuid),
+        ("Hangup-Cause", "NORMAL_CLEARING"),
+    ]));
+    sock.write_all(&burst).await.unwrap();
+    let (cmds, _) = read_commands(&mut sock, 1).await;
+    assert_eq!(cmds, "exit\n\n", "every recording accounted for, then exit");
+    let got = h.delivered();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].recording_id.as_str(), got[0].duration_ms),
+        (id.as_str(), 5000)
+    );
+}
