@@ -53,11 +53,16 @@ pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
         }
     };
     let info = CallInfo::from_channel_data(&data, &ctx.party_variables);
+    // The account is recorded once it is known: now when the channel names it, else when the
+    // rules have identified it (or found none: "-"), so the field appears once on every line.
     let span = info_span!(
         "call",
         call_id = %printable(&info.call_id),
-        account_id = %printable(info.account_id.as_deref().unwrap_or("-"))
+        account_id = tracing::field::Empty
     );
+    if let Some(a) = &info.account_id {
+        span.record("account_id", tracing::field::display(printable(a)));
+    }
     let session = Session::new(info, ctx.session.clone());
     drive(conn, session, ctx).instrument(span).await
 }

@@ -464,10 +464,10 @@ impl Session {
     /// Takes the parties the rules identified where the channel variables were silent.
     fn identified(&mut self, plan: &Plan) {
         if self.info.account_id.is_none() {
-            if let Some(a) = &plan.account_id {
-                tracing::Span::current().record("account_id", printable(a).as_ref());
-                self.info.account_id = Some(a.clone());
-            }
+            let shown = plan.account_id.as_deref().unwrap_or("-");
+            tracing::Span::current()
+                .record("account_id", tracing::field::display(printable(shown)));
+            self.info.account_id = plan.account_id.clone();
         }
         if self.info.user_id.is_none() {
             self.info.user_id = plan.user_id.clone();
