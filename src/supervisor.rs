@@ -74,20 +74,18 @@ async fn finish(store: &Store, delivery: &dyn Delivery, e: JournalEntry, watch: 
     }
     let format = e.rec.format;
     let p = path.clone();
-    let ms = tokio::task::spawn_blocking(move || crate::recorder::measure_file(&p, format))
-        .await
-        .ok()
-        .flatten();
-    let discard = match (size, ms) {
-        (None, _) => Some("file missing on disk".to_string()),
-        (Some(_), ms) if ms.unwrap_or(0) < e.record_min_sec as u64 * 1000 => Some(format!(
-            "{} ms is shorter than record_min_sec {}",
-            ms.unwrap_or(0),
-            e.record_min_sec
-        )),
-        _ => None,
+    let (size, ms) =
+        tokio::task::spawn_blocking(move || crate::recorder::inspect(&p, format, true))
+            .await
+            .unwrap_or((size, None));
+    // The same rule the session applies when RECORD_STOP never came.
+    let stop = crate::recorder::StopInfo {
+        record_ms: ms.unwrap_or(0),
+        cause: "re-adopted after restart: file stopped growing".into(),
+        discarded_by_freeswitch: false,
+        from_disk: true,
     };
-    if let Some(reason) = discard {
+    if let Some(reason) = crate::recorder::discard_reason(e.record_min_sec, &stop, size.is_some()) {
         if size.is_some() {
             if let Err(err) = tokio::fs::remove_file(&path).await {
                 error!(recording_id = %id, error = %err, "cannot delete discarded recording");
@@ -100,9 +98,9 @@ async fn finish(store: &Store, delivery: &dyn Delivery, e: JournalEntry, watch: 
         return;
     }
     let mut rec = e.rec;
-    rec.duration_ms = ms.unwrap_or(0);
+    rec.duration_ms = stop.record_ms;
     rec.size = size.unwrap_or(0);
-    rec.completion_cause = "re-adopted after restart: file stopped growing".into();
+    rec.completion_cause = stop.cause;
     match delivery.accept(rec).await {
         Ok(()) => info!(
             recording_id = %id,

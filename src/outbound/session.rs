@@ -1187,7 +1187,9 @@ impl Session {
             from_disk = stop.from_disk,
             "recording stopped"
         );
-        if let Some(reason) = recorder::discard_reason(rec, &stop, size.is_some()) {
+        if let Some(reason) =
+            recorder::discard_reason(rec.settings.record_min_sec, &stop, size.is_some())
+        {
             if size.is_some() {
                 out.push(Action::Delete(rec.path.clone()));
             }

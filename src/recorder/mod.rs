@@ -164,18 +164,17 @@ impl StopInfo {
 }
 
 /// Why a finished recording is not kept.
-pub fn discard_reason(rec: &Recording, stop: &StopInfo, file_exists: bool) -> Option<String> {
+pub fn discard_reason(record_min_sec: u32, stop: &StopInfo, file_exists: bool) -> Option<String> {
     if stop.discarded_by_freeswitch || stop.cause == "empty-file" {
         return Some("empty: FreeSWITCH wrote no audio and deleted the file".into());
     }
     if !file_exists {
         return Some("file missing on disk".into());
     }
-    let min_ms = rec.settings.record_min_sec as u64 * 1000;
-    if stop.record_ms < min_ms {
+    if stop.record_ms < record_min_sec as u64 * 1000 {
         return Some(format!(
-            "{} ms is shorter than record_min_sec {}",
-            stop.record_ms, rec.settings.record_min_sec
+            "{} ms is shorter than record_min_sec {record_min_sec}",
+            stop.record_ms
         ));
     }
     None
@@ -246,14 +245,14 @@ mod tests {
             cause: "success-silence".into(),
             ..StopInfo::default()
         };
-        assert!(discard_reason(&r, &stop(2999), true).is_some());
-        assert!(discard_reason(&r, &stop(3000), true).is_none());
-        assert!(discard_reason(&r, &stop(5000), false).is_some());
+        assert!(discard_reason(r.settings.record_min_sec, &stop(2999), true).is_some());
+        assert!(discard_reason(r.settings.record_min_sec, &stop(3000), true).is_none());
+        assert!(discard_reason(r.settings.record_min_sec, &stop(5000), false).is_some());
         let empty = StopInfo {
             cause: "empty-file".into(),
             ..StopInfo::default()
         };
-        assert!(discard_reason(&r, &empty, false)
+        assert!(discard_reason(r.settings.record_min_sec, &empty, false)
             .unwrap()
             .starts_with("empty"));
     }
