@@ -16,19 +16,24 @@
 //! serialisations), `channel` (channel state → event headers), `media` (recording files),
 //! `call/` (one connection, by concern: `socket` (commands, subscriptions, replies), `apps`
 //! (dialplan applications), `media_bugs` (`uuid_record` and `record`), `controls` (the test's
-//! handle)), [`scenario`] (named call scripts), [`load`] (many calls at a rate, for the load
+//! handle)), `switch` (a whole FreeSWITCH: the channels' registry, restarts) and `inbound` (its
+//! inbound event socket: auth, subscriptions, filters, `api`/`bgapi` against any channel),
+//! [`scenario`] (named call scripts), [`load`] (many calls at a rate, for the load
 //! benchmark and `callrec-lab`). The simulator depends on the protocol crate (`callrec-esl`)
 //! only, never on the application it tests.
 
 mod call;
 mod channel;
 mod clock;
+mod inbound;
 pub mod load;
 mod media;
 pub mod scenario;
 mod spec;
+mod switch;
 mod wire;
 
 pub use call::{dial, CallHandle, CallReport, Command, RecordingReport};
 pub use spec::CallSpec;
+pub use switch::{InboundStats, Switch};
 pub use wire::json_escape;

@@ -45,6 +45,24 @@ pub fn disconnect_notice(uuid: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The inbound greeting.
+pub const AUTH_REQUEST: &[u8] = b"Content-Type: auth/request\n\n";
+
+/// The final notice on an inbound connection (no controlled session).
+pub fn inbound_disconnect_notice() -> Vec<u8> {
+    format!(
+        "Content-Type: text/disconnect-notice\nContent-Length: {}\n\n{GOODBYE}",
+        GOODBYE.len()
+    )
+    .into_bytes()
+}
+
+/// `api version`'s body.
+pub const VERSION: &str = "FreeSWITCH Version 1.10.12-release~64bit ( 64bit)\n";
+
+/// `api status`'s body (the first lines of the captured one).
+pub const STATUS: &str = "UP 0 years, 0 days, 0 hours, 8 minutes, 34 seconds, 653 milliseconds, 0 microseconds\nFreeSWITCH (Version 1.10.12-release  64bit) is ready\n";
+
 /// `switch_event_serialize`: URL-encoded header lines, then the body behind its own
 /// `Content-Length`, or a blank line.
 fn serialize_plain(headers: &Headers, body: Option<&str>) -> String {

@@ -23,6 +23,32 @@ impl Sim {
                 let _ = tx.send(());
                 Ok(())
             }
+            Control::Api {
+                line,
+                reply,
+                background,
+            } => {
+                let (body, after) = self.api(&line);
+                if background {
+                    let r = self.run_after(after).await;
+                    let _ = reply.send(body);
+                    r
+                } else {
+                    let _ = reply.send(body);
+                    self.run_after(after).await
+                }
+            }
+            Control::SendMsg(cmd) => {
+                if self.hung_up {
+                    return Ok(());
+                }
+                self.sendmsg(&cmd).await
+            }
+            Control::Crash => {
+                self.crash();
+                self.socket_closed().await;
+                Ok(())
+            }
             Control::Hold(on) => {
                 self.faults.hold = on;
                 if !on {

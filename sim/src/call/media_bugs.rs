@@ -45,10 +45,9 @@ impl Sim {
                 }
             }
             "uuid_getvar" => match args.as_slice() {
-                [u, var, ..] if ours(u) => (
-                    self.ch.var(var).unwrap_or("_undef_").to_string(),
-                    vec![],
-                ),
+                [u, var, ..] if ours(u) => {
+                    (self.ch.var(var).unwrap_or("_undef_").to_string(), vec![])
+                }
                 _ => ("-ERR No such channel!\n".into(), vec![]),
             },
             "uuid_setvar" => match args.as_slice() {
@@ -58,15 +57,9 @@ impl Sim {
                 }
                 _ => ("-ERR No such channel!\n".into(), vec![]),
             },
-            "uuid_exists" => (
-                (args.first().is_some_and(|u| ours(u))).to_string(),
-                vec![],
-            ),
-            "version" => (
-                "FreeSWITCH Version 1.10.12-release~64bit ( 64bit)\n".into(),
-                vec![],
-            ),
-            "status" => ("UP 0 years, 0 days, 0 hours, 8 minutes, 34 seconds, 653 milliseconds, 0 microseconds\nFreeSWITCH (Version 1.10.12-release  64bit) is ready\n".into(), vec![]),
+            "uuid_exists" => ((args.first().is_some_and(|u| ours(u))).to_string(), vec![]),
+            "version" => (wire::VERSION.into(), vec![]),
+            "status" => (wire::STATUS.into(), vec![]),
             other => (format!("-ERR {other} Command not found!\n"), vec![]),
         }
     }
@@ -298,6 +291,24 @@ impl Sim {
         };
         self.update(|rep| rep.recordings.push(report));
         Ok(())
+    }
+
+    /// FreeSWITCH's process dies: every file holds the audio recorded so far (complete, as
+    /// the model of a restart says), no event is sent, the channel is gone.
+    pub(super) fn crash(&mut self) {
+        for r in std::mem::take(&mut self.recordings) {
+            let ms = self.now_us.saturating_sub(r.start_us) / 1000;
+            let _ = media::write(&r.path, r.format, r.rate, r.channels, ms);
+        }
+        if let Some(a) = self.app_record.take() {
+            let ms = self.now_us.saturating_sub(a.rec.start_us) / 1000;
+            let _ = media::write(&a.rec.path, a.rec.format, a.rec.rate, a.rec.channels, ms);
+        }
+        self.hung_up = true;
+        self.update(|r| {
+            r.crashed = true;
+            r.hung_up = true;
+        });
     }
 
     /// Ends a `record` application recording (limit reached or hangup).

@@ -26,6 +26,7 @@ mod media_bugs;
 mod socket;
 
 use media_bugs::{ActiveRecording, AppRecording};
+pub(crate) use socket::read_command;
 
 /// A command the controller sent, as FreeSWITCH parsed it.
 #[derive(Debug, Clone)]
@@ -67,6 +68,8 @@ pub struct RecordingReport {
 #[derive(Debug, Clone, Default)]
 pub struct CallReport {
     pub commands: Vec<Command>,
+    /// FreeSWITCH died under the call (see [`Switch::restart`](crate::Switch::restart)).
+    pub crashed: bool,
     pub events_sent: Vec<String>,
     pub recordings: Vec<RecordingReport>,
     /// Where the controller transferred the call (`dest XML context`).
@@ -82,7 +85,7 @@ pub struct CallReport {
 }
 
 #[derive(Debug)]
-enum Control {
+pub(crate) enum Control {
     Answer,
     Hangup(String),
     Advance(Duration),
@@ -92,6 +95,18 @@ enum Control {
     KillOnNextCommand,
     Sync(tokio::sync::oneshot::Sender<()>),
     Hold(bool),
+    /// An `api` command from an inbound connection: the body goes back on the sender, before
+    /// the command's effects (`api`: FreeSWITCH writes the response first) or after them
+    /// (`bgapi`: the BACKGROUND_JOB follows the events the command fired, as captured).
+    Api {
+        line: String,
+        reply: tokio::sync::oneshot::Sender<String>,
+        background: bool,
+    },
+    /// A `sendmsg <uuid>` from an inbound connection.
+    SendMsg(Command),
+    /// FreeSWITCH's process dies: files are written as far as they got, nothing more is sent.
+    Crash,
 }
 
 /// The test's side of a call.
@@ -218,12 +233,26 @@ impl CallHandle {
 /// Places a call: connects to the controller and starts playing FreeSWITCH. Fails as the
 /// `socket` application would (e.g. connection refused), and then the dialplan goes on.
 pub async fn dial(addr: SocketAddr, spec: CallSpec) -> std::io::Result<CallHandle> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    Ok(start(stream, spec))
+    dial_on(addr, spec, None).await
 }
 
-fn start(stream: TcpStream, spec: CallSpec) -> CallHandle {
+/// [`dial`] for a channel of a [`Switch`](crate::Switch), whose inbound listeners see its events
+/// and can command it.
+pub(crate) async fn dial_on(
+    addr: SocketAddr,
+    spec: CallSpec,
+    switch: Option<Arc<crate::switch::Shared>>,
+) -> std::io::Result<CallHandle> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(start(stream, spec, switch))
+}
+
+fn start(
+    stream: TcpStream,
+    spec: CallSpec,
+    switch: Option<Arc<crate::switch::Shared>>,
+) -> CallHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let report = Arc::new(Mutex::new(CallReport::default()));
     let changed = Arc::new(Notify::new());
@@ -237,7 +266,11 @@ fn start(stream: TcpStream, spec: CallSpec) -> CallHandle {
     let now = wall_us();
     static SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let session_id = SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(sw) = &switch {
+        sw.register(&spec.uuid, tx_for_switch(&handle));
+    }
     let sim = Sim {
+        switch,
         ch: Channel::new(&spec, now, session_id),
         spec,
         w: wr,
@@ -262,15 +295,15 @@ fn start(stream: TcpStream, spec: CallSpec) -> CallHandle {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EventFmt {
+pub(crate) enum EventFmt {
     Plain,
     Json,
     Xml,
 }
 
 /// What the controller subscribed to, and how events are serialised for it.
-struct Subscriptions {
-    events_on: bool,
+pub(crate) struct Subscriptions {
+    pub(crate) events_on: bool,
     myevents: bool,
     all_events: bool,
     names: HashSet<String>,
@@ -303,6 +336,8 @@ struct Faults {
 }
 
 struct Sim {
+    /// The FreeSWITCH this channel belongs to, when the test models one.
+    switch: Option<Arc<crate::switch::Shared>>,
     spec: CallSpec,
     ch: Channel,
     w: OwnedWriteHalf,
@@ -327,3 +362,7 @@ struct Sim {
 }
 
 type Io = std::io::Result<()>;
+
+fn tx_for_switch(h: &CallHandle) -> mpsc::UnboundedSender<Control> {
+    h.ctl.clone()
+}

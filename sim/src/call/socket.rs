@@ -82,6 +82,9 @@ impl Sim {
             }
         }
         self.socket_closed().await;
+        if let Some(sw) = &self.switch {
+            sw.unregister(&self.ch.uuid);
+        }
     }
 
     pub(super) async fn socket_closed(&mut self) {
@@ -110,12 +113,11 @@ impl Sim {
     }
 
     pub(super) fn subscribed(&self, name: &str) -> bool {
-        self.sub.events_on
-            && (self.sub.all_events || self.sub.names.contains(name))
-            && !self.spec.lose_events.iter().any(|l| l == name)
+        self.sub.wants(name) && !self.spec.lose_events.iter().any(|l| l == name)
     }
 
-    /// Sends an event if the controller listens for it.
+    /// Sends an event if the controller listens for it, and publishes it to the switch's
+    /// inbound listeners.
     pub(super) async fn emit(
         &mut self,
         name: &str,
@@ -125,18 +127,24 @@ impl Sim {
         body: Option<&str>,
     ) -> Io {
         self.seq += 1;
-        if !self.subscribed(name) {
+        let to_socket = self.subscribed(name);
+        let to_bus = self.switch.as_ref().is_some_and(|s| s.has_listeners());
+        if !to_socket && !to_bus {
             return Ok(());
         }
         let mut h = self.ch.event_base(name, calling, self.now_us, self.seq);
         h.extend(front);
         self.ch.channel_headers(&mut h);
         h.extend(back);
-        let bytes = match self.sub.format {
-            EventFmt::Plain => wire::plain_event(&h, body),
-            EventFmt::Json => wire::json_event(&h, body),
-            EventFmt::Xml => wire::xml_event(&h, body),
-        };
+        if to_bus {
+            if let Some(sw) = &self.switch {
+                sw.publish(name, &h, body);
+            }
+        }
+        if !to_socket {
+            return Ok(());
+        }
+        let bytes = self.sub.serialize(&h, body);
         let n = name.to_string();
         self.update(|r| r.events_sent.push(n));
         self.send(&bytes).await
@@ -266,65 +274,16 @@ impl Sim {
                 self.reply("+OK will not linger").await?;
             }
             "event" => {
-                let mut keys = 0;
-                for (i, tok) in line.split(' ').skip(1).enumerate() {
-                    let up = tok.to_ascii_uppercase();
-                    if i == 0 {
-                        match up.as_str() {
-                            "PLAIN" => {
-                                self.sub.format = EventFmt::Plain;
-                                continue;
-                            }
-                            "JSON" => {
-                                self.sub.format = EventFmt::Json;
-                                continue;
-                            }
-                            "XML" => {
-                                self.sub.format = EventFmt::Xml;
-                                continue;
-                            }
-                            _ => {}
-                        }
-                    }
-                    if up == "ALL" {
-                        self.sub.all_events = true;
-                        keys += 1;
-                    } else if KNOWN_EVENTS.contains(&up.as_str())
-                        || MYEVENTS.contains(&up.as_str())
-                        || up.starts_with("CHANNEL_")
-                    {
-                        self.sub.names.insert(up);
-                        keys += 1;
-                    }
-                }
-                if keys == 0 {
-                    self.reply("-ERR no keywords supplied").await?;
-                } else {
-                    self.sub.events_on = true;
-                    let f = match self.sub.format {
-                        EventFmt::Plain => "plain",
-                        EventFmt::Json => "json",
-                        EventFmt::Xml => "xml",
-                    };
-                    self.reply(&format!("+OK event listener enabled {f}"))
-                        .await?;
-                }
+                let text = self.sub.event_command(&line);
+                self.reply(&text).await?;
             }
             "nixevent" => {
-                for tok in line.split(' ').skip(1) {
-                    self.sub.names.remove(&tok.to_ascii_uppercase());
-                }
-                self.reply("+OK events nixed").await?;
+                let text = self.sub.nixevent_command(&line);
+                self.reply(&text).await?;
             }
             "noevents" => {
-                if self.sub.events_on {
-                    self.sub.events_on = false;
-                    self.sub.all_events = false;
-                    self.sub.names.clear();
-                    self.reply("+OK no longer listening for events").await?;
-                } else {
-                    self.reply("-ERR not listening for events").await?;
-                }
+                let text = self.sub.noevents_command();
+                self.reply(&text).await?;
             }
             "filter" => {
                 let mut parts = line.splitn(3, ' ').skip(1);
@@ -362,18 +321,94 @@ impl Sim {
         let mut front = front;
         front.insert(1, ("Job-Owner-UUID".into(), self.ch.uuid.clone()));
         h.splice(0..0, front);
-        let bytes = match self.sub.format {
-            EventFmt::Plain => wire::plain_event(&h, Some(body)),
-            EventFmt::Json => wire::json_event(&h, Some(body)),
-            EventFmt::Xml => wire::xml_event(&h, Some(body)),
-        };
+        let bytes = self.sub.serialize(&h, Some(body));
         self.update(|r| r.events_sent.push("BACKGROUND_JOB".into()));
         self.send(&bytes).await
     }
 }
 
+impl Subscriptions {
+    /// `event [plain|json|xml] NAME…`: the reply text.
+    pub(crate) fn event_command(&mut self, line: &str) -> String {
+        let mut keys = 0;
+        for (i, tok) in line.split(' ').skip(1).enumerate() {
+            let up = tok.to_ascii_uppercase();
+            if i == 0 {
+                match up.as_str() {
+                    "PLAIN" => {
+                        self.format = EventFmt::Plain;
+                        continue;
+                    }
+                    "JSON" => {
+                        self.format = EventFmt::Json;
+                        continue;
+                    }
+                    "XML" => {
+                        self.format = EventFmt::Xml;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            if up == "ALL" {
+                self.all_events = true;
+                keys += 1;
+            } else if KNOWN_EVENTS.contains(&up.as_str())
+                || MYEVENTS.contains(&up.as_str())
+                || up.starts_with("CHANNEL_")
+            {
+                self.names.insert(up);
+                keys += 1;
+            }
+        }
+        if keys == 0 {
+            return "-ERR no keywords supplied".into();
+        }
+        self.events_on = true;
+        let f = match self.format {
+            EventFmt::Plain => "plain",
+            EventFmt::Json => "json",
+            EventFmt::Xml => "xml",
+        };
+        format!("+OK event listener enabled {f}")
+    }
+
+    /// `nixevent NAME…`.
+    pub(crate) fn nixevent_command(&mut self, line: &str) -> String {
+        for tok in line.split(' ').skip(1) {
+            self.names.remove(&tok.to_ascii_uppercase());
+        }
+        "+OK events nixed".into()
+    }
+
+    /// `noevents`.
+    pub(crate) fn noevents_command(&mut self) -> String {
+        if !self.events_on {
+            return "-ERR not listening for events".into();
+        }
+        self.events_on = false;
+        self.all_events = false;
+        self.names.clear();
+        "+OK no longer listening for events".into()
+    }
+
+    /// Whether an event of this name goes to this listener (before filters).
+    pub(crate) fn wants(&self, name: &str) -> bool {
+        self.events_on && (self.all_events || self.names.contains(name))
+    }
+
+    /// The event in this listener's format.
+    pub(crate) fn serialize(&self, h: &Headers, body: Option<&str>) -> Vec<u8> {
+        match self.format {
+            EventFmt::Plain => wire::plain_event(h, body),
+            EventFmt::Json => wire::json_event(h, body),
+            EventFmt::Xml => wire::xml_event(h, body),
+        }
+    }
+}
+
 /// Reads one command: lines up to a blank line. `None` at end of stream.
-pub(super) async fn read_command(
+pub(crate) async fn read_command(
     r: &mut BufReader<OwnedReadHalf>,
 ) -> std::io::Result<Option<Command>> {
     let mut first: Option<String> = None;

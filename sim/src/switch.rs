@@ -1,0 +1,315 @@
+//! A whole FreeSWITCH: the channels it carries and mod_event_socket's inbound listener (the
+//! `127.0.0.1:8021` side), so a test can model what only a switch-wide view shows: one
+//! connection following many calls, `api` commands against any channel, a restart.
+//!
+//! Invariants:
+//! - a channel placed with [`Switch::dial`] is registered under its UUID until its call task
+//!   ends; inbound `api uuid_*`/`sendmsg <uuid>` reach it through that registry and are answered
+//!   by the channel itself, exactly as on its own socket;
+//! - every event a registered channel emits is published once to all inbound listeners, whatever
+//!   its own socket subscribed to; each listener applies its own subscription and filters
+//!   (mod_event_socket's `event_handler` rules) and counts what it serialised;
+//! - [`Switch::stop`] is the process dying: every channel's files are written as far as they got,
+//!   no further event or notice is sent, every socket closes; [`Switch::start`] comes back on the
+//!   same port with a new `Core-UUID`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::call::{dial_on, CallHandle, Control};
+use crate::clock::uuid_v4;
+use crate::spec::CallSpec;
+use crate::wire::Headers;
+
+/// One event as a channel emitted it, before any listener serialises it.
+#[derive(Debug)]
+pub(crate) struct BusEvent {
+    pub name: String,
+    pub headers: Headers,
+    pub body: Option<String>,
+}
+
+/// What the inbound side saw, for assertions and benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct InboundStats {
+    /// Connections accepted.
+    pub connections: u64,
+    /// `auth` with a wrong password.
+    pub auth_failures: u64,
+    /// Events serialised and written to inbound listeners.
+    pub events_sent: u64,
+    /// Every command line inbound clients sent, in order of arrival.
+    pub commands: Vec<String>,
+}
+
+pub(crate) struct Shared {
+    pub password: String,
+    core_uuid: Mutex<String>,
+    calls: Mutex<HashMap<String, mpsc::UnboundedSender<Control>>>,
+    pub bus: broadcast::Sender<Arc<BusEvent>>,
+    /// Bumped when every inbound connection must close (restart, network drop).
+    pub kill: watch::Sender<u64>,
+    listeners: AtomicU64,
+    pub stats: Mutex<InboundStats>,
+}
+
+impl Shared {
+    pub(crate) fn register(&self, uuid: &str, tx: mpsc::UnboundedSender<Control>) {
+        if let Ok(mut c) = self.calls.lock() {
+            c.insert(uuid.to_string(), tx);
+        }
+    }
+
+    pub(crate) fn unregister(&self, uuid: &str) {
+        if let Ok(mut c) = self.calls.lock() {
+            c.remove(uuid);
+        }
+    }
+
+    fn call(&self, uuid: &str) -> Option<mpsc::UnboundedSender<Control>> {
+        self.calls.lock().ok()?.get(uuid).cloned()
+    }
+
+    pub(crate) fn has_listeners(&self) -> bool {
+        self.listeners.load(Ordering::Relaxed) > 0
+    }
+
+    pub(crate) fn listener_opened(&self) {
+        self.listeners.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn listener_closed(&self) {
+        self.listeners.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn core_uuid(&self) -> String {
+        self.core_uuid.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Hands a channel's event to every inbound listener, with this process's Core-UUID.
+    pub(crate) fn publish(&self, name: &str, headers: &Headers, body: Option<&str>) {
+        let mut headers = headers.clone();
+        if let Some(h) = headers.iter_mut().find(|(k, _)| k == "Core-UUID") {
+            h.1 = self.core_uuid();
+        }
+        let _ = self.bus.send(Arc::new(BusEvent {
+            name: name.to_string(),
+            headers,
+            body: body.map(str::to_string),
+        }));
+    }
+
+    /// An `api` command from an inbound connection: the body FreeSWITCH answers with.
+    pub(crate) async fn api(&self, rest: &str, background: bool) -> String {
+        let (name, args) = rest.split_once(' ').unwrap_or((rest, ""));
+        let target = args.split(' ').find(|a| !a.is_empty());
+        match name {
+            "uuid_record" | "uuid_kill" | "uuid_getvar" | "uuid_setvar" | "uuid_exists"
+            | "uuid_transfer" | "uuid_broadcast" => {
+                if let Some(tx) = target.and_then(|u| self.call(u)) {
+                    let (rtx, rrx) = tokio::sync::oneshot::channel();
+                    let c = Control::Api {
+                        line: rest.to_string(),
+                        reply: rtx,
+                        background,
+                    };
+                    if tx.send(c).is_ok() {
+                        if let Ok(body) = rrx.await {
+                            return body;
+                        }
+                    }
+                }
+                no_channel(name, args)
+            }
+            "global_getvar" if args.trim() == "core_uuid" => self.core_uuid(),
+            "version" => crate::wire::VERSION.into(),
+            "status" => crate::wire::STATUS.into(),
+            other => format!("-ERR {other} Command not found!\n"),
+        }
+    }
+
+    /// `sendmsg <uuid>` from an inbound connection: the reply text.
+    pub(crate) fn sendmsg(&self, uuid: &str, cmd: crate::call::Command) -> String {
+        match self.call(uuid) {
+            Some(tx) if tx.send(Control::SendMsg(cmd)).is_ok() => "+OK".into(),
+            _ => format!("-ERR invalid session id [{uuid}]"),
+        }
+    }
+}
+
+/// mod_commands' answers when the UUID names no channel.
+fn no_channel(name: &str, args: &str) -> String {
+    let argc = args.split(' ').filter(|a| !a.is_empty()).count();
+    match name {
+        "uuid_record" if argc < 3 => {
+            "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n".into()
+        }
+        "uuid_record" => "-ERR Cannot locate session!\n".into(),
+        "uuid_exists" => "false".into(),
+        _ => "-ERR No such channel!\n".into(),
+    }
+}
+
+/// A simulated FreeSWITCH process.
+#[derive(Clone)]
+pub struct Switch {
+    shared: Arc<Shared>,
+    inbound: Arc<Mutex<Option<Inbound>>>,
+}
+
+struct Inbound {
+    addr: SocketAddr,
+    accept: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Switch {
+    /// A switch whose event socket takes `password` (FreeSWITCH's default is `ClueCon`).
+    pub fn new(password: &str) -> Switch {
+        let (bus, _) = broadcast::channel(1 << 16);
+        let (kill, _) = watch::channel(0);
+        Switch {
+            shared: Arc::new(Shared {
+                password: password.to_string(),
+                core_uuid: Mutex::new(uuid_v4()),
+                calls: Mutex::new(HashMap::new()),
+                bus,
+                kill,
+                listeners: AtomicU64::new(0),
+                stats: Mutex::new(InboundStats::default()),
+            }),
+            inbound: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Starts the inbound event socket on a free loopback port; returns its address.
+    pub async fn listen_inbound(&self) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let accept = tokio::spawn(accept_loop(listener, self.shared.clone()));
+        if let Ok(mut i) = self.inbound.lock() {
+            *i = Some(Inbound {
+                addr,
+                accept: Some(accept),
+            });
+        }
+        Ok(addr)
+    }
+
+    /// The inbound event socket's address, once listening.
+    pub fn inbound_addr(&self) -> Option<SocketAddr> {
+        self.inbound.lock().ok()?.as_ref().map(|i| i.addr)
+    }
+
+    /// Places a call on this switch: its `socket` application dials the controller at `addr`.
+    pub async fn dial(&self, addr: SocketAddr, spec: CallSpec) -> std::io::Result<CallHandle> {
+        dial_on(addr, spec, Some(self.shared.clone())).await
+    }
+
+    /// The process's `Core-UUID` (new after every [`start`](Self::start)).
+    pub fn core_uuid(&self) -> String {
+        self.shared.core_uuid()
+    }
+
+    /// Whether a channel with this UUID exists.
+    pub fn has_channel(&self, uuid: &str) -> bool {
+        self.shared.call(uuid).is_some()
+    }
+
+    /// Closes every inbound connection (a network blip); the listener stays up.
+    pub fn drop_inbound(&self) {
+        self.shared.kill.send_modify(|g| *g += 1);
+    }
+
+    /// FreeSWITCH dies: every channel is gone with its files written so far, every socket closes,
+    /// the event socket stops listening.
+    pub async fn stop(&self) {
+        let accept = self
+            .inbound
+            .lock()
+            .ok()
+            .and_then(|mut i| i.as_mut().and_then(|i| i.accept.take()));
+        if let Some(a) = accept {
+            a.abort();
+            let _ = a.await;
+        }
+        self.drop_inbound();
+        let calls: Vec<_> = self
+            .shared
+            .calls
+            .lock()
+            .map(|mut c| c.drain().collect())
+            .unwrap_or_default();
+        for (_, tx) in calls {
+            let (stx, srx) = tokio::sync::oneshot::channel();
+            if tx.send(Control::Crash).is_ok() && tx.send(Control::Sync(stx)).is_ok() {
+                let _ = srx.await;
+            }
+        }
+    }
+
+    /// FreeSWITCH is back: a new `Core-UUID`, the event socket listening on its old port.
+    pub async fn start(&self) -> std::io::Result<()> {
+        if let Ok(mut c) = self.shared.core_uuid.lock() {
+            *c = uuid_v4();
+        }
+        let Some(addr) = self.inbound_addr() else {
+            return Ok(());
+        };
+        let listener = TcpListener::bind(addr).await?;
+        let accept = tokio::spawn(accept_loop(listener, self.shared.clone()));
+        if let Ok(mut i) = self.inbound.lock() {
+            if let Some(i) = i.as_mut() {
+                i.accept = Some(accept);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`stop`](Self::stop) then [`start`](Self::start).
+    pub async fn restart(&self) -> std::io::Result<()> {
+        self.stop().await;
+        self.start().await
+    }
+
+    pub fn inbound_stats(&self) -> InboundStats {
+        self.shared
+            .stats
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Waits until an inbound client has sent a command starting with `prefix` `n` times.
+    pub async fn wait_for_inbound_commands(&self, prefix: &str, n: usize) {
+        loop {
+            let seen = self
+                .inbound_stats()
+                .commands
+                .iter()
+                .filter(|c| c.starts_with(prefix))
+                .count();
+            if seen >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        if let Ok(mut s) = shared.stats.lock() {
+            s.connections += 1;
+        }
+        tokio::spawn(crate::inbound::serve(stream, shared.clone()));
+    }
+}
