@@ -240,7 +240,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         stable_polls: 3,
     };
     let delivery: Arc<dyn Delivery> = uploads.delivery.clone();
-    match crate::supervisor::readopt(&store, delivery, watch) {
+    let link = config.link_config().map(crate::inbound::Link::start);
+    match crate::supervisor::readopt(&store, delivery, watch, link.clone()) {
         Ok(0) => {}
         Ok(n) => info!(
             count = n,

@@ -64,6 +64,17 @@ pub struct Config {
     pub keep_local_after_upload: bool,
     /// The sofia profile callflows bridge devices with `sip.invite_format: route` through.
     pub bridge_profile: String,
+    /// FreeSWITCH's inbound event socket (`host:port`, as `event_socket.conf.xml` listens);
+    /// when set, recordings journaled by a previous run are followed over it to their
+    /// RECORD_STOP (else their files are watched).
+    pub freeswitch_esl: Option<String>,
+    /// The event socket's password (never logged; `check-config` shows it as `REDACTED`).
+    pub freeswitch_password: String,
+    /// Reconnection backoff to the event socket doubles from 100 ms up to this.
+    pub esl_reconnect_max_ms: u64,
+    /// A recording followed over the event socket falls back to watching its file once the
+    /// connection has been down this long.
+    pub esl_down_grace_ms: u64,
     /// Applied to every call, on top of the documents; parsed (and so validated) with the
     /// same types as a document's `record_call`.
     pub record_call: Option<Params>,
@@ -96,6 +107,10 @@ impl Default for Config {
             upload_min_rate: 256 * 1024,
             keep_local_after_upload: false,
             bridge_profile: "external".into(),
+            freeswitch_esl: None,
+            freeswitch_password: "ClueCon".into(),
+            esl_reconnect_max_ms: 10_000,
+            esl_down_grace_ms: 30_000,
             record_call: None,
         }
     }
@@ -200,6 +215,10 @@ impl Config {
             "upload_min_rate",
             "keep_local_after_upload",
             "bridge_profile",
+            "freeswitch_esl",
+            "freeswitch_password",
+            "esl_reconnect_max_ms",
+            "esl_down_grace_ms",
             "record_call",
         ]
     }
@@ -207,6 +226,7 @@ impl Config {
     /// The effective configuration as TOML, passwords in URLs shown as `REDACTED`.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
+        shown.freeswitch_password = "REDACTED".into();
         if let Some(rc) = shown.record_call.as_mut() {
             if let Some(u) = &rc.url {
                 rc.url =
@@ -249,6 +269,16 @@ impl Config {
                 "continue_context must be a non-empty dialplan context name ([A-Za-z0-9._-])",
             );
         }
+        if let Some(a) = &self.freeswitch_esl {
+            if a.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return bad("freeswitch_esl must be host:port, e.g. \"127.0.0.1:8021\"");
+            }
+        }
+        if self.freeswitch_password.contains(['\n', '\r']) {
+            return bad("freeswitch_password must be one line");
+        }
         if self.command_timeout_ms == 0 || self.max_frame_bytes < 64 * 1024 {
             return bad("command_timeout_ms must be > 0 and max_frame_bytes at least 65536");
         }
@@ -285,6 +315,18 @@ impl Config {
                 give_up_after: Duration::from_secs(self.upload_give_up_after_s),
             },
         }
+    }
+
+    /// The inbound event-socket link, when `freeswitch_esl` is set.
+    pub fn link_config(&self) -> Option<crate::inbound::LinkConfig> {
+        Some(crate::inbound::LinkConfig {
+            addr: self.freeswitch_esl.clone()?,
+            password: self.freeswitch_password.clone(),
+            command_timeout: Duration::from_millis(self.command_timeout_ms),
+            backoff_max: Duration::from_millis(self.esl_reconnect_max_ms.max(100)),
+            down_grace: Duration::from_millis(self.esl_down_grace_ms),
+            limits: self.limits(),
+        })
     }
 
     /// What a call's session needs of the configuration.
@@ -348,9 +390,9 @@ mod tests {
             assert!(Config::keys().contains(&k.as_str()), "{k}");
         }
         assert_eq!(
-            t.len() + 1,
+            t.len() + 2,
             Config::keys().len(),
-            "record_call is absent by default"
+            "record_call and freeswitch_esl are absent by default"
         );
     }
 

@@ -4,12 +4,14 @@
 //! - [`esl`]: the Event Socket protocol: the `callrec-esl` crate (sans-IO; re-exported), with
 //!   [`event`]s (plain, JSON, XML, channel data), values decoded when read;
 //! - [`connection`]: one socket: commands out, replies matched in order, events in;
+//! - [`inbound`]: the one long-lived link to FreeSWITCH's event socket, following calls by UUID;
 //! - [`outbound`]: the listener and the per-call session;
 //! - [`rules`]: recording settings and the decision which recordings a call gets;
 //! - [`recorder`]: recordings of a call, their `uuid_record` commands and files;
 //! - [`store`]: the embedded SQLite store, the only place that speaks SQL;
 //! - [`uploader`]: delivery of finished recordings (durable spool, HTTP PUT/POST, local store);
 //! - [`values`]: small value types every layer shares;
+//! - [`supervisor`]: recordings a previous run journaled, finished after a restart;
 //! - [`config`], [`telemetry`], [`app`] (wiring and graceful shutdown);
 //! - [`tools`]: operator tools such as `callrec esl decode`;
 //! - [`cli`]: the command line.
@@ -26,6 +28,7 @@ pub mod callflow;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod inbound;
 pub mod outbound;
 pub mod recorder;
 pub mod rules;

@@ -1,20 +1,28 @@
 //! The supervisor: takes up, at start-up, every recording the journal says was still being
 //! recorded when callrec stopped (a crash, a SIGKILL, an upgrade).
 //!
-//! FreeSWITCH keeps recording a call whose controller is gone, so each journaled recording's file
-//! is watched until it stops growing, then finished exactly as the session would have finished
-//! it: `record_min_sec` applies, delivery gets the same metadata, and the log says `recording
-//! re-adopted after restart` with the reason.
+//! FreeSWITCH keeps recording a call whose controller is gone. With the inbound link
+//! ([`crate::inbound`], `freeswitch_esl`), each journaled recording's call is followed by UUID:
+//! its RECORD_STOP finishes it exactly as the session would have (FreeSWITCH's `record_ms` and
+//! completion cause); a call that no longer exists (it ended, or FreeSWITCH restarted) or that
+//! hangs up without a RECORD_STOP for this file is finished from its file, which is then final.
+//! Without the link, or while the link stays down longer than `esl_down_grace_ms`, the file is
+//! watched until it stops growing. Either way `record_min_sec` applies, delivery gets the same
+//! metadata as if nothing had happened, and the log says `recording re-adopted after restart`
+//! with the reason.
 //!
 //! Invariant: a journaled recording ends in exactly one of: kept (handed to delivery, which
 //! replaces the journal row), discarded (file missing or too short; logged, row removed), or
 //! still journaled (delivery refused it; taken up again at the next start).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{error, info, warn};
 
+use crate::inbound::{Followed, Link};
+use crate::recorder::StopInfo;
 use crate::store::{Store, StoreError};
 use crate::uploader::journal::JournalEntry;
 use crate::uploader::Delivery;
@@ -33,34 +41,138 @@ pub fn readopt(
     store: &Store,
     delivery: Arc<dyn Delivery>,
     watch: Watch,
+    link: Option<Link>,
 ) -> Result<usize, StoreError> {
     let entries: Vec<(String, JournalEntry)> = store.journaled()?;
     let n = entries.len();
     for (_, entry) in entries {
-        let (store, delivery) = (store.clone(), delivery.clone());
-        tokio::spawn(async move { finish(&store, &*delivery, entry, watch).await });
+        let (store, delivery, link) = (store.clone(), delivery.clone(), link.clone());
+        tokio::spawn(async move { finish(&store, &*delivery, entry, watch, link).await });
     }
     Ok(n)
 }
 
-/// Watches one journaled recording's file until it stops growing, then keeps or discards it.
-async fn finish(store: &Store, delivery: &dyn Delivery, e: JournalEntry, watch: Watch) {
-    let path = std::path::PathBuf::from(&e.rec.file_path);
-    let id = e.rec.recording_id.clone();
+/// How a re-adopted recording ended, before the keep-or-discard rule.
+struct Ending {
+    stop: StopInfo,
+    /// Why it ended this way, for the log.
+    reason: String,
+}
+
+async fn finish(
+    store: &Store,
+    delivery: &dyn Delivery,
+    e: JournalEntry,
+    watch: Watch,
+    link: Option<Link>,
+) {
+    let path = PathBuf::from(&e.rec.file_path);
     info!(
-        recording_id = %id,
+        recording_id = %e.rec.recording_id,
         call_id = %crate::telemetry::printable(&e.rec.call.call_id),
         account_id = %crate::telemetry::printable(e.rec.call.account_id.as_deref().unwrap_or("-")),
-        "journaled recording found after restart; watching its file"
+        following = if link.is_some() { "event socket" } else { "file" },
+        "journaled recording found after restart; taking it up"
     );
-    // FreeSWITCH may still be recording: at most the time limit, and a minute for the call's
-    // end to reach the file.
+    let ending = match &link {
+        Some(link) => match follow(link, &e).await {
+            Some(ending) => ending,
+            None => watch_file(&path, &e, watch, "the event socket link stayed down").await,
+        },
+        None => {
+            watch_file(
+                &path,
+                &e,
+                watch,
+                "callrec restarted while the call was recording; the file stopped growing",
+            )
+            .await
+        }
+    };
+    settle(store, delivery, e, &path, ending).await;
+}
+
+/// Follows the call over the link until its recording ends; `None` when the link stayed down
+/// too long (or the recording outlived its time limit) and the file must be watched instead.
+async fn follow(link: &Link, e: &JournalEntry) -> Option<Ending> {
+    let uuid = &e.rec.call.call_id;
+    let mut rx = link.follow(uuid);
+    let limit = Duration::from_secs(e.time_limit as u64 + 60);
+    let path = e.rec.file_path.as_str();
+    let ending = loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(Followed::Event(ev)) => {
+                    use crate::event::EventName as N;
+                    match ev.name() {
+                        Some(N::RecordStop) if is_ours(&ev, e) => {
+                            let mut stop = StopInfo::from_event(&ev);
+                            stop.cause = format!("re-adopted after restart: {}", stop.cause);
+                            break Some(Ending {
+                                stop,
+                                reason: "callrec restarted while the call was recording; FreeSWITCH's RECORD_STOP ended it".into(),
+                            });
+                        }
+                        Some(N::ChannelHangupComplete) => {
+                            break Some(from_file(path, e, "the call ended without a RECORD_STOP for this file").await);
+                        }
+                        _ => {}
+                    }
+                }
+                Some(Followed::Gone { restarted }) => {
+                    let why = if restarted {
+                        "FreeSWITCH restarted; the call is gone and its file is final"
+                    } else {
+                        "the call had ended while callrec was down; its file is final"
+                    };
+                    break Some(from_file(path, e, why).await);
+                }
+                None => break None,
+            },
+            _ = link.down_for(link.down_grace) => break None,
+            _ = tokio::time::sleep(limit) => break None,
+        }
+    };
+    link.unfollow(uuid);
+    ending
+}
+
+/// The RECORD_STOP is this recording's: same file, or the recording variable callrec set.
+fn is_ours(ev: &crate::event::Event, e: &JournalEntry) -> bool {
+    ev.get("Record-File-Path").as_deref() == Some(e.rec.file_path.as_str())
+        || ev
+            .get("Recording-Variable-callrec_recording_id")
+            .as_deref()
+            .is_some_and(|v| v == e.rec.recording_id)
+}
+
+/// The call is over: the file is final; measure it.
+async fn from_file(path: &str, e: &JournalEntry, reason: &str) -> Ending {
+    let p = PathBuf::from(path);
+    let format = e.rec.format;
+    let ms = tokio::task::spawn_blocking(move || crate::recorder::inspect(&p, format, true).1)
+        .await
+        .ok()
+        .flatten();
+    Ending {
+        stop: StopInfo {
+            record_ms: ms.unwrap_or(0),
+            cause: format!("re-adopted after restart: {reason}"),
+            discarded_by_freeswitch: false,
+            from_disk: true,
+        },
+        reason: reason.into(),
+    }
+}
+
+/// Watches the file until it stops growing (FreeSWITCH may still be recording it).
+async fn watch_file(path: &Path, e: &JournalEntry, watch: Watch, reason: &str) -> Ending {
+    // At most the time limit, and a minute for the call's end to reach the file.
     let max_polls =
         ((e.time_limit as u64 + 60) * 1000 / watch.poll.as_millis().max(1) as u64) as u32;
     let (mut last, mut stable) = (None, 0);
-    let mut size = None;
     for _ in 0..max_polls.max(watch.stable_polls + 1) {
-        size = tokio::fs::metadata(&path).await.ok().map(|m| m.len());
+        let size = tokio::fs::metadata(path).await.ok().map(|m| m.len());
         if size.is_some() && size == last {
             stable += 1;
             if stable >= watch.stable_polls {
@@ -72,42 +184,50 @@ async fn finish(store: &Store, delivery: &dyn Delivery, e: JournalEntry, watch: 
         last = size;
         tokio::time::sleep(watch.poll).await;
     }
+    let mut ending = from_file(&e.rec.file_path, e, "file stopped growing").await;
+    ending.reason = reason.into();
+    ending
+}
+
+/// Keeps or discards the recording by the session's rule, and logs the outcome.
+async fn settle(store: &Store, delivery: &dyn Delivery, e: JournalEntry, path: &Path, end: Ending) {
+    let id = e.rec.recording_id.clone();
+    let call_id = crate::telemetry::printable(&e.rec.call.call_id).into_owned();
+    let account_id =
+        crate::telemetry::printable(e.rec.call.account_id.as_deref().unwrap_or("-")).into_owned();
+    let p = path.to_path_buf();
     let format = e.rec.format;
-    let p = path.clone();
-    let (size, ms) =
-        tokio::task::spawn_blocking(move || crate::recorder::inspect(&p, format, true))
-            .await
-            .unwrap_or((size, None));
-    // The same rule the session applies when RECORD_STOP never came.
-    let stop = crate::recorder::StopInfo {
-        record_ms: ms.unwrap_or(0),
-        cause: "re-adopted after restart: file stopped growing".into(),
-        discarded_by_freeswitch: false,
-        from_disk: true,
-    };
-    if let Some(reason) = crate::recorder::discard_reason(e.record_min_sec, &stop, size.is_some()) {
+    let size = tokio::task::spawn_blocking(move || crate::recorder::inspect(&p, format, false).0)
+        .await
+        .ok()
+        .flatten();
+    crate::telemetry::metrics::inc(&crate::telemetry::metrics::METRICS.recordings_readopted_total);
+    if let Some(discard) =
+        crate::recorder::discard_reason(e.record_min_sec, &end.stop, size.is_some())
+    {
         if size.is_some() {
-            if let Err(err) = tokio::fs::remove_file(&path).await {
-                error!(recording_id = %id, error = %err, "cannot delete discarded recording");
+            if let Err(err) = tokio::fs::remove_file(path).await {
+                error!(%call_id, recording_id = %id, error = %err, "cannot delete discarded recording");
             }
         }
         let s = store.clone();
         let i = id.clone();
         let _ = tokio::task::spawn_blocking(move || s.forget_recording(&i)).await;
-        info!(recording_id = %id, reason = %reason, "recording re-adopted after restart: discarded");
+        info!(%call_id, %account_id, recording_id = %id, reason = %end.reason, discarded = %discard, "recording re-adopted after restart: discarded");
         return;
     }
     let mut rec = e.rec;
-    rec.duration_ms = stop.record_ms;
+    rec.duration_ms = end.stop.record_ms;
     rec.size = size.unwrap_or(0);
-    rec.completion_cause = stop.cause;
+    rec.completion_cause = end.stop.cause;
+    let rec_ms = rec.duration_ms;
     match delivery.accept(rec).await {
-        Ok(()) => info!(
-            recording_id = %id,
-            reason = "callrec restarted while the call was recording; the file stopped growing",
-            "recording re-adopted after restart"
-        ),
+        Ok(()) => {
+            info!(%call_id, %account_id, recording_id = %id, reason = %end.reason, duration_ms = rec_ms, "recording re-adopted after restart")
+        }
         Err(err) => warn!(
+            %call_id,
+            %account_id,
             recording_id = %id,
             error = %err,
             "re-adopted recording could not be handed to delivery; it stays journaled for the next start"

@@ -17,6 +17,11 @@ use callrec_sim::CallSpec;
 /// A data directory and a config recording every call as WAV (`record_call` lines appended);
 /// returns (data dir, config file, outbound port).
 fn setup(tmp: &tempfile::TempDir, record_call: &str) -> (PathBuf, PathBuf, u16) {
+    setup_with(tmp, "", record_call)
+}
+
+/// [`setup`] with top-level keys (`top`) too.
+fn setup_with(tmp: &tempfile::TempDir, top: &str, record_call: &str) -> (PathBuf, PathBuf, u16) {
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let listen = free_port();
@@ -25,7 +30,7 @@ fn setup(tmp: &tempfile::TempDir, record_call: &str) -> (PathBuf, PathBuf, u16) 
         &config,
         format!(
             "listen = \"127.0.0.1:{listen}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n\
-             disk_poll_ms = 50\n[record_call]\nformat = \"wav\"\n{record_call}",
+             disk_poll_ms = 50\n{top}[record_call]\nformat = \"wav\"\n{record_call}",
             free_port(),
             data.display()
         ),
@@ -35,10 +40,29 @@ fn setup(tmp: &tempfile::TempDir, record_call: &str) -> (PathBuf, PathBuf, u16) 
 }
 
 async fn serve(config: &std::path::Path, listen: u16) -> Killed {
+    serve_logging(config, listen, None).await
+}
+
+/// [`serve`], its log appended to `log` when given.
+async fn serve_logging(
+    config: &std::path::Path,
+    listen: u16,
+    log: Option<&std::path::Path>,
+) -> Killed {
+    let stderr = match log {
+        Some(p) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap(),
+        ),
+        None => Stdio::null(),
+    };
     let child = Command::new(env!("CARGO_BIN_EXE_callrec"))
         .args(["serve", "--config"])
         .arg(config)
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -168,4 +192,193 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Waits until the call's recording left the `recording` state; returns it.
+async fn finished(data: &std::path::Path, call_id: &str) -> spool::Item {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let r = recordings_of(data, call_id);
+            if r.len() == 1 && r[0].state != RecordingState::Recording {
+                return r.into_iter().next().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the recording is finished after the restart")
+}
+
+/// A switch with its event socket, and callrec configured to follow calls over it.
+async fn switch_and_config(
+    tmp: &tempfile::TempDir,
+    password: &str,
+    extra: &str,
+) -> (callrec_sim::Switch, PathBuf, PathBuf, u16) {
+    let sw = callrec_sim::Switch::new("ClueCon");
+    let esl = sw.listen_inbound().await.unwrap();
+    let (data, config, listen) = setup_with(
+        tmp,
+        &format!(
+            "freeswitch_esl = \"{esl}\"\nfreeswitch_password = \"{password}\"\nesl_reconnect_max_ms = 200\n{extra}"
+        ),
+        "record_min_sec = 2\n",
+    );
+    (sw, data, config, listen)
+}
+
+/// Places a recorded call on the switch, answers it, records 3 s, and SIGKILLs callrec.
+async fn call_then_kill(
+    sw: &callrec_sim::Switch,
+    data: &std::path::Path,
+    config: &std::path::Path,
+    listen: u16,
+    log: Option<&std::path::Path>,
+) -> callrec_sim::CallHandle {
+    let mut first = serve_logging(config, listen, log).await;
+    let call = sw
+        .dial(
+            format!("127.0.0.1:{listen}").parse().unwrap(),
+            CallSpec::new("15550001111", "1000").var("callrec_account_id", "acc-1"),
+        )
+        .await
+        .unwrap();
+    call.wait_for_command("sendmsg").await;
+    call.answer();
+    call.wait_for_command("api uuid_record").await;
+    call.advance(Duration::from_secs(3));
+    assert_eq!(
+        recordings_of(data, &call.uuid)[0].state,
+        RecordingState::Recording
+    );
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    call
+}
+
+/// The issue's case with the event socket: the new process follows the still-running call by
+/// UUID and finishes the recording on FreeSWITCH's own RECORD_STOP, with its record_ms.
+#[tokio::test]
+async fn sigkill_mid_call_then_restart_follows_the_call_to_its_record_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (sw, data, config, listen) = switch_and_config(&tmp, "ClueCon", "").await;
+    let call = call_then_kill(&sw, &data, &config, listen, None).await;
+    let _second = serve(&config, listen).await;
+    // The new process asks FreeSWITCH about the journaled call and follows it.
+    sw.wait_for_inbound_commands(&format!("filter Unique-ID {}", call.uuid), 1)
+        .await;
+    sw.wait_for_inbound_commands(&format!("api uuid_exists {}", call.uuid), 1)
+        .await;
+    call.advance(Duration::from_secs(5));
+    call.hangup("NORMAL_CLEARING");
+    let kept = finished(&data, &call.uuid).await;
+    assert_eq!(kept.state, RecordingState::Stored, "kept locally (no url)");
+    assert_eq!(
+        kept.meta.duration_ms, 8000,
+        "FreeSWITCH's record_ms of the whole call"
+    );
+    assert_eq!(
+        kept.meta.completion_cause, "re-adopted after restart: success-silence",
+        "from the RECORD_STOP"
+    );
+    assert_eq!(kept.meta.call.account_id.as_deref(), Some("acc-1"));
+    assert_eq!(kept.meta.origin, "config record_call: all calls");
+    let stats = sw.inbound_stats();
+    assert!(
+        stats
+            .commands
+            .iter()
+            .any(|c| c.starts_with("event json RECORD_STOP CHANNEL_HANGUP_COMPLETE")),
+        "{:?}",
+        stats.commands
+    );
+    assert!(
+        stats.events_sent <= 2,
+        "only the followed call's RECORD_STOP and CHANNEL_HANGUP_COMPLETE were serialised: {}",
+        stats.events_sent
+    );
+}
+
+/// The call ended while callrec was down: `uuid_exists` says false, the file is final and kept
+/// at once, measured from disk.
+#[tokio::test]
+async fn a_call_that_ended_while_callrec_was_down_is_finished_from_its_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (sw, data, config, listen) = switch_and_config(&tmp, "ClueCon", "").await;
+    let call = call_then_kill(&sw, &data, &config, listen, None).await;
+    call.advance(Duration::from_secs(4));
+    call.hangup("NORMAL_CLEARING");
+    call.closed().await;
+    let _second = serve(&config, listen).await;
+    let kept = finished(&data, &call.uuid).await;
+    assert_eq!(kept.state, RecordingState::Stored);
+    assert_eq!(kept.meta.duration_ms, 7000);
+    assert!(
+        kept.meta
+            .completion_cause
+            .contains("the call had ended while callrec was down"),
+        "{}",
+        kept.meta.completion_cause
+    );
+}
+
+/// FreeSWITCH restarts while the new callrec follows the call: the link sees a new Core-UUID,
+/// the call is gone, the file (written up to the crash) is kept.
+#[tokio::test]
+async fn freeswitch_restarting_while_followed_finishes_the_recording_from_its_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("callrec.log");
+    let (sw, data, config, listen) = switch_and_config(&tmp, "ClueCon", "").await;
+    let call = call_then_kill(&sw, &data, &config, listen, None).await;
+    let _second = serve_logging(&config, listen, Some(&log)).await;
+    sw.wait_for_inbound_commands(&format!("api uuid_exists {}", call.uuid), 1)
+        .await;
+    call.advance(Duration::from_secs(2));
+    call.sync().await;
+    sw.restart().await.unwrap();
+    let kept = finished(&data, &call.uuid).await;
+    assert_eq!(kept.state, RecordingState::Stored);
+    assert_eq!(
+        kept.meta.duration_ms, 5000,
+        "what FreeSWITCH wrote before it died"
+    );
+    assert!(
+        kept.meta.completion_cause.contains("FreeSWITCH restarted"),
+        "{}",
+        kept.meta.completion_cause
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("FreeSWITCH restarted (new Core-UUID)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("recording re-adopted after restart"),
+        "{text}"
+    );
+}
+
+/// A wrong password: the link never comes up, the log says why (without the password), and
+/// after `esl_down_grace_ms` the recording is finished by watching its file.
+#[tokio::test]
+async fn a_refused_password_falls_back_to_watching_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("callrec.log");
+    let (sw, data, config, listen) =
+        switch_and_config(&tmp, "Wr0ngPassw0rd", "esl_down_grace_ms = 300\n").await;
+    let call = call_then_kill(&sw, &data, &config, listen, Some(&log)).await;
+    let _second = serve_logging(&config, listen, Some(&log)).await;
+    call.advance(Duration::from_secs(3));
+    call.hangup("NORMAL_CLEARING");
+    let kept = finished(&data, &call.uuid).await;
+    assert_eq!(kept.state, RecordingState::Stored);
+    assert_eq!(kept.meta.duration_ms, 6000);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("FreeSWITCH refused the password"), "{text}");
+    assert!(text.contains("the event socket link stayed down"), "{text}");
+    assert!(
+        !text.contains("Wr0ngPassw0rd"),
+        "the password never reaches the log"
+    );
+    assert!(sw.inbound_stats().auth_failures >= 1);
 }

@@ -40,6 +40,12 @@ metrics! {
     uploads_retried_total: "counter", "Attempts that failed and will be retried.";
     uploads_failed_total: "counter", "Deliveries that became failed (dead letter).";
     orphaned_files: "gauge", "Recording files the spool did not know at the last start.";
+    recordings_readopted_total: "counter", "Journaled recordings of a previous run finished after a restart (kept or discarded).";
+    esl_link_up: "gauge", "1 while the inbound event socket link to FreeSWITCH is up.";
+    esl_link_losses_total: "counter", "Times the inbound event socket link was lost after being up.";
+    freeswitch_restarts_total: "counter", "FreeSWITCH restarts seen by the link (Core-UUID changed).";
+    disk_low: "gauge", "1 while the recordings directory has less free space than min_free_mb (or cannot be checked).";
+    disk_low_total: "counter", "Times the recordings directory went below min_free_mb.";
 }
 
 /// The process's metrics.
