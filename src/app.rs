@@ -224,6 +224,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
     std::fs::create_dir_all(&readiness.recordings_dir)
         .with_context(|| format!("cannot create {}", readiness.recordings_dir.display()))?;
+    // Low space in the recordings directory is logged when it starts and ends (a metric too).
+    let space_watch = tokio::spawn(crate::recorder::space::watch(
+        readiness.recordings_dir.clone(),
+        readiness.min_free_bytes,
+        Duration::from_millis(config.disk_poll_ms.clamp(10, 10_000)),
+    ));
     let api = tokio::spawn(admin::serve(
         api_listener,
         ApiState {
@@ -262,6 +268,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     uploads.shutdown(Duration::from_secs(5)).await;
     api_stop.cancel();
     let _ = api.await;
+    space_watch.abort();
     Ok(())
 }
 

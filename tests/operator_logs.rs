@@ -180,7 +180,7 @@ fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
     let config = tmp.path().join("callrec.toml");
     std::fs::write(
         &config,
-        "max_calls = 5\n[record_call]\nurl = \"https://rec:s3cret@h.example/calls/\"\n",
+        "max_calls = 5\nfreeswitch_esl = \"127.0.0.1:8021\"\nfreeswitch_password = \"esl-pa55\"\n[record_call]\nurl = \"https://rec:s3cret@h.example/calls/\"\n",
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_callrec"))
@@ -206,7 +206,10 @@ fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
         "flags over both: {text}"
     );
     assert!(
-        text.contains("rec:REDACTED@h.example") && !text.contains("s3cret"),
+        text.contains("rec:REDACTED@h.example")
+            && !text.contains("s3cret")
+            && text.contains("freeswitch_password = \"REDACTED\"")
+            && !text.contains("esl-pa55"),
         "{text}"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_callrec"))

@@ -507,30 +507,19 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
         let listener = r.listener_up.load(std::sync::atomic::Ordering::Relaxed);
         let dir = r.recordings_dir.clone();
         let min_free = r.min_free_bytes;
-        let (writable, free) = tokio::task::spawn_blocking(move || {
-            let probe = dir.join(".callrec-ready-probe");
-            let writable =
-                std::fs::write(&probe, b"ok").is_ok() && std::fs::remove_file(&probe).is_ok();
-            let free = rustix::fs::statvfs(&dir)
-                .ok()
-                .map(|v| v.f_bavail.saturating_mul(v.f_frsize));
-            (writable, free)
-        })
-        .await
-        .unwrap_or((false, None));
+        let space = tokio::task::spawn_blocking(move || crate::recorder::space::check(&dir))
+            .await
+            .unwrap_or(crate::recorder::space::Space {
+                writable: false,
+                free: None,
+            });
+        let (writable, free) = (space.writable, space.free);
         let space_ok = free.is_some_and(|f| f >= min_free);
         checks.insert("listener_up".into(), json!(listener));
         checks.insert("recordings_dir_writable".into(), json!(writable));
         checks.insert("recordings_free_bytes".into(), json!(free));
         checks.insert("recordings_free_enough".into(), json!(space_ok));
-        if !space_ok || !writable {
-            tracing::warn!(
-                free_bytes = free.unwrap_or(0),
-                min_free_bytes = min_free,
-                writable,
-                "recordings directory not ready (full or not writable)"
-            );
-        }
+        // Not logged here (probes poll often): the space watcher logs when it starts and ends.
         ready &= listener && writable && space_ok;
     }
     let status = if ready {

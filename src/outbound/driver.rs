@@ -137,11 +137,17 @@ async fn drive(mut conn: Connection, mut session: Session, ctx: Arc<SessionConte
                     }
                 }
                 Action::Deliver(rec, finished) => {
+                    let keep = (*finished).clone();
                     let result = ctx
                         .delivery
                         .accept(*finished)
                         .await
                         .map_err(|e| e.to_string());
+                    if result.is_err() {
+                        // The store could not take it (a full disk): keep trying in the
+                        // background; the journal row covers a restart meanwhile.
+                        tokio::spawn(retry_delivery(ctx.delivery.clone(), keep));
+                    }
                     ready.push_back(Input::Delivered { rec, result });
                 }
                 Action::Journal(entry) => {
@@ -193,5 +199,24 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Hands a kept recording to delivery until it takes it, backing off from 1 s to 60 s.
+async fn retry_delivery(delivery: Arc<dyn Delivery>, rec: crate::uploader::FinishedRecording) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(wait).await;
+        match delivery.accept(rec.clone()).await {
+            Ok(()) => {
+                tracing::info!(
+                    call_id = %printable(&rec.call.call_id),
+                    recording_id = %rec.recording_id,
+                    "recording kept: delivery took it on a later attempt"
+                );
+                return;
+            }
+            Err(_) => wait = (wait * 2).min(Duration::from_secs(60)),
+        }
     }
 }

@@ -333,7 +333,7 @@ impl Session {
                         recording_id = %id,
                         error = %e,
                         path = %self.recordings[rec].path.display(),
-                        "recording kept on disk but delivery could not take it"
+                        "recording kept on disk but delivery could not take it yet; retrying in the background (the journal keeps it across a restart)"
                     ),
                 }
                 self.recordings[rec].state = State::Finished;

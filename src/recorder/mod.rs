@@ -9,6 +9,7 @@
 //! A finished recording is either kept (handed to delivery) or discarded with a reason.
 
 pub mod paths;
+pub mod space;
 pub mod wav;
 
 use std::path::PathBuf;
