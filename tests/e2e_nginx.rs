@@ -18,47 +18,8 @@ use support::receiver::{Act, Receiver};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-fn wait_port(port: u16) {
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("nothing listening on {port}");
-}
-
 fn nginx(root: &std::path::Path) -> (Killed, u16) {
-    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("nginx is installed (scripts/test installs Debian's nginx)");
-    let port = free_port();
-    let www = root.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    let conf = root.join("nginx.conf");
-    let d = root.display();
-    std::fs::write(
-        &conf,
-        format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{}}\nhttp {{\n  access_log off;\n  client_max_body_size 0;\n  client_body_temp_path {d}/body;\n\
-             proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             server {{\n    listen 127.0.0.1:{port};\n    root {www};\n    location / {{\n      dav_methods PUT;\n      create_full_put_path on;\n      dav_access user:rw group:r all:r;\n    }}\n  }}\n}}\n",
-            www = www.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(nginx)
-        .arg("-c")
-        .arg(&conf)
-        .arg("-p")
-        .arg(root)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nginx");
-    wait_port(port);
-    (Killed(child), port)
+    support::nginx::start(root)
 }
 
 #[tokio::test]

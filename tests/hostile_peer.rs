@@ -181,3 +181,160 @@ async fn a_flood_of_100000_events_on_one_call_loses_no_recording() {
         (id.as_str(), 5000)
     );
 }
+
+/// The capture's channel data with hostile values: a path-climbing account id with a NUL, a
+/// caller name with line breaks (a forged log line, an injected header) and invalid UTF-8, a
+/// caller number of 1,000,000 bytes.
+fn hostile_channel_data() -> Vec<u8> {
+    let text = String::from_utf8(channel_data()).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("Caller-Caller-ID-Name: ") {
+            out.push_str("Caller-Caller-ID-Name: Eve%0D%0AX-Injected%3A%201%0A2026-11-25T00%3A00%3A00Z%20INFO%20forged%20line%FF%FE\n");
+        } else if line.starts_with("Caller-Caller-ID-Number: ") {
+            out.push_str(&format!(
+                "Caller-Caller-ID-Number: {}\n",
+                "7".repeat(1_000_000)
+            ));
+        } else if line.is_empty() {
+            continue;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str("variable_callrec_account_id: ..%2F..%2F..%2Fetc%00x%0Ay\n\n");
+    out.into_bytes()
+}
+
+/// Hostile channel data through the real binary to a real HTTP receiver: the recording stays
+/// inside the recordings tree, every ESL command stays one command, the upload request has no
+/// injected header or path segment, and every log line is one of callrec's own.
+#[tokio::test]
+async fn hostile_channel_data_escapes_no_path_command_request_or_log_line() {
+    use std::process::{Command, Stdio};
+    use support::process::{free_port, Killed};
+    use support::receiver::Receiver;
+    let rx = Receiver::start(vec![]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let listen = free_port();
+    let config = tmp.path().join("callrec.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{listen}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n\
+             [record_call]\nformat = \"wav\"\nurl = \"{}/rec/\"\n",
+            free_port(),
+            data.display(),
+            rx.base
+        ),
+    )
+    .unwrap();
+    let log = tmp.path().join("callrec.log");
+    let _callrec = Killed(
+        Command::new(env!("CARGO_BIN_EXE_callrec"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap(),
+    );
+    let mut sock = loop {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", listen)).await {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let uuid = "9560fcb1-a15d-411a-a88c-6dbd57725d92";
+    read_commands(&mut sock, 1).await;
+    sock.write_all(&hostile_channel_data()).await.unwrap();
+    read_commands(&mut sock, 3).await;
+    let ok = "Content-Type: command/reply\nReply-Text: +OK\n\n";
+    sock.write_all(ok.repeat(3).as_bytes()).await.unwrap();
+    let (cmd, closed) = read_commands(&mut sock, 1).await;
+    assert!(!closed, "the call is served");
+    // One command: one line, then the blank line.
+    assert_eq!(cmd.matches('\n').count(), 2, "{cmd:?}");
+    let parts: Vec<&str> = cmd.split_whitespace().collect();
+    assert_eq!(parts[..4], ["api", "uuid_record", uuid, "start"], "{cmd}");
+    let path = std::path::PathBuf::from(parts[4]);
+    assert!(path.starts_with(data.join("recordings")), "{path:?}");
+    assert!(
+        !parts[4].contains("..") && !parts[4].contains('\0'),
+        "{path:?}"
+    );
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, vec![1u8; 48_044]).unwrap();
+    let id = parts[6]
+        .trim_start_matches("{callrec_recording_id=")
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let api_ok = "Content-Type: api/response\nContent-Length: 12\n\n+OK Success\n";
+    sock.write_all(api_ok.as_bytes()).await.unwrap();
+    let (transfer, _) = read_commands(&mut sock, 1).await;
+    assert!(transfer.starts_with("sendmsg"), "{transfer:?}");
+    assert!(
+        !transfer.contains("Injected") && !transfer.contains("forged"),
+        "{transfer:?}"
+    );
+    sock.write_all(ok.as_bytes()).await.unwrap();
+    let mut end = plain_event(&[
+        ("Event-Name", "RECORD_STOP"),
+        ("Unique-ID", uuid),
+        ("Record-File-Path", &path.display().to_string()),
+        ("Recording-Variable-callrec_recording_id", &id),
+        ("variable_record_ms", "3000"),
+    ]);
+    end.extend(plain_event(&[
+        ("Event-Name", "CHANNEL_HANGUP_COMPLETE"),
+        ("Unique-ID", uuid),
+        ("Hangup-Cause", "NORMAL_CLEARING"),
+    ]));
+    sock.write_all(&end).await.unwrap();
+    let (exit, _) = read_commands(&mut sock, 1).await;
+    assert_eq!(exit, "exit\n\n");
+    let got = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(g) = rx.requests().into_iter().find(|g| g.complete) {
+                return g;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!("not delivered: {}", &t[t.len().saturating_sub(3000)..])
+    });
+    assert!(got.target.starts_with("/rec/"), "{}", got.target);
+    assert!(
+        !got.target.contains(['\r', '\n', ' ', '\0']) && !got.target[5..].contains('/'),
+        "one path segment, everything else percent-encoded: {}",
+        &got.target[..got.target.len().min(300)]
+    );
+    assert!(got.header("X-Injected").is_none());
+    for (k, v) in &got.headers {
+        assert!(!k.contains(['\r', '\n']) && !v.contains(['\r', '\n']));
+    }
+    assert_eq!(got.body, vec![1u8; 48_044]);
+    let text = std::fs::read(&log).unwrap();
+    if let Some(i) = text.iter().position(|b| *b == 0) {
+        let a = i.saturating_sub(300);
+        panic!(
+            "NUL in the log: {}",
+            String::from_utf8_lossy(&text[a..(i + 50).min(text.len())])
+        );
+    }
+    let text = String::from_utf8_lossy(&text);
+    for line in text.lines() {
+        assert!(
+            line.starts_with("20") && !line.starts_with("2026-11-25T00:00:00Z"),
+            "every line is callrec's own: {}",
+            &line[..line.len().min(200)]
+        );
+    }
+    assert!(text.contains("recording kept") || text.contains("queued for upload"));
+}

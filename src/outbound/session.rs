@@ -1052,11 +1052,15 @@ impl Session {
             if matches!(r.state, State::Starting | State::Recording { .. }) {
                 warn!(recording_id = %r.id, "RECORD_STOP will not arrive; watching the file on disk");
                 let max_wait_ms = (r.settings.time_limit as u64 + 60) * 1000;
+                let grace_ms = self.settings.record_stop_grace.as_millis() as u64;
+                let unconfirmed = matches!(r.state, State::Starting);
                 r.state = State::Watching {
                     started_us: r.state.started_us(),
                     last_size: None,
                     stable_polls: 0,
                     polls_left: max_wait_ms.div_ceil(poll_ms) as u32,
+                    absent_polls_left: unconfirmed
+                        .then_some((grace_ms.div_ceil(poll_ms) as u32).max(3)),
                 };
                 watching = true;
             }
@@ -1115,6 +1119,7 @@ impl Session {
                 last_size,
                 stable_polls,
                 polls_left,
+                absent_polls_left,
                 ..
             } => {
                 if size.is_some() && size == *last_size {
@@ -1124,7 +1129,19 @@ impl Session {
                 }
                 *last_size = size;
                 *polls_left = polls_left.saturating_sub(1);
-                if *stable_polls >= 3 {
+                if size.is_some() {
+                    *absent_polls_left = None;
+                } else if let Some(n) = absent_polls_left {
+                    *n = n.saturating_sub(1);
+                }
+                if *absent_polls_left == Some(0) {
+                    // The journal row stays: if FreeSWITCH did record after all, a restart
+                    // finds the file; if not, the restart discards the row as file-missing.
+                    self.fail(
+                        idx,
+                        "the connection was lost before FreeSWITCH acknowledged uuid_record, and no file appeared".into(),
+                    );
+                } else if *stable_polls >= 3 {
                     self.finish_from_disk(idx, "connection lost; file stopped growing", out);
                 } else if *polls_left == 0 {
                     self.fail(idx, "connection lost and the file never settled".into());

@@ -34,6 +34,9 @@ pub enum State {
         last_size: Option<u64>,
         stable_polls: u32,
         polls_left: u32,
+        /// FreeSWITCH never acknowledged `uuid_record`: it creates the file at once when it
+        /// records, so a file still absent after this many polls means it never started.
+        absent_polls_left: Option<u32>,
     },
     /// Ended; the file is being inspected (and, without RECORD_STOP, measured).
     Finishing {

@@ -60,26 +60,39 @@ pub struct CallInfo {
     pub started_us: u64,
 }
 
+/// Longest value taken from the channel data, in bytes. Caller-controlled strings end up in
+/// paths, URLs, metadata and log lines; a SIP caller id or a UUID is far shorter, so a longer
+/// value is hostile or broken and is cut (at a character boundary).
+pub const MAX_CHANNEL_VALUE: usize = 256;
+
+fn bounded(v: Option<Cow<'_, str>>) -> String {
+    let v = v.unwrap_or_default();
+    let mut end = v.len().min(MAX_CHANNEL_VALUE);
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    v[..end].to_string()
+}
+
 fn non_empty(v: Option<Cow<'_, str>>) -> Option<String> {
-    v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    let s = bounded(v);
+    Some(s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
 impl CallInfo {
+    /// Reads the channel data once; every value bounded to [`MAX_CHANNEL_VALUE`] bytes.
     pub fn from_channel_data(data: &Event, vars: &PartyVariables) -> CallInfo {
         CallInfo {
-            call_id: data.unique_id().map(|s| s.into_owned()).unwrap_or_default(),
+            call_id: bounded(data.unique_id()),
             account_id: non_empty(data.variable(&vars.account)),
             user_id: non_empty(data.variable(&vars.user)),
             device_id: non_empty(data.variable(&vars.device)),
-            caller_id_name: data.caller_id_name().unwrap_or_default().into_owned(),
-            caller_id_number: data.caller_id_number().unwrap_or_default().into_owned(),
-            destination: data.destination_number().unwrap_or_default().into_owned(),
-            callee_id_name: data
-                .caller("Callee-ID-Name")
-                .unwrap_or_default()
-                .into_owned(),
-            context: data.caller("Context").unwrap_or_default().into_owned(),
-            direction: data.call_direction().unwrap_or_default().into_owned(),
+            caller_id_name: bounded(data.caller_id_name()),
+            caller_id_number: bounded(data.caller_id_number()),
+            destination: bounded(data.destination_number()),
+            callee_id_name: bounded(data.caller("Callee-ID-Name")),
+            context: bounded(data.caller("Context")),
+            direction: bounded(data.call_direction()),
             sip_from_user: non_empty(data.variable("sip_from_user")),
             sip_auth_username: non_empty(data.variable("sip_auth_username")),
             interaction_id: non_empty(data.variable("interaction_id")),

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::telemetry::printable;
 use futures::future::BoxFuture;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -167,8 +168,8 @@ async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
     let shown = url::redact(&Http::target(&claim));
     info!(
         recording_id = %m.recording_id,
-        call_id = %m.call.call_id,
-        account_id = %m.call.account_id.as_deref().unwrap_or("-"),
+        call_id = %printable(&m.call.call_id),
+        account_id = %printable(m.call.account_id.as_deref().unwrap_or("-")),
         url = %shown,
         attempt = claim.attempts + 1,
         "upload attempt"
@@ -182,19 +183,19 @@ async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
     });
     match &outcome {
         Outcome::Delivered { status } => {
-            info!(recording_id = %m.recording_id, call_id = %m.call.call_id, url = %shown, status, "upload delivered")
+            info!(recording_id = %m.recording_id, call_id = %printable(&m.call.call_id), url = %shown, status, "upload delivered")
         }
         Outcome::Retry {
             next_us,
             error,
             status,
         } => warn!(
-            recording_id = %m.recording_id, call_id = %m.call.call_id, url = %shown, status = %status.map_or("-".to_string(), |s| s.to_string()),
+            recording_id = %m.recording_id, call_id = %printable(&m.call.call_id), url = %shown, status = %status.map_or("-".to_string(), |s| s.to_string()),
             error = %error, retry_in_ms = next_us.saturating_sub(spool::now_us()) / 1000,
             "upload failed; will retry"
         ),
         Outcome::Failed { error, status } => error!(
-            recording_id = %m.recording_id, call_id = %m.call.call_id, url = %shown, status = %status.map_or("-".to_string(), |s| s.to_string()),
+            recording_id = %m.recording_id, call_id = %printable(&m.call.call_id), url = %shown, status = %status.map_or("-".to_string(), |s| s.to_string()),
             error = %error, "upload failed for good (dead letter)"
         ),
     }

@@ -296,18 +296,43 @@ impl Sim {
     /// FreeSWITCH's process dies: every file holds the audio recorded so far (complete, as
     /// the model of a restart says), no event is sent, the channel is gone.
     pub(super) fn crash(&mut self) {
+        let mut written = vec![];
         for r in std::mem::take(&mut self.recordings) {
             let ms = self.now_us.saturating_sub(r.start_us) / 1000;
             let _ = media::write(&r.path, r.format, r.rate, r.channels, ms);
+            written.push(RecordingReport {
+                path: r.path,
+                vars: r.vars,
+                limit_s: r.limit_s,
+                rate: r.rate,
+                channels: r.channels,
+                ms,
+                cause: String::new(),
+                app: false,
+                discarded: false,
+            });
         }
         if let Some(a) = self.app_record.take() {
-            let ms = self.now_us.saturating_sub(a.rec.start_us) / 1000;
-            let _ = media::write(&a.rec.path, a.rec.format, a.rec.rate, a.rec.channels, ms);
+            let r = a.rec;
+            let ms = self.now_us.saturating_sub(r.start_us) / 1000;
+            let _ = media::write(&r.path, r.format, r.rate, r.channels, ms);
+            written.push(RecordingReport {
+                path: r.path,
+                vars: vec![],
+                limit_s: r.limit_s,
+                rate: r.rate,
+                channels: r.channels,
+                ms,
+                cause: String::new(),
+                app: true,
+                discarded: false,
+            });
         }
         self.hung_up = true;
         self.update(|r| {
             r.crashed = true;
             r.hung_up = true;
+            r.recordings.extend(written);
         });
     }
 

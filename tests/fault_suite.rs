@@ -1,0 +1,414 @@
+//! The fault suite: the real `callrec serve` against the simulated FreeSWITCH (a whole switch,
+//! with its inbound event socket) and Debian's nginx as the upload target, under the faults
+//! RELIABILITY.md lists. Every scenario ends with a count and a `FAULTS |` row on stderr:
+//! recordings the rules asked for, delivered (byte-identical at nginx), visibly failed (a log
+//! line naming the call says the recording failed or was discarded, or the store holds it as
+//! failed), and lost = asked − delivered − failed, which must be 0.
+//!
+//! `FAULT_RUNS` (default 3) sets how many randomised SIGKILL runs; `FAULT_SEED` the first seed.
+//! The long run in RELIABILITY.md: `FAULT_RUNS=50 cargo test --release --test fault_suite --
+//! --nocapture --test-threads 1`.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use callrec_sim::{CallHandle, CallSpec, Switch};
+use support::process::{free_port, Killed};
+
+/// A small deterministic generator (xorshift64*), so a failing run can be replayed by its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One callrec installation: data, config, log, the switch it serves, the receiver.
+struct Rig {
+    tmp: tempfile::TempDir,
+    sw: Switch,
+    config: PathBuf,
+    log: PathBuf,
+    listen: u16,
+    nginx_port: u16,
+}
+
+impl Rig {
+    async fn new(extra: &str) -> Rig {
+        let tmp = tempfile::tempdir().unwrap();
+        let sw = Switch::new("ClueCon");
+        let esl = sw.listen_inbound().await.unwrap();
+        let data = tmp.path().join("data");
+        let (listen, nginx_port) = (free_port(), free_port());
+        let config = tmp.path().join("callrec.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{listen}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n\
+                 disk_poll_ms = 50\nrecord_stop_grace_ms = 500\nfreeswitch_esl = \"{esl}\"\n\
+                 esl_reconnect_max_ms = 200\nesl_down_grace_ms = 2000\nkeep_local_after_upload = true\n\
+                 upload_retry_base_ms = 25\nupload_retry_cap_ms = 3000\n{extra}\
+                 [record_call]\nformat = \"wav\"\nrecord_on_answer = true\nurl = \"http://127.0.0.1:{nginx_port}/rec/\"\n",
+                free_port(),
+                data.display()
+            ),
+        )
+        .unwrap();
+        let log = tmp.path().join("callrec.log");
+        Rig {
+            tmp,
+            sw,
+            config,
+            log,
+            listen,
+            nginx_port,
+        }
+    }
+
+    fn nginx(&self) -> Killed {
+        support::nginx::start_on(&self.tmp.path().join("nginx"), self.nginx_port)
+    }
+
+    async fn callrec(&self) -> Killed {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_callrec"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let port = self.listen;
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("callrec listens");
+        Killed(child)
+    }
+
+    async fn call(&self, n: usize) -> CallHandle {
+        let spec =
+            CallSpec::new(&format!("1555000{n:04}"), "1000").var("callrec_account_id", "acc-1");
+        self.sw
+            .dial(format!("127.0.0.1:{}", self.listen).parse().unwrap(), spec)
+            .await
+            .unwrap()
+    }
+
+    /// Content hashes of everything nginx received.
+    fn delivered(&self) -> HashMap<u64, PathBuf> {
+        let mut out = HashMap::new();
+        let mut stack = vec![self.tmp.path().join("nginx/www")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Ok(b) = std::fs::read(&p) {
+                    out.insert(hash(&b), p);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the log has a line naming `call_id` that says its recording failed or was
+    /// discarded.
+    fn visibly_failed(&self, call_id: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|t| {
+            t.lines().any(|l| {
+                l.contains(call_id)
+                    && (l.contains("recording failed")
+                        || l.contains("recording discarded")
+                        || l.contains("re-adopted after restart: discarded"))
+            })
+        })
+    }
+}
+
+fn hash(b: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
+}
+
+#[derive(Debug, Default)]
+struct Count {
+    runs: u64,
+    asked: u64,
+    delivered: u64,
+    failed: u64,
+}
+
+impl Count {
+    fn lost(&self) -> u64 {
+        self.asked - self.delivered - self.failed
+    }
+
+    fn report(&self, scenario: &str, log: &Path) {
+        if self.lost() > 0 {
+            eprintln!("{}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        eprintln!(
+            "FAULTS | {scenario} | {} | {} | {} | {} | {} |",
+            self.runs,
+            self.asked,
+            self.delivered,
+            self.failed,
+            self.lost()
+        );
+        assert_eq!(self.lost(), 0, "{scenario}: {self:?}");
+    }
+}
+
+/// Waits until each call's recording is delivered or visibly failed (or 60 s pass); counts.
+async fn settle(rig: &Rig, calls: &[CallHandle], count: &mut Count) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = rig.delivered();
+        let mut delivered = 0;
+        let mut failed = 0;
+        for c in calls {
+            let made: Vec<_> = c
+                .report()
+                .recordings
+                .into_iter()
+                .filter(|r| !r.discarded)
+                .collect();
+            let ok = made
+                .iter()
+                .any(|r| std::fs::read(&r.path).is_ok_and(|b| got.contains_key(&hash(&b))));
+            if ok {
+                delivered += 1;
+            } else if rig.visibly_failed(&c.uuid) {
+                failed += 1;
+            }
+        }
+        if delivered + failed == calls.len() as u64 || tokio::time::Instant::now() > deadline {
+            count.asked += calls.len() as u64;
+            count.delivered += delivered;
+            count.failed += failed;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Where a run kills callrec.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    /// The journal row is written and `uuid_record` sent; FreeSWITCH's reply is held back.
+    BetweenJournalAndRecord,
+    /// Recording, mid-call.
+    MidCall,
+    /// Right after the hangup: RECORD_STOP being handled, the spool row being written.
+    MidSpoolWrite,
+    /// Some milliseconds after the hangup: uploads in flight.
+    MidUpload,
+}
+
+#[tokio::test]
+async fn sigkill_at_random_points_loses_no_recording() {
+    let runs: u64 = std::env::var("FAULT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let seed0: u64 = std::env::var("FAULT_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_c0de);
+    let mut count = Count::default();
+    let mut by_point: HashMap<String, u64> = HashMap::new();
+    for run in 0..runs {
+        let seed = seed0.wrapping_add(run).max(1);
+        let mut rng = Rng(seed);
+        let at = match rng.below(4) {
+            0 => KillAt::BetweenJournalAndRecord,
+            1 => KillAt::MidCall,
+            2 => KillAt::MidSpoolWrite,
+            _ => KillAt::MidUpload,
+        };
+        *by_point.entry(format!("{at:?}")).or_default() += 1;
+        let rig = Rig::new("").await;
+        let _nginx = rig.nginx();
+        let mut first = rig.callrec().await;
+        let n = 1 + rng.below(3) as usize;
+        let mut calls = vec![];
+        for i in 0..n {
+            let c = rig.call(i).await;
+            c.wait_for_command("sendmsg").await;
+            if i == 0 && matches!(at, KillAt::BetweenJournalAndRecord) {
+                c.hold_replies();
+            }
+            c.answer();
+            c.wait_for_command("api uuid_record").await;
+            calls.push(c);
+        }
+        let secs = 1 + rng.below(4);
+        match at {
+            KillAt::BetweenJournalAndRecord => {}
+            KillAt::MidCall => {
+                for c in &calls {
+                    c.advance(Duration::from_secs(secs));
+                    c.sync().await;
+                }
+            }
+            KillAt::MidSpoolWrite | KillAt::MidUpload => {
+                for c in &calls {
+                    c.advance(Duration::from_secs(secs));
+                    c.hangup("NORMAL_CLEARING");
+                }
+                let ms = match at {
+                    KillAt::MidSpoolWrite => rng.below(5),
+                    _ => 5 + rng.below(45),
+                };
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+        }
+        first.0.kill().unwrap();
+        first.0.wait().unwrap();
+        // FreeSWITCH goes on without its controller.
+        calls[0].release_replies();
+        let hang_before_restart = rng.below(2) == 0;
+        if hang_before_restart {
+            for c in &calls {
+                c.advance(Duration::from_secs(2));
+                c.hangup("NORMAL_CLEARING");
+            }
+        }
+        let _second = rig.callrec().await;
+        if !hang_before_restart {
+            // The new process follows these calls over the event socket.
+            for c in &calls {
+                c.advance(Duration::from_secs(2));
+                c.hangup("NORMAL_CLEARING");
+            }
+        }
+        let before = (count.delivered, count.failed);
+        settle(&rig, &calls, &mut count).await;
+        count.runs += 1;
+        if count.lost() > 0 {
+            eprintln!(
+                "run {run} seed {seed} kill {at:?} calls {n}: lost (delivered {}, failed {})\n{}",
+                count.delivered - before.0,
+                count.failed - before.1,
+                std::fs::read_to_string(&rig.log).unwrap_or_default()
+            );
+        }
+    }
+    eprintln!("kill points: {by_point:?}");
+    count.report("SIGKILL at random points", &PathBuf::new());
+}
+
+#[tokio::test]
+async fn receiver_down_ten_compressed_minutes_then_up_loses_nothing() {
+    // Retry delays 200× shorter than the defaults (5 s doubling to 10 min): 3 s here stand for
+    // the 10 minutes the issue asks for.
+    let rig = Rig::new("").await;
+    let _callrec = rig.callrec().await;
+    let mut calls = vec![];
+    for i in 0..10 {
+        let c = rig.call(i).await;
+        c.wait_for_command("sendmsg").await;
+        c.answer();
+        c.wait_for_command("api uuid_record").await;
+        c.advance(Duration::from_secs(2));
+        c.hangup("NORMAL_CLEARING");
+        calls.push(c);
+    }
+    for c in &calls {
+        c.closed().await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(rig.delivered().is_empty(), "nothing could be delivered yet");
+    let _nginx = rig.nginx();
+    let mut count = Count {
+        runs: 1,
+        ..Count::default()
+    };
+    settle(&rig, &calls, &mut count).await;
+    count.report(
+        "upload receiver down 10 min (compressed), then up",
+        &rig.log,
+    );
+}
+
+#[tokio::test]
+async fn freeswitch_dropping_the_connection_mid_command_and_mid_event_loses_nothing() {
+    let rig = Rig::new("").await;
+    let _nginx = rig.nginx();
+    let _callrec = rig.callrec().await;
+    // Mid-command: the socket dies when `uuid_record` arrives, before FreeSWITCH acts on it.
+    let a = rig.call(0).await;
+    a.wait_for_command("sendmsg").await;
+    a.kill_on_next_command();
+    a.answer();
+    // Mid-event stream: recording, then the socket dies; the call goes on and ends.
+    let b = rig.call(1).await;
+    b.wait_for_command("sendmsg").await;
+    b.answer();
+    b.wait_for_command("api uuid_record").await;
+    b.advance(Duration::from_secs(2));
+    b.kill_socket();
+    b.advance(Duration::from_secs(2));
+    a.advance(Duration::from_secs(2));
+    a.hangup("NORMAL_CLEARING");
+    b.hangup("NORMAL_CLEARING");
+    let mut count = Count {
+        runs: 1,
+        ..Count::default()
+    };
+    settle(&rig, &[a, b], &mut count).await;
+    count.report(
+        "FreeSWITCH drops the connection mid-command and mid-event",
+        &rig.log,
+    );
+}
+
+#[tokio::test]
+async fn freeswitch_restarting_while_calls_record_loses_nothing() {
+    let rig = Rig::new("").await;
+    let _nginx = rig.nginx();
+    let _callrec = rig.callrec().await;
+    let mut calls = vec![];
+    for i in 0..4 {
+        let c = rig.call(i).await;
+        c.wait_for_command("sendmsg").await;
+        c.answer();
+        c.wait_for_command("api uuid_record").await;
+        c.advance(Duration::from_secs(2 + i as u64));
+        c.sync().await;
+        calls.push(c);
+    }
+    // Every channel gone, files as far as they got, every socket closed; back with a new
+    // Core-UUID.
+    rig.sw.restart().await.unwrap();
+    let mut count = Count {
+        runs: 1,
+        ..Count::default()
+    };
+    settle(&rig, &calls, &mut count).await;
+    count.report("FreeSWITCH restarts while calls are recording", &rig.log);
+}
