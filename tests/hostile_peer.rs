@@ -212,40 +212,10 @@ fn hostile_channel_data() -> Vec<u8> {
 /// injected header or path segment, and every log line is one of callrec's own.
 #[tokio::test]
 async fn hostile_channel_data_escapes_no_path_command_request_or_log_line() {
-    use std::process::{Command, Stdio};
-    use support::process::{free_port, Killed};
-    use support::receiver::Receiver;
-    let rx = Receiver::start(vec![]).await;
+    let rx = support::receiver::Receiver::start(vec![]).await;
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let listen = free_port();
-    let config = tmp.path().join("callrec.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{listen}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n\
-             [record_call]\nformat = \"wav\"\nurl = \"{}/rec/\"\n",
-            free_port(),
-            data.display(),
-            rx.base
-        ),
-    )
-    .unwrap();
-    let log = tmp.path().join("callrec.log");
-    let _callrec = Killed(
-        Command::new(env!("CARGO_BIN_EXE_callrec"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap(),
-    );
-    let mut sock = loop {
-        if let Ok(s) = TcpStream::connect(("127.0.0.1", listen)).await {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let (_callrec, mut sock, data, log) =
+        real_callrec(&tmp, &format!("url = \"{}/rec/\"\n", rx.base)).await;
     let uuid = "9560fcb1-a15d-411a-a88c-6dbd57725d92";
     read_commands(&mut sock, 1).await;
     sock.write_all(&hostile_channel_data()).await.unwrap();
@@ -337,4 +307,129 @@ async fn hostile_channel_data_escapes_no_path_command_request_or_log_line() {
         );
     }
     assert!(text.contains("recording kept") || text.contains("queued for upload"));
+}
+
+/// The real binary with `[record_call]` WAV plus `record_call` lines; returns it, a connection
+/// to its outbound listener, its data directory and its log file.
+async fn real_callrec(
+    tmp: &tempfile::TempDir,
+    record_call: &str,
+) -> (
+    support::process::Killed,
+    TcpStream,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    use std::process::{Command, Stdio};
+    use support::process::{free_port, Killed};
+    let data = tmp.path().join("data");
+    let listen = free_port();
+    let config = tmp.path().join("callrec.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{listen}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n\
+             [record_call]\nformat = \"wav\"\n{record_call}",
+            free_port(),
+            data.display(),
+        ),
+    )
+    .unwrap();
+    let log = tmp.path().join("callrec.log");
+    let child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_callrec"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap(),
+    );
+    let sock = loop {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", listen)).await {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    (child, sock, data, log)
+}
+
+/// Peak resident memory of a process (`VmHWM`), KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// 100,000 real captured channel events (2 KB each, 0.2 GB in all) in one burst on one
+/// call's connection of the real binary: the recording is kept, and the process's peak memory
+/// stays bounded (the issue measured 297 MB before the event queue was bounded).
+#[tokio::test]
+async fn a_burst_of_100000_captured_events_keeps_memory_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (callrec, mut sock, _data, _log) = real_callrec(&tmp, "").await;
+    let name = "outbound-answer-record-hangup.plain.txt";
+    let stream = fs_stream(name);
+    let mut at = 0;
+    let mut state_event = None;
+    for f in frames(&stream) {
+        let len = f.wire_len();
+        if f.body().starts_with(b"Event-Name: CHANNEL_STATE") && state_event.is_none() {
+            state_event = Some(stream[at..at + len].to_vec());
+        }
+        at += len;
+    }
+    let one = state_event.expect("a captured CHANNEL_STATE event");
+    let uuid = "9560fcb1-a15d-411a-a88c-6dbd57725d92";
+    read_commands(&mut sock, 1).await;
+    sock.write_all(&channel_data()).await.unwrap();
+    read_commands(&mut sock, 3).await;
+    let ok = "Content-Type: command/reply\nReply-Text: +OK\n\n";
+    sock.write_all(ok.repeat(3).as_bytes()).await.unwrap();
+    let (cmd, _) = read_commands(&mut sock, 1).await;
+    let parts: Vec<&str> = cmd.split_whitespace().collect();
+    let path = parts[4].to_string();
+    let id = parts[6]
+        .trim_start_matches("{callrec_recording_id=")
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::create_dir_all(std::path::Path::new(&path).parent().unwrap()).unwrap();
+    std::fs::write(&path, vec![0u8; 48_044]).unwrap();
+    let api_ok = "Content-Type: api/response\nContent-Length: 12\n\n+OK Success\n";
+    sock.write_all(api_ok.as_bytes()).await.unwrap();
+    read_commands(&mut sock, 1).await;
+    sock.write_all(ok.as_bytes()).await.unwrap();
+    let mut batch = Vec::with_capacity(one.len() * 1000);
+    for _ in 0..1000 {
+        batch.extend_from_slice(&one);
+    }
+    for _ in 0..100 {
+        sock.write_all(&batch).await.unwrap();
+    }
+    let mut end = plain_event(&[
+        ("Event-Name", "RECORD_STOP"),
+        ("Unique-ID", uuid),
+        ("Record-File-Path", &path),
+        ("Recording-Variable-callrec_recording_id", &id),
+        ("variable_record_ms", "3000"),
+    ]);
+    end.extend(plain_event(&[
+        ("Event-Name", "CHANNEL_HANGUP_COMPLETE"),
+        ("Unique-ID", uuid),
+        ("Hangup-Cause", "NORMAL_CLEARING"),
+    ]));
+    sock.write_all(&end).await.unwrap();
+    let (exit, _) = read_commands(&mut sock, 1).await;
+    assert_eq!(exit, "exit\n\n", "every recording accounted for, then exit");
+    let peak = peak_rss_kib(callrec.0.id());
+    eprintln!(
+        "FAULTS | 100,000 captured events ({} B each) in one burst | 1 | 1 | 1 | 0 | 0 | peak RSS {} MiB",
+        one.len(),
+        peak / 1024
+    );
+    assert!(peak > 0 && peak < 100 * 1024, "peak RSS {peak} KiB");
 }
