@@ -3,7 +3,11 @@
 //! `--calls` are live at once. Reports answer→uuid_record latency (p50/p99), RSS per live call
 //! and CPU per call of the callrec process. See BENCHMARKS.md.
 //!
-//! `cargo bench --bench load -- [--calls 5000] [--rate 200]`
+//! `--follow inbound` (default `socket`) gives callrec the simulated switch's inbound event
+//! socket and follows calls over it; the report then adds how long each call's outbound socket
+//! stayed open and how many events FreeSWITCH serialised for callrec per call.
+//!
+//! `cargo bench --bench load -- [--calls 5000] [--rate 200] [--follow inbound|socket]`
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -33,12 +37,14 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 fn main() {
     let mut calls = 5000usize;
     let mut rate = 200.0f64;
+    let mut follow = "socket".to_string();
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
             "--calls" => calls = args[i + 1].parse().expect("--calls N"),
             "--rate" => rate = args[i + 1].parse().expect("--rate R"),
+            "--follow" => follow = args[i + 1].clone(),
             _ => {
                 i += 1;
                 continue;
@@ -51,11 +57,26 @@ fn main() {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let switch = callrec_sim::Switch::new("ClueCon");
+    let esl = match follow.as_str() {
+        "inbound" => {
+            let addr = rt
+                .block_on(switch.listen_inbound())
+                .expect("inbound listener");
+            format!("freeswitch_esl = \"{addr}\"\nfollow = \"inbound\"\n")
+        }
+        _ => "freeswitch_esl = \"\"\nfollow = \"socket\"\n".to_string(),
+    };
     let config = dir.path().join("callrec.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nmax_calls = {}\n[record_call]\nformat = \"wav\"\nrecord_on_answer = true\n",
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nmax_calls = {}\n{esl}[record_call]\nformat = \"wav\"\nrecord_on_answer = true\n",
             dir.path().display(),
             calls * 2
         ),
@@ -78,7 +99,7 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(500));
     let idle_rss = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
     let cpu_before = cpu_seconds(pid).unwrap_or(0.0);
 
@@ -90,13 +111,9 @@ fn main() {
         hold,
         talk: Duration::from_secs(1),
         step_timeout: Duration::from_secs(120),
+        switch: Some(switch.clone()),
         ..LoadConfig::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let live = Arc::new(AtomicUsize::new(0));
     let sampler_live = live.clone();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -142,6 +159,16 @@ fn main() {
         report.elapsed.as_secs_f64()
     );
     println!("answer->uuid_record p50 {p50:?} p99 {p99:?} max {max:?}");
+    let held = |q| callrec_sim::load::quantile(&report.socket_held, q).unwrap_or_default();
+    let link_events = switch.inbound_stats().events_sent as usize;
+    println!(
+        "follow {follow}: outbound socket held p50 {:?} p99 {:?}; events serialised for callrec per call {:.2} (socket {:.2} + link {:.2})",
+        held(0.5),
+        held(0.99),
+        (report.socket_events + link_events) as f64 / report.placed.max(1) as f64,
+        report.socket_events as f64 / report.placed.max(1) as f64,
+        link_events as f64 / report.placed.max(1) as f64,
+    );
     println!(
         "callrec RSS idle {idle_rss} KiB, peak {peak_rss} KiB with {live_at_peak} live calls: {:.1} KiB per live call",
         (peak_rss.saturating_sub(idle_rss)) as f64 / live_at_peak.max(1) as f64

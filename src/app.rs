@@ -28,6 +28,7 @@ pub struct Server {
     tracker: TaskTracker,
     accept_task: tokio::task::JoinHandle<()>,
     grace: Duration,
+    link: Option<crate::inbound::Link>,
 }
 
 impl Server {
@@ -52,6 +53,9 @@ impl Server {
         let abort = CancellationToken::new();
         let tracker = TaskTracker::new();
         let grace = Duration::from_millis(config.shutdown_grace_ms);
+        // One long-lived connection to FreeSWITCH's event socket, when configured: calls are
+        // followed over it once handed back, and journaled recordings are re-adopted over it.
+        let link = config.link_config().map(crate::inbound::Link::start);
         let ctx = Arc::new(SessionContext {
             session: config.session_settings(),
             command_timeout: config.command_timeout(),
@@ -62,6 +66,7 @@ impl Server {
             planner,
             delivery,
             abort: abort.clone(),
+            link: link.clone(),
         });
         let accept_task = tokio::spawn(listener::serve(
             sock,
@@ -72,6 +77,7 @@ impl Server {
         ));
         info!(%addr, "listening for FreeSWITCH outbound sockets");
         Ok(Server {
+            link,
             addr,
             stop,
             abort,
@@ -79,6 +85,11 @@ impl Server {
             accept_task,
             grace,
         })
+    }
+
+    /// The event-socket link, when `freeswitch_esl` is set.
+    pub fn link(&self) -> Option<crate::inbound::Link> {
+        self.link.clone()
     }
 
     /// Calls in progress.
@@ -246,8 +257,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         stable_polls: 3,
     };
     let delivery: Arc<dyn Delivery> = uploads.delivery.clone();
-    let link = config.link_config().map(crate::inbound::Link::start);
-    match crate::supervisor::readopt(&store, delivery, watch, link.clone()) {
+    let server = Server::start(config, planner, uploads.delivery.clone()).await?;
+    match crate::supervisor::readopt(&store, delivery, watch, server.link()) {
         Ok(0) => {}
         Ok(n) => info!(
             count = n,
@@ -255,7 +266,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         Err(e) => warn!(error = %e, "cannot read the recording journal"),
     }
-    let server = Server::start(config, planner, uploads.delivery.clone()).await?;
     readiness
         .listener_up
         .store(true, std::sync::atomic::Ordering::Relaxed);

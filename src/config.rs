@@ -68,6 +68,13 @@ pub struct Config {
     /// when set, recordings journaled by a previous run are followed over it to their
     /// RECORD_STOP (else their files are watched).
     pub freeswitch_esl: Option<String>,
+    /// `inbound`: once a call is handed back, follow it over the event-socket link and close
+    /// its outbound socket (needs `freeswitch_esl`; falls back per call while the link is
+    /// down); `socket`: follow every call over its own outbound socket to its end.
+    pub follow: FollowMode,
+    /// This callrec's name among the ones sharing a FreeSWITCH: the value of the
+    /// `callrec_follow` channel variable its calls carry.
+    pub node_id: String,
     /// The event socket's password (never logged; `check-config` shows it as `REDACTED`).
     pub freeswitch_password: String,
     /// Reconnection backoff to the event socket doubles from 100 ms up to this.
@@ -107,13 +114,23 @@ impl Default for Config {
             upload_min_rate: 256 * 1024,
             keep_local_after_upload: false,
             bridge_profile: "external".into(),
-            freeswitch_esl: None,
+            freeswitch_esl: Some("127.0.0.1:8021".into()),
+            follow: FollowMode::Inbound,
+            node_id: "callrec".into(),
             freeswitch_password: "ClueCon".into(),
             esl_reconnect_max_ms: 10_000,
             esl_down_grace_ms: 30_000,
             record_call: None,
         }
     }
+}
+
+/// How calls are followed once handed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FollowMode {
+    Inbound,
+    Socket,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +233,8 @@ impl Config {
             "keep_local_after_upload",
             "bridge_profile",
             "freeswitch_esl",
+            "follow",
+            "node_id",
             "freeswitch_password",
             "esl_reconnect_max_ms",
             "esl_down_grace_ms",
@@ -269,7 +288,15 @@ impl Config {
                 "continue_context must be a non-empty dialplan context name ([A-Za-z0-9._-])",
             );
         }
-        if let Some(a) = &self.freeswitch_esl {
+        if self.node_id.is_empty()
+            || !self
+                .node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return bad("node_id must be a non-empty name ([A-Za-z0-9._-])");
+        }
+        if let Some(a) = self.freeswitch_esl.as_ref().filter(|a| !a.is_empty()) {
             if a.rsplit_once(':')
                 .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
             {
@@ -320,7 +347,8 @@ impl Config {
     /// The inbound event-socket link, when `freeswitch_esl` is set.
     pub fn link_config(&self) -> Option<crate::inbound::LinkConfig> {
         Some(crate::inbound::LinkConfig {
-            addr: self.freeswitch_esl.clone()?,
+            addr: self.freeswitch_esl.clone().filter(|a| !a.is_empty())?,
+            follow_tag: (self.follow == FollowMode::Inbound).then(|| self.node_id.clone()),
             password: self.freeswitch_password.clone(),
             command_timeout: Duration::from_millis(self.command_timeout_ms),
             backoff_max: Duration::from_millis(self.esl_reconnect_max_ms.max(100)),
@@ -337,6 +365,8 @@ impl Config {
             record_stop_grace: Duration::from_millis(self.record_stop_grace_ms),
             disk_poll: Duration::from_millis(self.disk_poll_ms.max(10)),
             bridge_profile: self.bridge_profile.clone(),
+            follow_tag: (self.follow == FollowMode::Inbound && self.link_config().is_some())
+                .then(|| self.node_id.clone()),
         }
     }
 
@@ -390,9 +420,9 @@ mod tests {
             assert!(Config::keys().contains(&k.as_str()), "{k}");
         }
         assert_eq!(
-            t.len() + 2,
+            t.len() + 1,
             Config::keys().len(),
-            "record_call and freeswitch_esl are absent by default"
+            "record_call is absent by default"
         );
     }
 

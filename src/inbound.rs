@@ -5,7 +5,11 @@
 //! to `event json RECORD_STOP CHANNEL_HANGUP_COMPLETE` and, before anything is followed, sets a
 //! filter no event matches, so FreeSWITCH serialises nothing for callrec but the events of the
 //! calls it follows (mod_event_socket: with filters set, only events matching one are sent).
-//! [`Link::follow`] adds `filter Unique-ID <uuid>` and asks `api uuid_exists <uuid>`.
+//! [`Link::follow`] adds `filter Unique-ID <uuid>` and asks `api uuid_exists <uuid>` (a call a
+//! previous run journaled). Live calls are followed without a per-call command: their session
+//! sets the channel variable `callrec_follow` to this node's tag, one `filter
+//! variable_callrec_follow <tag>` lets all of them through, and [`Link::attach`] routes each
+//! call's events to its session; `api` commands for followed calls go over the link too.
 //!
 //! Invariants:
 //! - the link reconnects for ever, with backoff doubling from 100 ms to `backoff_max`; an outage
@@ -41,7 +45,22 @@ pub struct LinkConfig {
     /// How long a follower keeps waiting while the link is down.
     pub down_grace: Duration,
     pub limits: Limits,
+    /// Calls whose `callrec_follow` variable has this value are followed over the link (the
+    /// sessions set it; one filter for them all). `None`: no call is followed that way.
+    pub follow_tag: Option<String>,
 }
+
+/// The channel variable a session sets so that the link receives the call's events.
+pub const FOLLOW_VARIABLE: &str = "callrec_follow";
+
+/// The events the link subscribes to: what a session or a re-adoption acts on, nothing more.
+pub const LINK_EVENTS: [&str; 5] = [
+    "CHANNEL_ANSWER",
+    "CHANNEL_BRIDGE",
+    "CHANNEL_HANGUP_COMPLETE",
+    "RECORD_START",
+    "RECORD_STOP",
+];
 
 /// What a follower receives about its call.
 #[derive(Debug)]
@@ -53,6 +72,8 @@ pub enum Followed {
         /// FreeSWITCH restarted since the link last saw it.
         restarted: bool,
     },
+    /// The link was lost: events of an attached call may have been missed.
+    LinkLost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +93,12 @@ pub enum LinkError {
 
 enum Request {
     Follow {
+        uuid: String,
+        tx: mpsc::UnboundedSender<Followed>,
+    },
+    /// A live session's call: events dispatched by UUID, no command sent (the session set the
+    /// follow variable on the channel itself).
+    Attach {
         uuid: String,
         tx: mpsc::UnboundedSender<Followed>,
     },
@@ -115,6 +142,21 @@ impl Link {
     }
 
     pub fn unfollow(&self, uuid: &str) {
+        let _ = self.tx.send(Request::Unfollow(uuid.to_string()));
+    }
+
+    /// Dispatches a live call's events (filtered in by its follow variable) to the receiver,
+    /// until [`detach`](Self::detach) or [`Followed::LinkLost`].
+    pub fn attach(&self, uuid: &str) -> mpsc::UnboundedReceiver<Followed> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.tx.send(Request::Attach {
+            uuid: uuid.to_string(),
+            tx,
+        });
+        rx
+    }
+
+    pub fn detach(&self, uuid: &str) {
         let _ = self.tx.send(Request::Unfollow(uuid.to_string()));
     }
 
@@ -164,12 +206,16 @@ impl Link {
 
 type Follows = HashMap<String, mpsc::UnboundedSender<Followed>>;
 
+/// Live sessions' calls (no filter of their own, gone with the link).
+type Attached = HashMap<String, mpsc::UnboundedSender<Followed>>;
+
 async fn run(
     cfg: LinkConfig,
     mut rx: mpsc::UnboundedReceiver<Request>,
     state: watch::Sender<LinkState>,
 ) {
     let mut follows: Follows = HashMap::new();
+    let mut attached: Attached = HashMap::new();
     let mut backoff = Duration::from_millis(100);
     let mut core: Option<String> = None;
     let mut outage_logged = false;
@@ -191,8 +237,20 @@ async fn run(
                 backoff = Duration::from_millis(100);
                 let _ = state.send(LinkState::Up);
                 crate::telemetry::metrics::set(&crate::telemetry::metrics::METRICS.esl_link_up, 1);
-                let why = serve(&cfg, &mut conn, &mut follows, &mut rx, restarted).await;
+                let why = serve(
+                    &cfg,
+                    &mut conn,
+                    &mut follows,
+                    &mut attached,
+                    &mut rx,
+                    restarted,
+                )
+                .await;
                 let _ = state.send(LinkState::Down);
+                // Their events may have been missed: the sessions fall back to their files.
+                for (_, tx) in attached.drain() {
+                    let _ = tx.send(Followed::LinkLost);
+                }
                 crate::telemetry::metrics::set(&crate::telemetry::metrics::METRICS.esl_link_up, 0);
                 match why {
                     Ok(()) => return,
@@ -226,7 +284,8 @@ async fn run(
                 r = rx.recv() => match r {
                     None => return,
                     Some(Request::Follow { uuid, tx }) => { follows.insert(uuid, tx); }
-                    Some(Request::Unfollow(uuid)) => { follows.remove(&uuid); }
+                    Some(Request::Attach { tx, .. }) => { let _ = tx.send(Followed::LinkLost); }
+                    Some(Request::Unfollow(uuid)) => { follows.remove(&uuid); attached.remove(&uuid); }
                     Some(Request::Api { reply, .. }) => { let _ = reply.send(Err(LinkError::Down)); }
                 },
             }
@@ -257,16 +316,22 @@ async fn open(cfg: &LinkConfig) -> Result<(Connection, String), String> {
         }
         Err(e) => return Err(format!("auth: {e}")),
     }
-    let setup = [
+    let mut setup = vec![
         Command::Event {
             format: EventFormat::Json,
-            events: vec!["RECORD_STOP".into(), "CHANNEL_HANGUP_COMPLETE".into()],
+            events: LINK_EVENTS.iter().map(|e| e.to_string()).collect(),
         },
         Command::Filter {
             header: "Unique-ID".into(),
             value: NO_CALL.into(),
         },
     ];
+    if let Some(tag) = &cfg.follow_tag {
+        setup.push(Command::Filter {
+            header: format!("variable_{FOLLOW_VARIABLE}"),
+            value: tag.clone(),
+        });
+    }
     for cmd in &setup {
         match conn.request(cmd, t).await {
             Ok(r) if r.is_ok() => {}
@@ -295,6 +360,7 @@ async fn serve(
     cfg: &LinkConfig,
     conn: &mut Connection,
     follows: &mut Follows,
+    attached: &mut Attached,
     rx: &mut mpsc::UnboundedReceiver<Request>,
     restarted: bool,
 ) -> Result<(), String> {
@@ -304,29 +370,58 @@ async fn serve(
     for uuid in uuids {
         add(conn, follows, &uuid, t, restarted).await?;
     }
+    // `api` commands are pipelined: FreeSWITCH answers in order, and events keep flowing while
+    // replies are awaited.
+    type ApiWait = futures::future::BoxFuture<'static, Result<(), String>>;
+    let mut replies: futures::stream::FuturesUnordered<ApiWait> = Default::default();
     loop {
         tokio::select! {
             inc = conn.next() => match inc {
-                Some(Incoming::Event(e)) => dispatch(follows, e),
+                Some(Incoming::Event(e)) => dispatch(follows, attached, e),
                 Some(Incoming::Disconnect(_)) => return Err("FreeSWITCH sent a disconnect notice".into()),
                 Some(Incoming::Closed(Some(e))) => return Err(format!("protocol error: {e}")),
                 Some(Incoming::Closed(None)) | None => return Err("connection closed".into()),
             },
+            Some(r) = futures::StreamExt::next(&mut replies), if !replies.is_empty() => r?,
             r = rx.recv() => match r {
                 None => return Ok(()),
                 Some(Request::Follow { uuid, tx }) => {
                     follows.insert(uuid.clone(), tx);
                     add(conn, follows, &uuid, t, false).await?;
                 }
+                Some(Request::Attach { uuid, tx }) => {
+                    attached.insert(uuid, tx);
+                }
                 Some(Request::Unfollow(uuid)) => {
+                    attached.remove(&uuid);
                     if follows.remove(&uuid).is_some() {
                         let cmd = Command::FilterDelete { header: "Unique-ID".into(), value: Some(uuid) };
                         conn.request(&cmd, t).await.map_err(|e| format!("filter delete: {e}"))?;
                     }
                 }
                 Some(Request::Api { command, reply }) => {
-                    match conn.request(&Command::Api(command), t).await {
-                        Ok(r) => { let _ = reply.send(Ok(r.text())); }
+                    match conn.send(&Command::Api(command)).await {
+                        Ok(wait) => replies.push(Box::pin(async move {
+                            match crate::connection::wait_reply(wait, t).await {
+                                Ok(r) => {
+                                    let _ = reply.send(Ok(r.text()));
+                                    Ok(())
+                                }
+                                // A slow command fails alone: its late reply keeps its place
+                                // and is dropped. A closed connection ends the link.
+                                Err(e @ crate::connection::ConnError::Timeout(_)) => {
+                                    let _ = reply.send(Err(LinkError::Failed(e.to_string())));
+                                    Ok(())
+                                }
+                                Err(e) => {
+                                    let _ = reply.send(Err(LinkError::Failed(e.to_string())));
+                                    Err(format!("api: {e}"))
+                                }
+                            }
+                        })),
+                        Err(crate::connection::ConnError::Command(e)) => {
+                            let _ = reply.send(Err(LinkError::Failed(e.to_string())));
+                        }
                         Err(e) => {
                             let _ = reply.send(Err(LinkError::Failed(e.to_string())));
                             return Err(format!("api: {e}"));
@@ -380,12 +475,18 @@ async fn add(
     Ok(())
 }
 
-fn dispatch(follows: &mut Follows, e: Event) {
+fn dispatch(follows: &mut Follows, attached: &mut Attached, e: Event) {
     let Some(uuid) = e.get("Unique-ID").map(|u| u.into_owned()) else {
         return;
     };
+    let e = Arc::new(e);
+    if let Some(tx) = attached.get(&uuid) {
+        if tx.send(Followed::Event(e.clone())).is_err() {
+            attached.remove(&uuid);
+        }
+    }
     if let Some(tx) = follows.get(&uuid) {
-        if tx.send(Followed::Event(Arc::new(e))).is_err() {
+        if tx.send(Followed::Event(e)).is_err() {
             follows.remove(&uuid);
         }
     }

@@ -127,6 +127,8 @@ async fn follow(link: &Link, e: &JournalEntry) -> Option<Ending> {
                     };
                     break Some(from_file(path, e, why).await);
                 }
+                // Followed recordings are re-filtered and re-checked on reconnect.
+                Some(Followed::LinkLost) => {}
                 None => break None,
             },
             _ = link.down_for(link.down_grace) => break None,

@@ -18,13 +18,9 @@ use support::harness::Collect;
 use support::receiver::Receiver;
 
 /// callrec deciding from the API's documents, with `delivery` taking the recordings.
-async fn server(
-    api: &Api,
-    dir: &std::path::Path,
-    delivery: Arc<dyn Delivery>,
-) -> callrec::app::Server {
+async fn server(api: &Api, dir: &std::path::Path, delivery: Arc<dyn Delivery>) -> Server {
     callrec::telemetry::init(false);
-    let config = callrec::config::Config {
+    let mut config = callrec::config::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         record_stop_grace_ms: 300,
@@ -35,9 +31,33 @@ async fn server(
         store: api.store.clone(),
         global: None,
     });
-    callrec::app::Server::start(config, planner, delivery)
+    let switch = support::follow::configure(&mut config).await;
+    let server = callrec::app::Server::start(config, planner, delivery)
         .await
-        .unwrap()
+        .unwrap();
+    support::follow::link_up(&server).await;
+    Server {
+        addr: server.addr,
+        inner: server,
+        switch,
+    }
+}
+
+/// callrec and the switch calls are placed on (inbound mode).
+struct Server {
+    addr: std::net::SocketAddr,
+    inner: callrec::app::Server,
+    switch: Option<callrec_sim::Switch>,
+}
+
+impl Server {
+    async fn shutdown(self) {
+        self.inner.shutdown().await;
+    }
+
+    async fn dial(&self, spec: CallSpec) -> std::io::Result<CallHandle> {
+        support::follow::dial(&self.switch, self.addr, spec).await
+    }
 }
 
 async fn account_with_callflow(api: &Api, id: &str, callflow: Value) {
@@ -100,9 +120,7 @@ async fn record_call_start_then_dialplan_records_to_the_end_after_hand_back() {
     let dir = tempfile::tempdir().unwrap();
     let collect = Arc::new(Collect::default());
     let server = server(&api, dir.path(), collect.clone()).await;
-    let call = callrec_sim::dial(server.addr, dial_spec("2000"))
-        .await
-        .unwrap();
+    let call = server.dial(dial_spec("2000")).await.unwrap();
     let start = call.wait_for_command("api uuid_record").await;
     assert!(
         start.line.contains(".wav 600 {callrec_recording_id="),
@@ -140,9 +158,7 @@ async fn start_play_stop_play_hangup_records_exactly_between_start_and_stop() {
     let dir = tempfile::tempdir().unwrap();
     let collect = Arc::new(Collect::default());
     let server = server(&api, dir.path(), collect.clone()).await;
-    let call = callrec_sim::dial(server.addr, dial_spec("3000"))
-        .await
-        .unwrap();
+    let call = server.dial(dial_spec("3000")).await.unwrap();
     app_sent(&call, "playback", 1).await;
     let r = call.report();
     assert!(lines(&r).iter().any(|l| l.contains(" start ")));
@@ -193,9 +209,7 @@ async fn record_caller_to_receiver(method: &str) {
         .await
         .unwrap();
     let server = server(&api, dir.path(), uploads.delivery.clone()).await;
-    let call = callrec_sim::dial(server.addr, dial_spec("4000"))
-        .await
-        .unwrap();
+    let call = server.dial(dial_spec("4000")).await.unwrap();
     let uuid = call.uuid.clone();
     // Not answered yet: callrec answers, sets the terminator, beeps, then records.
     app_sent(&call, "playback", 1).await;
@@ -250,9 +264,7 @@ async fn record_caller_ends_on_its_time_limit_then_hangs_up_without_a_child_and_
     let dir = tempfile::tempdir().unwrap();
     let collect = Arc::new(Collect::default());
     let server = server(&api, dir.path(), collect.clone()).await;
-    let call = callrec_sim::dial(server.addr, dial_spec("5000").var("x", "y"))
-        .await
-        .unwrap();
+    let call = server.dial(dial_spec("5000").var("x", "y")).await.unwrap();
     call.answer();
     app_sent(&call, "playback", 1).await;
     call.advance(Duration::from_millis(500));
@@ -295,9 +307,7 @@ async fn stop_without_start_is_a_no_op_and_the_call_is_handed_back() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let server = server(&api, dir.path(), Arc::new(Collect::default())).await;
-    let call = callrec_sim::dial(server.addr, dial_spec("6000"))
-        .await
-        .unwrap();
+    let call = server.dial(dial_spec("6000")).await.unwrap();
     let r = app_sent(&call, "transfer", 1).await;
     assert_eq!(apps(&r).last().unwrap().1, "6001 XML other");
     assert!(!lines(&r).iter().any(|l| l.starts_with("api uuid_record")));
@@ -322,9 +332,7 @@ async fn a_flow_that_cannot_run_hands_the_call_back() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server = server(&api, dir.path(), Arc::new(Collect::default())).await;
-    let call = callrec_sim::dial(server.addr, dial_spec("7000"))
-        .await
-        .unwrap();
+    let call = server.dial(dial_spec("7000")).await.unwrap();
     let r = app_sent(&call, "transfer", 1).await;
     assert_eq!(apps(&r).last().unwrap().1, "7000 XML callrec-continue");
     call.hangup("NORMAL_CLEARING");
@@ -360,7 +368,8 @@ async fn a_did_identifies_the_account_and_patterns_match_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let server = server(&api, dir.path(), Arc::new(Collect::default())).await;
     // An outside caller, no account variable: the DID names the account.
-    let call = callrec_sim::dial(server.addr, CallSpec::new("15550009999", "18005550100"))
+    let call = server
+        .dial(CallSpec::new("15550009999", "18005550100"))
         .await
         .unwrap();
     let rec = call.wait_for_command("api uuid_record").await;
@@ -373,9 +382,7 @@ async fn a_did_identifies_the_account_and_patterns_match_in_order() {
     call.hangup("NORMAL_CLEARING");
     call.closed().await;
     // Two patterns match 9123: callflows in id order, the first wins.
-    let call = callrec_sim::dial(server.addr, dial_spec("9123"))
-        .await
-        .unwrap();
+    let call = server.dial(dial_spec("9123")).await.unwrap();
     let rec = call.wait_for_command("api uuid_record").await;
     assert!(rec.line.contains("record_sample_rate=8000"), "{}", rec.line);
     call.hangup("NORMAL_CLEARING");
@@ -493,9 +500,7 @@ async fn start_device_stop_play_hangup_records_exactly_the_bridge() {
     let dir = tempfile::tempdir().unwrap();
     let collect = Arc::new(Collect::default());
     let server = server(&api, dir.path(), collect.clone()).await;
-    let call = callrec_sim::dial(server.addr, dial_spec("8000"))
-        .await
-        .unwrap();
+    let call = server.dial(dial_spec("8000")).await.unwrap();
     let r = app_sent(&call, "bridge", 1).await;
     assert_eq!(apps(&r).last().unwrap().1, "user/1001@pbx.example.com");
     // The bridge revealed the callee: its own (different) recording starts too.
@@ -570,9 +575,7 @@ async fn user_rings_every_device_and_an_uncallable_device_hands_back() {
     }
     let dir = tempfile::tempdir().unwrap();
     let server = server(&api, dir.path(), Arc::new(Collect::default())).await;
-    let call = callrec_sim::dial(server.addr, dial_spec("8100"))
-        .await
-        .unwrap();
+    let call = server.dial(dial_spec("8100")).await.unwrap();
     let r = app_sent(&call, "bridge", 1).await;
     assert_eq!(
         apps(&r).last().unwrap().1,
@@ -580,9 +583,7 @@ async fn user_rings_every_device_and_an_uncallable_device_hands_back() {
     );
     call.hangup("NORMAL_CLEARING");
     call.closed().await;
-    let call = callrec_sim::dial(server.addr, dial_spec("8200"))
-        .await
-        .unwrap();
+    let call = server.dial(dial_spec("8200")).await.unwrap();
     let r = app_sent(&call, "transfer", 1).await;
     assert_eq!(apps(&r).last().unwrap().1, "8200 XML callrec-continue");
     call.hangup("NORMAL_CLEARING");
@@ -606,9 +607,7 @@ async fn record_call_on_answer_min_sec_and_url_from_the_callflow() {
     let collect = Arc::new(Collect::default());
     let server = server(&api, dir.path(), collect.clone()).await;
     for (talk_s, kept) in [(2, false), (4, true)] {
-        let call = callrec_sim::dial(server.addr, dial_spec("8300"))
-            .await
-            .unwrap();
+        let call = server.dial(dial_spec("8300")).await.unwrap();
         app_sent(&call, "transfer", 1).await;
         assert!(
             !lines(&call.report())
@@ -660,9 +659,7 @@ async fn record_call_start_never_records_the_leg_twice_with_the_same_settings() 
     let dir = tempfile::tempdir().unwrap();
     let collect = Arc::new(Collect::default());
     let server = server(&api, dir.path(), collect.clone()).await;
-    let call = callrec_sim::dial(server.addr, dial_spec("8400"))
-        .await
-        .unwrap();
+    let call = server.dial(dial_spec("8400")).await.unwrap();
     let r = app_sent(&call, "transfer", 1).await;
     let starts = lines(&r)
         .iter()

@@ -251,6 +251,11 @@ async fn sigkill_at_random_points_loses_no_recording() {
             _ => KillAt::MidUpload,
         };
         *by_point.entry(format!("{at:?}")).or_default() += 1;
+        let trace = |step: &str| {
+            if std::env::var_os("FAULT_TRACE").is_some() {
+                eprintln!("run {run} seed {seed} {at:?}: {step}");
+            }
+        };
         let rig = Rig::new("").await;
         let _nginx = rig.nginx();
         let mut first = rig.callrec().await;
@@ -258,12 +263,17 @@ async fn sigkill_at_random_points_loses_no_recording() {
         let mut calls = vec![];
         for i in 0..n {
             let c = rig.call(i).await;
+            trace("dialled");
             c.wait_for_command("sendmsg").await;
-            if i == 0 && matches!(at, KillAt::BetweenJournalAndRecord) {
+            trace("handed back");
+            // The last call's `uuid_record` is held (over the link, a held `api` would also hold
+            // the commands behind it, as on FreeSWITCH's one inbound connection).
+            if i + 1 == n && matches!(at, KillAt::BetweenJournalAndRecord) {
                 c.hold_replies();
             }
             c.answer();
             c.wait_for_command("api uuid_record").await;
+            trace("recording asked");
             calls.push(c);
         }
         let secs = 1 + rng.below(4);
@@ -289,8 +299,9 @@ async fn sigkill_at_random_points_loses_no_recording() {
         }
         first.0.kill().unwrap();
         first.0.wait().unwrap();
+        trace("killed");
         // FreeSWITCH goes on without its controller.
-        calls[0].release_replies();
+        calls[n - 1].release_replies();
         let hang_before_restart = rng.below(2) == 0;
         if hang_before_restart {
             for c in &calls {
@@ -299,6 +310,7 @@ async fn sigkill_at_random_points_loses_no_recording() {
             }
         }
         let _second = rig.callrec().await;
+        trace("restarted");
         if !hang_before_restart {
             // The new process follows these calls over the event socket.
             for c in &calls {
@@ -307,6 +319,7 @@ async fn sigkill_at_random_points_loses_no_recording() {
             }
         }
         let before = (count.delivered, count.failed);
+        trace("settling");
         settle(&rig, &calls, &mut count).await;
         count.runs += 1;
         if count.lost() > 0 {
@@ -357,7 +370,8 @@ async fn receiver_down_ten_compressed_minutes_then_up_loses_nothing() {
 
 #[tokio::test]
 async fn freeswitch_dropping_the_connection_mid_command_and_mid_event_loses_nothing() {
-    let rig = Rig::new("").await;
+    // The per-call socket's faults: calls followed over their sockets.
+    let rig = Rig::new("follow = \"socket\"\n").await;
     let _nginx = rig.nginx();
     let _callrec = rig.callrec().await;
     // Mid-command: the socket dies when `uuid_record` arrives, before FreeSWITCH acts on it.
@@ -385,6 +399,35 @@ async fn freeswitch_dropping_the_connection_mid_command_and_mid_event_loses_noth
         "FreeSWITCH drops the connection mid-command and mid-event",
         &rig.log,
     );
+}
+
+#[tokio::test]
+async fn the_event_socket_link_dropping_mid_call_loses_nothing() {
+    let rig = Rig::new("").await;
+    let _nginx = rig.nginx();
+    let _callrec = rig.callrec().await;
+    let mut calls = vec![];
+    for i in 0..3 {
+        let c = rig.call(i).await;
+        c.wait_for_command("sendmsg").await;
+        c.answer();
+        c.wait_for_command("api uuid_record").await;
+        c.advance(Duration::from_secs(2));
+        c.sync().await;
+        calls.push(c);
+    }
+    // The link (the only way callrec hears of these calls now) drops mid-call.
+    rig.sw.drop_inbound();
+    for c in &calls {
+        c.advance(Duration::from_secs(2));
+        c.hangup("NORMAL_CLEARING");
+    }
+    let mut count = Count {
+        runs: 1,
+        ..Count::default()
+    };
+    settle(&rig, &calls, &mut count).await;
+    count.report("event-socket link drops while calls record", &rig.log);
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ fn settings() -> Settings {
         record_stop_grace: Duration::from_secs(10),
         disk_poll: Duration::from_secs(1),
         bridge_profile: "external".into(),
+        follow_tag: None,
     }
 }
 
@@ -43,6 +44,8 @@ struct World {
     bridge_rules: Vec<RecordCall>,
     /// Files exist on disk (FreeSWITCH deletes empty ones).
     files_exist: bool,
+    /// Followed over the event-socket link with this tag.
+    follow_tag: Option<String>,
 }
 
 impl Default for World {
@@ -52,6 +55,7 @@ impl Default for World {
             drop: vec![],
             bridge_rules: vec![],
             files_exist: true,
+            follow_tag: None,
         }
     }
 }
@@ -68,6 +72,8 @@ struct Outcome {
     journaled: Vec<String>,
     forgotten: Vec<String>,
     exited: bool,
+    /// The socket was let go after the hand-back (followed over the link).
+    released: bool,
     done: bool,
     /// `uuid_record` counted against the events fed before it (its position in the call).
     events_before_first_start: usize,
@@ -117,7 +123,9 @@ fn run(capture: &str, rules: &[RecordCall], world: World) -> (Outcome, Session) 
     let events = support::events(capture);
     let info = CallInfo::from_channel_data(&events[0], &PartyVariables::default());
     let mut n = 0;
-    let mut s = Session::with_ids(info.clone(), settings(), move || {
+    let mut st = settings();
+    st.follow_tag = world.follow_tag.clone();
+    let mut s = Session::with_ids(info.clone(), st, move || {
         n += 1;
         format!("rec-{n}")
     });
@@ -198,6 +206,7 @@ fn run(capture: &str, rules: &[RecordCall], world: World) -> (Outcome, Session) 
                 }
                 Action::Close => connected = false,
                 Action::Exit => out.exited = true,
+                Action::Release => out.released = true,
                 Action::Done => {
                     out.done = true;
                     return (out, s);
@@ -420,4 +429,44 @@ fn row9_nothing_planned_hands_back_and_ends_with_the_call() {
     assert!(o.commands[3].starts_with("sendmsg "));
     assert!(s.recordings().is_empty());
     assert!(o.exited && o.done);
+}
+
+/// Followed over the event-socket link: no subscriptions on the socket; the follow variable is
+/// set, the recording started, the call handed back, and the socket released at once. The
+/// call's events (delivered by the link) finish the recording exactly as over the socket, and
+/// no `exit` is sent at the end (the socket is long gone).
+#[test]
+fn row10_followed_over_the_link_the_socket_is_released_after_the_hand_back() {
+    let (o, _) = run(
+        "outbound-uuid-record-vars.json.txt",
+        &[wav()],
+        World {
+            follow_tag: Some("node-a".into()),
+            ..World::default()
+        },
+    );
+    assert!(
+        o.commands[0].starts_with("api uuid_setvar "),
+        "{:?}",
+        o.commands
+    );
+    assert!(
+        o.commands[0].ends_with(" callrec_follow node-a"),
+        "{:?}",
+        o.commands
+    );
+    assert!(
+        o.commands[1].starts_with("api uuid_record "),
+        "{:?}",
+        o.commands
+    );
+    assert!(
+        o.commands[2].starts_with("sendmsg execute-app-arg: "),
+        "{:?}",
+        o.commands
+    );
+    assert_eq!(o.commands.len(), 3, "nothing else: {:?}", o.commands);
+    assert!(o.released && !o.exited && o.done);
+    assert_eq!(o.kept.len(), 1);
+    assert_eq!(o.kept[0].0, "rec-1");
 }

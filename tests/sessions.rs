@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use callrec::rules::{AudioFormat, RecordCall};
-use callrec_sim::{dial, CallHandle, CallSpec};
+use callrec_sim::{CallHandle, CallSpec};
 use support::harness::Harness;
 
 fn wav(extra: impl FnOnce(&mut RecordCall)) -> RecordCall {
@@ -27,7 +27,7 @@ fn spec() -> CallSpec {
 /// The common script: wait until callrec has asked for the recording and handed the call
 /// back, answer, talk for `talk`, caller hangs up; returns once callrec has said `exit`.
 async fn answered_call(h: &Harness, talk: Duration) -> CallHandle {
-    let call = dial(h.addr, spec()).await.expect("dial");
+    let call = h.dial(spec()).await.expect("dial");
     call.wait_for_command("sendmsg").await;
     call.answer();
     if !h.planner.plans.is_empty() {
@@ -36,8 +36,17 @@ async fn answered_call(h: &Harness, talk: Duration) -> CallHandle {
     }
     call.advance(talk);
     call.hangup("NORMAL_CLEARING");
-    let r = call.closed().await;
-    assert!(r.app_exited, "callrec ends the lingering socket with exit");
+    let r = h.closed(&call).await;
+    // Followed over the link, callrec lets the socket go right after the hand-back (its `exit`
+    // may cross the hangup, which also ends a socket without linger).
+    assert!(
+        r.app_exited || h.link_mode(),
+        "callrec ends the lingering socket with exit: {:?}",
+        r.commands
+            .iter()
+            .map(|c| c.line.clone())
+            .collect::<Vec<_>>()
+    );
     call
 }
 
@@ -108,7 +117,7 @@ async fn record_min_sec_discards_short_and_keeps_long() {
 #[tokio::test]
 async fn record_on_answer_never_pre_answers() {
     let h = Harness::start(vec![wav(|r| r.record_on_answer = true)]).await;
-    let call = dial(h.addr, spec()).await.unwrap();
+    let call = h.dial(spec()).await.unwrap();
     call.wait_for_command("sendmsg").await;
     // Nothing recorded (and so no early media) before the answer.
     let before = call.report();
@@ -120,7 +129,7 @@ async fn record_on_answer_never_pre_answers() {
     call.wait_for_command("api uuid_record").await;
     call.advance(Duration::from_secs(2));
     call.hangup("NORMAL_CLEARING");
-    let r = call.closed().await;
+    let r = h.closed(&call).await;
     assert!(!r.events_sent.iter().any(|e| e == "CHANNEL_PROGRESS_MEDIA"));
     assert_eq!(h.delivered().len(), 1);
     assert_eq!(h.delivered()[0].duration_ms, 2_000);
@@ -129,24 +138,27 @@ async fn record_on_answer_never_pre_answers() {
 #[tokio::test]
 async fn immediate_recording_pre_answers_like_freeswitch() {
     let h = Harness::start(vec![wav(|_| {})]).await;
-    let call = dial(h.addr, spec()).await.unwrap();
+    let call = h.dial(spec()).await.unwrap();
     call.wait_for_command("api uuid_record").await;
     call.wait_for_command("sendmsg").await;
     call.advance(Duration::from_secs(1));
     call.answer();
     call.advance(Duration::from_secs(2));
     call.hangup("NORMAL_CLEARING");
-    let r = call.closed().await;
-    let pm = r
-        .events_sent
-        .iter()
-        .position(|e| e == "CHANNEL_PROGRESS_MEDIA");
-    let ans = r.events_sent.iter().position(|e| e == "CHANNEL_ANSWER");
-    assert!(
-        pm.is_some() && pm < ans,
-        "early media before answer: {:?}",
-        r.events_sent
-    );
+    let r = h.closed(&call).await;
+    // The socket carries the call's events only when the call is followed over it.
+    if !h.link_mode() {
+        let pm = r
+            .events_sent
+            .iter()
+            .position(|e| e == "CHANNEL_PROGRESS_MEDIA");
+        let ans = r.events_sent.iter().position(|e| e == "CHANNEL_ANSWER");
+        assert!(
+            pm.is_some() && pm < ans,
+            "early media before answer: {:?}",
+            r.events_sent
+        );
+    }
     assert_eq!(
         h.delivered()[0].duration_ms,
         3_000,
@@ -212,14 +224,16 @@ async fn caller_hangs_up_during_recording() {
     let h = Harness::start(vec![wav(|_| {})]).await;
     let call = answered_call(&h, Duration::from_millis(3_510)).await;
     let r = call.report();
-    let names = &r.events_sent;
-    let hangup = names.iter().position(|e| e == "CHANNEL_HANGUP").unwrap();
-    let stop = names.iter().position(|e| e == "RECORD_STOP").unwrap();
-    let complete = names
-        .iter()
-        .position(|e| e == "CHANNEL_HANGUP_COMPLETE")
-        .unwrap();
-    assert!(hangup < stop && stop < complete);
+    if !h.link_mode() {
+        let names = &r.events_sent;
+        let hangup = names.iter().position(|e| e == "CHANNEL_HANGUP").unwrap();
+        let stop = names.iter().position(|e| e == "RECORD_STOP").unwrap();
+        let complete = names
+            .iter()
+            .position(|e| e == "CHANNEL_HANGUP_COMPLETE")
+            .unwrap();
+        assert!(hangup < stop && stop < complete);
+    }
     assert_eq!(h.delivered()[0].completion_cause, "success-silence");
     assert_eq!(h.delivered()[0].duration_ms, 3_510);
 }
@@ -227,12 +241,12 @@ async fn caller_hangs_up_during_recording() {
 #[tokio::test]
 async fn never_answered_call_with_record_on_answer() {
     let h = Harness::start(vec![wav(|r| r.record_on_answer = true)]).await;
-    let call = dial(h.addr, spec()).await.unwrap();
+    let call = h.dial(spec()).await.unwrap();
     call.wait_for_command("sendmsg").await;
     call.advance(Duration::from_secs(4));
     call.hangup("ORIGINATOR_CANCEL");
-    let r = call.closed().await;
-    assert!(r.app_exited);
+    let r = h.closed(&call).await;
+    assert!(r.app_exited || h.link_mode());
     assert!(!r
         .commands
         .iter()
@@ -244,21 +258,21 @@ async fn never_answered_call_with_record_on_answer() {
 #[tokio::test]
 async fn never_answered_call_recorded_immediately_keeps_early_media() {
     let h = Harness::start(vec![wav(|_| {})]).await;
-    let call = dial(h.addr, spec()).await.unwrap();
+    let call = h.dial(spec()).await.unwrap();
     call.wait_for_command("sendmsg").await;
     call.advance(Duration::from_secs(4));
     call.hangup("ORIGINATOR_CANCEL");
-    call.closed().await;
+    h.closed(&call).await;
     assert_eq!(h.delivered()[0].duration_ms, 4_000);
 }
 
 #[tokio::test]
 async fn cancel_at_once_gives_an_empty_file_that_is_discarded() {
     let h = Harness::start(vec![wav(|_| {})]).await;
-    let call = dial(h.addr, spec()).await.unwrap();
+    let call = h.dial(spec()).await.unwrap();
     call.wait_for_command("sendmsg").await;
     call.hangup("ORIGINATOR_CANCEL");
-    let r = call.closed().await;
+    let r = h.closed(&call).await;
     assert!(r.recordings[0].discarded);
     assert_eq!(r.recordings[0].cause, "empty-file");
     assert!(h.delivered().is_empty());
@@ -267,7 +281,7 @@ async fn cancel_at_once_gives_an_empty_file_that_is_discarded() {
 #[tokio::test]
 async fn freeswitch_drops_the_socket_mid_call() {
     let h = Harness::start(vec![wav(|_| {})]).await;
-    let call = dial(h.addr, spec()).await.unwrap();
+    let call = h.dial(spec()).await.unwrap();
     call.wait_for_command("sendmsg").await;
     call.answer();
     call.advance(Duration::from_secs(2));
@@ -289,17 +303,27 @@ async fn freeswitch_drops_the_socket_mid_call() {
     .await
     .expect("recording finished from disk");
     assert_eq!(got[0].duration_ms, 5_000);
-    assert!(got[0].completion_cause.contains("connection lost"));
+    if h.link_mode() {
+        // The socket was already let go: the link brought FreeSWITCH's RECORD_STOP.
+        assert_eq!(got[0].completion_cause, "success-silence");
+    } else {
+        assert!(got[0].completion_cause.contains("connection lost"));
+    }
 }
 
 #[tokio::test]
 async fn freeswitch_kills_the_connection_mid_command() {
     let h = Harness::start(vec![wav(|r| r.record_on_answer = true)]).await;
-    let call = dial(h.addr, spec()).await.unwrap();
+    if h.link_mode() {
+        // Over the link no socket command follows the hand-back: the socket's death mid-command
+        // cannot happen there (tests/fault_suite.rs drops the link itself instead).
+        return;
+    }
+    let call = h.dial(spec()).await.unwrap();
     call.wait_for_command("sendmsg").await;
     call.kill_on_next_command();
     call.answer(); // callrec's uuid_record is the next command: the socket dies instead
-    let r = call.closed().await;
+    let r = h.closed(&call).await;
     assert!(!r.app_exited);
     call.hangup("NORMAL_CLEARING");
     // The server is still serving: a new call goes through normally.
@@ -332,7 +356,7 @@ async fn two_recordings_on_one_call_do_not_share_settings() {
 #[tokio::test]
 async fn record_on_bridge_waits_for_the_bridge() {
     let h = Harness::start(vec![wav(|r| r.record_on_bridge = true)]).await;
-    let call = dial(h.addr, spec()).await.unwrap();
+    let call = h.dial(spec()).await.unwrap();
     call.wait_for_command("sendmsg").await;
     call.advance(Duration::from_secs(1));
     call.bridge("1001");
@@ -340,7 +364,7 @@ async fn record_on_bridge_waits_for_the_bridge() {
     call.advance(Duration::from_secs(3));
     call.unbridge();
     call.hangup("NORMAL_CLEARING");
-    call.closed().await;
+    h.closed(&call).await;
     assert_eq!(h.delivered()[0].duration_ms, 3_000);
 }
 
@@ -363,17 +387,15 @@ async fn no_rule_means_no_recording_but_the_call_goes_on() {
 #[tokio::test]
 async fn hostile_account_id_stays_inside_the_recordings_tree() {
     let h = Harness::start(vec![wav(|_| {})]).await;
-    let call = dial(
-        h.addr,
-        CallSpec::new("15551234567", "1000").var("callrec_account_id", "../../../etc"),
-    )
-    .await
-    .unwrap();
+    let call = h
+        .dial(CallSpec::new("15551234567", "1000").var("callrec_account_id", "../../../etc"))
+        .await
+        .unwrap();
     call.wait_for_command("sendmsg").await;
     call.answer();
     call.advance(Duration::from_secs(1));
     call.hangup("NORMAL_CLEARING");
-    call.closed().await;
+    h.closed(&call).await;
     let got = h.delivered();
     let p = std::path::Path::new(&got[0].file_path);
     assert!(p.starts_with(h.data_dir().join("recordings")));
@@ -383,10 +405,11 @@ async fn hostile_account_id_stays_inside_the_recordings_tree() {
 #[tokio::test]
 async fn unsafe_destination_is_not_put_in_a_transfer() {
     let h = Harness::start(vec![wav(|_| {})]).await;
-    let call = dial(h.addr, CallSpec::new("15551234567", "1000 XML default"))
+    let call = h
+        .dial(CallSpec::new("15551234567", "1000 XML default"))
         .await
         .unwrap();
-    let r = call.closed().await;
+    let r = h.closed(&call).await;
     assert!(r.transferred_to.is_none());
     assert!(!r.commands.iter().any(|c| c.line.starts_with("sendmsg")));
 }
@@ -394,9 +417,15 @@ async fn unsafe_destination_is_not_put_in_a_transfer() {
 #[tokio::test]
 async fn refuses_at_once_above_the_call_limit() {
     let h = Harness::start_with(vec![wav(|_| {})], |c| c.max_calls = 1).await;
-    let first = dial(h.addr, spec()).await.unwrap();
+    if h.link_mode() {
+        // The limit counts sessions, which over the link outlive their sockets; this script
+        // frees the slot by closing the socket, so it is a socket-mode script.
+        return;
+    }
+    let first = h.dial(spec()).await.unwrap();
     first.wait_for_command("sendmsg").await;
-    let second = dial(h.addr, spec()).await.unwrap();
+    let second = h.dial(spec()).await.unwrap();
+    // (Not `h.closed`: the first call is still live.)
     let r = second.closed().await;
     assert!(
         r.commands.is_empty(),
@@ -405,11 +434,11 @@ async fn refuses_at_once_above_the_call_limit() {
     first.answer();
     first.wait_for_command("api uuid_record").await;
     first.hangup("NORMAL_CLEARING");
-    first.closed().await;
+    h.closed(&first).await;
     // The slot frees once callrec has seen the first socket close; until then a new call may
     // still be refused (and FreeSWITCH would route it unrecorded). It is taken again.
     let third = loop {
-        let call = dial(h.addr, spec()).await.unwrap();
+        let call = h.dial(spec()).await.unwrap();
         let r = call
             .wait_until(|r| r.closed || r.transferred_to.is_some())
             .await;
@@ -422,13 +451,13 @@ async fn refuses_at_once_above_the_call_limit() {
     third.answer();
     third.wait_for_command("api uuid_record").await;
     third.hangup("NORMAL_CLEARING");
-    assert!(third.closed().await.app_exited);
+    assert!(h.closed(&third).await.app_exited);
 }
 
 #[tokio::test]
 async fn socket_without_full_still_hands_the_call_back() {
     let h = Harness::start(vec![wav(|_| {})]).await;
-    let call = dial(h.addr, spec().not_full()).await.unwrap();
+    let call = h.dial(spec().not_full()).await.unwrap();
     let r = call.wait_until(|r| r.transferred_to.is_some()).await;
     assert_eq!(
         r.transferred_to.as_deref(),
@@ -450,7 +479,7 @@ async fn socket_without_full_still_hands_the_call_back() {
 #[tokio::test]
 async fn graceful_shutdown_lets_live_calls_finish() {
     let mut h = Harness::start_with(vec![wav(|_| {})], |c| c.shutdown_grace_ms = 5_000).await;
-    let call = dial(h.addr, spec()).await.unwrap();
+    let call = h.dial(spec()).await.unwrap();
     call.wait_for_command("sendmsg").await;
     call.answer();
     call.advance(Duration::from_secs(2));
@@ -458,25 +487,23 @@ async fn graceful_shutdown_lets_live_calls_finish() {
     let stopping = tokio::spawn(server.shutdown());
     // New calls are no longer accepted once the listener is closed.
     call.hangup("NORMAL_CLEARING");
-    call.closed().await;
+    h.closed(&call).await;
     stopping.await.unwrap();
     assert_eq!(h.delivered().len(), 1);
-    assert!(dial(h.addr, spec()).await.is_err(), "listener closed");
+    assert!(h.dial(spec()).await.is_err(), "listener closed");
 }
 
 #[tokio::test]
 async fn lost_record_stop_is_finished_from_the_file_after_the_grace_period() {
     let h = Harness::start(vec![wav(|_| {})]).await;
-    let call = dial(h.addr, spec().lose_event("RECORD_STOP"))
-        .await
-        .unwrap();
+    let call = h.dial(spec().lose_event("RECORD_STOP")).await.unwrap();
     call.wait_for_command("sendmsg").await;
     call.answer();
     call.advance(Duration::from_secs(3));
     call.hangup("NORMAL_CLEARING");
-    let r = call.closed().await;
+    let r = h.closed(&call).await;
     assert!(
-        r.app_exited,
+        r.app_exited || h.link_mode(),
         "callrec still ends the call once it measured the file"
     );
     let got = h.delivered();
@@ -489,13 +516,13 @@ async fn lost_record_stop_is_finished_from_the_file_after_the_grace_period() {
 async fn slow_rules_never_hold_the_call() {
     let h = Harness::start_with(vec![wav(|_| {})], |c| c.plan_timeout_ms = 50).await;
     h.planner.set_delay(Duration::from_secs(30));
-    let call = dial(h.addr, spec()).await.unwrap();
+    let call = h.dial(spec()).await.unwrap();
     // Handed back after the plan timeout, unrecorded.
     call.wait_for_command("sendmsg").await;
     call.answer();
     call.advance(Duration::from_secs(1));
     call.hangup("NORMAL_CLEARING");
-    let r = call.closed().await;
+    let r = h.closed(&call).await;
     assert!(!r
         .commands
         .iter()
@@ -509,27 +536,36 @@ async fn a_command_without_reply_fails_the_recording_not_the_call() {
         c.command_timeout_ms = 100
     })
     .await;
-    let call = dial(h.addr, spec()).await.unwrap();
+    let call = h.dial(spec()).await.unwrap();
     call.wait_for_command("sendmsg").await;
     call.hold_replies();
     call.answer();
     call.wait_for_command("api uuid_record").await;
     call.hangup("NORMAL_CLEARING");
-    // callrec can only get to `exit` once uuid_record has timed out: the session waits for it.
-    call.wait_for_command("exit").await;
+    if h.link_mode() {
+        // Over the link the session ends on the hangup, the timed-out command failed alone.
+        h.idle().await;
+    } else {
+        // callrec can only get to `exit` once uuid_record has timed out: the session waits.
+        call.wait_for_command("exit").await;
+    }
     call.release_replies();
-    let r = call.closed().await;
-    assert!(r.app_exited);
+    let r = h.closed(&call).await;
+    assert!(r.app_exited || h.link_mode());
     assert!(h.delivered().is_empty());
     // The process keeps serving.
     let next = answered_call(&h, Duration::from_secs(1)).await;
-    assert!(next.report().app_exited);
+    assert!(next.report().app_exited || h.link_mode());
     assert_eq!(h.delivered().len(), 1);
 }
 
 #[tokio::test]
 async fn every_scripted_scenario_ends_with_every_recording_accounted_for() {
     use callrec_sim::scenario::{play, Scenario};
+    if support::follow::inbound() {
+        // `scenario::play` places standalone calls (no switch, so nothing reaches a link).
+        return;
+    }
     for sc in Scenario::ALL {
         let h = Harness::start(vec![wav(|r| {
             r.record_on_answer = true;
@@ -571,8 +607,14 @@ async fn a_call_that_cannot_be_handed_back_is_released_to_the_dialplan() {
         c.command_timeout_ms = 100
     })
     .await;
-    let call = dial(h.addr, spec()).await.unwrap();
-    call.wait_for_command("event json").await;
+    let call = h.dial(spec()).await.unwrap();
+    // Over the link the socket's first command marks the call for it; otherwise subscriptions.
+    let first = if h.link_mode() {
+        "api uuid_setvar"
+    } else {
+        "event json"
+    };
+    call.wait_for_command(first).await;
     call.hold_replies();
     // The transfer gets no answer: callrec closes the socket instead of leaving the call parked.
     let r = call.wait_until(|r| r.closed).await;
@@ -590,15 +632,15 @@ async fn peers_outside_allow_peers_are_closed_without_a_command() {
         c.allow_peers = vec![callrec::outbound::allow::PeerNet::parse("10.0.0.0/8").unwrap()]
     })
     .await;
-    let call = dial(h.addr, spec()).await.unwrap();
-    let r = call.closed().await;
+    let call = h.dial(spec()).await.unwrap();
+    let r = h.closed(&call).await;
     assert!(r.commands.is_empty(), "not even connect: {:?}", r.commands);
     // The default (loopback) takes the same call.
     let h = Harness::start(vec![wav(|_| {})]).await;
-    let call = dial(h.addr, spec()).await.unwrap();
+    let call = h.dial(spec()).await.unwrap();
     call.wait_for_command("sendmsg").await;
     call.hangup("NORMAL_CLEARING");
-    call.closed().await;
+    h.closed(&call).await;
 }
 
 #[tokio::test]

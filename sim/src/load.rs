@@ -26,6 +26,8 @@ pub struct LoadConfig {
     pub step_timeout: Duration,
     /// Extra channel variables for every call (e.g. `callrec_account_id`).
     pub variables: Vec<(String, String)>,
+    /// Place the calls on this switch (its inbound event socket sees them).
+    pub switch: Option<crate::Switch>,
 }
 
 impl Default for LoadConfig {
@@ -38,6 +40,7 @@ impl Default for LoadConfig {
             talk: Duration::from_secs(1),
             step_timeout: Duration::from_secs(60),
             variables: vec![("callrec_account_id".into(), "lab".into())],
+            switch: None,
         }
     }
 }
@@ -56,8 +59,23 @@ pub struct LoadReport {
     pub timeouts: usize,
     /// CHANNEL_ANSWER written → `uuid_record` read, per recorded call.
     pub answer_to_record: Vec<Duration>,
+    /// How long each call's outbound socket stayed open (placed → closed).
+    pub socket_held: Vec<Duration>,
+    /// Events written on the calls' own sockets, in all.
+    pub socket_events: usize,
     pub peak_live: usize,
     pub elapsed: Duration,
+}
+
+/// The `q` quantile (0..=1) of `v`.
+pub fn quantile(v: &[Duration], q: f64) -> Option<Duration> {
+    let mut v = v.to_vec();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort();
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v.get(i).copied()
 }
 
 impl LoadReport {
@@ -114,7 +132,11 @@ async fn one_call(i: usize, cfg: &LoadConfig, report: &Mutex<LoadReport>) {
     for (k, v) in &cfg.variables {
         spec = spec.var(k, v);
     }
-    let Ok(call) = dial(cfg.target, spec).await else {
+    let placed = match &cfg.switch {
+        Some(sw) => sw.dial(cfg.target, spec).await,
+        None => dial(cfg.target, spec).await,
+    };
+    let Ok(call) = placed else {
         bump(|r| r.refused += 1);
         return;
     };
@@ -151,8 +173,17 @@ async fn one_call(i: usize, cfg: &LoadConfig, report: &Mutex<LoadReport>) {
     call.advance(cfg.talk);
     call.hangup("NORMAL_CLEARING");
     match tokio::time::timeout(t, call.closed()).await {
-        Ok(r) if r.app_exited => bump(|r| r.completed += 1),
-        Ok(_) => {}
+        Ok(r) => {
+            if let Ok(mut rep) = report.lock() {
+                if r.app_exited {
+                    rep.completed += 1;
+                }
+                rep.socket_events += r.events_sent.len();
+                if let (Some(a), Some(b)) = (r.dialled_at, r.closed_at) {
+                    rep.socket_held.push(b.saturating_duration_since(a));
+                }
+            }
+        }
         Err(_) => bump(|r| r.timeouts += 1),
     }
 }

@@ -167,6 +167,15 @@ struct Inbound {
     accept: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switch")
+            .field("core_uuid", &self.core_uuid())
+            .field("inbound", &self.inbound_addr())
+            .finish()
+    }
+}
+
 impl Switch {
     /// A switch whose event socket takes `password` (FreeSWITCH's default is `ClueCon`).
     pub fn new(password: &str) -> Switch {

@@ -7,6 +7,7 @@
 //! driver returns only when the session says `Done`.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,8 @@ use tracing::{error, info_span, warn, Instrument};
 
 use super::session::{Action, Input, Session, Settings, Timer};
 use crate::connection::{wait_reply, Connection, Incoming};
-use crate::esl::{Disposition, Limits};
+use crate::esl::{Command, Disposition, Limits};
+use crate::inbound::{Followed, Link, LinkState};
 use crate::recorder;
 use crate::rules::{CallInfo, PartyVariables, Planner};
 use crate::telemetry::printable;
@@ -39,7 +41,12 @@ pub struct SessionContext {
     /// Cancelled when the shutdown deadline has passed: sessions stop waiting and finish
     /// their recordings from disk.
     pub abort: CancellationToken,
+    /// The event-socket link calls are followed over once handed back (`follow = "inbound"`).
+    pub link: Option<Link>,
 }
+
+/// A fallback to following over the socket was logged for the current link outage.
+static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// Runs one outbound connection to its end. Never panics on what FreeSWITCH sends.
 pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
@@ -63,11 +70,50 @@ pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
     if let Some(a) = &info.account_id {
         span.record("account_id", tracing::field::display(printable(a)));
     }
-    let session = Session::new(info, ctx.session.clone());
-    drive(conn, session, ctx).instrument(span).await
+    let _enter = span.enter();
+    let mut settings = ctx.session.clone();
+    let link_rx = match (&ctx.link, &settings.follow_tag) {
+        (Some(link), Some(_)) if link.state() == LinkState::Up => {
+            FALLBACK_LOGGED.store(false, Ordering::Relaxed);
+            Some(link.attach(&info.call_id))
+        }
+        (Some(_), Some(_)) => {
+            crate::telemetry::metrics::inc(
+                &crate::telemetry::metrics::METRICS.follow_fallbacks_total,
+            );
+            if !FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
+                warn!("event-socket link down: calls are followed over their own sockets until it is back (logged once per outage)");
+            }
+            settings.follow_tag = None;
+            None
+        }
+        _ => {
+            settings.follow_tag = None;
+            None
+        }
+    };
+    let uuid = info.call_id.clone();
+    drop(_enter);
+    let session = Session::new(info, settings);
+    let link = ctx.link.clone().filter(|_| link_rx.is_some());
+    drive(Some(conn), session, ctx, link.map(|l| (l, link_rx, uuid)))
+        .instrument(span)
+        .await
 }
 
-async fn drive(mut conn: Connection, mut session: Session, ctx: Arc<SessionContext>) {
+/// The link a call is followed over: the handle, its events, the call's UUID.
+type FollowLink = (
+    Link,
+    Option<tokio::sync::mpsc::UnboundedReceiver<Followed>>,
+    String,
+);
+
+async fn drive(
+    mut conn: Option<Connection>,
+    mut session: Session,
+    ctx: Arc<SessionContext>,
+    mut link: Option<FollowLink>,
+) {
     let mut pending: FuturesUnordered<BoxFuture<'static, Input>> = FuturesUnordered::new();
     let mut timers: HashMap<Timer, Instant> = HashMap::new();
     let mut ready: VecDeque<Input> = VecDeque::new();
@@ -76,18 +122,41 @@ async fn drive(mut conn: Connection, mut session: Session, ctx: Arc<SessionConte
     loop {
         while let Some(action) = actions.pop_front() {
             match action {
-                Action::Send(id, cmd) => match conn.send(&cmd).await {
-                    Ok(rx) => {
-                        let t = ctx.command_timeout;
-                        pending.push(Box::pin(async move {
-                            let r = wait_reply(rx, t).await;
-                            Input::Reply(
-                                id,
-                                r.map(|r| (r.is_ok(), r.text())).map_err(|e| e.to_string()),
-                            )
-                        }));
+                Action::Send(id, Command::Api(line)) if conn.is_none() => {
+                    // Released: `api` commands go over the link.
+                    match &link {
+                        Some((l, _, _)) => {
+                            let l = l.clone();
+                            pending.push(Box::pin(async move {
+                                let r = l.api(&line).await;
+                                Input::Reply(
+                                    id,
+                                    r.map(|t| (t.starts_with("+OK"), t))
+                                        .map_err(|e| e.to_string()),
+                                )
+                            }));
+                        }
+                        None => ready.push_back(Input::Reply(id, Err("no connection".into()))),
                     }
-                    Err(e) => ready.push_back(Input::Reply(id, Err(e.to_string()))),
+                }
+                Action::Send(id, _) if conn.is_none() => {
+                    ready.push_back(Input::Reply(id, Err("the socket was released".into())))
+                }
+                Action::Send(id, cmd) => match conn.as_mut().map(|c| c.send(&cmd)) {
+                    Some(f) => match f.await {
+                        Ok(rx) => {
+                            let t = ctx.command_timeout;
+                            pending.push(Box::pin(async move {
+                                let r = wait_reply(rx, t).await;
+                                Input::Reply(
+                                    id,
+                                    r.map(|r| (r.is_ok(), r.text())).map_err(|e| e.to_string()),
+                                )
+                            }));
+                        }
+                        Err(e) => ready.push_back(Input::Reply(id, Err(e.to_string()))),
+                    },
+                    None => ready.push_back(Input::Reply(id, Err("no connection".into()))),
                 },
                 Action::Plan {
                     call,
@@ -159,12 +228,33 @@ async fn drive(mut conn: Connection, mut session: Session, ctx: Arc<SessionConte
                 }
                 Action::Forget(id) => ctx.delivery.forget(id).await,
                 Action::Close => {
-                    conn.shutdown().await;
+                    if let Some(c) = conn.as_mut() {
+                        c.shutdown().await;
+                    }
                     reading = false;
                 }
                 // Everything is accounted for: FreeSWITCH closes the lingering socket.
-                Action::Exit => conn.exit(Duration::from_secs(2)).await,
-                Action::Done => return,
+                Action::Exit => {
+                    if let Some(c) = conn.as_mut() {
+                        c.exit(Duration::from_secs(2)).await;
+                    }
+                }
+                // Handed back and followed over the link: the socket goes now, not at hangup.
+                Action::Release => {
+                    crate::telemetry::metrics::inc(
+                        &crate::telemetry::metrics::METRICS.sockets_released_total,
+                    );
+                    if let Some(mut c) = conn.take() {
+                        tokio::spawn(async move { c.exit(Duration::from_secs(2)).await });
+                    }
+                    reading = false;
+                }
+                Action::Done => {
+                    if let Some((l, _, uuid)) = &link {
+                        l.detach(uuid);
+                    }
+                    return;
+                }
             }
         }
         let input = match ready.pop_front() {
@@ -174,9 +264,31 @@ async fn drive(mut conn: Connection, mut session: Session, ctx: Arc<SessionConte
                     .iter()
                     .min_by_key(|(_, at)| **at)
                     .map(|(t, at)| (*t, *at));
+                let from_link = async {
+                    match link.as_mut().and_then(|(_, rx, _)| rx.as_mut()) {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let from_socket = async {
+                    match conn.as_mut() {
+                        Some(c) if reading => c.next().await,
+                        _ => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     Some(i) = pending.next(), if !pending.is_empty() => i,
-                    inc = conn.next(), if reading => match inc {
+                    f = from_link => match f {
+                        Some(Followed::Event(e)) => Input::Event(Arc::unwrap_or_clone(e)),
+                        Some(Followed::Gone { .. }) => continue,
+                        Some(Followed::LinkLost) | None => {
+                            if let Some((_, rx, _)) = link.as_mut() {
+                                *rx = None;
+                            }
+                            Input::Closed(Some("the event-socket link was lost".into()))
+                        }
+                    },
+                    inc = from_socket => match inc {
                         Some(Incoming::Event(e)) => Input::Event(e),
                         Some(Incoming::Disconnect(d)) if d.disposition() == Disposition::Disconnect => Input::Disconnected,
                         Some(Incoming::Disconnect(_)) => continue,

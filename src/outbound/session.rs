@@ -44,6 +44,10 @@ pub struct Settings {
     pub disk_poll: Duration,
     /// The sofia profile callflows bridge `route` devices through.
     pub bridge_profile: String,
+    /// Follow the call over the event-socket link: set `callrec_follow=<tag>` on the channel,
+    /// take no events on the socket, and release the socket once the call is handed back.
+    /// `None`: follow over the socket to the end.
+    pub follow_tag: Option<String>,
 }
 
 /// Which command a reply belongs to.
@@ -128,6 +132,9 @@ pub enum Action {
     Forget(String),
     /// Close our side of the socket (the dialplan's fallback routes the call); stop reading.
     Close,
+    /// The call is handed back and followed over the link: send `exit` on the socket and let
+    /// it go; later commands go over the link.
+    Release,
     /// Everything is accounted for: send `exit` and let FreeSWITCH close the socket.
     Exit,
     /// The session is over.
@@ -154,6 +161,8 @@ enum Phase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Purpose {
     Subscribe,
+    /// `uuid_setvar <uuid> callrec_follow <tag>`: the link's filter lets the call's events in.
+    Follow,
     Start(RecIdx),
     Transfer(String),
     /// `uuid_record <uuid> stop <path>` (a callflow's `record_call stop`).
@@ -207,6 +216,12 @@ pub struct Session {
     bridge_planned: bool,
     /// The channel is answered (from the channel data, then CHANNEL_ANSWER).
     answered: bool,
+    /// Events come over the link, not the socket.
+    link: bool,
+    /// The socket was let go (`exit`); commands go over the link.
+    released: bool,
+    /// Replies the setup waits for before the plan is acted on (the subscriptions).
+    setup_replies: usize,
     flow: Option<FlowRun>,
     /// New recording ids (tests inject fixed ones).
     ids: Box<dyn FnMut() -> String + Send>,
@@ -231,8 +246,12 @@ impl Session {
         settings: Settings,
         ids: impl FnMut() -> String + Send + 'static,
     ) -> Session {
+        let link = settings.follow_tag.is_some();
         Session {
             settings,
+            link,
+            released: false,
+            setup_replies: if link { 0 } else { 3 },
             answered: info.answered,
             info,
             recordings: Vec::new(),
@@ -271,6 +290,19 @@ impl Session {
             "call accepted"
         );
         let mut out = Vec::new();
+        // Followed over the link, the socket carries no events: nothing to subscribe to.
+        if !self.link {
+            self.subscribe(&mut out);
+        }
+        out.push(Action::Plan {
+            call: self.info.clone(),
+            bridge_target: None,
+        });
+        out
+    }
+
+    /// The socket's subscriptions (pipelined): the call's own events, lingering after hangup.
+    fn subscribe(&mut self, out: &mut Vec<Action>) {
         for cmd in [
             Command::MyEvents {
                 uuid: None,
@@ -284,11 +316,15 @@ impl Session {
         ] {
             out.push(self.send(cmd, Purpose::Subscribe));
         }
-        out.push(Action::Plan {
-            call: self.info.clone(),
-            bridge_target: None,
-        });
-        out
+    }
+
+    /// The call goes back to being followed over its socket (a callflow runs in it, or the
+    /// link could not take it).
+    fn follow_over_socket(&mut self, out: &mut Vec<Action>) {
+        if self.link && !self.released {
+            self.link = false;
+            self.subscribe(out);
+        }
     }
 
     /// Feeds one input; returns what to do.
@@ -379,12 +415,15 @@ impl Session {
     /// the starts and the hand-back.
     fn after_setup(&mut self, out: &mut Vec<Action>) {
         let Phase::Setup {
-            replies: 3,
+            replies,
             plan: Some(_),
         } = &self.phase
         else {
             return;
         };
+        if *replies != self.setup_replies {
+            return;
+        }
         let Phase::Setup {
             plan: Some(mut plan),
             ..
@@ -394,6 +433,15 @@ impl Session {
         };
         let callflow = plan.callflow.take();
         self.identified(&plan);
+        if self.link {
+            if callflow.is_some() {
+                // A callflow waits on CHANNEL_EXECUTE_COMPLETE, which the link does not carry:
+                // the call keeps its socket.
+                self.follow_over_socket(out);
+            } else {
+                self.queue.push_back(Purpose::Follow);
+            }
+        }
         if plan.recordings.is_empty() {
             info!("no recording: no rule matched");
         }
@@ -540,6 +588,19 @@ impl Session {
                     };
                     out.push(self.send(Command::SendMsg(msg), purpose));
                 }
+                Purpose::Follow => {
+                    let tag = self.settings.follow_tag.clone().unwrap_or_default();
+                    let cmd = Command::Api(format!(
+                        "uuid_setvar {} {} {tag}",
+                        self.info.call_id,
+                        crate::inbound::FOLLOW_VARIABLE
+                    ));
+                    if cmd.validate().is_err() {
+                        self.follow_over_socket(out);
+                        continue;
+                    }
+                    out.push(self.send(cmd, Purpose::Follow));
+                }
                 Purpose::Subscribe => continue,
             }
             return;
@@ -552,6 +613,17 @@ impl Session {
         };
         let (_, purpose) = self.in_flight.remove(pos);
         match purpose {
+            Purpose::Follow => match result {
+                Ok((true, _)) => {}
+                Ok((false, text)) => {
+                    warn!(reply = %text, "cannot mark the call for the event-socket link; following it over its socket");
+                    self.follow_over_socket(out);
+                }
+                Err(e) => {
+                    warn!(error = %e, "no reply marking the call for the event-socket link; following it over its socket");
+                    self.follow_over_socket(out);
+                }
+            },
             Purpose::Subscribe => match result {
                 Ok((true, _)) => {}
                 Ok((false, text)) => {
@@ -602,6 +674,11 @@ impl Session {
                 Ok((true, _)) => {
                     info!(to = %arg, "call handed back to the dialplan");
                     self.phase = Phase::Following;
+                    if self.link && self.flow.is_none() && !self.closed {
+                        self.released = true;
+                        info!("outbound socket released; following the call over the event-socket link");
+                        out.push(Action::Release);
+                    }
                 }
                 // A call left parked in the socket would wait forever: close, and FreeSWITCH's
                 // dialplan goes on with its fallback.
@@ -644,7 +721,7 @@ impl Session {
         if self.phase != Phase::Following || !ended || self.unfinished() > 0 {
             return;
         }
-        if !self.closed {
+        if !self.closed && !self.released {
             out.push(Action::Exit);
         }
         info!(recordings = self.recordings.len(), "call finished");
@@ -1044,6 +1121,13 @@ impl Session {
         self.queue.clear();
         if self.phase != Phase::Following {
             self.phase = Phase::Following;
+        }
+        // Recordings still waiting for their trigger can no longer see it.
+        for r in &mut self.recordings {
+            if matches!(r.state, State::Waiting(_)) {
+                info!(recording_id = %r.id, reason = "the call's events can no longer be followed", "recording not started");
+                r.state = State::Finished;
+            }
         }
         // FreeSWITCH keeps recording until the call ends; watch the files instead.
         let poll_ms = self.settings.disk_poll.as_millis().max(1) as u64;

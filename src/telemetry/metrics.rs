@@ -41,6 +41,8 @@ metrics! {
     uploads_failed_total: "counter", "Deliveries that became failed (dead letter).";
     orphaned_files: "gauge", "Recording files the spool did not know at the last start.";
     recordings_readopted_total: "counter", "Journaled recordings of a previous run finished after a restart (kept or discarded).";
+    follow_fallbacks_total: "counter", "Calls followed over their own socket because the event-socket link was down.";
+    sockets_released_total: "counter", "Outbound sockets let go right after the hand-back (calls followed over the link).";
     esl_link_up: "gauge", "1 while the inbound event socket link to FreeSWITCH is up.";
     esl_link_losses_total: "counter", "Times the inbound event socket link was lost after being up.";
     freeswitch_restarts_total: "counter", "FreeSWITCH restarts seen by the link (Core-UUID changed).";

@@ -66,6 +66,8 @@ impl Delivery for Collect {
 
 pub struct Harness {
     pub server: Option<Server>,
+    /// The simulated switch calls are placed on when following over the link.
+    pub switch: Option<callrec_sim::Switch>,
     pub addr: std::net::SocketAddr,
     pub planner: Arc<FixedPlanner>,
     pub delivery: Arc<Collect>,
@@ -88,6 +90,7 @@ impl Harness {
             shutdown_grace_ms: 2_000,
             ..Config::default()
         };
+        let switch = super::follow::configure(&mut config).await;
         tweak(&mut config);
         let planner = Arc::new(FixedPlanner {
             plans,
@@ -98,13 +101,49 @@ impl Harness {
         let server = Server::start(config, planner.clone(), delivery.clone())
             .await
             .expect("server starts");
+        super::follow::link_up(&server).await;
         Harness {
+            switch,
             addr: server.addr,
             server: Some(server),
             planner,
             delivery,
             dir,
         }
+    }
+
+    /// Places a call on this harness's FreeSWITCH.
+    pub async fn dial(
+        &self,
+        spec: callrec_sim::CallSpec,
+    ) -> std::io::Result<callrec_sim::CallHandle> {
+        super::follow::dial(&self.switch, self.addr, spec).await
+    }
+
+    /// Waits until the call's socket is closed and callrec has finished with every call (over
+    /// the link the socket closes right after the hand-back, long before the call ends).
+    pub async fn closed(&self, call: &callrec_sim::CallHandle) -> callrec_sim::CallReport {
+        call.closed().await;
+        self.idle().await;
+        call.report()
+    }
+
+    /// Waits until no call is in progress.
+    pub async fn idle(&self) {
+        if let Some(s) = &self.server {
+            tokio::time::timeout(std::time::Duration::from_secs(30), async {
+                while s.live_calls() > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("every call finished");
+        }
+    }
+
+    /// Calls are followed over the event-socket link in this run.
+    pub fn link_mode(&self) -> bool {
+        self.switch.is_some()
     }
 
     pub fn delivered(&self) -> Vec<FinishedRecording> {

@@ -28,6 +28,17 @@ impl Sim {
                 reply,
                 background,
             } => {
+                // The channel saw the command, whichever connection brought it.
+                let seen = Command {
+                    line: format!("api {line}"),
+                    headers: vec![],
+                    received_at: std::time::Instant::now(),
+                };
+                self.update(|r| r.commands.push(seen));
+                if self.faults.hold {
+                    self.faults.held_api.push((line, reply, background));
+                    return Ok(());
+                }
                 let (body, after) = self.api(&line);
                 if background {
                     let r = self.run_after(after).await;
@@ -54,6 +65,11 @@ impl Sim {
                 if !on {
                     for cmd in std::mem::take(&mut self.faults.held) {
                         self.process(cmd).await?;
+                    }
+                    for (line, reply, _) in std::mem::take(&mut self.faults.held_api) {
+                        let (body, after) = self.api(&line);
+                        let _ = reply.send(body);
+                        self.run_after(after).await?;
                     }
                 }
                 Ok(())

@@ -67,6 +67,8 @@ pub struct RecordingReport {
 /// What happened on a call, for assertions.
 #[derive(Debug, Clone, Default)]
 pub struct CallReport {
+    /// Commands the channel received: on its socket, and `api` commands naming it from inbound
+    /// connections (recorded as `api …`).
     pub commands: Vec<Command>,
     /// FreeSWITCH died under the call (see [`Switch::restart`](crate::Switch::restart)).
     pub crashed: bool,
@@ -82,6 +84,9 @@ pub struct CallReport {
     pub app_exited: bool,
     /// When CHANNEL_ANSWER was written to the socket.
     pub answer_sent_at: Option<std::time::Instant>,
+    /// When the call was placed (its socket connected) and when the socket closed.
+    pub dialled_at: Option<std::time::Instant>,
+    pub closed_at: Option<std::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -254,7 +259,10 @@ fn start(
     switch: Option<Arc<crate::switch::Shared>>,
 ) -> CallHandle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let report = Arc::new(Mutex::new(CallReport::default()));
+    let report = Arc::new(Mutex::new(CallReport {
+        dialled_at: Some(std::time::Instant::now()),
+        ..CallReport::default()
+    }));
     let changed = Arc::new(Notify::new());
     let handle = CallHandle {
         uuid: spec.uuid.clone(),
@@ -333,6 +341,8 @@ struct Faults {
     /// Hold replies (and the commands' effects) until released.
     hold: bool,
     held: Vec<Command>,
+    /// `api` commands from an inbound connection held the same way.
+    held_api: Vec<(String, tokio::sync::oneshot::Sender<String>, bool)>,
 }
 
 struct Sim {

@@ -91,6 +91,7 @@ impl Sim {
         if !self.closed {
             self.closed = true;
             let _ = self.w.shutdown().await;
+            self.update(|r| r.closed_at = Some(std::time::Instant::now()));
         }
         self.update(|r| r.closed = true);
     }
@@ -128,7 +129,9 @@ impl Sim {
     ) -> Io {
         self.seq += 1;
         let to_socket = self.subscribed(name);
-        let to_bus = self.switch.as_ref().is_some_and(|s| s.has_listeners());
+        // A lost event (CallSpec::lose_event) is lost for every listener.
+        let to_bus = self.switch.as_ref().is_some_and(|s| s.has_listeners())
+            && !self.spec.lose_events.iter().any(|l| l == name);
         if !to_socket && !to_bus {
             return Ok(());
         }
