@@ -5,7 +5,8 @@
 //! line naming the call says the recording failed or was discarded, or the store holds it as
 //! failed), and lost = asked − delivered − failed, which must be 0.
 //!
-//! `FAULT_RUNS` (default 3) sets how many randomised SIGKILL runs; `FAULT_SEED` the first seed.
+//! `FAULT_RUNS` (default 3) sets how many randomised SIGKILL runs; `FAULT_SEED` the first seed;
+//! `FAULT_FOLLOW=socket` follows calls over their own sockets instead of the event-socket link.
 //! The long run in RELIABILITY.md: `FAULT_RUNS=50 cargo test --release --test fault_suite --
 //! --nocapture --test-threads 1`.
 
@@ -47,6 +48,14 @@ struct Rig {
 
 impl Rig {
     async fn new(extra: &str) -> Rig {
+        // `FAULT_FOLLOW=socket`: calls followed over their own sockets (default: the link).
+        let extra = if std::env::var("FAULT_FOLLOW").is_ok_and(|m| m == "socket")
+            && !extra.contains("follow")
+        {
+            format!("{extra}follow = \"socket\"\n")
+        } else {
+            extra.to_string()
+        };
         let tmp = tempfile::tempdir().unwrap();
         let sw = Switch::new("ClueCon");
         let esl = sw.listen_inbound().await.unwrap();
