@@ -76,6 +76,18 @@ async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
     .unwrap_or_else(|_| panic!("timed out waiting for: {what}"));
 }
 
+/// The states of a call's recordings in the store (none while the store cannot be read).
+fn states(data: &Path, call_id: &str) -> Vec<RecordingState> {
+    let filter = spool::Filter {
+        call_id: Some(call_id.to_string()),
+        ..Default::default()
+    };
+    Store::open(data)
+        .and_then(|s| spool::list(&s, &filter))
+        .map(|r| r.into_iter().map(|i| i.state).collect())
+        .unwrap_or_default()
+}
+
 fn log_has(log: &Path, needle: &str) -> bool {
     std::fs::read_to_string(log).is_ok_and(|t| t.contains(needle))
 }
@@ -176,17 +188,9 @@ async fn a_full_recordings_disk_is_reported_survived_and_recovered_from() {
     // with a log line that names it.
     let uuid = during.uuid.clone();
     wait_for("the outage's recording accounted for", async || {
-        let kept = Store::open(&data)
-            .and_then(|s| {
-                spool::list(
-                    &s,
-                    &spool::Filter {
-                        call_id: Some(uuid.clone()),
-                        ..Default::default()
-                    },
-                )
-            })
-            .is_ok_and(|r| r.iter().any(|i| i.state != RecordingState::Recording));
+        let kept = states(&data, &uuid)
+            .iter()
+            .any(|s| *s != RecordingState::Recording);
         let discarded = std::fs::read_to_string(&log).is_ok_and(|t| {
             t.lines()
                 .any(|l| l.contains(&uuid) && l.contains("recording discarded"))
@@ -207,17 +211,7 @@ async fn a_full_recordings_disk_is_reported_survived_and_recovered_from() {
     after.closed().await;
     let uuid = after.uuid.clone();
     wait_for("the later call's recording kept", async || {
-        Store::open(&data)
-            .and_then(|s| {
-                spool::list(
-                    &s,
-                    &spool::Filter {
-                        call_id: Some(uuid.clone()),
-                        ..Default::default()
-                    },
-                )
-            })
-            .is_ok_and(|r| r.len() == 1 && r[0].state == RecordingState::Stored)
+        states(&data, &uuid) == [RecordingState::Stored]
     })
     .await;
     assert!(

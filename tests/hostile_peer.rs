@@ -142,12 +142,7 @@ async fn a_flood_of_100000_events_on_one_call_loses_no_recording() {
     let parts: Vec<&str> = cmd.split_whitespace().collect();
     assert_eq!(parts[..4], ["api", "uuid_record", uuid, "start"], "{cmd}");
     let path = parts[4].to_string();
-    let id = parts[6]
-        .trim_start_matches("{callrec_recording_id=")
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
+    let id = recording_id_of(&parts);
     std::fs::write(&path, vec![0u8; 48_044]).unwrap(); // what FreeSWITCH would have written
     let api_ok = "Content-Type: api/response\nContent-Length: 12\n\n+OK Success\n";
     sock.write_all(api_ok.as_bytes()).await.unwrap();
@@ -159,18 +154,7 @@ async fn a_flood_of_100000_events_on_one_call_loses_no_recording() {
     for _ in 0..100_000 {
         burst.extend_from_slice(&one);
     }
-    burst.extend(plain_event(&[
-        ("Event-Name", "RECORD_STOP"),
-        ("Unique-ID", uuid),
-        ("Record-File-Path", &path),
-        ("Recording-Variable-callrec_recording_id", &id),
-        ("variable_record_ms", "5000"),
-    ]));
-    burst.extend(plain_event(&[
-        ("Event-Name", "CHANNEL_HANGUP_COMPLETE"),
-        ("Unique-ID", uuid),
-        ("Hangup-Cause", "NORMAL_CLEARING"),
-    ]));
+    burst.extend(call_end(uuid, &path, &id, 5000));
     sock.write_all(&burst).await.unwrap();
     let (cmds, _) = read_commands(&mut sock, 1).await;
     assert_eq!(cmds, "exit\n\n", "every recording accounted for, then exit");
@@ -236,12 +220,7 @@ async fn hostile_channel_data_escapes_no_path_command_request_or_log_line() {
     );
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, vec![1u8; 48_044]).unwrap();
-    let id = parts[6]
-        .trim_start_matches("{callrec_recording_id=")
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
+    let id = recording_id_of(&parts);
     let api_ok = "Content-Type: api/response\nContent-Length: 12\n\n+OK Success\n";
     sock.write_all(api_ok.as_bytes()).await.unwrap();
     let (transfer, _) = read_commands(&mut sock, 1).await;
@@ -251,18 +230,7 @@ async fn hostile_channel_data_escapes_no_path_command_request_or_log_line() {
         "{transfer:?}"
     );
     sock.write_all(ok.as_bytes()).await.unwrap();
-    let mut end = plain_event(&[
-        ("Event-Name", "RECORD_STOP"),
-        ("Unique-ID", uuid),
-        ("Record-File-Path", &path.display().to_string()),
-        ("Recording-Variable-callrec_recording_id", &id),
-        ("variable_record_ms", "3000"),
-    ]);
-    end.extend(plain_event(&[
-        ("Event-Name", "CHANNEL_HANGUP_COMPLETE"),
-        ("Unique-ID", uuid),
-        ("Hangup-Cause", "NORMAL_CLEARING"),
-    ]));
+    let end = call_end(uuid, &path.display().to_string(), &id, 3000);
     sock.write_all(&end).await.unwrap();
     let (exit, _) = read_commands(&mut sock, 1).await;
     assert_eq!(exit, "exit\n\n");
@@ -391,12 +359,7 @@ async fn a_burst_of_100000_captured_events_keeps_memory_bounded() {
     let (cmd, _) = read_commands(&mut sock, 1).await;
     let parts: Vec<&str> = cmd.split_whitespace().collect();
     let path = parts[4].to_string();
-    let id = parts[6]
-        .trim_start_matches("{callrec_recording_id=")
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
+    let id = recording_id_of(&parts);
     std::fs::create_dir_all(std::path::Path::new(&path).parent().unwrap()).unwrap();
     std::fs::write(&path, vec![0u8; 48_044]).unwrap();
     let api_ok = "Content-Type: api/response\nContent-Length: 12\n\n+OK Success\n";
@@ -410,18 +373,7 @@ async fn a_burst_of_100000_captured_events_keeps_memory_bounded() {
     for _ in 0..100 {
         sock.write_all(&batch).await.unwrap();
     }
-    let mut end = plain_event(&[
-        ("Event-Name", "RECORD_STOP"),
-        ("Unique-ID", uuid),
-        ("Record-File-Path", &path),
-        ("Recording-Variable-callrec_recording_id", &id),
-        ("variable_record_ms", "3000"),
-    ]);
-    end.extend(plain_event(&[
-        ("Event-Name", "CHANNEL_HANGUP_COMPLETE"),
-        ("Unique-ID", uuid),
-        ("Hangup-Cause", "NORMAL_CLEARING"),
-    ]));
+    let end = call_end(uuid, &path, &id, 3000);
     sock.write_all(&end).await.unwrap();
     let (exit, _) = read_commands(&mut sock, 1).await;
     assert_eq!(exit, "exit\n\n", "every recording accounted for, then exit");
@@ -432,4 +384,31 @@ async fn a_burst_of_100000_captured_events_keeps_memory_bounded() {
         peak / 1024
     );
     assert!(peak > 0 && peak < 100 * 1024, "peak RSS {peak} KiB");
+}
+
+/// The recording id callrec put in `uuid_record`'s variables (`{callrec_recording_id=…,…}`).
+fn recording_id_of(parts: &[&str]) -> String {
+    parts[6]
+        .trim_start_matches("{callrec_recording_id=")
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// FreeSWITCH ending the call: the recording's RECORD_STOP, then CHANNEL_HANGUP_COMPLETE.
+fn call_end(uuid: &str, path: &str, id: &str, record_ms: u64) -> Vec<u8> {
+    let mut end = plain_event(&[
+        ("Event-Name", "RECORD_STOP"),
+        ("Unique-ID", uuid),
+        ("Record-File-Path", path),
+        ("Recording-Variable-callrec_recording_id", id),
+        ("variable_record_ms", &record_ms.to_string()),
+    ]);
+    end.extend(plain_event(&[
+        ("Event-Name", "CHANNEL_HANGUP_COMPLETE"),
+        ("Unique-ID", uuid),
+        ("Hangup-Cause", "NORMAL_CLEARING"),
+    ]));
+    end
 }

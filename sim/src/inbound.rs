@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::call::{read_command, Subscriptions};
-use crate::clock::{date_gmt, date_local, uuid_v4, wall_us};
+use crate::clock::{date_gmt, date_local, wall_us};
 use crate::switch::{BusEvent, Shared};
 use crate::wire::{self, Headers};
 
@@ -167,10 +167,7 @@ async fn command(l: &mut Listener, shared: &Arc<Shared>, cmd: crate::call::Comma
         }
         "bgapi" => {
             let rest = line.get(6..).unwrap_or("").to_string();
-            let job = cmd
-                .header("Job-UUID")
-                .map(str::to_string)
-                .unwrap_or_else(uuid_v4);
+            let job = cmd.job_uuid();
             let sh = shared.clone();
             let j = job.clone();
             tokio::spawn(async move {

@@ -16,6 +16,23 @@ pub(super) struct ActiveRecording {
     pub(super) format: Format,
 }
 
+impl ActiveRecording {
+    /// What the test sees of this recording once it ended after `ms`.
+    fn report(&self, ms: u64, cause: &str, app: bool, discarded: bool) -> RecordingReport {
+        RecordingReport {
+            path: self.path.clone(),
+            vars: if app { vec![] } else { self.vars.clone() },
+            limit_s: self.limit_s,
+            rate: self.rate,
+            channels: self.channels,
+            ms,
+            cause: cause.to_string(),
+            app,
+            discarded,
+        }
+    }
+}
+
 pub(super) struct AppRecording {
     pub(super) rec: ActiveRecording,
     pub(super) app_uuid: String,
@@ -278,17 +295,7 @@ impl Sim {
             None,
         )
         .await?;
-        let report = RecordingReport {
-            path: r.path,
-            vars: r.vars,
-            limit_s: r.limit_s,
-            rate: r.rate,
-            channels: r.channels,
-            ms,
-            cause: cause.to_string(),
-            app: false,
-            discarded,
-        };
+        let report = r.report(ms, cause, false, discarded);
         self.update(|rep| rep.recordings.push(report));
         Ok(())
     }
@@ -297,36 +304,14 @@ impl Sim {
     /// the model of a restart says), no event is sent, the channel is gone.
     pub(super) fn crash(&mut self) {
         let mut written = vec![];
-        for r in std::mem::take(&mut self.recordings) {
+        let running = std::mem::take(&mut self.recordings)
+            .into_iter()
+            .map(|r| (r, false))
+            .chain(self.app_record.take().map(|a| (a.rec, true)));
+        for (r, app) in running {
             let ms = self.now_us.saturating_sub(r.start_us) / 1000;
             let _ = media::write(&r.path, r.format, r.rate, r.channels, ms);
-            written.push(RecordingReport {
-                path: r.path,
-                vars: r.vars,
-                limit_s: r.limit_s,
-                rate: r.rate,
-                channels: r.channels,
-                ms,
-                cause: String::new(),
-                app: false,
-                discarded: false,
-            });
-        }
-        if let Some(a) = self.app_record.take() {
-            let r = a.rec;
-            let ms = self.now_us.saturating_sub(r.start_us) / 1000;
-            let _ = media::write(&r.path, r.format, r.rate, r.channels, ms);
-            written.push(RecordingReport {
-                path: r.path,
-                vars: vec![],
-                limit_s: r.limit_s,
-                rate: r.rate,
-                channels: r.channels,
-                ms,
-                cause: String::new(),
-                app: true,
-                discarded: false,
-            });
+            written.push(r.report(ms, "", app, false));
         }
         self.hung_up = true;
         self.update(|r| {
@@ -356,17 +341,7 @@ impl Sim {
             None,
         )
         .await?;
-        let report = RecordingReport {
-            path: r.path.clone(),
-            vars: vec![],
-            limit_s: r.limit_s,
-            rate: r.rate,
-            channels: r.channels,
-            ms,
-            cause: String::new(),
-            app: true,
-            discarded: false,
-        };
+        let report = r.report(ms, "", true, false);
         self.update(|rep| rep.recordings.push(report));
         let arg = if r.limit_s > 0 {
             format!("{} {}", r.path, r.limit_s)

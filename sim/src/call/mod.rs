@@ -40,6 +40,13 @@ pub struct Command {
 }
 
 impl Command {
+    /// `bgapi`'s job id: the caller's `Job-UUID` header, or a new one as FreeSWITCH makes it.
+    pub(crate) fn job_uuid(&self) -> String {
+        self.header("Job-UUID")
+            .map(str::to_string)
+            .unwrap_or_else(crate::clock::uuid_v4)
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

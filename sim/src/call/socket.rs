@@ -242,10 +242,7 @@ impl Sim {
             }
             "bgapi" => {
                 let rest = line.get(6..).unwrap_or("").to_string();
-                let job = cmd
-                    .header("Job-UUID")
-                    .map(str::to_string)
-                    .unwrap_or_else(uuid_v4);
+                let job = cmd.job_uuid();
                 self.send(&wire::bgapi_reply(&job)).await?;
                 let (body, after) = self.api(&rest);
                 self.run_after(after).await?;
