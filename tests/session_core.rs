@@ -46,6 +46,8 @@ struct World {
     files_exist: bool,
     /// Followed over the event-socket link with this tag.
     follow_tag: Option<String>,
+    /// The rules say no callee could be recorded either.
+    callee_never_records: bool,
 }
 
 impl Default for World {
@@ -56,6 +58,7 @@ impl Default for World {
             bridge_rules: vec![],
             files_exist: true,
             follow_tag: None,
+            callee_never_records: false,
         }
     }
 }
@@ -178,9 +181,11 @@ fn run(capture: &str, rules: &[RecordCall], world: World) -> (Outcome, Session) 
                         planned = true;
                         rules.to_vec()
                     };
+                    let mut p = plan(&rules);
+                    p.callee_never_records = world.callee_never_records;
                     inputs.push_back(Input::Planned {
                         bridge_target,
-                        result: Ok(plan(&rules)),
+                        result: Ok(p),
                     });
                 }
                 Action::SetTimer(t, _) => timers.push(t),
@@ -469,4 +474,34 @@ fn row10_followed_over_the_link_the_socket_is_released_after_the_hand_back() {
     assert!(o.released && !o.exited && o.done);
     assert_eq!(o.kept.len(), 1);
     assert_eq!(o.kept[0].0, "rec-1");
+}
+
+/// Nothing to record and no rule that could record a bridged callee: the call is handed back
+/// and let go at once, over either follow mode, without waiting for its end.
+#[test]
+fn row11_nothing_to_record_lets_the_call_go_at_once() {
+    for tag in [None, Some("node-a".to_string())] {
+        let (o, _) = run(
+            "outbound-uuid-record-vars.json.txt",
+            &[],
+            World {
+                follow_tag: tag.clone(),
+                callee_never_records: true,
+                ..World::default()
+            },
+        );
+        let last = o.commands.last().unwrap();
+        assert!(
+            last.starts_with("sendmsg execute-app-arg: "),
+            "{:?}",
+            o.commands
+        );
+        assert!(
+            !o.commands.iter().any(|c| c.contains("uuid_setvar")),
+            "not marked for the link: {:?}",
+            o.commands
+        );
+        assert!(o.done && o.kept.is_empty());
+        assert_eq!((o.exited, o.released), (tag.is_none(), tag.is_some()));
+    }
 }

@@ -222,6 +222,9 @@ pub struct Session {
     released: bool,
     /// Replies the setup waits for before the plan is acted on (the subscriptions).
     setup_replies: usize,
+    /// Nothing is recorded and nothing could be (no rule for a bridged callee): the call is let
+    /// go once handed back, not followed.
+    nothing_to_follow: bool,
     flow: Option<FlowRun>,
     /// New recording ids (tests inject fixed ones).
     ids: Box<dyn FnMut() -> String + Send>,
@@ -252,6 +255,7 @@ impl Session {
             link,
             released: false,
             setup_replies: if link { 0 } else { 3 },
+            nothing_to_follow: false,
             answered: info.answered,
             info,
             recordings: Vec::new(),
@@ -433,7 +437,9 @@ impl Session {
         };
         let callflow = plan.callflow.take();
         self.identified(&plan);
-        if self.link {
+        self.nothing_to_follow =
+            plan.recordings.is_empty() && callflow.is_none() && plan.callee_never_records;
+        if self.link && !self.nothing_to_follow {
             if callflow.is_some() {
                 // A callflow waits on CHANNEL_EXECUTE_COMPLETE, which the link does not carry:
                 // the call keeps its socket.
@@ -674,7 +680,17 @@ impl Session {
                 Ok((true, _)) => {
                     info!(to = %arg, "call handed back to the dialplan");
                     self.phase = Phase::Following;
-                    if self.link && self.flow.is_none() && !self.closed {
+                    if self.nothing_to_follow && !self.closed {
+                        // Nothing to record now or on a bridge: let the call go at once.
+                        info!("nothing to record on this call: not following it");
+                        out.push(if self.link {
+                            Action::Release
+                        } else {
+                            Action::Exit
+                        });
+                        self.released = self.link;
+                        self.closed = true;
+                    } else if self.link && self.flow.is_none() && !self.closed {
                         self.released = true;
                         info!("outbound socket released; following the call over the event-socket link");
                         out.push(Action::Release);

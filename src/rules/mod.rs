@@ -149,6 +149,9 @@ pub struct Plan {
     pub account_id: Option<String>,
     pub user_id: Option<String>,
     pub device_id: Option<String>,
+    /// No rule could record a callee the call is bridged to (no document has recording
+    /// settings, no global rule): with nothing planned either, the call need not be followed.
+    pub callee_never_records: bool,
 }
 
 impl From<Vec<PlannedRecording>> for Plan {

@@ -27,11 +27,16 @@ impl Planner for DocumentPlanner {
         // with the call it affected.
         let span = tracing::Span::current();
         Box::pin(async move {
-            let parties =
-                tokio::task::spawn_blocking(move || span.in_scope(|| find_parties(&store, &call)))
-                    .await
-                    .map_err(|e| PlanError::Store(e.to_string()))?
-                    .map_err(|e| PlanError::Store(e.to_string()))?;
+            let (parties, any_settings) = tokio::task::spawn_blocking(move || {
+                span.in_scope(|| {
+                    let parties = find_parties(&store, &call)?;
+                    Ok::<_, StoreError>((parties, store.any_recording_settings()?))
+                })
+            })
+            .await
+            .map_err(|e| PlanError::Store(e.to_string()))?
+            .map_err(|e| PlanError::Store(e.to_string()))?;
+            let callee_never_records = !any_settings && global.is_none();
             let parties = Parties { global, ..parties };
             let callflow = parties.callflow.clone();
             Ok(Plan {
@@ -40,6 +45,7 @@ impl Planner for DocumentPlanner {
                 account_id: parties.account_id,
                 user_id: parties.caller.user.as_ref().map(|u| u.id.clone()),
                 device_id: parties.caller.device.as_ref().map(|d| d.id.clone()),
+                callee_never_records,
             })
         })
     }

@@ -252,6 +252,20 @@ impl Store {
         })
     }
 
+    /// Whether any stored document mentions recording settings (`record_call`, as settings or as
+    /// a callflow module, or `call_recording`), enabled or not. When none does, no document can
+    /// make any party of any call recorded.
+    pub fn any_recording_settings(&self) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM documents
+                 WHERE instr(body, '\"record_call\"') > 0 OR instr(body, '\"call_recording\"') > 0)",
+                [],
+                |r| r.get::<_, bool>(0),
+            )?)
+        })
+    }
+
     /// Devices whose `sip.username` is `username`, in `account_id` or (identification of a
     /// caller whose account the channel does not name) in any account.
     pub fn devices_by_sip_username(
@@ -287,6 +301,40 @@ impl Store {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn any_recording_settings_sees_settings_and_callflow_modules() {
+        let s = Store::open_in_memory().unwrap();
+        assert!(!s.any_recording_settings().unwrap());
+        s.put(
+            Kind::User,
+            "a",
+            "u1",
+            json!({"first_name": "Ann"}),
+            Expect::Any,
+        )
+        .unwrap();
+        assert!(!s.any_recording_settings().unwrap(), "no settings in it");
+        s.put(
+            Kind::Device,
+            "a",
+            "d1",
+            json!({"call_recording": {"any": {"any": {"enabled": false}}}}),
+            Expect::Any,
+        )
+        .unwrap();
+        assert!(s.any_recording_settings().unwrap(), "disabled still counts");
+        let s = Store::open_in_memory().unwrap();
+        s.put(
+            Kind::Callflow,
+            "a",
+            "cf",
+            json!({"numbers": ["1"], "flow": {"module": "record_call", "data": {}}}),
+            Expect::Any,
+        )
+        .unwrap();
+        assert!(s.any_recording_settings().unwrap(), "a record_call module");
+    }
 
     #[test]
     fn revisions_and_conflicts() {
