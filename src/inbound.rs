@@ -156,8 +156,9 @@ impl Link {
         rx
     }
 
+    /// Stops routing an attached call's events ([`unfollow`](Self::unfollow) serves both).
     pub fn detach(&self, uuid: &str) {
-        let _ = self.tx.send(Request::Unfollow(uuid.to_string()));
+        self.unfollow(uuid)
     }
 
     /// Runs an `api` command over the link; its response body.

@@ -57,6 +57,8 @@ struct Ending {
     stop: StopInfo,
     /// Why it ended this way, for the log.
     reason: String,
+    /// The file's size (`None`: missing).
+    size: Option<u64>,
 }
 
 async fn finish(
@@ -108,9 +110,11 @@ async fn follow(link: &Link, e: &JournalEntry) -> Option<Ending> {
                         Some(N::RecordStop) if is_ours(&ev, e) => {
                             let mut stop = StopInfo::from_event(&ev);
                             stop.cause = format!("re-adopted after restart: {}", stop.cause);
+                            let (size, _) = inspect(path, e, false).await;
                             break Some(Ending {
                                 stop,
                                 reason: "callrec restarted while the call was recording; FreeSWITCH's RECORD_STOP ended it".into(),
+                                size,
                             });
                         }
                         Some(N::ChannelHangupComplete) => {
@@ -150,13 +154,9 @@ fn is_ours(ev: &crate::event::Event, e: &JournalEntry) -> bool {
 
 /// The call is over: the file is final; measure it.
 async fn from_file(path: &str, e: &JournalEntry, reason: &str) -> Ending {
-    let p = PathBuf::from(path);
-    let format = e.rec.format;
-    let ms = tokio::task::spawn_blocking(move || crate::recorder::inspect(&p, format, true).1)
-        .await
-        .ok()
-        .flatten();
+    let (size, ms) = inspect(path, e, true).await;
     Ending {
+        size,
         stop: StopInfo {
             record_ms: ms.unwrap_or(0),
             cause: format!("re-adopted after restart: {reason}"),
@@ -165,6 +165,15 @@ async fn from_file(path: &str, e: &JournalEntry, reason: &str) -> Ending {
         },
         reason: reason.into(),
     }
+}
+
+/// The file's size and (when `measure`) its duration, off the runtime.
+async fn inspect(path: &str, e: &JournalEntry, measure: bool) -> (Option<u64>, Option<u64>) {
+    let p = PathBuf::from(path);
+    let format = e.rec.format;
+    tokio::task::spawn_blocking(move || crate::recorder::inspect(&p, format, measure))
+        .await
+        .unwrap_or_default()
 }
 
 /// Watches the file until it stops growing (FreeSWITCH may still be recording it).
@@ -197,12 +206,7 @@ async fn settle(store: &Store, delivery: &dyn Delivery, e: JournalEntry, path: &
     let call_id = crate::telemetry::printable(&e.rec.call.call_id).into_owned();
     let account_id =
         crate::telemetry::printable(e.rec.call.account_id.as_deref().unwrap_or("-")).into_owned();
-    let p = path.to_path_buf();
-    let format = e.rec.format;
-    let size = tokio::task::spawn_blocking(move || crate::recorder::inspect(&p, format, false).0)
-        .await
-        .ok()
-        .flatten();
+    let size = end.size;
     crate::telemetry::metrics::inc(&crate::telemetry::metrics::METRICS.recordings_readopted_total);
     if let Some(discard) =
         crate::recorder::discard_reason(e.record_min_sec, &end.stop, size.is_some())

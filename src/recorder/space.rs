@@ -31,9 +31,10 @@ impl Space {
 /// Looks at `dir` now (blocking: file system calls).
 pub fn check(dir: &Path) -> Space {
     let probe = dir.join(".callrec-ready-probe");
-    let writable = std::fs::write(&probe, b"ok").is_ok() && std::fs::remove_file(&probe).is_ok();
-    // A failed write can leave the probe behind (created, then no space for its bytes).
-    let _ = std::fs::remove_file(&probe);
+    let wrote = std::fs::write(&probe, b"ok").is_ok();
+    // Removed even when the write failed: a full disk can leave it created but empty.
+    let removed = std::fs::remove_file(&probe).is_ok();
+    let writable = wrote && removed;
     let free = rustix::fs::statvfs(dir)
         .ok()
         .map(|v| v.f_bavail.saturating_mul(v.f_frsize));

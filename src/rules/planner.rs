@@ -27,20 +27,29 @@ impl Planner for DocumentPlanner {
         // with the call it affected.
         let span = tracing::Span::current();
         Box::pin(async move {
-            let (parties, any_settings) = tokio::task::spawn_blocking(move || {
-                span.in_scope(|| {
-                    let parties = find_parties(&store, &call)?;
-                    Ok::<_, StoreError>((parties, store.any_recording_settings()?))
+            let (parties, recordings, callee_never_records) =
+                tokio::task::spawn_blocking(move || {
+                    span.in_scope(|| {
+                        let parties = Parties {
+                            global,
+                            ..find_parties(&store, &call)?
+                        };
+                        let recordings = resolve::plan(&parties);
+                        // Only a call with nothing planned asks whether any document could
+                        // record a bridged callee (the answer lets it go unfollowed).
+                        let never = recordings.is_empty()
+                            && parties.global.is_none()
+                            && parties.callflow.is_none()
+                            && !store.any_recording_settings()?;
+                        Ok::<_, StoreError>((parties, recordings, never))
+                    })
                 })
-            })
-            .await
-            .map_err(|e| PlanError::Store(e.to_string()))?
-            .map_err(|e| PlanError::Store(e.to_string()))?;
-            let callee_never_records = !any_settings && global.is_none();
-            let parties = Parties { global, ..parties };
+                .await
+                .map_err(|e| PlanError::Store(e.to_string()))?
+                .map_err(|e| PlanError::Store(e.to_string()))?;
             let callflow = parties.callflow.clone();
             Ok(Plan {
-                recordings: resolve::plan(&parties),
+                recordings,
                 callflow,
                 account_id: parties.account_id,
                 user_id: parties.caller.user.as_ref().map(|u| u.id.clone()),

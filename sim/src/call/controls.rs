@@ -39,15 +39,7 @@ impl Sim {
                     self.faults.held_api.push((line, reply, background));
                     return Ok(());
                 }
-                let (body, after) = self.api(&line);
-                if background {
-                    let r = self.run_after(after).await;
-                    let _ = reply.send(body);
-                    r
-                } else {
-                    let _ = reply.send(body);
-                    self.run_after(after).await
-                }
+                self.answer_api(&line, reply, background).await
             }
             Control::SendMsg(cmd) => {
                 if self.hung_up {
@@ -66,14 +58,32 @@ impl Sim {
                     for cmd in std::mem::take(&mut self.faults.held) {
                         self.process(cmd).await?;
                     }
-                    for (line, reply, _) in std::mem::take(&mut self.faults.held_api) {
-                        let (body, after) = self.api(&line);
-                        let _ = reply.send(body);
-                        self.run_after(after).await?;
+                    for (line, reply, background) in std::mem::take(&mut self.faults.held_api) {
+                        self.answer_api(&line, reply, background).await?;
                     }
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// An inbound `api` command: the body goes back before the command's effects (`api`:
+    /// FreeSWITCH writes the response first) or after them (`bgapi`: the BACKGROUND_JOB follows
+    /// the events the command fired, as captured).
+    async fn answer_api(
+        &mut self,
+        line: &str,
+        reply: tokio::sync::oneshot::Sender<String>,
+        background: bool,
+    ) -> Io {
+        let (body, after) = self.api(line);
+        if background {
+            let r = self.run_after(after).await;
+            let _ = reply.send(body);
+            r
+        } else {
+            let _ = reply.send(body);
+            self.run_after(after).await
         }
     }
 
