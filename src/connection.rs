@@ -6,6 +6,12 @@
 //!   waiting keeps its place, and its late reply is dropped rather than given to the next one;
 //! - a reader task owns the socket's read side and always drains it, whatever the session is
 //!   doing, so FreeSWITCH's send queue never backs up because of callrec;
+//! - writing is synchronous and cannot be cancelled half-way: a command's waiter is queued and
+//!   its bytes written (or, when the socket's buffer is full, queued for a flush task) under one
+//!   lock, so any number of [`Commander`]s can share a connection and commands stay whole and in
+//!   the order of their waiters;
+//! - a [`Router`] given at creation sees every event first, on the reader task, and keeps the
+//!   ones it delivers itself (the inbound link routes by UUID without a task hop);
 //! - an event that cannot be decoded is logged and skipped (framing is intact); a framing error
 //!   ends the connection, and every command still waiting for a reply fails at once;
 //! - events wait for the session in a bounded [`EventQueue`]: when a lagging session lets it
@@ -17,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
@@ -74,7 +79,124 @@ pub enum ConnError {
     Io(#[from] std::io::Error),
 }
 
-type Waiters = Arc<Mutex<VecDeque<oneshot::Sender<Reply>>>>;
+/// What the writers share: replies awaited, bytes not yet accepted by the socket.
+#[derive(Default)]
+struct Outbox {
+    waiters: VecDeque<oneshot::Sender<Reply>>,
+    /// Written by the flush task when the socket's send buffer was full.
+    unsent: Vec<u8>,
+    flushing: bool,
+    /// The reader saw the end, or a write failed: nothing more is sent.
+    closed: bool,
+}
+
+/// Sends commands on a connection from any task; cheap to clone. Replies come from the
+/// connection's reader, in order.
+#[derive(Clone)]
+pub struct Commander {
+    half: Arc<OwnedWriteHalf>,
+    outbox: Arc<Mutex<Outbox>>,
+    /// Signalled when the flush task has written everything (or given up).
+    drained: Arc<Notify>,
+}
+
+impl Commander {
+    /// Sends `cmd` without waiting: the receiver gets its reply. Never blocks and is never
+    /// half-done: the bytes are written now or queued for the flush task.
+    pub fn send(&self, cmd: &Command) -> Result<oneshot::Receiver<Reply>, ConnError> {
+        let bytes = cmd.to_bytes()?;
+        let (tx, rx) = oneshot::channel();
+        let mut o = self.outbox.lock().map_err(|_| ConnError::Closed)?;
+        if o.closed {
+            return Err(ConnError::Closed);
+        }
+        // Queue before writing, so the reply can never arrive ahead of its waiter.
+        o.waiters.push_back(tx);
+        if !o.unsent.is_empty() {
+            o.unsent.extend_from_slice(&bytes);
+            return Ok(rx);
+        }
+        let written = match self.half.try_write(&bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => {
+                o.closed = true;
+                o.waiters.clear();
+                return Err(ConnError::Io(e));
+            }
+        };
+        if written < bytes.len() {
+            o.unsent.extend_from_slice(&bytes[written..]);
+            if !o.flushing {
+                o.flushing = true;
+                tokio::spawn(flush(
+                    self.half.clone(),
+                    self.outbox.clone(),
+                    self.drained.clone(),
+                ));
+            }
+        }
+        Ok(rx)
+    }
+
+    /// Waits until every queued byte is written (or the connection is closed).
+    async fn flushed(&self) {
+        loop {
+            let drained = self.drained.notified();
+            let pending = self
+                .outbox
+                .lock()
+                .map(|o| o.flushing && !o.closed)
+                .unwrap_or(false);
+            if !pending {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
+/// Writes what the socket would not take at once; ends when nothing is left.
+async fn flush(half: Arc<OwnedWriteHalf>, outbox: Arc<Mutex<Outbox>>, drained: Arc<Notify>) {
+    loop {
+        if half.writable().await.is_err() {
+            break;
+        }
+        let Ok(mut o) = outbox.lock() else { break };
+        if o.closed {
+            o.unsent.clear();
+            o.flushing = false;
+            drop(o);
+            drained.notify_waiters();
+            return;
+        }
+        match half.try_write(&o.unsent) {
+            Ok(n) => {
+                o.unsent.drain(..n);
+                if o.unsent.is_empty() {
+                    o.flushing = false;
+                    drop(o);
+                    drained.notify_waiters();
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+    }
+    // The socket failed: nothing more goes out, and no reply will come.
+    if let Ok(mut o) = outbox.lock() {
+        o.closed = true;
+        o.unsent.clear();
+        o.waiters.clear();
+        o.flushing = false;
+    }
+    drained.notify_waiters();
+}
+
+/// Sees each event on the reader task: `None` when it delivered the event itself, `Some` to
+/// queue it for [`Connection::next`].
+pub type Router = Arc<dyn Fn(Event) -> Option<Event> + Send + Sync>;
 
 /// Events waiting for the session, at most `cap` of the droppable kind.
 #[derive(Debug)]
@@ -140,8 +262,7 @@ impl EventQueue {
 pub const EVENT_QUEUE_CAP: usize = 1024;
 
 pub struct Connection {
-    writer: OwnedWriteHalf,
-    waiters: Waiters,
+    commander: Commander,
     incoming: Arc<(Mutex<EventQueue>, Notify)>,
     /// The reader's `Closed` has been handed out: nothing more will come.
     closed_taken: bool,
@@ -152,16 +273,26 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(stream: TcpStream, limits: Limits, read_buffer: usize) -> Connection {
+        Connection::with_router(stream, limits, read_buffer, None)
+    }
+
+    /// A connection whose events go through `router` first.
+    pub fn with_router(
+        stream: TcpStream,
+        limits: Limits,
+        read_buffer: usize,
+        router: Option<Router>,
+    ) -> Connection {
         let peer = stream
             .peer_addr()
             .map(|a| a.to_string())
             .unwrap_or_else(|_| "?".into());
         let (rd, writer) = stream.into_split();
-        let waiters: Waiters = Arc::new(Mutex::new(VecDeque::new()));
+        let outbox = Arc::new(Mutex::new(Outbox::default()));
         let incoming = Arc::new((Mutex::new(EventQueue::new(EVENT_QUEUE_CAP)), Notify::new()));
         let queue = incoming.clone();
         let tx = Sender(queue);
-        let w = waiters.clone();
+        let w = outbox.clone();
         let reader = tokio::spawn(async move {
             let mut frames = FramedRead::with_capacity(rd, EslCodec::new(limits), read_buffer);
             loop {
@@ -188,7 +319,13 @@ impl Connection {
                     Message::Reply(r) => Reply::Command(r),
                     Message::ApiResponse(a) => Reply::Api(a),
                     Message::Event(e) => {
-                        tx.send(Incoming::Event(e));
+                        let e = match &router {
+                            Some(route) => route(e),
+                            None => Some(e),
+                        };
+                        if let Some(e) = e {
+                            tx.send(Incoming::Event(e));
+                        }
                         continue;
                     }
                     Message::Disconnect(d) => {
@@ -200,7 +337,7 @@ impl Connection {
                         continue;
                     }
                 };
-                let waiter = w.lock().ok().and_then(|mut q| q.pop_front());
+                let waiter = w.lock().ok().and_then(|mut o| o.waiters.pop_front());
                 match waiter {
                     // A dropped receiver means its command timed out; the reply is discarded.
                     Some(tx) => drop(tx.send(reply)),
@@ -211,13 +348,17 @@ impl Connection {
             }
             // No reply will come any more: fail every waiting command now instead of letting
             // each run into its timeout.
-            if let Ok(mut q) = w.lock() {
-                q.clear();
+            if let Ok(mut o) = w.lock() {
+                o.closed = true;
+                o.waiters.clear();
             }
         });
         Connection {
-            writer,
-            waiters,
+            commander: Commander {
+                half: Arc::new(writer),
+                outbox,
+                drained: Arc::new(Notify::new()),
+            },
             incoming,
             closed_taken: false,
             reader,
@@ -226,20 +367,18 @@ impl Connection {
     }
 
     /// Sends a command without waiting: the receiver gets its reply.
-    pub async fn send(&mut self, cmd: &Command) -> Result<oneshot::Receiver<Reply>, ConnError> {
-        let bytes = cmd.to_bytes()?;
-        let (tx, rx) = oneshot::channel();
-        // Queue before writing, so the reply can never arrive ahead of its waiter.
-        if let Ok(mut q) = self.waiters.lock() {
-            q.push_back(tx);
-        }
-        self.writer.write_all(&bytes).await?;
-        Ok(rx)
+    pub fn send(&self, cmd: &Command) -> Result<oneshot::Receiver<Reply>, ConnError> {
+        self.commander.send(cmd)
+    }
+
+    /// A handle that sends on this connection from other tasks.
+    pub fn commander(&self) -> Commander {
+        self.commander.clone()
     }
 
     /// Sends a command and waits for its reply.
     pub async fn request(&mut self, cmd: &Command, timeout: Duration) -> Result<Reply, ConnError> {
-        let rx = self.send(cmd).await?;
+        let rx = self.send(cmd)?;
         wait_reply(rx, timeout).await
     }
 
@@ -256,7 +395,7 @@ impl Connection {
 
     /// Sends `exit` and lets FreeSWITCH close the socket, waiting at most `patience` for each.
     pub async fn exit(&mut self, patience: Duration) {
-        if let Ok(rx) = self.send(&Command::Exit).await {
+        if let Ok(rx) = self.send(&Command::Exit) {
             let _ = wait_reply(rx, patience).await;
         }
         let drain = async { while self.next().await.is_some() {} };
@@ -284,9 +423,11 @@ impl Connection {
         }
     }
 
-    /// Half-closes our side.
+    /// Half-closes our side once everything queued is written.
     pub async fn shutdown(&mut self) {
-        let _ = self.writer.shutdown().await;
+        self.commander.flushed().await;
+        let stream: &TcpStream = self.commander.half.as_ref().as_ref();
+        let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
     }
 }
 
@@ -364,5 +505,48 @@ mod tests {
             matches!(last, Some(Incoming::Closed(None))),
             "the close comes last"
         );
+    }
+
+    /// A peer that stops reading: the socket's buffer fills, the rest waits for the flush task,
+    /// and every command still arrives whole, in order, from several senders at once.
+    #[tokio::test]
+    async fn commands_stay_whole_and_ordered_when_the_socket_buffer_fills() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let mut conn = Connection::new(client, Limits::default(), 4096);
+        let other = conn.commander();
+        let pad = "x".repeat(1000);
+        let n = 16_000;
+        for i in 0..n {
+            let cmd = Command::Api(format!("echo {i:05} {pad}"));
+            // Two handles take turns: one queue, one order.
+            let sent = if i % 2 == 0 {
+                conn.send(&cmd)
+            } else {
+                other.send(&cmd)
+            };
+            sent.expect("queued, never blocked");
+        }
+        let queued = conn.commander.outbox.lock().unwrap().unsent.len();
+        assert!(queued > 0, "16 MB exceed the socket buffers");
+        let shut = async {
+            conn.shutdown().await;
+            conn
+        };
+        let read = async {
+            let mut all = Vec::new();
+            server.read_to_end(&mut all).await.unwrap();
+            all
+        };
+        let (_conn, all) = tokio::join!(shut, read);
+        let text = String::from_utf8(all).unwrap();
+        let lines: Vec<&str> = text.split("\n\n").filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), n);
+        for (i, l) in lines.iter().enumerate() {
+            assert_eq!(*l, format!("api echo {i:05} {pad}"));
+        }
     }
 }

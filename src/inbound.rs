@@ -2,7 +2,7 @@
 //! (`freeswitch_esl`, `event_socket.conf.xml`), through which calls are followed by UUID.
 //!
 //! A [`Link`] is a handle; one task owns the connection. It connects, authenticates, subscribes
-//! to `event json RECORD_STOP CHANNEL_HANGUP_COMPLETE` and, before anything is followed, sets a
+//! to `event json` of the five [`LINK_EVENTS`] and, before anything is followed, sets a
 //! filter no event matches, so FreeSWITCH serialises nothing for callrec but the events of the
 //! calls it follows (mod_event_socket: with filters set, only events matching one are sent).
 //! [`Link::follow`] adds `filter Unique-ID <uuid>` and asks `api uuid_exists <uuid>` (a call a
@@ -10,6 +10,9 @@
 //! sets the channel variable `callrec_follow` to this node's tag, one `filter
 //! variable_callrec_follow <tag>` lets all of them through, and [`Link::attach`] routes each
 //! call's events to its session; `api` commands for followed calls go over the link too.
+//! Neither takes a hop through the link's task: the connection's reader routes each event to
+//! its follower, and a session writes its commands on the shared connection itself
+//! ([`Link::send_api`]), its reply coming straight back from the reader.
 //!
 //! Invariants:
 //! - the link reconnects for ever, with backoff doubling from 100 ms to `backoff_max`; an outage
@@ -21,14 +24,14 @@
 //! - the password never reaches a log line; no value from the network is unwrapped.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use crate::connection::{Connection, Incoming, Reply};
+use crate::connection::{wait_reply, Commander, Connection, Incoming, Reply, Router};
 use crate::esl::{Command, EventFormat, Limits};
 use crate::event::Event;
 
@@ -92,28 +95,37 @@ pub enum LinkError {
 }
 
 enum Request {
-    Follow {
-        uuid: String,
-        tx: mpsc::UnboundedSender<Followed>,
-    },
-    /// A live session's call: events dispatched by UUID, no command sent (the session set the
-    /// follow variable on the channel itself).
-    Attach {
-        uuid: String,
-        tx: mpsc::UnboundedSender<Followed>,
-    },
+    /// Filter the call in and check it exists (the route is already in place).
+    Follow(String),
+    /// Delete the call's filter (the route is already gone).
     Unfollow(String),
-    Api {
-        command: String,
-        reply: oneshot::Sender<Result<String, LinkError>>,
-    },
 }
+
+type Tx = mpsc::UnboundedSender<Followed>;
+
+/// Who receives which call's events. Shared by the handles, the link's task and the
+/// connection's reader, which routes each event without a task hop.
+#[derive(Default)]
+struct Routes {
+    /// Calls followed with a filter of their own (re-adopted recordings).
+    follows: HashMap<String, Tx>,
+    /// Live sessions' calls: no filter of their own, gone with the connection.
+    attached: HashMap<String, Tx>,
+    /// The connection is up: a call attached now will see its events.
+    up: bool,
+}
+
+type SharedRoutes = Arc<Mutex<Routes>>;
 
 /// A handle on the link; cheap to clone.
 #[derive(Clone)]
 pub struct Link {
     tx: mpsc::UnboundedSender<Request>,
     state: watch::Receiver<LinkState>,
+    routes: SharedRoutes,
+    /// Writes on the current connection; `None` while it is down.
+    commander: Arc<Mutex<Option<Commander>>>,
+    command_timeout: Duration,
     pub down_grace: Duration,
 }
 
@@ -122,37 +134,57 @@ impl Link {
     pub fn start(cfg: LinkConfig) -> Link {
         let (tx, rx) = mpsc::unbounded_channel();
         let (state_tx, state) = watch::channel(LinkState::Connecting);
-        let down_grace = cfg.down_grace;
-        tokio::spawn(run(cfg, rx, state_tx));
-        Link {
+        let routes = SharedRoutes::default();
+        let commander = Arc::new(Mutex::new(None));
+        let link = Link {
             tx,
             state,
-            down_grace,
-        }
+            routes: routes.clone(),
+            commander: commander.clone(),
+            command_timeout: cfg.command_timeout,
+            down_grace: cfg.down_grace,
+        };
+        tokio::spawn(run(cfg, rx, state_tx, routes, commander));
+        link
     }
 
     /// Follows a call: its RECORD_STOP and CHANNEL_HANGUP_COMPLETE, or that it is gone.
     pub fn follow(&self, uuid: &str) -> mpsc::UnboundedReceiver<Followed> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let _ = self.tx.send(Request::Follow {
-            uuid: uuid.to_string(),
-            tx,
-        });
+        if let Ok(mut r) = self.routes.lock() {
+            r.follows.insert(uuid.to_string(), tx);
+        }
+        let _ = self.tx.send(Request::Follow(uuid.to_string()));
         rx
     }
 
+    /// Stops following or routing the call.
     pub fn unfollow(&self, uuid: &str) {
-        let _ = self.tx.send(Request::Unfollow(uuid.to_string()));
+        let filtered = match self.routes.lock() {
+            Ok(mut r) => {
+                r.attached.remove(uuid);
+                r.follows.remove(uuid).is_some()
+            }
+            Err(_) => false,
+        };
+        if filtered {
+            let _ = self.tx.send(Request::Unfollow(uuid.to_string()));
+        }
     }
 
     /// Dispatches a live call's events (filtered in by its follow variable) to the receiver,
-    /// until [`detach`](Self::detach) or [`Followed::LinkLost`].
+    /// until [`detach`](Self::detach) or [`Followed::LinkLost`] (at once when the link is
+    /// not up).
     pub fn attach(&self, uuid: &str) -> mpsc::UnboundedReceiver<Followed> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let _ = self.tx.send(Request::Attach {
-            uuid: uuid.to_string(),
-            tx,
-        });
+        match self.routes.lock() {
+            Ok(mut r) if r.up => {
+                r.attached.insert(uuid.to_string(), tx);
+            }
+            _ => {
+                let _ = tx.send(Followed::LinkLost);
+            }
+        }
         rx
     }
 
@@ -161,16 +193,44 @@ impl Link {
         self.unfollow(uuid)
     }
 
-    /// Runs an `api` command over the link; its response body.
+    /// Sends an `api` command over the link now, without a task hop; the receiver gets the
+    /// response (FreeSWITCH answers a connection's commands in order).
+    pub fn send_api(&self, command: &str) -> Result<oneshot::Receiver<Reply>, LinkError> {
+        let commander = self
+            .commander
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
+            .ok_or(LinkError::Down)?;
+        commander
+            .send(&Command::Api(command.to_string()))
+            .map_err(|e| LinkError::Failed(e.to_string()))
+    }
+
+    /// Runs an `api` command over the link; its response body. A slow command fails alone
+    /// after the command timeout: its late reply keeps its place and is dropped.
     pub async fn api(&self, command: &str) -> Result<String, LinkError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request::Api {
-                command: command.to_string(),
-                reply,
-            })
-            .map_err(|_| LinkError::Down)?;
-        rx.await.map_err(|_| LinkError::Down)?
+        let rx = self.send_api(command)?;
+        wait_reply(rx, self.command_timeout)
+            .await
+            .map(|r| r.text())
+            .map_err(|e| LinkError::Failed(e.to_string()))
+    }
+
+    /// Whether the link is up, or comes up within `wait`.
+    pub async fn up_within(&self, wait: Duration) -> bool {
+        let mut st = self.state.clone();
+        let up = async {
+            loop {
+                if *st.borrow_and_update() == LinkState::Up {
+                    return true;
+                }
+                if st.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(wait, up).await.unwrap_or(false)
     }
 
     pub fn state(&self) -> LinkState {
@@ -205,23 +265,18 @@ impl Link {
     }
 }
 
-type Follows = HashMap<String, mpsc::UnboundedSender<Followed>>;
-
-/// Live sessions' calls (no filter of their own, gone with the link).
-type Attached = HashMap<String, mpsc::UnboundedSender<Followed>>;
-
 async fn run(
     cfg: LinkConfig,
     mut rx: mpsc::UnboundedReceiver<Request>,
     state: watch::Sender<LinkState>,
+    routes: SharedRoutes,
+    commander: Arc<Mutex<Option<Commander>>>,
 ) {
-    let mut follows: Follows = HashMap::new();
-    let mut attached: Attached = HashMap::new();
     let mut backoff = Duration::from_millis(100);
     let mut core: Option<String> = None;
     let mut outage_logged = false;
     loop {
-        match open(&cfg).await {
+        match open(&cfg, &routes).await {
             Ok((mut conn, this_core)) => {
                 let restarted = core.as_ref().is_some_and(|c| *c != this_core);
                 if restarted {
@@ -234,23 +289,31 @@ async fn run(
                     );
                 }
                 core = Some(this_core);
-                info!(freeswitch = %cfg.addr, following = follows.len(), "event socket link up");
+                let following = match routes.lock() {
+                    Ok(mut r) => {
+                        r.up = true;
+                        r.follows.len()
+                    }
+                    Err(_) => 0,
+                };
+                if let Ok(mut c) = commander.lock() {
+                    *c = Some(conn.commander());
+                }
+                info!(freeswitch = %cfg.addr, following, "event socket link up");
                 backoff = Duration::from_millis(100);
                 let _ = state.send(LinkState::Up);
                 crate::telemetry::metrics::set(&crate::telemetry::metrics::METRICS.esl_link_up, 1);
-                let why = serve(
-                    &cfg,
-                    &mut conn,
-                    &mut follows,
-                    &mut attached,
-                    &mut rx,
-                    restarted,
-                )
-                .await;
+                let why = serve(&cfg, &mut conn, &routes, &mut rx, restarted).await;
+                if let Ok(mut c) = commander.lock() {
+                    *c = None;
+                }
                 let _ = state.send(LinkState::Down);
                 // Their events may have been missed: the sessions fall back to their files.
-                for (_, tx) in attached.drain() {
-                    let _ = tx.send(Followed::LinkLost);
+                if let Ok(mut r) = routes.lock() {
+                    r.up = false;
+                    for (_, tx) in r.attached.drain() {
+                        let _ = tx.send(Followed::LinkLost);
+                    }
                 }
                 crate::telemetry::metrics::set(&crate::telemetry::metrics::METRICS.esl_link_up, 0);
                 match why {
@@ -276,19 +339,13 @@ async fn run(
                 }
             }
         }
-        // Wait out the backoff while still taking requests.
+        // Wait out the backoff; follows asked for meanwhile are filtered on the reconnect.
         let sleep = tokio::time::sleep(backoff);
         tokio::pin!(sleep);
         loop {
             tokio::select! {
                 _ = &mut sleep => break,
-                r = rx.recv() => match r {
-                    None => return,
-                    Some(Request::Follow { uuid, tx }) => { follows.insert(uuid, tx); }
-                    Some(Request::Attach { tx, .. }) => { let _ = tx.send(Followed::LinkLost); }
-                    Some(Request::Unfollow(uuid)) => { follows.remove(&uuid); attached.remove(&uuid); }
-                    Some(Request::Api { reply, .. }) => { let _ = reply.send(Err(LinkError::Down)); }
-                },
+                r = rx.recv() => if r.is_none() { return },
             }
         }
         backoff = (backoff * 2).min(cfg.backoff_max);
@@ -296,14 +353,19 @@ async fn run(
 }
 
 /// Connects, authenticates, subscribes; returns the connection and FreeSWITCH's Core-UUID.
-async fn open(cfg: &LinkConfig) -> Result<(Connection, String), String> {
+async fn open(cfg: &LinkConfig, routes: &SharedRoutes) -> Result<(Connection, String), String> {
     let t = cfg.command_timeout;
     let stream = tokio::time::timeout(t, TcpStream::connect(&cfg.addr))
         .await
         .map_err(|_| format!("connect timed out after {t:?}"))?
         .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let mut conn = Connection::new(stream, cfg.limits, 64 * 1024);
+    let r = routes.clone();
+    let router: Router = Arc::new(move |e| {
+        dispatch(&r, e);
+        None
+    });
+    let mut conn = Connection::with_router(stream, cfg.limits, 64 * 1024, Some(router));
     let auth = Command::Auth {
         password: cfg.password.clone(),
     };
@@ -360,73 +422,35 @@ async fn open(cfg: &LinkConfig) -> Result<(Connection, String), String> {
 async fn serve(
     cfg: &LinkConfig,
     conn: &mut Connection,
-    follows: &mut Follows,
-    attached: &mut Attached,
+    routes: &SharedRoutes,
     rx: &mut mpsc::UnboundedReceiver<Request>,
     restarted: bool,
 ) -> Result<(), String> {
     let t = cfg.command_timeout;
     // Everything followed before this connection: filter it again and check it still exists.
-    let uuids: Vec<String> = follows.keys().cloned().collect();
+    let uuids: Vec<String> = match routes.lock() {
+        Ok(r) => r.follows.keys().cloned().collect(),
+        Err(_) => Vec::new(),
+    };
     for uuid in uuids {
-        add(conn, follows, &uuid, t, restarted).await?;
+        add(conn, routes, &uuid, t, restarted).await?;
     }
-    // `api` commands are pipelined: FreeSWITCH answers in order, and events keep flowing while
-    // replies are awaited.
-    type ApiWait = futures::future::BoxFuture<'static, Result<(), String>>;
-    let mut replies: futures::stream::FuturesUnordered<ApiWait> = Default::default();
     loop {
         tokio::select! {
+            // Events are routed by the reader; only the end of the connection comes here.
             inc = conn.next() => match inc {
-                Some(Incoming::Event(e)) => dispatch(follows, attached, e),
+                Some(Incoming::Event(_)) => {}
                 Some(Incoming::Disconnect(_)) => return Err("FreeSWITCH sent a disconnect notice".into()),
                 Some(Incoming::Closed(Some(e))) => return Err(format!("protocol error: {e}")),
                 Some(Incoming::Closed(None)) | None => return Err("connection closed".into()),
             },
-            Some(r) = futures::StreamExt::next(&mut replies), if !replies.is_empty() => r?,
             r = rx.recv() => match r {
                 None => return Ok(()),
-                Some(Request::Follow { uuid, tx }) => {
-                    follows.insert(uuid.clone(), tx);
-                    add(conn, follows, &uuid, t, false).await?;
-                }
-                Some(Request::Attach { uuid, tx }) => {
-                    attached.insert(uuid, tx);
-                }
+                Some(Request::Follow(uuid)) => add(conn, routes, &uuid, t, false).await?,
                 Some(Request::Unfollow(uuid)) => {
-                    attached.remove(&uuid);
-                    if follows.remove(&uuid).is_some() {
-                        let cmd = Command::FilterDelete { header: "Unique-ID".into(), value: Some(uuid) };
+                    let cmd = Command::FilterDelete { header: "Unique-ID".into(), value: Some(uuid) };
+                    if cmd.validate().is_ok() {
                         conn.request(&cmd, t).await.map_err(|e| format!("filter delete: {e}"))?;
-                    }
-                }
-                Some(Request::Api { command, reply }) => {
-                    match conn.send(&Command::Api(command)).await {
-                        Ok(wait) => replies.push(Box::pin(async move {
-                            match crate::connection::wait_reply(wait, t).await {
-                                Ok(r) => {
-                                    let _ = reply.send(Ok(r.text()));
-                                    Ok(())
-                                }
-                                // A slow command fails alone: its late reply keeps its place
-                                // and is dropped. A closed connection ends the link.
-                                Err(e @ crate::connection::ConnError::Timeout(_)) => {
-                                    let _ = reply.send(Err(LinkError::Failed(e.to_string())));
-                                    Ok(())
-                                }
-                                Err(e) => {
-                                    let _ = reply.send(Err(LinkError::Failed(e.to_string())));
-                                    Err(format!("api: {e}"))
-                                }
-                            }
-                        })),
-                        Err(crate::connection::ConnError::Command(e)) => {
-                            let _ = reply.send(Err(LinkError::Failed(e.to_string())));
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(LinkError::Failed(e.to_string())));
-                            return Err(format!("api: {e}"));
-                        }
                     }
                 }
             },
@@ -437,11 +461,16 @@ async fn serve(
 /// Filters a followed call in and checks it exists; a missing call is reported gone.
 async fn add(
     conn: &mut Connection,
-    follows: &mut Follows,
+    routes: &SharedRoutes,
     uuid: &str,
     t: Duration,
     restarted: bool,
 ) -> Result<(), String> {
+    let gone = |routes: &SharedRoutes| {
+        if let Some(tx) = routes.lock().ok().and_then(|mut r| r.follows.remove(uuid)) {
+            let _ = tx.send(Followed::Gone { restarted });
+        }
+    };
     let cmd = Command::Filter {
         header: "Unique-ID".into(),
         value: uuid.to_string(),
@@ -449,9 +478,7 @@ async fn add(
     if let Err(e) = cmd.validate() {
         // A UUID that cannot be a command argument names no call FreeSWITCH has.
         warn!(call_id = %crate::telemetry::printable(uuid), error = %e, "cannot follow this call id");
-        if let Some(tx) = follows.remove(uuid) {
-            let _ = tx.send(Followed::Gone { restarted });
-        }
+        gone(routes);
         return Ok(());
     }
     conn.request(&cmd, t)
@@ -462,9 +489,7 @@ async fn add(
         .await
         .map_err(|e| format!("uuid_exists: {e}"))?;
     if exists.text() != "true" {
-        if let Some(tx) = follows.remove(uuid) {
-            let _ = tx.send(Followed::Gone { restarted });
-        }
+        gone(routes);
         let del = Command::FilterDelete {
             header: "Unique-ID".into(),
             value: Some(uuid.to_string()),
@@ -476,19 +501,21 @@ async fn add(
     Ok(())
 }
 
-fn dispatch(follows: &mut Follows, attached: &mut Attached, e: Event) {
+/// Runs on the connection's reader: hands the event to whoever follows its call.
+fn dispatch(routes: &SharedRoutes, e: Event) {
     let Some(uuid) = e.get("Unique-ID").map(|u| u.into_owned()) else {
         return;
     };
+    let Ok(mut r) = routes.lock() else { return };
     let e = Arc::new(e);
-    if let Some(tx) = attached.get(&uuid) {
+    if let Some(tx) = r.attached.get(&uuid) {
         if tx.send(Followed::Event(e.clone())).is_err() {
-            attached.remove(&uuid);
+            r.attached.remove(&uuid);
         }
     }
-    if let Some(tx) = follows.get(&uuid) {
+    if let Some(tx) = r.follows.get(&uuid) {
         if tx.send(Followed::Event(e)).is_err() {
-            follows.remove(&uuid);
+            r.follows.remove(&uuid);
         }
     }
 }

@@ -48,6 +48,9 @@ struct World {
     follow_tag: Option<String>,
     /// The rules say no callee could be recorded either.
     callee_never_records: bool,
+    /// The link is lost just before this event, which is missed; the channel dump asked for
+    /// when the link returns shows the state it brought (`None` in the dump: the call is gone).
+    link_lost_before: Option<(EventName, bool)>,
 }
 
 impl Default for World {
@@ -59,6 +62,7 @@ impl Default for World {
             files_exist: true,
             follow_tag: None,
             callee_never_records: false,
+            link_lost_before: None,
         }
     }
 }
@@ -77,6 +81,8 @@ struct Outcome {
     exited: bool,
     /// The socket was let go after the hand-back (followed over the link).
     released: bool,
+    /// The core asked for the channel's state once the link returned.
+    resynced: usize,
     done: bool,
     /// `uuid_record` counted against the events fed before it (its position in the call).
     events_before_first_start: usize,
@@ -149,6 +155,7 @@ fn run(capture: &str, rules: &[RecordCall], world: World) -> (Outcome, Session) 
     let mut timers: Vec<Timer> = vec![];
     let mut paths = vec![];
     let mut connected = true;
+    let mut missed: Option<Event> = None;
     loop {
         while let Some(a) = queue.pop_front() {
             match a {
@@ -212,6 +219,16 @@ fn run(capture: &str, rules: &[RecordCall], world: World) -> (Outcome, Session) 
                 Action::Close => connected = false,
                 Action::Exit => out.exited = true,
                 Action::Release => out.released = true,
+                Action::Resync => {
+                    out.resynced += 1;
+                    let gone = world.link_lost_before.as_ref().is_some_and(|(_, g)| *g);
+                    let dump = missed.take().filter(|_| !gone);
+                    if gone {
+                        // Nothing more comes of a call that ended during the outage.
+                        connected = false;
+                    }
+                    inputs.push_back(Input::Resynced(Ok(dump)));
+                }
                 Action::Done => {
                     out.done = true;
                     return (out, s);
@@ -225,6 +242,16 @@ fn run(capture: &str, rules: &[RecordCall], world: World) -> (Outcome, Session) 
         } else if let Some(e) = connected.then(|| feed.next()).flatten() {
             let name = e.name();
             if name.as_ref().is_some_and(|n| world.drop.contains(n)) {
+                continue;
+            }
+            if world
+                .link_lost_before
+                .as_ref()
+                .is_some_and(|(n, _)| name.as_ref() == Some(n))
+                && missed.is_none()
+            {
+                missed = Some(e.clone());
+                queue.extend(s.handle(Input::LinkLost));
                 continue;
             }
             fed += 1;
@@ -504,4 +531,47 @@ fn row11_nothing_to_record_lets_the_call_go_at_once() {
         assert!(o.done && o.kept.is_empty());
         assert_eq!((o.exited, o.released), (tag.is_none(), tag.is_some()));
     }
+}
+
+/// Followed over the link, the link is lost before CHANNEL_ANSWER, which is missed. The
+/// recording waiting for the answer is not given up: the core asks for the channel once the
+/// link is back, sees it answered in the dump, and starts the recording then.
+#[test]
+fn row12_a_recording_waiting_for_a_trigger_missed_while_the_link_was_down_starts_late() {
+    let rc = RecordCall {
+        record_on_answer: true,
+        ..wav()
+    };
+    let (o, _) = run(
+        "outbound-caller-hangup-during-record.plain.txt",
+        std::slice::from_ref(&rc),
+        World {
+            follow_tag: Some("node-a".into()),
+            link_lost_before: Some((EventName::ChannelAnswer, false)),
+            ..World::default()
+        },
+    );
+    assert_eq!(o.resynced, 1);
+    assert!(
+        o.commands.last().unwrap().starts_with("api uuid_record "),
+        "{:?}",
+        o.commands
+    );
+    assert_eq!(o.kept.len(), 1, "{o:?}");
+    assert!(o.done);
+    // The call ended during the outage: the dump finds no channel, the recording is accounted
+    // for as not started, and the session ends.
+    let (o, s) = run(
+        "outbound-caller-hangup-during-record.plain.txt",
+        &[rc],
+        World {
+            follow_tag: Some("node-a".into()),
+            link_lost_before: Some((EventName::ChannelAnswer, true)),
+            ..World::default()
+        },
+    );
+    assert_eq!(o.resynced, 1);
+    assert!(!o.commands.iter().any(|c| c.starts_with("api uuid_record")));
+    assert!(o.kept.is_empty() && o.done);
+    assert!(s.recordings()[0].state == callrec::recorder::State::Finished);
 }

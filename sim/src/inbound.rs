@@ -108,6 +108,12 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                             if w.write_all(&bytes).await.is_err() {
                                 break;
                             }
+                            if ev.name == "CHANNEL_ANSWER" {
+                                let uuid = ev.headers.iter().find(|(k, _)| k == "Unique-ID");
+                                if let Some((_, uuid)) = uuid {
+                                    shared.wrote(uuid, &ev.name, std::time::Instant::now());
+                                }
+                            }
                         }
                     }
                     // FreeSWITCH drops events for a listener whose queue is full.
@@ -163,15 +169,17 @@ async fn command(l: &mut Listener, shared: &Arc<Shared>, cmd: crate::call::Comma
     let text = match word.as_str() {
         "api" => {
             let rest = line.get(4..).unwrap_or("").to_string();
-            return Step::Write(wire::api_response(&shared.api(&rest, false).await));
+            let body = shared.api(&rest, false, cmd.received_at).await;
+            return Step::Write(wire::api_response(&body));
         }
         "bgapi" => {
             let rest = line.get(6..).unwrap_or("").to_string();
             let job = cmd.job_uuid();
+            let received_at = cmd.received_at;
             let sh = shared.clone();
             let j = job.clone();
             tokio::spawn(async move {
-                let body = sh.api(&rest, true).await;
+                let body = sh.api(&rest, true, received_at).await;
                 let (api_cmd, arg) = rest.split_once(' ').unwrap_or((rest.as_str(), ""));
                 let now = wall_us();
                 let mut h: Headers = vec![

@@ -71,6 +71,16 @@ impl Shared {
         }
     }
 
+    /// Tells the call an inbound connection wrote its event (for latency figures).
+    pub(crate) fn wrote(&self, uuid: &str, event: &str, at: std::time::Instant) {
+        if let Some(tx) = self.call(uuid) {
+            let _ = tx.send(Control::Wrote {
+                event: event.to_string(),
+                at,
+            });
+        }
+    }
+
     fn call(&self, uuid: &str) -> Option<mpsc::UnboundedSender<Control>> {
         self.calls.lock().ok()?.get(uuid).cloned()
     }
@@ -105,18 +115,24 @@ impl Shared {
     }
 
     /// An `api` command from an inbound connection: the body FreeSWITCH answers with.
-    pub(crate) async fn api(&self, rest: &str, background: bool) -> String {
+    pub(crate) async fn api(
+        &self,
+        rest: &str,
+        background: bool,
+        received_at: std::time::Instant,
+    ) -> String {
         let (name, args) = rest.split_once(' ').unwrap_or((rest, ""));
         let target = args.split(' ').find(|a| !a.is_empty());
         match name {
             "uuid_record" | "uuid_kill" | "uuid_getvar" | "uuid_setvar" | "uuid_exists"
-            | "uuid_transfer" | "uuid_broadcast" => {
+            | "uuid_transfer" | "uuid_broadcast" | "uuid_dump" => {
                 if let Some(tx) = target.and_then(|u| self.call(u)) {
                     let (rtx, rrx) = tokio::sync::oneshot::channel();
                     let c = Control::Api {
                         line: rest.to_string(),
                         reply: rtx,
                         background,
+                        received_at,
                     };
                     if tx.send(c).is_ok() {
                         if let Ok(body) = rrx.await {
@@ -234,9 +250,10 @@ impl Switch {
         self.shared.kill.send_modify(|g| *g += 1);
     }
 
-    /// FreeSWITCH dies: every channel is gone with its files written so far, every socket closes,
-    /// the event socket stops listening.
-    pub async fn stop(&self) {
+    /// `unload mod_event_socket` (or a firewall in between): every inbound connection closes
+    /// and new ones are refused; calls go on. [`load_event_socket`](Self::load_event_socket)
+    /// brings it back on the same port.
+    pub async fn unload_event_socket(&self) {
         let accept = self
             .inbound
             .lock()
@@ -247,6 +264,27 @@ impl Switch {
             let _ = a.await;
         }
         self.drop_inbound();
+    }
+
+    /// `load mod_event_socket`: listening again on the old port, same process (same Core-UUID).
+    pub async fn load_event_socket(&self) -> std::io::Result<()> {
+        let Some(addr) = self.inbound_addr() else {
+            return Ok(());
+        };
+        let listener = TcpListener::bind(addr).await?;
+        let accept = tokio::spawn(accept_loop(listener, self.shared.clone()));
+        if let Ok(mut i) = self.inbound.lock() {
+            if let Some(i) = i.as_mut() {
+                i.accept = Some(accept);
+            }
+        }
+        Ok(())
+    }
+
+    /// FreeSWITCH dies: every channel is gone with its files written so far, every socket closes,
+    /// the event socket stops listening.
+    pub async fn stop(&self) {
+        self.unload_event_socket().await;
         let calls: Vec<_> = self
             .shared
             .calls
@@ -266,17 +304,7 @@ impl Switch {
         if let Ok(mut c) = self.shared.core_uuid.lock() {
             *c = uuid_v4();
         }
-        let Some(addr) = self.inbound_addr() else {
-            return Ok(());
-        };
-        let listener = TcpListener::bind(addr).await?;
-        let accept = tokio::spawn(accept_loop(listener, self.shared.clone()));
-        if let Ok(mut i) = self.inbound.lock() {
-            if let Some(i) = i.as_mut() {
-                i.accept = Some(accept);
-            }
-        }
-        Ok(())
+        self.load_event_socket().await
     }
 
     /// [`stop`](Self::stop) then [`start`](Self::start).

@@ -121,6 +121,19 @@ pub fn json_escape(s: &str) -> String {
 /// A `text/event-json` frame: one flat object, values unencoded strings, keys may repeat, the
 /// body in `_body` after its `Content-Length`, no trailing newline.
 pub fn json_event(headers: &Headers, body: Option<&str>) -> Vec<u8> {
+    let s = json_object(headers, body);
+    let mut v = format!(
+        "Content-Length: {}\nContent-Type: text/event-json\n\n",
+        s.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+/// An event as one flat JSON object (`switch_event_serialize_json`): what `event json`
+/// frames carry and `uuid_dump <uuid> json` answers.
+pub fn json_object(headers: &Headers, body: Option<&str>) -> String {
     let mut s = String::with_capacity(6 * 1024);
     s.push('{');
     let mut first = true;
@@ -143,13 +156,7 @@ pub fn json_event(headers: &Headers, body: Option<&str>) -> Vec<u8> {
         field(&mut s, "_body", b);
     }
     s.push('}');
-    let mut v = format!(
-        "Content-Length: {}\nContent-Type: text/event-json\n\n",
-        s.len()
-    )
-    .into_bytes();
-    v.extend_from_slice(s.as_bytes());
-    v
+    s
 }
 
 /// An event in `text/event-xml` form, as mod_event_socket serialises it.

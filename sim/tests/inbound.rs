@@ -384,3 +384,50 @@ async fn api_reaches_any_channel_and_a_restart_loses_them_all() {
     assert_eq!(ask(&mut c, format!("uuid_exists {uuid}")).await, "false");
     assert_ne!(ask(&mut c, "global_getvar core_uuid".into()).await, core);
 }
+
+/// `uuid_dump <uuid> json` (mod_commands): the channel's data as one JSON object, an
+/// unfired CHANNEL_DATA event; a UUID that names no channel gets `-ERR No such channel!`.
+#[tokio::test]
+async fn uuid_dump_answers_the_channels_state() {
+    let (sw, addr) = switch().await;
+    let ctl = idle_controller().await;
+    let a = sw.dial(ctl, CallSpec::new("1001", "2000")).await.unwrap();
+    a.wait_until(|r| !r.commands.is_empty()).await;
+    let mut c = Client::connect(addr).await;
+    c.next().await;
+    c.send(b"auth ClueCon\n\n").await;
+    c.next().await;
+    async fn dump(c: &mut Client, cmd: String) -> String {
+        c.send(format!("{cmd}\n\n").as_bytes()).await;
+        match c.next().await {
+            Some(Message::ApiResponse(r)) => r.text().into_owned(),
+            other => panic!("an api response, got {other:?}"),
+        }
+    }
+    let before = dump(&mut c, format!("api uuid_dump {} json", a.uuid)).await;
+    let json = |t: String| {
+        callrec_esl::event::Event::from_json(bytes::Bytes::from(t), 0).expect("one JSON object")
+    };
+    let v = json(before);
+    assert_eq!(v.get("Event-Name").unwrap(), "CHANNEL_DATA");
+    assert_eq!(v.get("Unique-ID").unwrap(), a.uuid.as_str());
+    assert_eq!(v.get("Answer-State").unwrap(), "ringing");
+    assert!(v.get("Event-Date-Timestamp").is_none(), "never fired");
+    a.answer();
+    a.bridge("1005");
+    a.sync().await;
+    let after = dump(&mut c, format!("api uuid_dump {} json", a.uuid)).await;
+    let v = json(after);
+    assert_eq!(v.get("Answer-State").unwrap(), "answered");
+    assert_eq!(v.get("Other-Leg-Destination-Number").unwrap(), "1005");
+    let plain = dump(&mut c, format!("api uuid_dump {}", a.uuid)).await;
+    assert!(plain.starts_with("Event-Name: CHANNEL_DATA\n"), "{plain}");
+    assert_eq!(
+        dump(
+            &mut c,
+            "api uuid_dump 7d9c0b6e-0000-4000-8000-000000000000 json".into()
+        )
+        .await,
+        "-ERR No such channel!\n"
+    );
+}

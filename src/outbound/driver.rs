@@ -101,12 +101,52 @@ pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
         .await
 }
 
+/// A call's events from the link.
+type Route = tokio::sync::mpsc::UnboundedReceiver<Followed>;
+
 /// The link a call is followed over: the handle, its events, the call's UUID.
-type FollowLink = (
-    Link,
-    Option<tokio::sync::mpsc::UnboundedReceiver<Followed>>,
-    String,
-);
+type FollowLink = (Link, Option<Route>, String);
+
+/// Waits (the link's down grace at most) for the link to return, routes the call's events
+/// again, then asks FreeSWITCH for the channel (`uuid_dump <uuid> json`): whether it still
+/// exists, is answered, is bridged. Routing comes first, so no event falls between the two.
+async fn resync_call(link: Link, uuid: String, timeout: Duration) -> (Option<Route>, Input) {
+    let deadline = Instant::now() + link.down_grace;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || !link.up_within(left).await {
+            let why = format!(
+                "the event-socket link stayed down for {} ms",
+                link.down_grace.as_millis()
+            );
+            return (None, Input::Resynced(Err(why)));
+        }
+        let route = link.attach(&uuid);
+        let answer = match link.send_api(&format!("uuid_dump {uuid} json")) {
+            Ok(rx) => wait_reply(rx, timeout).await.ok().map(|r| r.text()),
+            Err(_) => None,
+        };
+        let Some(text) = answer else {
+            // Lost again (or too slow) before the answer: try on the next connection.
+            link.detach(&uuid);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let result = if text.starts_with('{') {
+            crate::event::Event::from_json(bytes::Bytes::from(text), 0)
+                .map(Some)
+                .map_err(|e| format!("unreadable uuid_dump answer: {e}"))
+        } else if text.starts_with("-ERR") {
+            Ok(None)
+        } else {
+            Err(format!(
+                "unexpected uuid_dump answer: {}",
+                printable(&text.chars().take(120).collect::<String>())
+            ))
+        };
+        return (Some(route), Input::Resynced(result));
+    }
+}
 
 async fn drive(
     mut conn: Option<Connection>,
@@ -119,31 +159,38 @@ async fn drive(
     let mut ready: VecDeque<Input> = VecDeque::new();
     let (mut reading, mut aborted) = (true, false);
     let mut actions: VecDeque<Action> = session.start().into();
+    // At most one: waiting for the link to return, then the call's events and state.
+    let mut resync: Option<BoxFuture<'static, (Option<Route>, Input)>> = None;
     loop {
         while let Some(action) = actions.pop_front() {
             match action {
                 Action::Send(id, Command::Api(line)) if conn.is_none() => {
                     // Released: `api` commands go over the link.
                     match &link {
-                        Some((l, _, _)) => {
-                            let l = l.clone();
-                            pending.push(Box::pin(async move {
-                                let r = l.api(&line).await;
-                                Input::Reply(
-                                    id,
-                                    r.map(|t| (t.starts_with("+OK"), t))
-                                        .map_err(|e| e.to_string()),
-                                )
-                            }));
-                        }
+                        // Written on the shared connection now; the reply comes from its
+                        // reader.
+                        Some((l, _, _)) => match l.send_api(&line) {
+                            Ok(rx) => {
+                                let t = ctx.command_timeout;
+                                pending.push(Box::pin(async move {
+                                    let r = wait_reply(rx, t).await.map(|r| r.text());
+                                    Input::Reply(
+                                        id,
+                                        r.map(|t| (t.starts_with("+OK"), t))
+                                            .map_err(|e| e.to_string()),
+                                    )
+                                }));
+                            }
+                            Err(e) => ready.push_back(Input::Reply(id, Err(e.to_string()))),
+                        },
                         None => ready.push_back(Input::Reply(id, Err("no connection".into()))),
                     }
                 }
                 Action::Send(id, _) if conn.is_none() => {
                     ready.push_back(Input::Reply(id, Err("the socket was released".into())))
                 }
-                Action::Send(id, cmd) => match conn.as_mut().map(|c| c.send(&cmd)) {
-                    Some(f) => match f.await {
+                Action::Send(id, cmd) => match conn.as_ref().map(|c| c.send(&cmd)) {
+                    Some(sent) => match sent {
                         Ok(rx) => {
                             let t = ctx.command_timeout;
                             pending.push(Box::pin(async move {
@@ -249,6 +296,16 @@ async fn drive(
                     }
                     reading = false;
                 }
+                Action::Resync => match &link {
+                    Some((l, _, uuid)) => {
+                        resync = Some(Box::pin(resync_call(
+                            l.clone(),
+                            uuid.clone(),
+                            ctx.command_timeout,
+                        )))
+                    }
+                    None => ready.push_back(Input::Resynced(Err("no event-socket link".into()))),
+                },
                 Action::Done => {
                     if let Some((l, _, uuid)) = &link {
                         l.detach(uuid);
@@ -278,6 +335,18 @@ async fn drive(
                 };
                 tokio::select! {
                     Some(i) = pending.next(), if !pending.is_empty() => i,
+                    (route, i) = async {
+                        match resync.as_mut() {
+                            Some(f) => f.await,
+                            None => std::future::pending().await,
+                        }
+                    }, if resync.is_some() => {
+                        resync = None;
+                        if let (Some((_, rx, _)), Some(route)) = (link.as_mut(), route) {
+                            *rx = Some(route);
+                        }
+                        i
+                    }
                     f = from_link => match f {
                         Some(Followed::Event(e)) => Input::Event(Arc::unwrap_or_clone(e)),
                         Some(Followed::Gone { .. }) => continue,
@@ -285,7 +354,7 @@ async fn drive(
                             if let Some((_, rx, _)) = link.as_mut() {
                                 *rx = None;
                             }
-                            Input::Closed(Some("the event-socket link was lost".into()))
+                            Input::LinkLost
                         }
                     },
                     inc = from_socket => match inc {

@@ -83,6 +83,11 @@ pub enum Input {
     Disconnected,
     /// The socket closed, with the error when the stream was malformed.
     Closed(Option<String>),
+    /// The event-socket link the call is followed over was lost: events may have been missed.
+    LinkLost,
+    /// The answer to [`Action::Resync`]: the channel as FreeSWITCH has it now (`uuid_dump`),
+    /// `None` when the call is gone, `Err` when the link did not come back in time.
+    Resynced(Result<Option<Event>, String>),
     Timer(Timer),
     /// A file's size and (when asked) its duration.
     Inspected {
@@ -137,6 +142,9 @@ pub enum Action {
     Release,
     /// Everything is accounted for: send `exit` and let FreeSWITCH close the socket.
     Exit,
+    /// Once the link is back (within its grace), route the call's events again and ask for
+    /// the channel's state; fed back as [`Input::Resynced`].
+    Resync,
     /// The session is over.
     Done,
 }
@@ -356,6 +364,8 @@ impl Session {
             Input::Event(e) => self.on_event(e, &mut out),
             Input::Disconnected | Input::Closed(None) => self.on_closed(None, &mut out),
             Input::Closed(Some(e)) => self.on_closed(Some(e), &mut out),
+            Input::LinkLost => self.on_link_lost(&mut out),
+            Input::Resynced(result) => self.on_resynced(result, &mut out),
             Input::Timer(t) => self.on_timer(t, &mut out),
             Input::Inspected {
                 rec,
@@ -776,22 +786,7 @@ impl Session {
                     }
                 }
             }
-            EventName::ChannelBridge => {
-                self.start_waiting(Trigger::OnAnswer, out);
-                self.start_waiting(Trigger::OnBridge, out);
-                if let Some(target) = e.get("Other-Leg-Destination-Number") {
-                    let target = target.into_owned();
-                    if target != self.info.destination && !self.bridge_planned {
-                        self.bridge_planned = true;
-                        let mut call = self.info.clone();
-                        call.destination = target.clone();
-                        out.push(Action::Plan {
-                            call,
-                            bridge_target: Some(target),
-                        });
-                    }
-                }
-            }
+            EventName::ChannelBridge => self.on_bridged(&e, out),
             EventName::RecordStart => {
                 if let Some(idx) = self.find(&e) {
                     let rec = &mut self.recordings[idx];
@@ -833,6 +828,81 @@ impl Session {
             }
             _ => {}
         }
+    }
+
+    /// The call is bridged (CHANNEL_BRIDGE, or a channel dump naming the other leg): start
+    /// what waits for answer or bridge, and plan for the callee once.
+    fn on_bridged(&mut self, e: &Event, out: &mut Vec<Action>) {
+        self.start_waiting(Trigger::OnAnswer, out);
+        self.start_waiting(Trigger::OnBridge, out);
+        if let Some(target) = e.get("Other-Leg-Destination-Number") {
+            let target = target.into_owned();
+            if target != self.info.destination && !self.bridge_planned {
+                self.bridge_planned = true;
+                let mut call = self.info.clone();
+                call.destination = target.clone();
+                out.push(Action::Plan {
+                    call,
+                    bridge_target: Some(target),
+                });
+            }
+        }
+    }
+
+    /// The link went while the call was followed over it. Started recordings are watched on
+    /// disk (their RECORD_STOP may be missed); recordings still waiting for answer or bridge
+    /// wait for the link to return, when the channel's state says whether their trigger came.
+    fn on_link_lost(&mut self, out: &mut Vec<Action>) {
+        if !self.released || self.closed {
+            return self.on_closed(Some("the event-socket link was lost".into()), out);
+        }
+        self.in_flight.clear();
+        self.queue.clear();
+        self.watch_started(out);
+        let waiting = self
+            .recordings
+            .iter()
+            .filter(|r| matches!(r.state, State::Waiting(_)))
+            .count();
+        if waiting > 0 && !self.hangup_complete {
+            warn!(
+                waiting,
+                "event-socket link lost: recordings waiting for answer or bridge wait for it to return"
+            );
+            out.push(Action::Resync);
+        } else {
+            self.closed = true;
+        }
+    }
+
+    fn on_resynced(&mut self, result: Result<Option<Event>, String>, out: &mut Vec<Action>) {
+        let why = match result {
+            Ok(Some(dump)) => {
+                let answered = dump.get("Answer-State").is_some_and(|a| a == "answered");
+                let bridged = dump.get("Other-Leg-Unique-ID").is_some();
+                info!(
+                    answered,
+                    bridged, "event-socket link back: following the call again"
+                );
+                if answered {
+                    self.answered = true;
+                    self.start_waiting(Trigger::OnAnswer, out);
+                }
+                if bridged {
+                    self.on_bridged(&dump, out);
+                }
+                return;
+            }
+            Ok(None) => "the call ended while the event-socket link was down".to_string(),
+            Err(e) => e,
+        };
+        for r in &mut self.recordings {
+            if matches!(r.state, State::Waiting(_)) {
+                info!(recording_id = %r.id, reason = %why, "recording not started");
+                r.state = State::Finished;
+            }
+        }
+        self.closed = true;
     }
 
     /// Runs the callflow until it has to wait (for an application to complete) or is over.
@@ -1145,7 +1215,12 @@ impl Session {
                 r.state = State::Finished;
             }
         }
-        // FreeSWITCH keeps recording until the call ends; watch the files instead.
+        self.watch_started(out);
+    }
+
+    /// FreeSWITCH keeps recording until the call ends: started recordings whose RECORD_STOP
+    /// cannot be seen any more are watched on disk.
+    fn watch_started(&mut self, out: &mut Vec<Action>) {
         let poll_ms = self.settings.disk_poll.as_millis().max(1) as u64;
         let mut watching = false;
         for r in &mut self.recordings {

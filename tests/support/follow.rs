@@ -18,7 +18,12 @@ pub fn inbound() -> bool {
 
 /// Sets `config` up for this run's mode; in inbound mode, the switch calls must be placed on.
 pub async fn configure(config: &mut Config) -> Option<Switch> {
-    if !inbound() {
+    configure_mode(config, inbound()).await
+}
+
+/// Sets `config` up to follow over the link (`inbound`) or over the socket.
+pub async fn configure_mode(config: &mut Config, inbound: bool) -> Option<Switch> {
+    if !inbound {
         config.freeswitch_esl = None;
         config.follow = FollowMode::Socket;
         return None;

@@ -80,6 +80,19 @@ impl Harness {
     }
 
     pub async fn start_with(plans: Vec<RecordCall>, tweak: impl FnOnce(&mut Config)) -> Harness {
+        Harness::start_in(plans, tweak, super::follow::inbound()).await
+    }
+
+    /// A harness that follows calls over the event-socket link whatever `FOLLOW_MODE` says.
+    pub async fn start_linked(plans: Vec<RecordCall>, tweak: impl FnOnce(&mut Config)) -> Harness {
+        Harness::start_in(plans, tweak, true).await
+    }
+
+    async fn start_in(
+        plans: Vec<RecordCall>,
+        tweak: impl FnOnce(&mut Config),
+        inbound: bool,
+    ) -> Harness {
         callrec::telemetry::init(false);
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config {
@@ -90,7 +103,7 @@ impl Harness {
             shutdown_grace_ms: 2_000,
             ..Config::default()
         };
-        let switch = super::follow::configure(&mut config).await;
+        let switch = super::follow::configure_mode(&mut config, inbound).await;
         tweak(&mut config);
         let planner = Arc::new(FixedPlanner {
             plans,

@@ -27,12 +27,13 @@ impl Sim {
                 line,
                 reply,
                 background,
+                received_at,
             } => {
                 // The channel saw the command, whichever connection brought it.
                 let seen = Command {
                     line: format!("api {line}"),
                     headers: vec![],
-                    received_at: std::time::Instant::now(),
+                    received_at,
                 };
                 self.update(|r| r.commands.push(seen));
                 if self.faults.hold {
@@ -40,6 +41,12 @@ impl Sim {
                     return Ok(());
                 }
                 self.answer_api(&line, reply, background).await
+            }
+            Control::Wrote { event, at } => {
+                if event == "CHANNEL_ANSWER" {
+                    self.update(|r| r.answer_sent_at = Some(at));
+                }
+                Ok(())
             }
             Control::SendMsg(cmd) => {
                 if self.hung_up {

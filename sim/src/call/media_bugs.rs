@@ -75,6 +75,22 @@ impl Sim {
                 _ => ("-ERR No such channel!\n".into(), vec![]),
             },
             "uuid_exists" => ((args.first().is_some_and(|u| ours(u))).to_string(), vec![]),
+            // mod_commands' uuid_dump: a CHANNEL_DATA event that is created, filled with
+            // switch_channel_event_set_data and serialised, never fired (so without the
+            // Core-UUID/date/calling headers firing adds).
+            "uuid_dump" => match args.as_slice() {
+                [] => ("-USAGE: <uuid> [format]\n".into(), vec![]),
+                [u, rest @ ..] if ours(u) => {
+                    let mut h: wire::Headers = vec![("Event-Name".into(), "CHANNEL_DATA".into())];
+                    self.ch.channel_headers(&mut h);
+                    let body = match rest.first() {
+                        Some(f) if f.eq_ignore_ascii_case("json") => wire::json_object(&h, None),
+                        _ => String::from_utf8_lossy(&wire::channel_data(&h)).into_owned(),
+                    };
+                    (body, vec![])
+                }
+                _ => ("-ERR No such channel!\n".into(), vec![]),
+            },
             "version" => (wire::VERSION.into(), vec![]),
             "status" => (wire::STATUS.into(), vec![]),
             other => (format!("-ERR {other} Command not found!\n"), vec![]),

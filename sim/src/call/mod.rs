@@ -114,6 +114,14 @@ pub(crate) enum Control {
         line: String,
         reply: tokio::sync::oneshot::Sender<String>,
         background: bool,
+        /// When the inbound connection read it.
+        received_at: std::time::Instant,
+    },
+    /// An inbound connection wrote one of the call's events (`answer_sent_at` is when
+    /// CHANNEL_ANSWER reached the wire, whichever connection carried it).
+    Wrote {
+        event: String,
+        at: std::time::Instant,
     },
     /// A `sendmsg <uuid>` from an inbound connection.
     SendMsg(Command),
