@@ -5,6 +5,7 @@
 //!   `(kind, id)` with the account as a column an upsert rewrote; one method per recording).
 //!   It is migrated in one transaction: every document keeps its account and is keyed by
 //!   `(account, kind, id)`; deliveries get their method; tokens get their lookup prefix;
+//! - version 2: the indexes of version 3 are added;
 //! - [`CURRENT`]: nothing to do; a newer version is refused (a newer callrec wrote it).
 //!
 //! Invariant: a migration either completes or leaves the file as it was.
@@ -13,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::StoreError;
 
-pub const CURRENT: i64 = 2;
+pub const CURRENT: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE documents (
@@ -60,6 +61,13 @@ CREATE TABLE deliveries (
     PRIMARY KEY (recording_id, url, method)
 );
 CREATE INDEX deliveries_due ON deliveries (state, next_attempt_us);
+";
+
+/// Version 3: the start-up and listing queries stay indexed with a million rows in the spool
+/// (`WHERE state = 'recording'`, newest first).
+const V3_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS recordings_state ON recordings (state, created_us);
+CREATE INDEX IF NOT EXISTS recordings_created ON recordings (created_us);
 ";
 
 /// From the first release's tables (renamed to `*_v1`) into [`SCHEMA`].
@@ -111,7 +119,13 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     let tx = conn.transaction()?;
-    if has_table(&tx, "documents")? {
+    if version == 2 {
+        tx.execute_batch(V3_INDEXES)?;
+        tracing::info!(
+            schema_version = CURRENT,
+            "store migrated: spool queries indexed by state and age"
+        );
+    } else if has_table(&tx, "documents")? {
         let docs: i64 = tx.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
         for t in ["documents", "tokens", "deliveries", "recordings"] {
             tx.execute_batch(&format!("ALTER TABLE {t} RENAME TO {t}_v1"))?;
@@ -125,6 +139,7 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
             tx.execute_batch(&format!("DROP INDEX IF EXISTS {i}"))?;
         }
         tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(V3_INDEXES)?;
         tx.execute_batch(FROM_V1)?;
         tracing::info!(
             documents = docs,
@@ -133,6 +148,7 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         );
     } else {
         tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(V3_INDEXES)?;
     }
     tx.pragma_update(None, "user_version", CURRENT)?;
     tx.commit()?;
@@ -221,7 +237,7 @@ mod tests {
             (d.method, d.attempts, d.last_status),
             (UploadMethod::Post, 2, Some(500))
         );
-        assert!(s.recording_paths().unwrap().contains("/d/r1.wav"));
+        assert!(s.has_recording_path("/d/r1.wav").unwrap());
         drop(s);
         // Opening again finds the current version: nothing to do.
         let s = Store::open(dir.path()).unwrap();
@@ -236,5 +252,41 @@ mod tests {
         drop(c);
         let e = Store::open(dir.path()).err().unwrap();
         assert!(e.to_string().contains("newer than this callrec"), "{e}");
+    }
+
+    #[test]
+    fn a_version_2_file_gains_the_spool_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join("callrec.db")).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.pragma_update(None, "user_version", 2).unwrap();
+        }
+        let _s = crate::store::Store::open(dir.path()).unwrap();
+        let c = Connection::open(dir.path().join("callrec.db")).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, CURRENT);
+        for i in ["recordings_state", "recordings_created"] {
+            assert!(
+                c.query_row(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1",
+                    [i],
+                    |_| Ok(())
+                )
+                .is_ok(),
+                "{i}"
+            );
+        }
+        // The start-up query uses it rather than scanning the table.
+        let plan: String = c
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT id, meta FROM recordings WHERE state = 'recording' ORDER BY created_us",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("recordings_state"), "{plan}");
     }
 }

@@ -524,11 +524,33 @@ impl Store {
         })
     }
 
-    /// Every file path the spool knows (for finding orphans).
-    pub fn recording_paths(&self) -> Result<HashSet<String>, StoreError> {
+    /// Whether a recording with this file path is known.
+    pub fn has_recording_path(&self, path: &str) -> Result<bool, StoreError> {
         self.with(|c| {
-            let mut st = c.prepare("SELECT file_path FROM recordings")?;
-            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(c.query_row(
+                "SELECT 1 FROM recordings WHERE file_path = ?1 LIMIT 1",
+                params![path],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+        })
+    }
+
+    /// The known file paths directly in directory `dir` (no trailing `/`): a range over the
+    /// path index, so finding orphans costs memory in proportion to one directory, not to the
+    /// whole spool.
+    pub fn recording_paths_in(&self, dir: &str) -> Result<HashSet<String>, StoreError> {
+        let prefix = format!("{dir}/");
+        // Every path under `dir/` sorts before `dir0` ('0' follows '/').
+        let end = format!("{dir}0");
+        let tail_from = prefix.chars().count() as i64 + 1;
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT file_path FROM recordings
+                 WHERE file_path >= ?1 AND file_path < ?2 AND instr(substr(file_path, ?3), '/') = 0",
+            )?;
+            let rows = st.query_map(params![prefix, end, tail_from], |r| r.get::<_, String>(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
@@ -599,7 +621,14 @@ mod tests {
                 (UploadMethod::Put, DeliveryState::Delivered)
             ]
         );
-        assert!(s.recording_paths().unwrap().contains("/r/x.wav"));
+        assert!(s.has_recording_path("/r/x.wav").unwrap());
+        assert!(s.recording_paths_in("/r").unwrap().contains("/r/x.wav"));
+        assert!(
+            !s.recording_paths_in("").unwrap().contains("/r/x.wav"),
+            "not directly in /"
+        );
+        assert!(s.recording_paths_in("/r/x").unwrap().is_empty());
+        assert!(!s.has_recording_path("/r/y.wav").unwrap());
         let listed: Vec<RecordingRow<Value>> = s
             .recordings(&Filter {
                 state: Some(RecordingState::Pending),

@@ -78,7 +78,7 @@ pub fn adopt(
 ) -> anyhow::Result<(String, crate::store::RecordingState)> {
     let path = std::fs::canonicalize(path)?;
     let file_path = path.to_string_lossy().into_owned();
-    if store.recording_paths()?.contains(&file_path) {
+    if store.has_recording_path(&file_path)? {
         anyhow::bail!("{file_path} is already in the spool");
     }
     let format = match path.extension().and_then(|e| e.to_str()) {

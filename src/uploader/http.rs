@@ -63,8 +63,17 @@ impl Http {
     /// Makes one attempt and classifies it.
     pub async fn attempt(&self, claim: &Claim) -> Outcome {
         let path = &claim.meta.file_path;
-        let size = match tokio::fs::metadata(path).await {
-            Ok(m) => m.len(),
+        // Opened and measured in one trip to the blocking pool; a redirect opens it again.
+        let p = path.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&p)?;
+            let size = f.metadata()?.len();
+            Ok::<_, std::io::Error>((f, size))
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let (first, size) = match opened {
+            Ok((f, size)) => (tokio::fs::File::from_std(f), size),
             Err(e) => {
                 return Outcome::Failed {
                     error: format!("recording file unreadable: {e}"),
@@ -72,6 +81,7 @@ impl Http {
                 }
             }
         };
+        let mut first = Some(first);
         let timeout = self.cfg.min_timeout
             + Duration::from_secs_f64(size as f64 / self.cfg.min_rate.max(1) as f64);
         let (mut target, creds) = url::split_userinfo(&Self::target(claim));
@@ -81,7 +91,11 @@ impl Http {
             UploadMethod::Post => reqwest::Method::POST,
         };
         for _ in 0..=MAX_REDIRECTS {
-            let file = match tokio::fs::File::open(path).await {
+            let reopened = match first.take() {
+                Some(f) => Ok(f),
+                None => tokio::fs::File::open(path).await,
+            };
+            let file = match reopened {
                 Ok(f) => f,
                 Err(e) => {
                     return Outcome::Failed {

@@ -135,22 +135,30 @@ pub fn orphans(
     store: &crate::store::Store,
     dir: &std::path::Path,
 ) -> Result<Vec<std::path::PathBuf>, crate::store::StoreError> {
-    let known = store.recording_paths()?;
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&d) else {
             continue;
         };
+        let mut audio = Vec::new();
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if matches!(p.extension().and_then(|x| x.to_str()), Some("wav" | "mp3"))
-                && !known.contains(p.to_string_lossy().as_ref())
-            {
-                out.push(p);
+            } else if matches!(p.extension().and_then(|x| x.to_str()), Some("wav" | "mp3")) {
+                audio.push(p);
             }
+        }
+        // One directory's known paths at a time: memory bounded by a day's recordings of one
+        // account, whatever the spool holds.
+        if !audio.is_empty() {
+            let known = store.recording_paths_in(&d.to_string_lossy())?;
+            out.extend(
+                audio
+                    .into_iter()
+                    .filter(|p| !known.contains(p.to_string_lossy().as_ref())),
+            );
         }
     }
     out.sort();

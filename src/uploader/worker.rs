@@ -4,7 +4,8 @@
 //!
 //! Invariants: a delivery is claimed (marked `uploading`) before its attempt starts and settled
 //! after it ends, so a crash in between leaves it to be retried at start-up; on shutdown no new
-//! attempt starts and unsent deliveries stay in the spool.
+//! attempt starts and unsent deliveries stay in the spool; while every slot is busy the loop
+//! waits for one to free instead of polling the spool (a deep backlog costs no idle work).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,8 +116,16 @@ pub async fn run(
             break;
         }
         let free = slots.available_permits();
-        let claims = if free > 0 {
-            let s = store.clone();
+        if free == 0 {
+            // Every slot is busy: nothing to do until one frees (its upload wakes us). Polling
+            // the spool meanwhile would spin whenever the backlog is deeper than the slots.
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = wake.notified() => continue,
+            }
+        }
+        let s = store.clone();
+        let claims =
             match tokio::task::spawn_blocking(move || spool::claim_due(&s, spool::now_us(), free))
                 .await
             {
@@ -129,10 +138,8 @@ pub async fn run(
                     error!(error = %e, "spool task failed");
                     vec![]
                 }
-            }
-        } else {
-            vec![]
-        };
+            };
+        let filled = claims.len() == free;
         for claim in claims {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
@@ -143,6 +150,10 @@ pub async fn run(
                 drop(permit);
                 wake.notify_one();
             });
+        }
+        if filled {
+            // Every free slot took a delivery: more may be due; the next turn waits for a slot.
+            continue;
         }
         let s = store.clone();
         let next = tokio::task::spawn_blocking(move || s.next_due())
@@ -200,8 +211,22 @@ async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
         ),
     }
     let (s, c, o) = (store.clone(), claim.clone(), outcome.clone());
-    let state = match tokio::task::spawn_blocking(move || spool::settle(&s, &c, &o)).await {
-        Ok(Ok(state)) => state,
+    let drop_local = !m.keep_local && !cfg.keep_local_after_upload;
+    // Settled and, once delivered everywhere, removed in one trip to the blocking pool.
+    let settled = tokio::task::spawn_blocking(move || {
+        let state = spool::settle(&s, &c, &o)?;
+        let mut removed = Vec::new();
+        if state == RecordingState::Delivered && drop_local {
+            let path = c.meta.file_path.clone();
+            for p in [path.clone(), LocalStore::sidecar_path(&path)] {
+                removed.push((p.clone(), std::fs::remove_file(&p)));
+            }
+        }
+        Ok::<_, crate::store::StoreError>((state, removed))
+    })
+    .await;
+    let (state, removed) = match settled {
+        Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             error!(recording_id = %m.recording_id, error = %e, "cannot record the upload outcome; it will be retried");
             return;
@@ -211,14 +236,14 @@ async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
             return;
         }
     };
-    if state == RecordingState::Delivered && !m.keep_local && !cfg.keep_local_after_upload {
-        for p in [m.file_path.clone(), LocalStore::sidecar_path(&m.file_path)] {
-            if let Err(e) = tokio::fs::remove_file(&p).await {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    warn!(recording_id = %m.recording_id, path = %p, error = %e, "cannot remove delivered file");
-                }
+    for (p, r) in &removed {
+        if let Err(e) = r {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(recording_id = %m.recording_id, path = %p, error = %e, "cannot remove delivered file");
             }
         }
+    }
+    if state == RecordingState::Delivered && !removed.is_empty() {
         info!(recording_id = %m.recording_id, "recording delivered; local copy removed");
     }
 }
