@@ -7,16 +7,7 @@ use std::time::Duration;
 
 use callrec::rules::{AudioFormat, RecordCall};
 use callrec_sim::{CallHandle, CallSpec};
-use support::harness::Harness;
-
-fn wav(extra: impl FnOnce(&mut RecordCall)) -> RecordCall {
-    let mut rc = RecordCall {
-        format: AudioFormat::Wav,
-        ..RecordCall::default()
-    };
-    extra(&mut rc);
-    rc
-}
+use support::harness::{wav, Harness};
 
 fn spec() -> CallSpec {
     CallSpec::new("15551234567", "1000")

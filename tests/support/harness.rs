@@ -193,3 +193,13 @@ impl Harness {
         }
     }
 }
+
+/// A WAV `record_call` with `extra` applied (the session tests' usual rule).
+pub fn wav(extra: impl FnOnce(&mut RecordCall)) -> RecordCall {
+    let mut rc = RecordCall {
+        format: callrec::rules::AudioFormat::Wav,
+        ..RecordCall::default()
+    };
+    extra(&mut rc);
+    rc
+}
