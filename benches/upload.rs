@@ -4,31 +4,14 @@
 //!
 //! `cargo bench --bench upload -- [--mib 1024] [--runs 3]`
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use callrec::store::Store;
 use callrec::uploader::spool;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -44,31 +27,9 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     // nginx with WebDAV PUT on a free port.
-    let port = free_port();
     let www = root.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    let d = root.display();
-    std::fs::write(
-        root.join("nginx.conf"),
-        format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{}}\nhttp {{\n  access_log off;\n  client_max_body_size 0;\n  client_body_temp_path {d}/body;\n\
-             server {{\n    listen 127.0.0.1:{port};\n    root {};\n    location / {{\n      dav_methods PUT;\n      create_full_put_path on;\n    }}\n  }}\n}}\n",
-            www.display()
-        ),
-    )
-    .unwrap();
-    let mut nginx = Command::new("/usr/sbin/nginx")
-        .arg("-c")
-        .arg(root.join("nginx.conf"))
-        .arg("-p")
-        .arg(root)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (apt-get install nginx)");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let server = common::nginx(root, &www);
+    let port = server.port;
     // The recording: `mib` MiB of non-repeating bytes.
     let data = root.join("data");
     let rec_dir = data.join("recordings/acc/2026/11/23");
@@ -131,8 +92,8 @@ fn main() {
             &config,
             format!(
                 "listen = \"127.0.0.1:{}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nkeep_local_after_upload = true\n",
-                free_port(),
-                free_port(),
+                common::free_port(),
+                common::free_port(),
                 data_run.display()
             ),
         )
@@ -151,7 +112,7 @@ fn main() {
             .spawn()
             .unwrap();
         loop {
-            peak_rss = peak_rss.max(rss_kib(child.id()));
+            peak_rss = peak_rss.max(common::rss_kib(child.id()));
             let item = spool::get(&store, &id).unwrap().unwrap();
             if item.state == "delivered" {
                 break;
@@ -168,8 +129,7 @@ fn main() {
                 .unwrap_or(0);
         assert_eq!(sent, size, "the whole file arrived");
     }
-    let _ = nginx.kill();
-    let _ = nginx.wait();
+    drop(server);
     curl_times.sort();
     callrec_times.sort();
     let med = |v: &Vec<Duration>| v[v.len() / 2];

@@ -1,0 +1,288 @@
+//! A deep delivery backlog (a bench binary; figures in BENCHMARKS.md): a receiver down for an
+//! hour at 200 recordings a second leaves ~720,000 pending deliveries.
+//!
+//! 1. The spool (SQLite, as `callrec serve` opens it): enqueue rate, one recording per
+//!    transaction as the sessions enqueue them; then, with `n` pending, the latency of claiming
+//!    one due delivery and of settling it, and of `next_due`; and a restart's spool work
+//!    (open, put `uploading` back, read the journal, next due) with `n` rows.
+//! 2. Draining against Debian's nginx (WebDAV PUT): the real `callrec serve` process with a
+//!    backlog of `m` small files, its drain rate and RSS; the peer is the same files PUT by a
+//!    plain client with the same concurrency (8), measured in the same run: what the receiver
+//!    can take.
+//!
+//! `cargo bench --bench backlog -- [--sizes 1000,100000,1000000] [--drain 5000,50000] [--kib 128]`
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use callrec::rules::AudioFormat;
+use callrec::store::recordings::Outcome;
+use callrec::store::Store;
+use callrec::uploader::{spool, CallMeta, FinishedRecording};
+use callrec::values::{Destination, RecordingKind, UploadMethod};
+
+/// Uploads at once, for callrec (`upload_concurrency`) and the plain client alike.
+const CONCURRENCY: usize = 8;
+
+fn recording(i: usize, dir: &Path, url: &str) -> FinishedRecording {
+    let id = format!("rec-{i:08}");
+    FinishedRecording {
+        call: CallMeta {
+            call_id: format!("call-{i:08}"),
+            account_id: Some(format!("acc-{}", i % 100)),
+            user_id: None,
+            device_id: None,
+            caller_id_name: "Caller".into(),
+            caller_id_number: "15550001111".into(),
+            callee_number: "1000".into(),
+            callee_name: String::new(),
+            direction: "inbound".into(),
+            interaction_id: None,
+        },
+        file_path: dir.join(format!("{id}.wav")).to_string_lossy().into_owned(),
+        recording_id: id,
+        start_us: 1_764_000_000_000_000 + i as u64,
+        duration_ms: 30_000,
+        format: AudioFormat::Wav,
+        sample_rate: Some(8000),
+        stereo: false,
+        size: 4096,
+        destinations: vec![Destination {
+            url: url.to_string(),
+            method: UploadMethod::Put,
+        }],
+        keep_local: false,
+        origin: "bench".into(),
+        completion_cause: "success-silence".into(),
+        sequence: 0,
+        kind: RecordingKind::default(),
+    }
+}
+
+fn quantile(v: &mut [Duration], q: f64) -> Duration {
+    v.sort();
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Part 1: the spool alone.
+fn spool_at(n: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let files = tmp.path().join("recordings");
+    let url = "http://127.0.0.1:9/backlog/";
+    let t = Instant::now();
+    for i in 0..n {
+        spool::enqueue(&store, &recording(i, &files, url)).unwrap();
+    }
+    let enqueue = t.elapsed();
+    let samples = 2000.min(n / 2);
+    let (mut claims, mut settles, mut nexts) = (vec![], vec![], vec![]);
+    for _ in 0..samples {
+        let t = Instant::now();
+        let got = spool::claim_due(&store, spool::now_us(), 1).unwrap();
+        claims.push(t.elapsed());
+        let t = Instant::now();
+        spool::settle(&store, &got[0], &Outcome::Delivered { status: 201 }).unwrap();
+        settles.push(t.elapsed());
+        let t = Instant::now();
+        store.next_due().unwrap();
+        nexts.push(t.elapsed());
+    }
+    // The recordings API's listing: the newest 100, and the newest 100 still pending.
+    let mut lists = vec![];
+    for state in [None, Some(callrec::store::RecordingState::Pending)] {
+        let f = callrec::store::recordings::Filter {
+            state,
+            limit: Some(100),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let got: Vec<callrec::store::recordings::RecordingRow<serde_json::Value>> =
+            store.recordings(&f).unwrap();
+        lists.push(t.elapsed());
+        assert_eq!(got.len(), 100.min(n));
+    }
+    drop(store);
+    let t = Instant::now();
+    let store = Store::open(tmp.path()).unwrap();
+    store.recover_deliveries().unwrap();
+    let journaled: Vec<(String, serde_json::Value)> = store.journaled().unwrap();
+    store.next_due().unwrap();
+    let restart = t.elapsed();
+    let db = std::fs::metadata(tmp.path().join("callrec.db"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "spool n={n:>8}: enqueue {:>7.0}/s | claim p50 {:>6.1} us p99 {:>7.1} us | settle p50 {:>6.1} us p99 {:>7.1} us | next_due p50 {:>5.1} us | list newest 100 {:>6.1} ms, pending {:>6.1} ms | restart {:>7.1} ms ({} journaled) | db {} MiB",
+        n as f64 / enqueue.as_secs_f64(),
+        us(quantile(&mut claims, 0.5)),
+        us(quantile(&mut claims, 0.99)),
+        us(quantile(&mut settles, 0.5)),
+        us(quantile(&mut settles, 0.99)),
+        us(quantile(&mut nexts, 0.5)),
+        lists[0].as_secs_f64() * 1e3,
+        lists[1].as_secs_f64() * 1e3,
+        restart.as_secs_f64() * 1e3,
+        journaled.len(),
+        db >> 20,
+    );
+}
+
+/// The receiver's capacity: the same files PUT with 8 at a time by a plain client.
+fn peer_rate(files: &[std::path::PathBuf], port: u16, under: &'static str) -> f64 {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        let t = Instant::now();
+        let mut tasks = vec![];
+        for (i, f) in files.iter().enumerate() {
+            let permit = sem.clone().acquire_owned().await.unwrap();
+            let (client, f) = (client.clone(), f.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = tokio::fs::read(&f).await.unwrap();
+                let r = client
+                    .put(format!("http://127.0.0.1:{port}/{under}/{i}.wav"))
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success());
+                drop(permit);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        files.len() as f64 / t.elapsed().as_secs_f64()
+    })
+}
+
+/// Part 2: `callrec serve` draining `m` recordings of `kib` KiB each to nginx.
+fn drain(m: usize, kib: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let shm = Path::new("/dev/shm");
+    let received = if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
+    let server = common::nginx(root, received.path());
+    let port = server.port;
+    let data = root.join("data");
+    let dir = data.join("recordings/acc/2026/11/25");
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("http://127.0.0.1:{port}/callrec/");
+    let audio = vec![0x55u8; kib * 1024];
+    let mut paths = Vec::with_capacity(m);
+    {
+        let store = Store::open(&data).unwrap();
+        for i in 0..m {
+            let rec = recording(i, &dir, &url);
+            std::fs::write(&rec.file_path, &audio).unwrap();
+            paths.push(std::path::PathBuf::from(&rec.file_path));
+            spool::enqueue(&store, &rec).unwrap();
+        }
+    }
+    // The peer runs before and after callrec; its mean is the receiver's capacity.
+    let peer_before = peer_rate(&paths, port, "peer1");
+    let _ = std::fs::remove_dir_all(received.path().join("peer1"));
+    let config = root.join("callrec.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nfreeswitch_esl = \"\"\nupload_concurrency = {}\n",
+            common::free_port(),
+            common::free_port(),
+            data.display(),
+            CONCURRENCY
+        ),
+    )
+    .unwrap();
+    let probe = rusqlite::Connection::open(data.join("callrec.db")).unwrap();
+    let delivered = || -> usize {
+        probe
+            .query_row(
+                "SELECT COUNT(*) FROM recordings WHERE state = 'delivered'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(0) as usize
+    };
+    let t = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callrec"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut peak, mut samples) = (0u64, vec![]);
+    let mut started: Option<(Instant, usize)> = None;
+    loop {
+        let rss = common::rss_kib(child.id());
+        peak = peak.max(rss);
+        samples.push(rss);
+        let n = delivered();
+        if started.is_none() && n > 0 {
+            started = Some((Instant::now(), n));
+        }
+        if n >= m {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(1800),
+            "drain stalled at {n}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let total = t.elapsed();
+    let (s0, n0) = started.unwrap_or((t, 0));
+    let rate = (m - n0) as f64 / s0.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(received.path().join("callrec"));
+    // callrec removed its delivered copies: the peer reads files written again.
+    for p in &paths {
+        std::fs::write(p, &audio).unwrap();
+    }
+    let peer_after = peer_rate(&paths, port, "peer2");
+    let peer = (peer_before + peer_after) / 2.0;
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    println!(
+        "drain m={m:>7} x {kib} KiB: callrec {rate:>6.0}/s ({:.1} s from process start) | plain client {peer:>6.0}/s ({peer_before:.0} before, {peer_after:.0} after) | ratio {:.2} | callrec RSS median {median} KiB, peak {peak} KiB",
+        total.as_secs_f64(),
+        rate / peer
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let list = |name: &str, default: &str| -> Vec<usize> {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str)
+            .unwrap_or(default)
+            .split(',')
+            .filter_map(|v| v.parse().ok())
+            .filter(|&v| v > 0)
+            .collect()
+    };
+    for n in list("--sizes", "1000,100000,1000000") {
+        spool_at(n);
+    }
+    let kib = list("--kib", "128").first().copied().unwrap_or(128);
+    for m in list("--drain", "5000,50000") {
+        drain(m, kib);
+    }
+}
