@@ -10,7 +10,8 @@
 //!    plain client with the same concurrency (8), measured in the same run: what the receiver
 //!    can take.
 //!
-//! `cargo bench --bench backlog -- [--sizes 1000,100000,1000000] [--drain 5000,50000] [--kib 128]`
+//! `cargo bench --bench backlog -- [--sizes 1000,100000,1000000] [--drain 5000,50000] [--kib 128]
+//! [--keep-local]`
 
 mod common;
 
@@ -166,7 +167,7 @@ fn peer_rate(files: &[std::path::PathBuf], port: u16, under: &'static str) -> f6
 }
 
 /// Part 2: `callrec serve` draining `m` recordings of `kib` KiB each to nginx.
-fn drain(m: usize, kib: usize) {
+fn drain(m: usize, kib: usize, keep_local: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let shm = Path::new("/dev/shm");
@@ -199,11 +200,12 @@ fn drain(m: usize, kib: usize) {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nfreeswitch_esl = \"\"\nupload_concurrency = {}\n",
+            "listen = \"127.0.0.1:{}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nfreeswitch_esl = \"\"\nupload_concurrency = {}\nkeep_local_after_upload = {}\n",
             common::free_port(),
             common::free_port(),
             data.display(),
-            CONCURRENCY
+            CONCURRENCY,
+            keep_local
         ),
     )
     .unwrap();
@@ -259,7 +261,8 @@ fn drain(m: usize, kib: usize) {
     samples.sort();
     let median = samples[samples.len() / 2];
     println!(
-        "drain m={m:>7} x {kib} KiB: callrec {rate:>6.0}/s ({:.1} s from process start) | plain client {peer:>6.0}/s ({peer_before:.0} before, {peer_after:.0} after) | ratio {:.2} | callrec RSS median {median} KiB, peak {peak} KiB",
+        "drain m={m:>7} x {kib} KiB{}: callrec {rate:>6.0}/s ({:.1} s from process start) | plain client {peer:>6.0}/s ({peer_before:.0} before, {peer_after:.0} after) | ratio {:.2} | callrec RSS median {median} KiB, peak {peak} KiB",
+        if keep_local { " (kept)" } else { "" },
         total.as_secs_f64(),
         rate / peer
     );
@@ -282,7 +285,10 @@ fn main() {
         spool_at(n);
     }
     let kib = list("--kib", "128").first().copied().unwrap_or(128);
+    // `--keep-local`: callrec keeps its delivered files (as the plain client does) instead of
+    // removing them, its default.
+    let keep_local = args.iter().any(|a| a == "--keep-local");
     for m in list("--drain", "5000,50000") {
-        drain(m, kib);
+        drain(m, kib, keep_local);
     }
 }

@@ -1,4 +1,5 @@
-//! One upload attempt: the file streamed from disk (never read whole into memory) with
+//! One upload attempt: the file streamed from disk in 256 KiB reads (a file no larger than one
+//! read is read whole; a larger one is never held whole in memory) with
 //! `Content-Type` and `Content-Length`, PUT or POST, redirects followed (at most 10), a timeout
 //! scaled to the file's size, credentials from the URL sent as Basic auth.
 
@@ -38,6 +39,10 @@ pub struct Http {
 
 const MAX_REDIRECTS: usize = 10;
 
+/// Read buffer of a streamed upload, and the size up to which a file is read whole (each read
+/// is a trip to the blocking pool; `upload_concurrency` × this bounds the memory).
+const CHUNK: usize = 256 * 1024;
+
 impl Http {
     pub fn new(cfg: HttpConfig) -> Result<Http, reqwest::Error> {
         let client = reqwest::Client::builder()
@@ -66,14 +71,22 @@ impl Http {
         // Opened and measured in one trip to the blocking pool; a redirect opens it again.
         let p = path.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            let f = std::fs::File::open(&p)?;
+            let mut f = std::fs::File::open(&p)?;
             let size = f.metadata()?.len();
-            Ok::<_, std::io::Error>((f, size))
+            // A file no larger than one read buffer is read in the same trip.
+            let whole = if size <= CHUNK as u64 {
+                let mut v = Vec::with_capacity(size as usize);
+                std::io::Read::read_to_end(&mut f, &mut v)?;
+                Some(bytes::Bytes::from(v))
+            } else {
+                None
+            };
+            Ok::<_, std::io::Error>((f, size, whole))
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        let (first, size) = match opened {
-            Ok((f, size)) => (tokio::fs::File::from_std(f), size),
+        let (first, size, whole) = match opened {
+            Ok((f, size, whole)) => (tokio::fs::File::from_std(f), size, whole),
             Err(e) => {
                 return Outcome::Failed {
                     error: format!("recording file unreadable: {e}"),
@@ -91,20 +104,24 @@ impl Http {
             UploadMethod::Post => reqwest::Method::POST,
         };
         for _ in 0..=MAX_REDIRECTS {
-            let reopened = match first.take() {
-                Some(f) => Ok(f),
-                None => tokio::fs::File::open(path).await,
-            };
-            let file = match reopened {
-                Ok(f) => f,
-                Err(e) => {
-                    return Outcome::Failed {
-                        error: format!("recording file unreadable: {e}"),
-                        status: None,
+            let body = match &whole {
+                Some(b) => reqwest::Body::from(b.clone()),
+                None => {
+                    let reopened = match first.take() {
+                        Some(f) => Ok(f),
+                        None => tokio::fs::File::open(path).await,
+                    };
+                    match reopened {
+                        Ok(f) => reqwest::Body::wrap_stream(ReaderStream::with_capacity(f, CHUNK)),
+                        Err(e) => {
+                            return Outcome::Failed {
+                                error: format!("recording file unreadable: {e}"),
+                                status: None,
+                            }
+                        }
                     }
                 }
             };
-            let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 64 * 1024));
             let mut req = self
                 .client
                 .request(method.clone(), &target)

@@ -3,10 +3,13 @@
 //! [`SpoolDelivery`] is the [`Delivery`] sessions hand recordings to.
 //!
 //! Invariants: a delivery is claimed (marked `uploading`) before its attempt starts and settled
-//! after it ends, so a crash in between leaves it to be retried at start-up; on shutdown no new
-//! attempt starts and unsent deliveries stay in the spool; while every slot is busy the loop
+//! after it ends, so a crash in between leaves it to be retried at start-up; deliveries are
+//! claimed `concurrency` at a time and wait for a slot claimed (at most `concurrency` of them);
+//! on shutdown no new attempt starts and unsent deliveries stay in the spool (claimed ones are
+//! put back to `pending` at the next start); while every slot is busy the loop
 //! waits for one to free instead of polling the spool (a deep backlog costs no idle work).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,6 +114,9 @@ pub async fn run(
     tracker: TaskTracker,
 ) {
     let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    // Claimed (marked `uploading`) and waiting for a slot: one claim transaction serves up to
+    // `concurrency` uploads. Left claimed on shutdown, they are put back at the next start.
+    let mut claimed: VecDeque<Claim> = VecDeque::new();
     loop {
         if stop.is_cancelled() {
             break;
@@ -124,23 +130,22 @@ pub async fn run(
                 _ = wake.notified() => continue,
             }
         }
-        let s = store.clone();
-        let claims =
-            match tokio::task::spawn_blocking(move || spool::claim_due(&s, spool::now_us(), free))
+        if claimed.is_empty() {
+            let s = store.clone();
+            let batch = cfg.concurrency.max(1);
+            match tokio::task::spawn_blocking(move || spool::claim_due(&s, spool::now_us(), batch))
                 .await
             {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    error!(error = %e, "spool unavailable");
-                    vec![]
-                }
-                Err(e) => {
-                    error!(error = %e, "spool task failed");
-                    vec![]
-                }
+                Ok(Ok(c)) => claimed.extend(c),
+                Ok(Err(e)) => error!(error = %e, "spool unavailable"),
+                Err(e) => error!(error = %e, "spool task failed"),
+            }
+        }
+        let mut started = 0;
+        while started < free {
+            let Some(claim) = claimed.pop_front() else {
+                break;
             };
-        let filled = claims.len() == free;
-        for claim in claims {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
@@ -150,9 +155,11 @@ pub async fn run(
                 drop(permit);
                 wake.notify_one();
             });
+            started += 1;
         }
-        if filled {
-            // Every free slot took a delivery: more may be due; the next turn waits for a slot.
+        if !claimed.is_empty() || started == free {
+            // More is due (claimed, or possibly still in the spool): the next turn waits for a
+            // slot.
             continue;
         }
         let s = store.clone();
