@@ -575,3 +575,42 @@ fn row12_a_recording_waiting_for_a_trigger_missed_while_the_link_was_down_starts
     assert!(o.kept.is_empty() && o.done);
     assert!(s.recordings()[0].state == callrec::recorder::State::Finished);
 }
+
+/// The link is lost while the call is still being decided (its socket still open): the call is
+/// followed over its socket from then on (subscribed there), not closed; a call already
+/// followed over its socket ignores the link's loss.
+#[test]
+fn row13_a_link_lost_before_the_hand_back_moves_the_call_to_its_socket() {
+    let events = support::events("outbound-caller-hangup-during-record.plain.txt");
+    let info = CallInfo::from_channel_data(&events[0], &PartyVariables::default());
+    let mut st = settings();
+    st.follow_tag = Some("node-a".into());
+    let mut s = Session::with_ids(info, st, || "rec-1".to_string());
+    s.start();
+    let rc = RecordCall {
+        record_on_answer: true,
+        ..wav()
+    };
+    let acts = s.handle(Input::Planned {
+        bridge_target: None,
+        result: Ok(plan(&[rc])),
+    });
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Send(_, Command::Api(l)) if l.contains("uuid_setvar"))),
+        "marked for the link first: {acts:?}"
+    );
+    let acts = s.handle(Input::LinkLost);
+    let subscribed = acts
+        .iter()
+        .any(|a| matches!(a, Action::Send(_, Command::MyEvents { .. })));
+    assert!(subscribed, "subscribed on the socket: {acts:?}");
+    assert!(
+        !acts
+            .iter()
+            .any(|a| matches!(a, Action::Close | Action::Done | Action::Release)),
+        "{acts:?}"
+    );
+    // Over the socket now: another loss of the link is nothing to this call.
+    assert!(s.handle(Input::LinkLost).is_empty());
+}

@@ -853,8 +853,17 @@ impl Session {
     /// disk (their RECORD_STOP may be missed); recordings still waiting for answer or bridge
     /// wait for the link to return, when the channel's state says whether their trigger came.
     fn on_link_lost(&mut self, out: &mut Vec<Action>) {
-        if !self.released || self.closed {
-            return self.on_closed(Some("the event-socket link was lost".into()), out);
+        if self.closed || !self.link {
+            // Already over, or followed over its socket (a callflow, a fallback): the link's
+            // loss changes nothing for this call.
+            return;
+        }
+        if !self.released {
+            // Still deciding, the socket still open: follow the call over it instead.
+            warn!(
+                "event-socket link lost before the hand-back: following the call over its socket"
+            );
+            return self.follow_over_socket(out);
         }
         self.in_flight.clear();
         self.queue.clear();
