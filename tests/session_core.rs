@@ -614,3 +614,34 @@ fn row13_a_link_lost_before_the_hand_back_moves_the_call_to_its_socket() {
     // Over the socket now: another loss of the link is nothing to this call.
     assert!(s.handle(Input::LinkLost).is_empty());
 }
+
+/// Shutdown's deadline with a recording still waiting for the answer: it is accounted for
+/// (`not started`, finished) and the session ends, rather than ending with it unsaid.
+#[test]
+fn row14_shutdown_accounts_for_a_recording_still_waiting_for_its_trigger() {
+    let events = support::events("outbound-caller-hangup-during-record.plain.txt");
+    let info = CallInfo::from_channel_data(&events[0], &PartyVariables::default());
+    let mut s = Session::with_ids(info, settings(), || "rec-1".to_string());
+    let mut pending: VecDeque<Action> = s.start().into();
+    let rc = RecordCall {
+        record_on_answer: true,
+        ..wav()
+    };
+    pending.extend(s.handle(Input::Planned {
+        bridge_target: None,
+        result: Ok(plan(&[rc])),
+    }));
+    // Every command acknowledged: subscribed, handed back, following.
+    while let Some(a) = pending.pop_front() {
+        if let Action::Send(id, _) = a {
+            pending.extend(s.handle(Input::Reply(id, Ok((true, "+OK".into())))));
+        }
+    }
+    assert!(matches!(
+        s.recordings()[0].state,
+        callrec::recorder::State::Waiting(_)
+    ));
+    let acts = s.handle(Input::Abort);
+    assert!(s.recordings()[0].state == callrec::recorder::State::Finished);
+    assert!(acts.contains(&Action::Done), "{acts:?}");
+}

@@ -398,6 +398,12 @@ impl Session {
                         self.finish_from_disk(idx, "shutdown before RECORD_STOP", &mut out);
                     }
                 }
+                for r in &mut self.recordings {
+                    if matches!(r.state, State::Waiting(_)) {
+                        info!(recording_id = %r.id, reason = "callrec shut down first", "recording not started");
+                        r.state = State::Finished;
+                    }
+                }
                 // No more events will be read; end once the files are accounted for.
                 self.closed = true;
                 self.in_flight.clear();
