@@ -16,7 +16,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use callrec::rules::AudioFormat;
@@ -220,13 +219,7 @@ fn drain(m: usize, kib: usize, keep_local: bool) {
             .unwrap_or(0) as usize
     };
     let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_callrec"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::serve(&config);
     let (mut peak, mut samples) = (0u64, vec![]);
     let mut started: Option<(Instant, usize)> = None;
     loop {

@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use callrec::store::Store;
@@ -104,13 +104,7 @@ fn main() {
             .recording_id
             .clone();
         let t = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_callrec"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = common::serve(&config);
         loop {
             peak_rss = peak_rss.max(common::rss_kib(child.id()));
             let item = spool::get(&store, &id).unwrap().unwrap();

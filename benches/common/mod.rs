@@ -68,3 +68,14 @@ pub fn nginx(root: &Path, www: &Path) -> Nginx {
     }
     Nginx { child, port }
 }
+
+/// `callrec serve --config <config>` (this package's binary), warnings only, stderr discarded.
+pub fn serve(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_callrec"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("callrec serve starts")
+}
