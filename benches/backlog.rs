@@ -10,8 +10,11 @@
 //!    plain client with the same concurrency (8), measured in the same run: what the receiver
 //!    can take.
 //!
-//! `cargo bench --bench backlog -- [--sizes 1000,100000,1000000] [--drain 5000,50000] [--kib 128]
-//! [--keep-local]`
+//! 0. The planner's per-call document lookups (is any document about recording? which account
+//!    has a callflow for this number?) with 100,000 documents, against the scans they replaced.
+//!
+//! `cargo bench --bench backlog -- [--documents 100000] [--sizes 1000,100000,1000000]
+//! [--drain 5000,50000] [--kib 128] [--keep-local]`
 
 mod common;
 
@@ -261,6 +264,84 @@ fn drain(m: usize, kib: usize, keep_local: bool) {
     );
 }
 
+/// Part 0: the planner's per-call document lookups with `users` user documents (none with
+/// recording settings: the worst case, where "does any document mention recording?" must be
+/// answered no) and `callflows` callflows of two numbers each; against the scans they replaced,
+/// run on the same file.
+fn lookups(users: usize, callflows: usize) {
+    use callrec::store::documents::Expect;
+    use callrec::store::Kind;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    for i in 0..users {
+        let body = serde_json::json!({"first_name": format!("User {i}"), "email": format!("u{i}@example.com")});
+        store
+            .put(
+                Kind::User,
+                &format!("acc-{}", i % 1000),
+                &format!("u{i}"),
+                body,
+                Expect::Any,
+            )
+            .unwrap();
+    }
+    for i in 0..callflows {
+        let body = serde_json::json!({"numbers": [format!("1555{i:07}"), format!("{i}")], "flow": {"module": "device", "data": {}}});
+        store
+            .put(
+                Kind::Callflow,
+                &format!("acc-{i}"),
+                "main",
+                body,
+                Expect::Any,
+            )
+            .unwrap();
+    }
+    let raw = rusqlite::Connection::open(tmp.path().join("callrec.db")).unwrap();
+    let time = |f: &mut dyn FnMut()| {
+        let mut v: Vec<Duration> = (0..50)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect();
+        quantile(&mut v, 0.5)
+    };
+    let any_now = time(&mut || assert!(!store.any_recording_settings().unwrap()));
+    let any_scan = time(&mut || {
+        let found: bool = raw
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM documents
+                 WHERE instr(body, '\"record_call\"') > 0 OR instr(body, '\"call_recording\"') > 0)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!found);
+    });
+    let number = format!("1555{:07}", callflows / 2);
+    let did_now = time(&mut || assert_eq!(store.accounts_with_number(&number).unwrap().len(), 1));
+    let did_scan = time(&mut || {
+        let n: i64 = raw
+            .query_row(
+                "SELECT COUNT(DISTINCT d.account_id) FROM documents d, json_each(d.body, '$.numbers') n
+                 WHERE d.kind = 'callflow' AND n.value = ?1",
+                [&number],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    });
+    println!(
+        "documents {users} users + {callflows} callflows: any recording settings {:>7.1} us (scan {:>9.1} us) | account by number {:>7.1} us (scan {:>9.1} us)",
+        us(any_now),
+        us(any_scan),
+        us(did_now),
+        us(did_scan)
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let list = |name: &str, default: &str| -> Vec<usize> {
@@ -274,6 +355,9 @@ fn main() {
             .filter(|&v| v > 0)
             .collect()
     };
+    for n in list("--documents", "100000") {
+        lookups(n, n / 10);
+    }
     for n in list("--sizes", "1000,100000,1000000") {
         spool_at(n);
     }

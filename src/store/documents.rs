@@ -189,11 +189,23 @@ impl Store {
             }
             let rev = current.unwrap_or(0) + 1;
             tx.execute(
-                "INSERT INTO documents (account_id, kind, id, rev, body, modified)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (account_id, kind, id) DO UPDATE SET rev = ?4, body = ?5, modified = ?6",
-                params![account_id, kind.as_str(), id, rev, text, now_s()],
+                "INSERT INTO documents (account_id, kind, id, rev, body, modified, records)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (account_id, kind, id)
+                 DO UPDATE SET rev = ?4, body = ?5, modified = ?6, records = ?7",
+                params![
+                    account_id,
+                    kind.as_str(),
+                    id,
+                    rev,
+                    text,
+                    now_s(),
+                    mentions_recording(&text)
+                ],
             )?;
+            if kind == Kind::Callflow {
+                set_numbers(&tx, account_id, id, Some(&body))?;
+            }
             tx.commit()?;
             Ok(Doc {
                 kind,
@@ -234,6 +246,9 @@ impl Store {
                 "DELETE FROM documents WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
                 params![account_id, kind.as_str(), id],
             )?;
+            if kind == Kind::Callflow {
+                set_numbers(&tx, account_id, id, None)?;
+            }
             tx.commit()?;
             Ok(true)
         })
@@ -244,8 +259,8 @@ impl Store {
     pub fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT DISTINCT d.account_id FROM documents d, json_each(d.body, '$.numbers') n
-                 WHERE d.kind = 'callflow' AND n.value = ?1 ORDER BY d.account_id",
+                "SELECT DISTINCT account_id FROM callflow_numbers WHERE number = ?1
+                 ORDER BY account_id",
             )?;
             let rows = st.query_map(params![number], |r| r.get::<_, String>(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -258,8 +273,7 @@ impl Store {
     pub fn any_recording_settings(&self) -> Result<bool, StoreError> {
         self.with(|c| {
             Ok(c.query_row(
-                "SELECT EXISTS(SELECT 1 FROM documents
-                 WHERE instr(body, '\"record_call\"') > 0 OR instr(body, '\"call_recording\"') > 0)",
+                "SELECT EXISTS(SELECT 1 FROM documents WHERE records = 1)",
                 [],
                 |r| r.get::<_, bool>(0),
             )?)
@@ -295,6 +309,38 @@ impl Store {
             Ok(out)
         })
     }
+}
+
+/// The `records` flag of a document's stored text: it names recording settings (`record_call`,
+/// as settings or as a callflow module, or `call_recording`), enabled or not.
+fn mentions_recording(text: &str) -> bool {
+    text.contains("\"record_call\"") || text.contains("\"call_recording\"")
+}
+
+/// Replaces a callflow's rows in `callflow_numbers` with its `numbers` (the text ones; `None`
+/// when it is deleted).
+fn set_numbers(
+    c: &rusqlite::Connection,
+    account_id: &str,
+    id: &str,
+    body: Option<&Value>,
+) -> Result<(), StoreError> {
+    c.execute(
+        "DELETE FROM callflow_numbers WHERE account_id = ?1 AND id = ?2",
+        params![account_id, id],
+    )?;
+    let numbers = body
+        .and_then(|b| b.get("numbers"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+        .unwrap_or_default();
+    for n in numbers {
+        c.execute(
+            "INSERT OR IGNORE INTO callflow_numbers (number, account_id, id) VALUES (?1, ?2, ?3)",
+            params![n, account_id, id],
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -334,6 +380,85 @@ mod tests {
         )
         .unwrap();
         assert!(s.any_recording_settings().unwrap(), "a record_call module");
+    }
+
+    #[test]
+    fn the_per_call_lookups_follow_every_write() {
+        let s = Store::open_in_memory().unwrap();
+        let cf =
+            |numbers: Value| json!({"numbers": numbers, "flow": {"module": "device", "data": {}}});
+        s.put(
+            Kind::Callflow,
+            "a",
+            "cf1",
+            cf(json!(["100", "200"])),
+            Expect::Any,
+        )
+        .unwrap();
+        s.put(
+            Kind::Callflow,
+            "b",
+            "cf1",
+            cf(json!(["200", 300])),
+            Expect::Any,
+        )
+        .unwrap();
+        assert_eq!(s.accounts_with_number("100").unwrap(), ["a"]);
+        assert_eq!(s.accounts_with_number("200").unwrap(), ["a", "b"]);
+        assert!(
+            s.accounts_with_number("300").unwrap().is_empty(),
+            "numbers are strings"
+        );
+        // A changed callflow keeps only its new numbers; a deleted one none.
+        s.put(Kind::Callflow, "a", "cf1", cf(json!(["101"])), Expect::Any)
+            .unwrap();
+        assert!(s.accounts_with_number("100").unwrap().is_empty());
+        assert_eq!(s.accounts_with_number("101").unwrap(), ["a"]);
+        assert!(s.delete(Kind::Callflow, "b", "cf1", None).unwrap());
+        assert!(s.accounts_with_number("200").unwrap().is_empty());
+        // The recording flag goes with the document's latest body.
+        s.put(
+            Kind::User,
+            "a",
+            "u1",
+            json!({"record_call": {}}),
+            Expect::Any,
+        )
+        .unwrap();
+        assert!(s.any_recording_settings().unwrap());
+        s.put(
+            Kind::User,
+            "a",
+            "u1",
+            json!({"first_name": "Ann"}),
+            Expect::Any,
+        )
+        .unwrap();
+        assert!(
+            !s.any_recording_settings().unwrap(),
+            "the settings were removed"
+        );
+        // Both are index lookups, not scans of every document.
+        s.with(|c| {
+            for q in [
+                "EXPLAIN QUERY PLAN SELECT EXISTS(SELECT 1 FROM documents WHERE records = 1)",
+                "EXPLAIN QUERY PLAN SELECT DISTINCT account_id FROM callflow_numbers WHERE number = '1'",
+            ] {
+                let plan: Vec<String> = c
+                    .prepare(q)?
+                    .query_map([], |r| r.get::<_, String>(3))?
+                    .collect::<Result<_, _>>()?;
+                assert!(
+                    plan.iter().any(|p| p.starts_with("SEARCH"))
+                        && plan
+                            .iter()
+                            .all(|p| !p.starts_with("SCAN") || p == "SCAN CONSTANT ROW"),
+                    "{q}: {plan:?}"
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
     }
 
     #[test]

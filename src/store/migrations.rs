@@ -5,7 +5,10 @@
 //!   `(kind, id)` with the account as a column an upsert rewrote; one method per recording).
 //!   It is migrated in one transaction: every document keeps its account and is keyed by
 //!   `(account, kind, id)`; deliveries get their method; tokens get their lookup prefix;
-//! - version 2: the indexes of version 3 are added;
+//! - version 2: the indexes of version 3 are added, then version 4's;
+//! - version 3: version 4 adds what per-call lookups need to stay indexed: a `records` flag on
+//!   each document (it mentions recording settings) and the `callflow_numbers` table (each
+//!   callflow's numbers), both filled from the stored documents;
 //! - [`CURRENT`]: nothing to do; a newer version is refused (a newer callrec wrote it).
 //!
 //! Invariant: a migration either completes or leaves the file as it was.
@@ -14,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::StoreError;
 
-pub const CURRENT: i64 = 3;
+pub const CURRENT: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE documents (
@@ -70,6 +73,24 @@ CREATE INDEX IF NOT EXISTS recordings_state ON recordings (state, created_us);
 CREATE INDEX IF NOT EXISTS recordings_created ON recordings (created_us);
 ";
 
+/// Version 4: the planner's per-call questions ("does any document mention recording?", "which
+/// account has a callflow for this number?") answered from an index, not a scan of every
+/// document. The store keeps both in step with every document write.
+const V4_LOOKUPS: &str = "
+ALTER TABLE documents ADD COLUMN records INTEGER NOT NULL DEFAULT 0;
+UPDATE documents SET records = (instr(body, '\"record_call\"') > 0 OR instr(body, '\"call_recording\"') > 0);
+CREATE INDEX documents_records ON documents (records) WHERE records = 1;
+CREATE TABLE callflow_numbers (
+    number TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (number, account_id, id)
+);
+INSERT OR IGNORE INTO callflow_numbers (number, account_id, id)
+    SELECT n.value, d.account_id, d.id FROM documents d, json_each(d.body, '$.numbers') n
+    WHERE d.kind = 'callflow' AND n.type = 'text';
+";
+
 /// From the first release's tables (renamed to `*_v1`) into [`SCHEMA`].
 const FROM_V1: &str = "
 INSERT INTO documents (account_id, kind, id, rev, body, modified)
@@ -119,11 +140,15 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     let tx = conn.transaction()?;
-    if version == 2 {
-        tx.execute_batch(V3_INDEXES)?;
+    if version >= 2 {
+        if version < 3 {
+            tx.execute_batch(V3_INDEXES)?;
+        }
+        tx.execute_batch(V4_LOOKUPS)?;
         tracing::info!(
+            from_version = version,
             schema_version = CURRENT,
-            "store migrated: spool queries indexed by state and age"
+            "store migrated: spool queries indexed by state and age; per-call document lookups indexed"
         );
     } else if has_table(&tx, "documents")? {
         let docs: i64 = tx.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
@@ -141,6 +166,7 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(SCHEMA)?;
         tx.execute_batch(V3_INDEXES)?;
         tx.execute_batch(FROM_V1)?;
+        tx.execute_batch(V4_LOOKUPS)?;
         tracing::info!(
             documents = docs,
             schema_version = CURRENT,
@@ -149,6 +175,7 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
     } else {
         tx.execute_batch(SCHEMA)?;
         tx.execute_batch(V3_INDEXES)?;
+        tx.execute_batch(V4_LOOKUPS)?;
     }
     tx.pragma_update(None, "user_version", CURRENT)?;
     tx.commit()?;
@@ -288,5 +315,39 @@ mod tests {
             )
             .unwrap();
         assert!(plan.contains("recordings_state"), "{plan}");
+    }
+
+    #[test]
+    fn a_version_3_file_gains_the_per_call_lookups_filled_from_its_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join("callrec.db")).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute_batch(V3_INDEXES).unwrap();
+            c.execute_batch(
+                r#"INSERT INTO documents (account_id, kind, id, rev, body, modified) VALUES
+                   ('a', 'callflow', 'cf', 1, '{"numbers":["100","200"],"flow":{"module":"device"}}', 0),
+                   ('b', 'user', 'u', 1, '{"record_call":{"format":"wav"}}', 0)"#,
+            )
+            .unwrap();
+            c.pragma_update(None, "user_version", 3).unwrap();
+        }
+        let s = crate::store::Store::open(dir.path()).unwrap();
+        assert_eq!(s.accounts_with_number("200").unwrap(), ["a"]);
+        assert!(s.any_recording_settings().unwrap());
+        s.put(
+            crate::store::Kind::User,
+            "b",
+            "u",
+            serde_json::json!({"first_name": "Bo"}),
+            crate::store::documents::Expect::Any,
+        )
+        .unwrap();
+        assert!(!s.any_recording_settings().unwrap());
+        let c = Connection::open(dir.path().join("callrec.db")).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, CURRENT);
     }
 }
