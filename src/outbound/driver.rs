@@ -110,7 +110,7 @@ type FollowLink = (Link, Option<Route>, String);
 /// Waits (the link's down grace at most) for the link to return, routes the call's events
 /// again, then asks FreeSWITCH for the channel (`uuid_dump <uuid> json`): whether it still
 /// exists, is answered, is bridged. Routing comes first, so no event falls between the two.
-async fn resync_call(link: Link, uuid: String, timeout: Duration) -> (Option<Route>, Input) {
+async fn resync_call(link: Link, uuid: String) -> (Option<Route>, Input) {
     let deadline = Instant::now() + link.down_grace;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -122,11 +122,7 @@ async fn resync_call(link: Link, uuid: String, timeout: Duration) -> (Option<Rou
             return (None, Input::Resynced(Err(why)));
         }
         let route = link.attach(&uuid);
-        let answer = match link.send_api(&format!("uuid_dump {uuid} json")) {
-            Ok(rx) => wait_reply(rx, timeout).await.ok().map(|r| r.text()),
-            Err(_) => None,
-        };
-        let Some(text) = answer else {
+        let Ok(text) = link.api(&format!("uuid_dump {uuid} json")).await else {
             // Lost again (or too slow) before the answer: try on the next connection.
             link.detach(&uuid);
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -298,11 +294,7 @@ async fn drive(
                 }
                 Action::Resync => match &link {
                     Some((l, _, uuid)) => {
-                        resync = Some(Box::pin(resync_call(
-                            l.clone(),
-                            uuid.clone(),
-                            ctx.command_timeout,
-                        )))
+                        resync = Some(Box::pin(resync_call(l.clone(), uuid.clone())))
                     }
                     None => ready.push_back(Input::Resynced(Err("no event-socket link".into()))),
                 },

@@ -85,8 +85,13 @@ impl Http {
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        let (first, size, whole) = match opened {
-            Ok((f, size, whole)) => (tokio::fs::File::from_std(f), size, whole),
+        let (mut first, size, whole) = match opened {
+            // The open file serves the first streamed attempt; a file read whole needs it no more.
+            Ok((f, size, whole)) => (
+                whole.is_none().then(|| tokio::fs::File::from_std(f)),
+                size,
+                whole,
+            ),
             Err(e) => {
                 return Outcome::Failed {
                     error: format!("recording file unreadable: {e}"),
@@ -94,7 +99,6 @@ impl Http {
                 }
             }
         };
-        let mut first = Some(first);
         let timeout = self.cfg.min_timeout
             + Duration::from_secs_f64(size as f64 / self.cfg.min_rate.max(1) as f64);
         let (mut target, creds) = url::split_userinfo(&Self::target(claim));
