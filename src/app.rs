@@ -121,12 +121,23 @@ impl Server {
     }
 }
 
-/// Opens the store in the configured data directory (creating both if needed).
+/// Opens the configured store for this node: the PostgreSQL database of `database_url`, or the
+/// SQLite file in the data directory (creating both if needed).
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    Store::open(&config.data_dir)
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))
+    let store = match &config.database_url {
+        Some(url) => Store::connect_with_local(url, &config.data_dir).with_context(|| {
+            format!(
+                "cannot open the database {} (local journal in {})",
+                crate::uploader::url::redact(url),
+                config.data_dir.display()
+            )
+        })?,
+        None => Store::open(&config.data_dir)
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+    };
+    Ok(store.for_node(&config.node_id)?)
 }
 
 /// The upload service, running.
@@ -205,10 +216,44 @@ impl Uploads {
     }
 }
 
+/// Moves the local journal's recordings to the shared database whenever it holds some and the
+/// database answers (see [`crate::store`]'s fallback).
+async fn move_local_journal(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        if !store.has_local() {
+            continue;
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.move_local_to_database()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(crate::store::StoreError::Unreachable(_))) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot move locally journaled recordings to the database")
+            }
+            Err(e) => warn!(error = %e, "moving locally journaled recordings stopped"),
+        }
+    }
+}
+
 /// `callrec serve`: runs until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     let store = open_store(&config)?;
+    store.hold_node()?;
+    // Recordings a previous run journaled locally while the database was down go to it first,
+    // so the journal taken up below is complete.
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || s.move_local_to_database()).await? {
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "locally journaled recordings stay local for now"),
+    }
+    info!(
+        backend = store.backend(),
+        node_id = store.node(),
+        "store open"
+    );
     let s = store.clone();
     match tokio::task::spawn_blocking(move || crate::rules::planner::report_invalid_documents(&s))
         .await?
@@ -236,6 +281,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&readiness.recordings_dir)
         .with_context(|| format!("cannot create {}", readiness.recordings_dir.display()))?;
     // Low space in the recordings directory is logged when it starts and ends (a metric too).
+    // With a shared database: recordings journaled locally while it was unreachable move to it
+    // as soon as it answers (checked every 2 s, one indexed query when there is nothing).
+    let local_mover = tokio::spawn(move_local_journal(store.clone()));
     let space_watch = tokio::spawn(crate::recorder::space::watch(
         readiness.recordings_dir.clone(),
         readiness.min_free_bytes,
@@ -279,6 +327,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     api_stop.cancel();
     let _ = api.await;
     space_watch.abort();
+    local_mover.abort();
     Ok(())
 }
 

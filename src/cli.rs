@@ -154,6 +154,9 @@ pub enum RecordingsCommand {
         account: Option<String>,
         #[arg(long)]
         call_id: Option<String>,
+        /// Only the recordings of this node (`node_id`).
+        #[arg(long)]
+        node: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -172,6 +175,21 @@ pub enum RecordingsCommand {
         path: PathBuf,
         #[arg(long)]
         url: Option<String>,
+    },
+    /// Hand the recordings of a node that is gone for good to another node, after moving their
+    /// files (same paths) to it: that node's callrec then delivers them (its journaled ones at
+    /// its next start).
+    #[command(
+        after_help = "Example:\n  callrec recordings reassign --from fs-2 --to fs-1 --config /etc/callrec/callrec.toml"
+    )]
+    Reassign {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// Only this recording.
+        #[arg(long)]
+        id: Option<String>,
     },
 }
 

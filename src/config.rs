@@ -72,9 +72,13 @@ pub struct Config {
     /// its outbound socket (needs `freeswitch_esl`; falls back per call while the link is
     /// down); `socket`: follow every call over its own outbound socket to its end.
     pub follow: FollowMode,
-    /// This callrec's name among the ones sharing a FreeSWITCH: the value of the
-    /// `callrec_follow` channel variable its calls carry.
+    /// This callrec's name: the value of the `callrec_follow` channel variable its calls carry,
+    /// and, with a shared database, the node its recordings belong to (unique per instance).
     pub node_id: String,
+    /// `postgres://user:password@host:port/db` to keep documents, tokens and the recordings
+    /// spool in a PostgreSQL database shared by several instances; unset: the SQLite file
+    /// `<data_dir>/callrec.db`. Its password is never logged.
+    pub database_url: Option<String>,
     /// The event socket's password (never logged; `check-config` shows it as `REDACTED`).
     pub freeswitch_password: String,
     /// Reconnection backoff to the event socket doubles from 100 ms up to this.
@@ -117,6 +121,7 @@ impl Default for Config {
             freeswitch_esl: Some("127.0.0.1:8021".into()),
             follow: FollowMode::Inbound,
             node_id: "callrec".into(),
+            database_url: None,
             freeswitch_password: "ClueCon".into(),
             esl_reconnect_max_ms: 10_000,
             esl_down_grace_ms: 30_000,
@@ -235,6 +240,7 @@ impl Config {
             "freeswitch_esl",
             "follow",
             "node_id",
+            "database_url",
             "freeswitch_password",
             "esl_reconnect_max_ms",
             "esl_down_grace_ms",
@@ -246,6 +252,9 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.freeswitch_password = "REDACTED".into();
+        if let Some(u) = shown.database_url.as_mut() {
+            *u = crate::uploader::url::redact(u);
+        }
         if let Some(rc) = shown.record_call.as_mut() {
             if let Some(u) = &rc.url {
                 rc.url =
@@ -420,9 +429,26 @@ mod tests {
             assert!(Config::keys().contains(&k.as_str()), "{k}");
         }
         assert_eq!(
-            t.len() + 1,
+            t.len() + 2,
             Config::keys().len(),
-            "record_call is absent by default"
+            "record_call and database_url are absent by default"
+        );
+        let c = Config::load_layered(
+            None,
+            env(&[(
+                "CALLREC_DATABASE_URL",
+                "postgres://callrec:pw1@db:5432/callrec",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.database_url.as_deref(),
+            Some("postgres://callrec:pw1@db:5432/callrec")
+        );
+        let shown = c.to_redacted_toml();
+        assert!(
+            !shown.contains("pw1") && shown.contains("postgres://callrec:REDACTED@db:5432/callrec"),
+            "{shown}"
         );
     }
 

@@ -200,12 +200,14 @@ fn recordings_main(
             state,
             account,
             call_id,
+            node,
             limit,
         } => {
             let f = spool::Filter {
                 state,
                 account_id: account,
                 call_id,
+                node,
                 limit: Some(limit),
                 ..Default::default()
             };
@@ -223,6 +225,11 @@ fn recordings_main(
         RecordingsCommand::Retry { id, all_failed } => {
             let n = store.retry_failed(if all_failed { None } else { id.as_deref() })?;
             println!("{n} failed deliveries queued again");
+            Ok(ExitCode::SUCCESS)
+        }
+        RecordingsCommand::Reassign { from, to, id } => {
+            let n = store.reassign(&from, &to, id.as_deref())?;
+            println!("{n} recordings of node {from} now belong to node {to}");
             Ok(ExitCode::SUCCESS)
         }
         RecordingsCommand::Adopt { path, url } => {

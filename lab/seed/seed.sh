@@ -11,7 +11,7 @@ until curl -fsS "$api/healthz" >/dev/null 2>&1; do
   sleep 1
 done
 token=$(callrec token create --admin --data-dir /var/lib/callrec)
-curl -fsS -X PATCH "$api/v2/accounts/lab" \
+curl -fsS -X PUT "$api/v2/accounts/lab" \
   -H "X-Auth-Token: $token" -H "Content-Type: application/json" \
   -d '{"data":{"name":"callrec lab","record_call":{"format":"wav","record_on_answer":true,"record_min_sec":2,"url":"http://receiver:8080/recordings/","method":"put"}}}'
 echo

@@ -411,6 +411,8 @@ async fn patch(
 #[derive(Debug, serde::Deserialize, Default)]
 pub struct RecordingQuery {
     pub state: Option<String>,
+    /// Only the recordings on this node (every node's by default).
+    pub node: Option<String>,
     pub call_id: Option<String>,
     pub since: Option<u64>,
     pub until: Option<u64>,
@@ -433,6 +435,7 @@ pub async fn list_recordings(
         })?),
     };
     let f = spool::Filter {
+        node: q.node,
         state: wanted,
         account_id: Some(account_id),
         call_id: q.call_id,

@@ -9,6 +9,8 @@
 //! - version 3: version 4 adds what per-call lookups need to stay indexed: a `records` flag on
 //!   each document (it mentions recording settings) and the `callflow_numbers` table (each
 //!   callflow's numbers), both filled from the stored documents;
+//! - version 4: version 5 gives every recording and delivery its node (`node_id`); rows
+//!   from before belong to the default node, `callrec`, until `Store::for_node` names another;
 //! - [`CURRENT`]: nothing to do; a newer version is refused (a newer callrec wrote it).
 //!
 //! Invariant: a migration either completes or leaves the file as it was.
@@ -17,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::StoreError;
 
-pub const CURRENT: i64 = 4;
+pub const CURRENT: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE documents (
@@ -91,6 +93,14 @@ INSERT OR IGNORE INTO callflow_numbers (number, account_id, id)
     WHERE d.kind = 'callflow' AND n.type = 'text';
 ";
 
+/// Version 5: recordings and deliveries belong to a node; claims are indexed per node.
+const V5_NODES: &str = "
+ALTER TABLE recordings ADD COLUMN node TEXT NOT NULL DEFAULT 'callrec';
+ALTER TABLE deliveries ADD COLUMN node TEXT NOT NULL DEFAULT 'callrec';
+DROP INDEX IF EXISTS deliveries_due;
+CREATE INDEX deliveries_node_due ON deliveries (node, state, next_attempt_us);
+";
+
 /// From the first release's tables (renamed to `*_v1`) into [`SCHEMA`].
 const FROM_V1: &str = "
 INSERT INTO documents (account_id, kind, id, rev, body, modified)
@@ -139,16 +149,19 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
              run the newer callrec or restore a backup"
         )));
     }
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     if version >= 2 {
         if version < 3 {
             tx.execute_batch(V3_INDEXES)?;
         }
-        tx.execute_batch(V4_LOOKUPS)?;
+        if version < 4 {
+            tx.execute_batch(V4_LOOKUPS)?;
+        }
+        tx.execute_batch(V5_NODES)?;
         tracing::info!(
             from_version = version,
             schema_version = CURRENT,
-            "store migrated: spool queries indexed by state and age; per-call document lookups indexed"
+            "store migrated: spool queries indexed; per-call document lookups indexed; recordings carry their node"
         );
     } else if has_table(&tx, "documents")? {
         let docs: i64 = tx.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
@@ -167,6 +180,7 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(V3_INDEXES)?;
         tx.execute_batch(FROM_V1)?;
         tx.execute_batch(V4_LOOKUPS)?;
+        tx.execute_batch(V5_NODES)?;
         tracing::info!(
             documents = docs,
             schema_version = CURRENT,
@@ -176,6 +190,7 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(SCHEMA)?;
         tx.execute_batch(V3_INDEXES)?;
         tx.execute_batch(V4_LOOKUPS)?;
+        tx.execute_batch(V5_NODES)?;
     }
     tx.pragma_update(None, "user_version", CURRENT)?;
     tx.commit()?;

@@ -1,23 +1,36 @@
-//! The embedded store: the only place that speaks SQL. One SQLite file in the data directory
-//! holds the documents (accounts, users, devices, callflows), the API tokens and the recordings
-//! with their deliveries (the durable spool).
+//! The store: the only place that speaks SQL. It holds the documents (accounts, users, devices,
+//! callflows), the API tokens and the recordings with their deliveries (the durable spool), in
+//! one of two backends behind the same methods:
+//!
+//! - SQLite (default): one file in the data directory, nothing to set up; one callrec owns it;
+//! - PostgreSQL ([`postgres`], `database_url = "postgres://…"`): one database shared by the
+//!   callrec instances of several FreeSWITCH nodes.
+//!
+//! Every recording belongs to a **node** (`node_id`, the callrec beside the FreeSWITCH that
+//! wrote its file): a handle speaks for one node, and the journal, the claims and the orphan
+//! scan see only that node's recordings; listings show every node's.
 //!
 //! - [`documents`]: JSON documents keyed by `(account, kind, id)`, with revisions;
 //! - [`tokens`]: API tokens, stored hashed, verified in constant time;
 //! - [`recordings`]: every kept recording and the state of each of its deliveries;
-//! - [`migrations`]: the schema, versioned with `PRAGMA user_version`.
+//! - [`migrations`]: SQLite's schema, versioned with `PRAGMA user_version`; PostgreSQL's is in
+//!   [`postgres`], versioned in a table.
 //!
 //! Invariants: a document belongs to exactly one account and nothing reached through one
 //! account reads or writes another's; every write bumps a document's revision by one,
 //! atomically with the write; a token's secret is never stored; a delivery moves between
-//! states only inside a transaction that also recomputes its recording's state.
+//! states only inside a transaction that also recomputes its recording's state; a delivery is
+//! claimed by one worker at a time (SQLite: one writer; PostgreSQL: `FOR UPDATE SKIP LOCKED`).
 
 pub mod documents;
+mod fallback;
 mod migrations;
+mod postgres;
 pub mod recordings;
 pub mod tokens;
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
@@ -30,6 +43,11 @@ pub use tokens::Scope;
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// PostgreSQL cannot be reached (no connection within the pool's timeout).
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
     #[error("revision conflict: the document is at revision {current}")]
     Conflict { current: String },
     #[error("a document with this id exists")]
@@ -43,8 +61,16 @@ pub enum StoreError {
 /// Thread-safe handle; clone freely. Calls block: use them from `spawn_blocking` in async code.
 #[derive(Clone)]
 pub struct Store {
+    /// The SQLite file; with PostgreSQL, the node's local journal ([`fallback`]).
     conn: Arc<Mutex<Connection>>,
+    pg: Option<postgres::Pg>,
+    node: Arc<str>,
+    /// With PostgreSQL: the local journal may hold recordings.
+    local: Arc<AtomicBool>,
 }
+
+/// The node a handle speaks for until [`Store::for_node`] names another.
+pub const DEFAULT_NODE: &str = "callrec";
 
 impl Store {
     /// Opens (creating if needed) `<data_dir>/callrec.db`, migrating an older schema.
@@ -64,7 +90,68 @@ impl Store {
         migrations::run(&mut conn)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            pg: None,
+            node: DEFAULT_NODE.into(),
+            local: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Connects to PostgreSQL at `url` (`postgres://user:password@host:port/db`), bringing its
+    /// schema to the current version. Its local journal is in memory: see
+    /// [`Store::connect_with_local`] for the durable one `serve` uses.
+    pub fn connect(url: &str) -> Result<Store, StoreError> {
+        let mut s = Store::open_in_memory()?;
+        s.pg = Some(postgres::Pg::connect(url)?);
+        Ok(s)
+    }
+
+    /// [`Store::connect`], with the local journal ([`fallback`]) in `<data_dir>/callrec.db`.
+    pub fn connect_with_local(url: &str, data_dir: &Path) -> Result<Store, StoreError> {
+        let mut s = Store::open(data_dir)?;
+        s.pg = Some(postgres::Pg::connect(url)?);
+        s.check_local()?;
+        Ok(s)
+    }
+
+    /// This handle, speaking for `node`. An SQLite file belongs to one host, so every recording
+    /// in it is taken over by the node that opens it; in PostgreSQL other nodes' recordings stay
+    /// theirs.
+    pub fn for_node(mut self, node: &str) -> Result<Store, StoreError> {
+        self.node = node.into();
+        if self.pg.is_none() {
+            self.with(|c| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                tx.execute("UPDATE recordings SET node = ?1 WHERE node <> ?1", [node])?;
+                tx.execute("UPDATE deliveries SET node = ?1 WHERE node <> ?1", [node])?;
+                tx.commit()?;
+                Ok(())
+            })?;
+        }
+        Ok(self)
+    }
+
+    /// The node this handle speaks for.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// `"postgresql"` or `"sqlite"`.
+    pub fn backend(&self) -> &'static str {
+        if self.pg.is_some() {
+            "postgresql"
+        } else {
+            "sqlite"
+        }
+    }
+
+    /// Makes sure no other live callrec speaks for this node on a shared database (two would
+    /// both take up the node's journal and claims at start-up). The hold lasts as long as
+    /// this handle's clones; SQLite files have one owner by construction.
+    pub fn hold_node(&self) -> Result<(), StoreError> {
+        match &self.pg {
+            Some(pg) => pg.hold_node(&self.node),
+            None => Ok(()),
+        }
     }
 
     fn with<T>(
@@ -79,6 +166,9 @@ impl Store {
 impl Store {
     /// The store takes writes (the write lock can be had).
     pub fn check_writable(&self) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.check_writable();
+        }
         self.with(|c| {
             c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
             Ok(())

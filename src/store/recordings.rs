@@ -106,6 +106,8 @@ pub struct DeliveryRow {
 /// A stored recording with its deliveries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordingRow<M> {
+    /// The node whose disk holds the file (and whose callrec delivers it).
+    pub node: String,
     pub state: RecordingState,
     pub created_us: u64,
     pub updated_us: u64,
@@ -128,6 +130,7 @@ pub struct Claim<M> {
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub state: Option<RecordingState>,
+    pub node: Option<String>,
     pub account_id: Option<String>,
     pub call_id: Option<String>,
     pub since_us: Option<u64>,
@@ -152,7 +155,7 @@ pub enum Outcome {
     },
 }
 
-fn meta_of<M: DeserializeOwned>(text: &str) -> Result<M, StoreError> {
+pub(super) fn meta_of<M: DeserializeOwned>(text: &str) -> Result<M, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("recording metadata: {e}")))
 }
 
@@ -183,100 +186,206 @@ fn refresh(c: &Connection, id: &str) -> Result<RecordingState, StoreError> {
     Ok(state)
 }
 
-/// Writes (or replaces) a recording's row in `state`.
-fn put_recording<M: Serialize>(
+/// A recording's metadata as stored.
+pub(super) fn meta_text<M: Serialize>(meta: &M) -> Result<String, StoreError> {
+    serde_json::to_string(meta).map_err(|e| StoreError::Corrupt(format!("recording metadata: {e}")))
+}
+
+/// Writes (or replaces) a recording's row of `node` in `state`.
+pub(super) fn put_recording(
     c: &Connection,
-    rec: &NewRecording<'_, M>,
+    node: &str,
+    rec: &RawNew<'_>,
     state: RecordingState,
     now: i64,
 ) -> Result<(), StoreError> {
-    let meta = serde_json::to_string(rec.meta)
-        .map_err(|e| StoreError::Corrupt(format!("recording metadata: {e}")))?;
     c.execute(
         "INSERT OR REPLACE INTO recordings
-         (id, account_id, call_id, file_path, state, meta, created_us, updated_us)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+         (id, node, account_id, call_id, file_path, state, meta, created_us, updated_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
         params![
             rec.id,
+            node,
             rec.account_id,
             rec.call_id,
             rec.file_path,
             state.as_str(),
-            meta,
+            rec.meta,
             now
         ],
+    )?;
+    // A replaced row starts again without deliveries (as in PostgreSQL).
+    c.execute(
+        "DELETE FROM deliveries WHERE recording_id = ?1",
+        params![rec.id],
     )?;
     Ok(())
 }
 
-fn deliveries(c: &Connection, id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
+/// A delivery's columns as read, typed by [`RawDelivery::typed`] (both backends).
+pub(super) struct RawDelivery {
+    pub url: String,
+    pub method: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next: i64,
+    pub last_error: Option<String>,
+    pub last_status: Option<i64>,
+    pub delivered: Option<i64>,
+}
+
+impl RawDelivery {
+    pub(super) fn typed(self) -> Result<DeliveryRow, StoreError> {
+        Ok(DeliveryRow {
+            method: UploadMethod::parse(&self.method)
+                .ok_or_else(|| corrupt("method", &self.method))?,
+            state: DeliveryState::parse(&self.state)
+                .ok_or_else(|| corrupt("state", &self.state))?,
+            url: self.url,
+            attempts: self.attempts as u32,
+            next_attempt_us: self.next as u64,
+            last_error: self.last_error,
+            last_status: self.last_status.map(|s| s as u16),
+            delivered_us: self.delivered.map(|d| d as u64),
+        })
+    }
+}
+
+/// A recording's columns as read, with its deliveries.
+pub(super) struct RawRecording {
+    pub node: String,
+    pub state: String,
+    pub created: i64,
+    pub updated: i64,
+    pub meta: String,
+    pub deliveries: Vec<RawDelivery>,
+}
+
+impl RawRecording {
+    fn typed<M: DeserializeOwned>(self) -> Result<RecordingRow<M>, StoreError> {
+        Ok(RecordingRow {
+            state: RecordingState::parse(&self.state)
+                .ok_or_else(|| corrupt("state", &self.state))?,
+            node: self.node,
+            created_us: self.created as u64,
+            updated_us: self.updated as u64,
+            meta: meta_of(&self.meta)?,
+            deliveries: self
+                .deliveries
+                .into_iter()
+                .map(RawDelivery::typed)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// A claimed delivery as read.
+pub(super) struct RawClaim {
+    pub url: String,
+    pub method: String,
+    pub attempts: i64,
+    pub since: i64,
+    pub meta: String,
+}
+
+impl RawClaim {
+    fn typed<M: DeserializeOwned>(self) -> Result<Claim<M>, StoreError> {
+        Ok(Claim {
+            meta: meta_of(&self.meta)?,
+            method: UploadMethod::parse(&self.method)
+                .ok_or_else(|| corrupt("method", &self.method))?,
+            url: self.url,
+            attempts: self.attempts as u32,
+            since_us: self.since as u64,
+        })
+    }
+}
+
+/// A recording to add, its metadata already text (what the backends take).
+pub(super) struct RawNew<'a> {
+    pub id: &'a str,
+    pub account_id: Option<&'a str>,
+    pub call_id: &'a str,
+    pub file_path: &'a str,
+    pub destinations: &'a [Destination],
+    pub meta: String,
+}
+
+impl<'a, M: Serialize> NewRecording<'a, M> {
+    fn raw(&self) -> Result<RawNew<'a>, StoreError> {
+        Ok(RawNew {
+            id: self.id,
+            account_id: self.account_id,
+            call_id: self.call_id,
+            file_path: self.file_path,
+            destinations: self.destinations,
+            meta: meta_text(self.meta)?,
+        })
+    }
+}
+
+fn deliveries(c: &Connection, id: &str) -> Result<Vec<RawDelivery>, StoreError> {
     let mut st = c.prepare(
         "SELECT url, method, state, attempts, next_attempt_us, last_error, last_status, delivered_us
          FROM deliveries WHERE recording_id = ?1 ORDER BY url, method",
     )?;
     let rows = st.query_map(params![id], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, Option<String>>(5)?,
-            r.get::<_, Option<i64>>(6)?,
-            r.get::<_, Option<i64>>(7)?,
-        ))
+        Ok(RawDelivery {
+            url: r.get(0)?,
+            method: r.get(1)?,
+            state: r.get(2)?,
+            attempts: r.get(3)?,
+            next: r.get(4)?,
+            last_error: r.get(5)?,
+            last_status: r.get(6)?,
+            delivered: r.get(7)?,
+        })
     })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (url, method, state, attempts, next, last_error, last_status, delivered) = row?;
-        out.push(DeliveryRow {
-            url,
-            method: UploadMethod::parse(&method).ok_or_else(|| corrupt("method", &method))?,
-            state: DeliveryState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
-            attempts: attempts as u32,
-            next_attempt_us: next as u64,
-            last_error,
-            last_status: last_status.map(|s| s as u16),
-            delivered_us: delivered.map(|d| d as u64),
-        });
-    }
-    Ok(out)
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn recording_row<M: DeserializeOwned>(
-    c: &Connection,
-    id: &str,
-    state: &str,
-    created: i64,
-    updated: i64,
-    meta: &str,
-) -> Result<RecordingRow<M>, StoreError> {
-    Ok(RecordingRow {
-        state: RecordingState::parse(state).ok_or_else(|| corrupt("state", state))?,
-        created_us: created as u64,
-        updated_us: updated as u64,
-        meta: meta_of(meta)?,
-        deliveries: deliveries(c, id)?,
+/// Reads a recording's row (`id, node, state, created_us, updated_us, meta` columns) with its
+/// deliveries.
+fn recording_row(c: &Connection, r: &rusqlite::Row<'_>) -> Result<RawRecording, StoreError> {
+    let id: String = r.get(0)?;
+    Ok(RawRecording {
+        node: r.get(1)?,
+        state: r.get(2)?,
+        created: r.get(3)?,
+        updated: r.get(4)?,
+        meta: r.get(5)?,
+        deliveries: deliveries(c, &id)?,
     })
 }
 
 impl Store {
-    /// Adds a kept recording with a pending delivery per destination; returns its state
-    /// (`pending`, or `stored` without destinations).
+    /// Adds a kept recording of this node with a pending delivery per destination; returns its
+    /// state (`pending`, or `stored` without destinations).
     pub fn add_recording<M: Serialize>(
         &self,
         rec: &NewRecording<'_, M>,
     ) -> Result<RecordingState, StoreError> {
+        let rec = rec.raw()?;
         let now = now_us() as i64;
+        if let Some(pg) = &self.pg {
+            match pg.add_recording(&self.node, &rec, now) {
+                Ok(state) => {
+                    self.drop_local_copy(rec.id);
+                    return Ok(state);
+                }
+                Err(StoreError::Unreachable(e)) => self.keep_locally(rec.id, &e),
+                Err(e) => return Err(e),
+            }
+        }
         self.with(|c| {
-            let tx = c.transaction()?;
-            put_recording(&tx, rec, RecordingState::Stored, now)?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            put_recording(&tx, &self.node, &rec, RecordingState::Stored, now)?;
             for d in rec.destinations {
                 tx.execute(
                     "INSERT OR IGNORE INTO deliveries
-                     (recording_id, url, method, state, attempts, next_attempt_us, since_us)
-                     VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
-                    params![rec.id, d.url, d.method.as_str(), now],
+                     (recording_id, node, url, method, state, attempts, next_attempt_us, since_us)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
+                    params![rec.id, &*self.node, d.url, d.method.as_str(), now],
                 )?;
             }
             let state = refresh(&tx, rec.id)?;
@@ -285,54 +394,102 @@ impl Store {
         })
     }
 
-    /// Journals a recording FreeSWITCH is about to record (state `recording`, no deliveries).
+    /// Journals a recording FreeSWITCH is about to record on this node (state `recording`, no
+    /// deliveries).
     pub fn journal_recording<M: Serialize>(
         &self,
         rec: &NewRecording<'_, M>,
     ) -> Result<(), StoreError> {
+        let rec = rec.raw()?;
         let now = now_us() as i64;
-        self.with(|c| put_recording(c, rec, RecordingState::Recording, now))
+        if let Some(pg) = &self.pg {
+            match pg.journal_recording(&self.node, &rec, now) {
+                Ok(()) => {
+                    self.drop_local_copy(rec.id);
+                    return Ok(());
+                }
+                Err(StoreError::Unreachable(e)) => self.keep_locally(rec.id, &e),
+                Err(e) => return Err(e),
+            }
+        }
+        self.with(|c| put_recording(c, &self.node, &rec, RecordingState::Recording, now))
     }
 
     /// Removes a journaled recording that ended without being kept (discarded, failed).
     pub fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
-        self.with(|c| {
-            Ok(c.execute(
-                "DELETE FROM recordings WHERE id = ?1 AND state = 'recording'",
-                params![id],
-            )? > 0)
-        })
+        let local = |s: &Store| {
+            s.with(|c| {
+                Ok(c.execute(
+                    "DELETE FROM recordings WHERE id = ?1 AND state = 'recording'",
+                    params![id],
+                )? > 0)
+            })
+        };
+        match &self.pg {
+            Some(pg) => {
+                let held_locally = self.has_local() && local(self)?;
+                Ok(pg.forget_recording(id)? || held_locally)
+            }
+            None => local(self),
+        }
     }
 
-    /// Every journaled recording (what a restart takes up again).
+    /// Every journaled recording of this node (what a restart takes up again).
     pub fn journaled<M: DeserializeOwned>(&self) -> Result<Vec<(String, M)>, StoreError> {
-        self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT id, meta FROM recordings WHERE state = 'recording' ORDER BY created_us",
-            )?;
-            let rows: Vec<(String, String)> = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            rows.into_iter()
-                .map(|(id, meta)| Ok((id, meta_of(&meta)?)))
-                .collect()
-        })
+        let local = |s: &Store, node: Option<&str>| {
+            s.with(|c| {
+                let mut st = c.prepare(
+                    "SELECT id, meta FROM recordings
+                     WHERE state = 'recording' AND (?1 IS NULL OR node = ?1) ORDER BY created_us",
+                )?;
+                let rows = st.query_map(params![node], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok::<Vec<(String, String)>, StoreError>(rows.collect::<Result<_, _>>()?)
+            })
+        };
+        let rows: Vec<(String, String)> = match &self.pg {
+            Some(pg) => {
+                // The local journal's rows (this host's, whatever node they were written as)
+                // are newer than the database's of the same id.
+                let mine = if self.has_local() {
+                    local(self, None)?
+                } else {
+                    Vec::new()
+                };
+                let ids: HashSet<&str> = mine.iter().map(|(id, _)| id.as_str()).collect();
+                let mut rows: Vec<(String, String)> = pg
+                    .journaled(&self.node)?
+                    .into_iter()
+                    .filter(|(id, _)| !ids.contains(id.as_str()))
+                    .collect();
+                rows.extend(mine);
+                rows
+            }
+            None => local(self, Some(&self.node))?,
+        };
+        rows.into_iter()
+            .map(|(id, meta)| Ok((id, meta_of(&meta)?)))
+            .collect()
     }
 
-    /// Deliveries left `uploading` by a crash go back to `pending`. Returns how many.
+    /// This node's deliveries left `uploading` by a crash go back to `pending`. Returns how
+    /// many.
     pub fn recover_deliveries(&self) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.recover_deliveries(&self.node);
+        }
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let ids: Vec<String> = {
                 let mut st = tx.prepare(
-                    "SELECT DISTINCT recording_id FROM deliveries WHERE state = 'uploading'",
+                    "SELECT DISTINCT recording_id FROM deliveries
+                     WHERE node = ?1 AND state = 'uploading'",
                 )?;
-                let rows = st.query_map([], |r| r.get(0))?;
+                let rows = st.query_map(params![&*self.node], |r| r.get(0))?;
                 rows.collect::<Result<_, _>>()?
             };
             let n = tx.execute(
-                "UPDATE deliveries SET state = 'pending' WHERE state = 'uploading'",
-                [],
+                "UPDATE deliveries SET state = 'pending' WHERE node = ?1 AND state = 'uploading'",
+                params![&*self.node],
             )?;
             for id in &ids {
                 refresh(&tx, id)?;
@@ -342,61 +499,64 @@ impl Store {
         })
     }
 
-    /// Takes up to `limit` deliveries due at `now` and marks them `uploading`.
+    /// Takes up to `limit` of this node's deliveries due at `now` and marks them `uploading`.
     pub fn claim_due<M: DeserializeOwned>(
         &self,
         now: u64,
         limit: usize,
     ) -> Result<Vec<Claim<M>>, StoreError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            let rows: Vec<(String, String, String, i64, i64, String)> = {
-                let mut st = tx.prepare(
-                    "SELECT d.recording_id, d.url, d.method, d.attempts, d.since_us, r.meta
-                     FROM deliveries d JOIN recordings r ON r.id = d.recording_id
-                     WHERE d.state = 'pending' AND d.next_attempt_us <= ?1
-                     ORDER BY d.next_attempt_us LIMIT ?2",
-                )?;
-                let rows = st.query_map(params![now as i64, limit as i64], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                })?;
-                rows.collect::<Result<_, _>>()?
-            };
-            let mut out = Vec::with_capacity(rows.len());
-            for (id, url, method, attempts, since, meta) in rows {
-                tx.execute(
-                    "UPDATE deliveries SET state = 'uploading'
-                     WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
-                    params![id, url, method],
-                )?;
-                refresh(&tx, &id)?;
-                out.push(Claim {
-                    meta: meta_of(&meta)?,
-                    method: UploadMethod::parse(&method)
-                        .ok_or_else(|| corrupt("method", &method))?,
-                    url,
-                    attempts: attempts as u32,
-                    since_us: since as u64,
-                });
-            }
-            tx.commit()?;
-            Ok(out)
-        })
+        let raw = match &self.pg {
+            Some(pg) => pg.claim_due(&self.node, now as i64, limit as i64)?,
+            None => self.with(|c| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let rows: Vec<(String, RawClaim)> = {
+                    let mut st = tx.prepare(
+                        "SELECT d.recording_id, d.url, d.method, d.attempts, d.since_us, r.meta
+                         FROM deliveries d JOIN recordings r ON r.id = d.recording_id
+                         WHERE d.node = ?1 AND d.state = 'pending' AND d.next_attempt_us <= ?2
+                         ORDER BY d.next_attempt_us LIMIT ?3",
+                    )?;
+                    let rows =
+                        st.query_map(params![&*self.node, now as i64, limit as i64], |r| {
+                            Ok((
+                                r.get(0)?,
+                                RawClaim {
+                                    url: r.get(1)?,
+                                    method: r.get(2)?,
+                                    attempts: r.get(3)?,
+                                    since: r.get(4)?,
+                                    meta: r.get(5)?,
+                                },
+                            ))
+                        })?;
+                    rows.collect::<Result<_, _>>()?
+                };
+                let mut out = Vec::with_capacity(rows.len());
+                for (id, claim) in rows {
+                    tx.execute(
+                        "UPDATE deliveries SET state = 'uploading'
+                         WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
+                        params![id, claim.url, claim.method],
+                    )?;
+                    refresh(&tx, &id)?;
+                    out.push(claim);
+                }
+                tx.commit()?;
+                Ok(out)
+            })?,
+        };
+        raw.into_iter().map(RawClaim::typed).collect()
     }
 
-    /// When the next pending delivery is due.
+    /// When this node's next pending delivery is due.
     pub fn next_due(&self) -> Result<Option<u64>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.next_due(&self.node);
+        }
         self.with(|c| {
             let v: Option<i64> = c.query_row(
-                "SELECT MIN(next_attempt_us) FROM deliveries WHERE state = 'pending'",
-                [],
+                "SELECT MIN(next_attempt_us) FROM deliveries WHERE node = ?1 AND state = 'pending'",
+                params![&*self.node],
                 |r| r.get(0),
             )?;
             Ok(v.map(|v| v as u64))
@@ -410,9 +570,12 @@ impl Store {
         dest: &Destination,
         outcome: &Outcome,
     ) -> Result<RecordingState, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.settle(id, dest, outcome);
+        }
         let (url, method) = (dest.url.as_str(), dest.method.as_str());
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             match outcome {
                 Outcome::Delivered { status } => tx.execute(
                     "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1,
@@ -443,65 +606,70 @@ impl Store {
         })
     }
 
-    /// One recording.
+    /// One recording, whichever node it is on.
     pub fn recording<M: DeserializeOwned>(
         &self,
         id: &str,
     ) -> Result<Option<RecordingRow<M>>, StoreError> {
-        self.with(|c| {
-            let row: Option<(String, i64, i64, String)> = c
-                .query_row(
-                    "SELECT state, created_us, updated_us, meta FROM recordings WHERE id = ?1",
-                    params![id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?;
-            row.map(|(state, created, updated, meta)| {
-                recording_row(c, id, &state, created, updated, &meta)
-            })
-            .transpose()
-        })
+        let raw = match &self.pg {
+            Some(pg) => pg.recording(id)?,
+            None => self.with(|c| {
+                let mut st = c.prepare(
+                    "SELECT id, node, state, created_us, updated_us, meta FROM recordings
+                     WHERE id = ?1",
+                )?;
+                let mut rows = st.query(params![id])?;
+                match rows.next()? {
+                    Some(r) => Ok(Some(recording_row(c, r)?)),
+                    None => Ok(None),
+                }
+            })?,
+        };
+        raw.map(RawRecording::typed).transpose()
     }
 
-    /// Recordings matching `f`, newest first.
+    /// Recordings of every node matching `f`, newest first.
     pub fn recordings<M: DeserializeOwned>(
         &self,
         f: &Filter,
     ) -> Result<Vec<RecordingRow<M>>, StoreError> {
-        self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT id, state, created_us, updated_us, meta FROM recordings
-                 WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR account_id = ?2)
-                   AND (?3 IS NULL OR call_id = ?3) AND (?4 IS NULL OR created_us >= ?4)
-                   AND (?5 IS NULL OR created_us < ?5)
-                 ORDER BY created_us DESC LIMIT ?6",
-            )?;
-            let rows: Vec<(String, String, i64, i64, String)> = st
-                .query_map(
-                    params![
-                        f.state.map(|s| s.as_str()),
-                        f.account_id,
-                        f.call_id,
-                        f.since_us.map(|v| v as i64),
-                        f.until_us.map(|v| v as i64),
-                        f.limit.unwrap_or(1000) as i64
-                    ],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )?
-                .collect::<Result<_, _>>()?;
-            rows.iter()
-                .map(|(id, state, created, updated, meta)| {
-                    recording_row(c, id, state, *created, *updated, meta)
-                })
-                .collect()
-        })
+        let raw = match &self.pg {
+            Some(pg) => pg.recordings(f)?,
+            None => self.with(|c| {
+                let mut st = c.prepare(
+                    "SELECT id, node, state, created_us, updated_us, meta FROM recordings
+                     WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR account_id = ?2)
+                       AND (?3 IS NULL OR call_id = ?3) AND (?4 IS NULL OR created_us >= ?4)
+                       AND (?5 IS NULL OR created_us < ?5) AND (?6 IS NULL OR node = ?6)
+                     ORDER BY created_us DESC LIMIT ?7",
+                )?;
+                let mut rows = st.query(params![
+                    f.state.map(|s| s.as_str()),
+                    f.account_id,
+                    f.call_id,
+                    f.since_us.map(|v| v as i64),
+                    f.until_us.map(|v| v as i64),
+                    f.node,
+                    f.limit.unwrap_or(1000) as i64
+                ])?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    out.push(recording_row(c, r)?);
+                }
+                Ok(out)
+            })?,
+        };
+        raw.into_iter().map(RawRecording::typed).collect()
     }
 
     /// Puts failed deliveries of one recording (or of all, with `None`) back in the queue,
     /// with a fresh give-up clock. Returns how many.
     pub fn retry_failed(&self, id: Option<&str>) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.retry_failed(id, now_us() as i64);
+        }
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let now = now_us() as i64;
             let ids: Vec<String> = {
                 let mut st = tx.prepare(
@@ -524,12 +692,50 @@ impl Store {
         })
     }
 
-    /// Whether a recording with this file path is known.
+    /// Hands the recordings of node `from` (or only recording `id` of it) to node `to`, for a
+    /// node gone for good whose files were moved to `to`: its deliveries left `uploading` go
+    /// back to `pending`, its journaled ones are taken up at `to`'s next start. Returns how
+    /// many recordings moved.
+    pub fn reassign(&self, from: &str, to: &str, id: Option<&str>) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.reassign(from, to, id);
+        }
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let ids: Vec<String> = {
+                let mut st = tx.prepare(
+                    "SELECT id FROM recordings WHERE node = ?1 AND (?2 IS NULL OR id = ?2)",
+                )?;
+                let rows = st.query_map(params![from, id], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for r in &ids {
+                tx.execute(
+                    "UPDATE recordings SET node = ?2 WHERE id = ?1",
+                    params![r, to],
+                )?;
+                tx.execute(
+                    "UPDATE deliveries SET node = ?2,
+                       state = CASE state WHEN 'uploading' THEN 'pending' ELSE state END
+                     WHERE recording_id = ?1",
+                    params![r, to],
+                )?;
+                refresh(&tx, r)?;
+            }
+            tx.commit()?;
+            Ok(ids.len())
+        })
+    }
+
+    /// Whether a recording of this node with this file path is known.
     pub fn has_recording_path(&self, path: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.has_recording_path(&self.node, path);
+        }
         self.with(|c| {
             Ok(c.query_row(
-                "SELECT 1 FROM recordings WHERE file_path = ?1 LIMIT 1",
-                params![path],
+                "SELECT 1 FROM recordings WHERE file_path = ?1 AND node = ?2 LIMIT 1",
+                params![path, &*self.node],
                 |_| Ok(()),
             )
             .optional()?
@@ -537,104 +743,27 @@ impl Store {
         })
     }
 
-    /// The known file paths directly in directory `dir` (no trailing `/`): a range over the
-    /// path index, so finding orphans costs memory in proportion to one directory, not to the
-    /// whole spool.
+    /// This node's known file paths directly in directory `dir` (no trailing `/`): a range over
+    /// the path index, so finding orphans costs memory in proportion to one directory, not to
+    /// the whole spool.
     pub fn recording_paths_in(&self, dir: &str) -> Result<HashSet<String>, StoreError> {
         let prefix = format!("{dir}/");
         // Every path under `dir/` sorts before `dir0` ('0' follows '/').
         let end = format!("{dir}0");
+        if let Some(pg) = &self.pg {
+            return pg.recording_paths_in(&self.node, &prefix, &end);
+        }
         let tail_from = prefix.chars().count() as i64 + 1;
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT file_path FROM recordings
-                 WHERE file_path >= ?1 AND file_path < ?2 AND instr(substr(file_path, ?3), '/') = 0",
+                 WHERE file_path >= ?1 AND file_path < ?2 AND instr(substr(file_path, ?3), '/') = 0
+                   AND node = ?4",
             )?;
-            let rows = st.query_map(params![prefix, end, tail_from], |r| r.get::<_, String>(0))?;
+            let rows = st.query_map(params![prefix, end, tail_from, &*self.node], |r| {
+                r.get::<_, String>(0)
+            })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::{json, Value};
-
-    fn dest(url: &str, method: UploadMethod) -> Destination {
-        Destination {
-            url: url.into(),
-            method,
-        }
-    }
-
-    #[test]
-    fn a_recording_follows_its_deliveries() {
-        let s = Store::open_in_memory().unwrap();
-        let dests = [
-            dest("http://a/", UploadMethod::Put),
-            dest("http://a/", UploadMethod::Post),
-        ];
-        let meta = json!({"file_path": "/r/x.wav"});
-        let state = s
-            .add_recording(&NewRecording {
-                id: "r1",
-                account_id: Some("acc"),
-                call_id: "c1",
-                file_path: "/r/x.wav",
-                destinations: &dests,
-                meta: &meta,
-            })
-            .unwrap();
-        assert_eq!(state, RecordingState::Pending);
-        let claims: Vec<Claim<Value>> = s.claim_due(now_us(), 10).unwrap();
-        assert_eq!(claims.len(), 2, "one delivery per url and method");
-        assert_eq!(
-            s.recording::<Value>("r1").unwrap().unwrap().state,
-            RecordingState::Uploading
-        );
-        assert_eq!(s.recover_deliveries().unwrap(), 2);
-        let claims: Vec<Claim<Value>> = s.claim_due(now_us(), 10).unwrap();
-        let ok = Outcome::Delivered { status: 201 };
-        assert_eq!(
-            s.settle("r1", &dests[0], &ok).unwrap(),
-            RecordingState::Uploading
-        );
-        let fail = Outcome::Failed {
-            error: "404".into(),
-            status: Some(404),
-        };
-        assert_eq!(
-            s.settle("r1", &dests[1], &fail).unwrap(),
-            RecordingState::Failed
-        );
-        assert_eq!(claims.len(), 2);
-        assert_eq!(s.retry_failed(Some("r1")).unwrap(), 1);
-        let row = s.recording::<Value>("r1").unwrap().unwrap();
-        assert_eq!(row.state, RecordingState::Pending);
-        let states: Vec<(UploadMethod, DeliveryState)> =
-            row.deliveries.iter().map(|d| (d.method, d.state)).collect();
-        assert_eq!(
-            states,
-            [
-                (UploadMethod::Post, DeliveryState::Pending),
-                (UploadMethod::Put, DeliveryState::Delivered)
-            ]
-        );
-        assert!(s.has_recording_path("/r/x.wav").unwrap());
-        assert!(s.recording_paths_in("/r").unwrap().contains("/r/x.wav"));
-        assert!(
-            !s.recording_paths_in("").unwrap().contains("/r/x.wav"),
-            "not directly in /"
-        );
-        assert!(s.recording_paths_in("/r/x").unwrap().is_empty());
-        assert!(!s.has_recording_path("/r/y.wav").unwrap());
-        let listed: Vec<RecordingRow<Value>> = s
-            .recordings(&Filter {
-                state: Some(RecordingState::Pending),
-                ..Filter::default()
-            })
-            .unwrap();
-        assert_eq!(listed.len(), 1);
     }
 }

@@ -23,16 +23,17 @@ pub fn list(store: &Store, f: &Filter, out: &mut impl Write) -> anyhow::Result<u
     let items = spool::list(store, f)?;
     writeln!(
         out,
-        "{:<36}  {:<9}  {:<16}  {:<36}  {:<20}  {:>9}  file",
-        "recording", "state", "account", "call", "start", "ms"
+        "{:<36}  {:<9}  {:<12}  {:<16}  {:<36}  {:<20}  {:>9}  file",
+        "recording", "state", "node", "account", "call", "start", "ms"
     )?;
     for i in &items {
         let m = &i.meta;
         writeln!(
             out,
-            "{:<36}  {:<9}  {:<16}  {:<36}  {:<20}  {:>9}  {}",
+            "{:<36}  {:<9}  {:<12}  {:<16}  {:<36}  {:<20}  {:>9}  {}",
             m.recording_id,
             i.state.as_str(),
+            i.node,
             m.call.account_id.as_deref().unwrap_or("-"),
             m.call.call_id,
             when(m.start_us),

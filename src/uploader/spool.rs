@@ -21,6 +21,8 @@ pub type Claim = recordings::Claim<FinishedRecording>;
 /// A spooled recording as shown to operators.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Item {
+    /// The node whose disk holds the file.
+    pub node: String,
     pub state: RecordingState,
     pub created_us: u64,
     pub updated_us: u64,
@@ -31,6 +33,7 @@ pub struct Item {
 
 fn shown(row: recordings::RecordingRow<FinishedRecording>) -> Item {
     Item {
+        node: row.node,
         state: row.state,
         created_us: row.created_us,
         updated_us: row.updated_us,

@@ -27,6 +27,11 @@ use super::url;
 use super::{Delivery, DeliveryError, FinishedRecording, LocalStore};
 use crate::store::{RecordingState, Store};
 
+/// The longest the loop sleeps without looking at the spool: other processes make deliveries
+/// due without waking it (`recordings retry` and `reassign` from the CLI, and with a shared
+/// database another instance's API). One indexed query per period.
+const IDLE_POLL: Duration = Duration::from_secs(5);
+
 /// Hands recordings to the spool and wakes the uploader.
 pub struct SpoolDelivery {
     pub store: Store,
@@ -169,9 +174,8 @@ pub async fn run(
             .and_then(|r| r.ok())
             .flatten();
         let wait = match next {
-            Some(t) => Duration::from_micros(t.saturating_sub(spool::now_us()))
-                .min(Duration::from_secs(60)),
-            None => Duration::from_secs(60),
+            Some(t) => Duration::from_micros(t.saturating_sub(spool::now_us())).min(IDLE_POLL),
+            None => IDLE_POLL,
         };
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -217,30 +221,44 @@ async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
             error = %error, "upload failed for good (dead letter)"
         ),
     }
-    let (s, c, o) = (store.clone(), claim.clone(), outcome.clone());
     let drop_local = !m.keep_local && !cfg.keep_local_after_upload;
-    // Settled and, once delivered everywhere, removed in one trip to the blocking pool.
-    let settled = tokio::task::spawn_blocking(move || {
-        let state = spool::settle(&s, &c, &o)?;
-        let mut removed = Vec::new();
-        if state == RecordingState::Delivered && drop_local {
-            let path = c.meta.file_path.clone();
-            for p in [path.clone(), LocalStore::sidecar_path(&path)] {
-                removed.push((p.clone(), std::fs::remove_file(&p)));
+    // Settled and, once delivered everywhere, removed in one trip to the blocking pool. A shared
+    // database that cannot be reached is waited for (the outcome is known; redoing the upload
+    // later would only repeat it); shutdown leaves the delivery to the next start.
+    let mut wait = Duration::from_millis(250);
+    let mut warned = false;
+    let (state, removed) = loop {
+        let (s, c, o) = (store.clone(), claim.clone(), outcome.clone());
+        let settled = tokio::task::spawn_blocking(move || {
+            let state = spool::settle(&s, &c, &o)?;
+            let mut removed = Vec::new();
+            if state == RecordingState::Delivered && drop_local {
+                let path = c.meta.file_path.clone();
+                for p in [path.clone(), LocalStore::sidecar_path(&path)] {
+                    removed.push((p.clone(), std::fs::remove_file(&p)));
+                }
             }
-        }
-        Ok::<_, crate::store::StoreError>((state, removed))
-    })
-    .await;
-    let (state, removed) = match settled {
-        Ok(Ok(done)) => done,
-        Ok(Err(e)) => {
-            error!(recording_id = %m.recording_id, error = %e, "cannot record the upload outcome; it will be retried");
-            return;
-        }
-        Err(e) => {
-            error!(recording_id = %m.recording_id, error = %e, "cannot record the upload outcome; it will be retried");
-            return;
+            Ok::<_, crate::store::StoreError>((state, removed))
+        })
+        .await;
+        match settled {
+            Ok(Ok(done)) => break done,
+            Ok(Err(crate::store::StoreError::Unreachable(e))) => {
+                if !warned {
+                    warn!(recording_id = %m.recording_id, error = %e, "database unreachable: the upload outcome is recorded when it returns");
+                    warned = true;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Ok(Err(e)) => {
+                error!(recording_id = %m.recording_id, error = %e, "cannot record the upload outcome; it will be retried");
+                return;
+            }
+            Err(e) => {
+                error!(recording_id = %m.recording_id, error = %e, "cannot record the upload outcome; it will be retried");
+                return;
+            }
         }
     };
     for (p, r) in &removed {

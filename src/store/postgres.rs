@@ -1,0 +1,1271 @@
+//! The PostgreSQL backend: the same documents, tokens and recordings as the SQLite file, in one
+//! database that the callrec instances of several FreeSWITCH nodes share.
+//!
+//! Calls block like the SQLite backend's: each runs its future on this backend's own small
+//! runtime (the pool's connections live there), so a caller inside another runtime, or none,
+//! waits without stalling anything but itself. The pool gives up on a connection after
+//! [`CONNECT_TIMEOUT`]: an unreachable database is an error ([`StoreError::Unreachable`]), never
+//! a hang.
+//!
+//! After a call finds the database unreachable, calls fail at once for [`DOWN_FOR`] (no caller
+//! waits out the connect timeout again and again); the first call after that tries again. While
+//! it is down, the planner's lookups answer from what they last read ([`Seen`]), and recordings
+//! go to the node's local journal (`fallback`).
+//!
+//! Schema versions live in `callrec_schema`; instances starting at once migrate under an
+//! advisory lock, one after the other.
+//!
+//! Invariants (as the SQLite backend's, plus): a claim takes rows with `FOR UPDATE SKIP LOCKED`,
+//! so two workers never hold the same delivery; every claim, recovery and orphan lookup names
+//! the node; a node is held by at most one live instance ([`Pg::hold_node`]).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
+use serde_json::Value;
+use tokio_postgres::{NoTls, Row};
+
+use super::documents::{mentions_recording, numbers_of, row_to_doc, Doc, Expect, Kind, Revision};
+use super::fallback::Moved;
+use super::recordings::{Filter, Outcome, RawClaim, RawDelivery, RawNew, RawRecording};
+use super::{RecordingState, StoreError};
+use crate::values::Destination;
+
+/// How long the pool waits for a connection to the database.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// After the database was found unreachable, how long calls fail at once without trying.
+pub const DOWN_FOR: Duration = Duration::from_secs(2);
+
+/// Lookups remembered for an outage at most (then the memory starts again, empty).
+const SEEN_MAX: usize = 50_000;
+
+/// What a planner lookup last read, answered while the database is down.
+#[derive(Clone)]
+enum Seen {
+    Doc(Option<Doc>),
+    Docs(Vec<Doc>),
+    Names(Vec<String>),
+    Flag(bool),
+}
+
+/// The schema version this callrec writes.
+pub const CURRENT: i32 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE documents (
+    account_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    rev BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    modified BIGINT NOT NULL,
+    records BOOLEAN NOT NULL DEFAULT false,
+    PRIMARY KEY (account_id, kind, id)
+);
+CREATE INDEX documents_sip ON documents (((body::jsonb) #>> '{sip,username}')) WHERE kind = 'device';
+CREATE INDEX documents_records ON documents (records) WHERE records;
+CREATE TABLE callflow_numbers (
+    number TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (number, account_id, id)
+);
+CREATE INDEX callflow_numbers_doc ON callflow_numbers (account_id, id);
+CREATE TABLE tokens (
+    hash TEXT PRIMARY KEY,
+    lookup TEXT NOT NULL,
+    account_id TEXT,
+    created BIGINT NOT NULL
+);
+CREATE INDEX tokens_lookup ON tokens (lookup);
+CREATE TABLE recordings (
+    id TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    account_id TEXT,
+    call_id TEXT NOT NULL,
+    file_path TEXT NOT NULL,
+    state TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    created_us BIGINT NOT NULL,
+    updated_us BIGINT NOT NULL
+);
+CREATE INDEX recordings_account ON recordings (account_id, created_us);
+CREATE INDEX recordings_call ON recordings (call_id);
+CREATE INDEX recordings_path ON recordings (node, file_path text_pattern_ops);
+CREATE INDEX recordings_state ON recordings (node, state, created_us);
+CREATE INDEX recordings_created ON recordings (created_us);
+CREATE TABLE deliveries (
+    recording_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    url TEXT NOT NULL,
+    method TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_us BIGINT NOT NULL,
+    since_us BIGINT NOT NULL,
+    last_error TEXT,
+    last_status INTEGER,
+    delivered_us BIGINT,
+    PRIMARY KEY (recording_id, url, method)
+);
+CREATE INDEX deliveries_node_due ON deliveries (node, state, next_attempt_us);
+";
+
+/// The advisory lock migrations run under (any fixed number; "callrec" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0063_616c_6c72_6563;
+
+/// The backend's runtime, shut down without waiting when the last handle goes (dropping a
+/// runtime the ordinary way inside another one's task would panic).
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl std::ops::Deref for OwnRuntime {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        // Only `drop` takes it.
+        self.0.as_ref().expect("runtime present until drop")
+    }
+}
+
+/// Connects and tries the advisory lock of `node`: `Some` (resolving when that connection ends,
+/// which releases the lock) when this connection holds it, `None` when another does.
+async fn lock_node(
+    mut config: tokio_postgres::Config,
+    node: &str,
+) -> Result<Option<tokio::sync::oneshot::Receiver<()>>, StoreError> {
+    config.connect_timeout(CONNECT_TIMEOUT);
+    let (client, conn) = config.connect(NoTls).await.map_err(down)?;
+    let conn = tokio::spawn(conn);
+    let held: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtextextended('callrec-node:' || $1, 0))",
+            &[&node],
+        )
+        .await?
+        .get(0);
+    if !held {
+        return Ok(None); // dropping the client ends the session
+    }
+    let (ended, done) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        // The session, and with it the lock, lasts as long as this client and its connection.
+        let _client = client;
+        let _ = conn.await;
+        let _ = ended.send(());
+    });
+    Ok(Some(done))
+}
+
+/// A handle on the shared database; clone freely.
+#[derive(Clone)]
+pub struct Pg {
+    rt: Arc<OwnRuntime>,
+    pool: Pool,
+    /// The connection holding this instance's node lock, once taken.
+    config: tokio_postgres::Config,
+    /// Until when (µs since the epoch) the database counts as unreachable.
+    down_until: Arc<AtomicU64>,
+    seen: Arc<Mutex<HashMap<String, Seen>>>,
+}
+
+/// Whether an error means the database could not be reached or the connection broke (class 08,
+/// connection exception, or 57P0x, the server shutting down or starting), not that a statement
+/// was wrong.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08") || c.starts_with("57P0")
+        }
+        None => {
+            e.as_db_error().is_none()
+                && std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
+    }
+}
+
+fn down(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unreachable(e.to_string())
+}
+
+fn revision(rev: i64) -> Revision {
+    Revision(rev as u64)
+}
+
+impl Pg {
+    /// Connects, checks the database answers, and migrates it.
+    pub(super) fn connect(url: &str) -> Result<Pg, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Unreachable(format!("database_url: {e}")))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("callrec-pg")
+            .enable_all()
+            .build()
+            .map_err(down)?;
+        let mut cfg = config.clone();
+        cfg.connect_timeout(CONNECT_TIMEOUT);
+        let manager = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            let _g = rt.enter();
+            Pool::builder(manager)
+                .max_size(16)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .timeouts(Timeouts {
+                    wait: Some(CONNECT_TIMEOUT),
+                    create: Some(CONNECT_TIMEOUT),
+                    recycle: Some(CONNECT_TIMEOUT),
+                })
+                .build()
+                .map_err(down)?
+        };
+        let pg = Pg {
+            rt: Arc::new(OwnRuntime(Some(rt))),
+            pool,
+            config,
+            down_until: Arc::new(AtomicU64::new(0)),
+            seen: Arc::new(Mutex::new(HashMap::new())),
+        };
+        pg.migrate()?;
+        Ok(pg)
+    }
+
+    /// Runs `fut` to completion on this backend's runtime, blocking the caller; fails at once
+    /// while the database counts as down.
+    fn run<T>(&self, fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let now = super::now_us();
+        if now < self.down_until.load(Ordering::Acquire) {
+            return Err(StoreError::Unreachable(
+                "the database did not answer a moment ago".into(),
+            ));
+        }
+        let r = {
+            let _g = self.rt.enter();
+            futures::executor::block_on(fut)
+        };
+        let r = match r {
+            Err(StoreError::Postgres(e)) if connection_lost(&e) => {
+                Err(StoreError::Unreachable(e.to_string()))
+            }
+            other => other,
+        };
+        if matches!(r, Err(StoreError::Unreachable(_))) {
+            self.down_until.store(
+                super::now_us() + DOWN_FOR.as_micros() as u64,
+                Ordering::Release,
+            );
+        }
+        r
+    }
+
+    /// `r` remembered under `key`; when the database is unreachable, what was remembered.
+    fn remembered<T>(
+        &self,
+        key: String,
+        r: Result<T, StoreError>,
+        wrap: fn(&T) -> Seen,
+        unwrap: fn(Seen) -> Option<T>,
+    ) -> Result<T, StoreError> {
+        let Ok(mut seen) = self.seen.lock() else {
+            return r;
+        };
+        match r {
+            Ok(v) => {
+                if seen.len() >= SEEN_MAX {
+                    seen.clear();
+                }
+                seen.insert(key, wrap(&v));
+                Ok(v)
+            }
+            Err(StoreError::Unreachable(e)) => match seen.get(&key).cloned().and_then(unwrap) {
+                Some(v) => Ok(v),
+                None => Err(StoreError::Unreachable(e)),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(down)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS callrec_schema (version INTEGER NOT NULL)",
+            )
+            .await?;
+            let version: i32 = tx
+                .query_opt("SELECT version FROM callrec_schema", &[])
+                .await?
+                .map(|r| r.get(0))
+                .unwrap_or(0);
+            if version > CURRENT {
+                return Err(StoreError::Corrupt(format!(
+                    "the database is at schema version {version}, newer than this callrec \
+                     ({CURRENT}); run the newer callrec"
+                )));
+            }
+            if version < 1 {
+                tx.batch_execute(SCHEMA_V1).await?;
+                tx.execute("INSERT INTO callrec_schema (version) VALUES (1)", &[])
+                    .await?;
+                tracing::info!(schema_version = CURRENT, "database schema created");
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Takes the session-level advisory lock of `node` on a connection of its own, kept open
+    /// for as long as this handle lives. Another live instance holding it is an error. When
+    /// that connection breaks (the database restarted, the network failed), the lock is taken
+    /// again in the background once the database answers.
+    pub(super) fn hold_node(&self, node: &str) -> Result<(), StoreError> {
+        let (config, n) = (self.config.clone(), node.to_string());
+        let held = self.run(async move { lock_node(config, &n).await })?;
+        let Some(done) = held else {
+            return Err(StoreError::Corrupt(format!(
+                "node_id {node:?} is held by another running callrec on this database; \
+                 every instance needs its own node_id"
+            )));
+        };
+        let (config, node) = (self.config.clone(), node.to_string());
+        self.rt.spawn(async move {
+            let mut done = done;
+            loop {
+                let _ = done.await;
+                tracing::warn!(node_id = %node, "lost the database connection holding this node; taking it again when the database answers");
+                loop {
+                    tokio::time::sleep(DOWN_FOR).await;
+                    match lock_node(config.clone(), &node).await {
+                        Ok(Some(d)) => {
+                            tracing::info!(node_id = %node, "node held again");
+                            done = d;
+                            break;
+                        }
+                        Ok(None) => tracing::error!(node_id = %node, "another callrec took this node_id while the database was unreachable"),
+                        Err(_) => {}
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    pub(super) fn check_writable(&self) -> Result<(), StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let ro: String = c.query_one("SHOW transaction_read_only", &[]).await?.get(0);
+            if ro == "on" {
+                return Err(StoreError::Corrupt(
+                    "the database is read-only (a standby?)".into(),
+                ));
+            }
+            Ok(())
+        })
+    }
+}
+
+// --- documents -------------------------------------------------------------------------------
+
+/// A document from its `id, rev, body` columns, starting at column `i`.
+fn doc_of(kind: Kind, account: String, r: &Row, i: usize) -> Result<Doc, StoreError> {
+    row_to_doc(kind, account, r.get(i), r.get(i + 1), r.get(i + 2))
+}
+
+impl Pg {
+    pub(super) fn get(
+        &self,
+        kind: Kind,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<Doc>, StoreError> {
+        let r = self.get_now(kind, account_id, id);
+        let key = format!("get\0{}\0{account_id}\0{id}", kind.as_str());
+        self.remembered(
+            key,
+            r,
+            |v| Seen::Doc(v.clone()),
+            |s| match s {
+                Seen::Doc(d) => Some(d),
+                _ => None,
+            },
+        )
+    }
+
+    fn get_now(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let row = c
+                .query_opt(
+                    "SELECT rev, body FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3",
+                    &[&account_id, &kind.as_str(), &id],
+                )
+                .await?;
+            row.map(|r| row_to_doc(kind, account_id.into(), id.into(), r.get(0), r.get(1)))
+                .transpose()
+        })
+    }
+
+    pub(super) fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
+        let r = self.list_now(kind, account_id);
+        let key = format!("list\0{}\0{account_id}", kind.as_str());
+        self.remembered(
+            key,
+            r,
+            |v| Seen::Docs(v.clone()),
+            |s| match s {
+                Seen::Docs(d) => Some(d),
+                _ => None,
+            },
+        )
+    }
+
+    fn list_now(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT id, rev, body FROM documents WHERE account_id = $1 AND kind = $2
+                     ORDER BY id COLLATE \"C\"",
+                    &[&account_id, &kind.as_str()],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| doc_of(kind, account_id.into(), r, 0))
+                .collect()
+        })
+    }
+
+    pub(super) fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT account_id, kind, id, rev, body FROM documents
+                     ORDER BY account_id COLLATE \"C\", kind COLLATE \"C\", id COLLATE \"C\"",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let kind: String = r.get(1);
+                    doc_of(Kind::parse(&kind)?, r.get(0), r, 2)
+                })
+                .collect()
+        })
+    }
+
+    pub(super) fn put(
+        &self,
+        kind: Kind,
+        account_id: &str,
+        id: &str,
+        body: Value,
+        text: &str,
+        expect: Expect,
+    ) -> Result<Doc, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            // Two writers of one new document: the loser waits here, then sees the winner's row.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 1))",
+                &[&account_id, &kind.as_str(), &id],
+            )
+            .await?;
+            let current: Option<i64> = tx
+                .query_opt(
+                    "SELECT rev FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3
+                     FOR UPDATE",
+                    &[&account_id, &kind.as_str(), &id],
+                )
+                .await?
+                .map(|r| r.get(0));
+            match (expect, current) {
+                (Expect::Absent, Some(_)) => return Err(StoreError::Exists),
+                (Expect::Revision(want), cur) if cur != Some(want.0 as i64) => {
+                    return Err(StoreError::Conflict {
+                        current: cur.map(|r| r.to_string()).unwrap_or_default(),
+                    })
+                }
+                _ => {}
+            }
+            let rev = current.unwrap_or(0) + 1;
+            tx.execute(
+                "INSERT INTO documents (account_id, kind, id, rev, body, modified, records)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (account_id, kind, id)
+                 DO UPDATE SET rev = $4, body = $5, modified = $6, records = $7",
+                &[
+                    &account_id,
+                    &kind.as_str(),
+                    &id,
+                    &rev,
+                    &text,
+                    &super::now_s(),
+                    &mentions_recording(text),
+                ],
+            )
+            .await?;
+            if kind == Kind::Callflow {
+                set_numbers(&tx, account_id, id, Some(&body)).await?;
+            }
+            tx.commit().await?;
+            Ok(Doc {
+                kind,
+                id: id.into(),
+                account_id: account_id.into(),
+                rev: revision(rev),
+                body,
+            })
+        })
+    }
+
+    pub(super) fn delete(
+        &self,
+        kind: Kind,
+        account_id: &str,
+        id: &str,
+        expect: Option<Revision>,
+    ) -> Result<bool, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let current: Option<i64> = tx
+                .query_opt(
+                    "SELECT rev FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3
+                     FOR UPDATE",
+                    &[&account_id, &kind.as_str(), &id],
+                )
+                .await?
+                .map(|r| r.get(0));
+            let Some(cur) = current else { return Ok(false) };
+            if let Some(want) = expect {
+                if cur != want.0 as i64 {
+                    return Err(StoreError::Conflict {
+                        current: cur.to_string(),
+                    });
+                }
+            }
+            tx.execute(
+                "DELETE FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3",
+                &[&account_id, &kind.as_str(), &id],
+            )
+            .await?;
+            if kind == Kind::Callflow {
+                set_numbers(&tx, account_id, id, None).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    pub(super) fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
+        let r = self.accounts_with_number_now(number);
+        self.remembered(
+            format!("number\0{number}"),
+            r,
+            |v| Seen::Names(v.clone()),
+            |s| match s {
+                Seen::Names(n) => Some(n),
+                _ => None,
+            },
+        )
+    }
+
+    fn accounts_with_number_now(&self, number: &str) -> Result<Vec<String>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT account_id FROM callflow_numbers WHERE number = $1
+                     GROUP BY account_id ORDER BY account_id COLLATE \"C\"",
+                    &[&number],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    pub(super) fn any_recording_settings(&self) -> Result<bool, StoreError> {
+        let r = self.any_recording_settings_now();
+        self.remembered(
+            "records".into(),
+            r,
+            |v| Seen::Flag(*v),
+            |s| match s {
+                Seen::Flag(f) => Some(f),
+                _ => None,
+            },
+        )
+    }
+
+    fn any_recording_settings_now(&self) -> Result<bool, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            Ok(
+                c.query_one("SELECT EXISTS(SELECT 1 FROM documents WHERE records)", &[])
+                    .await?
+                    .get(0),
+            )
+        })
+    }
+
+    pub(super) fn devices_by_sip_username(
+        &self,
+        account_id: Option<&str>,
+        username: &str,
+    ) -> Result<Vec<Doc>, StoreError> {
+        let r = self.devices_by_sip_username_now(account_id, username);
+        let key = format!("sip\0{}\0{username}", account_id.unwrap_or("\u{1}"));
+        self.remembered(
+            key,
+            r,
+            |v| Seen::Docs(v.clone()),
+            |s| match s {
+                Seen::Docs(d) => Some(d),
+                _ => None,
+            },
+        )
+    }
+
+    fn devices_by_sip_username_now(
+        &self,
+        account_id: Option<&str>,
+        username: &str,
+    ) -> Result<Vec<Doc>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT account_id, id, rev, body FROM documents
+                     WHERE kind = 'device' AND (body::jsonb) #>> '{sip,username}' = $1
+                       AND ($2::text IS NULL OR account_id = $2)
+                     ORDER BY account_id COLLATE \"C\", id COLLATE \"C\"",
+                    &[&username, &account_id],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| doc_of(Kind::Device, r.get(0), r, 1))
+                .collect()
+        })
+    }
+}
+
+async fn set_numbers(
+    c: &impl GenericClient,
+    account_id: &str,
+    id: &str,
+    body: Option<&Value>,
+) -> Result<(), StoreError> {
+    c.execute(
+        "DELETE FROM callflow_numbers WHERE account_id = $1 AND id = $2",
+        &[&account_id, &id],
+    )
+    .await?;
+    for n in numbers_of(body) {
+        c.execute(
+            "INSERT INTO callflow_numbers (number, account_id, id) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+            &[&n, &account_id, &id],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+// --- tokens ----------------------------------------------------------------------------------
+
+impl Pg {
+    pub(super) fn create_token(
+        &self,
+        hash: &str,
+        lookup: &str,
+        account: Option<&str>,
+        created: i64,
+    ) -> Result<(), StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            c.execute(
+                "INSERT INTO tokens (hash, lookup, account_id, created) VALUES ($1, $2, $3, $4)",
+                &[&hash, &lookup, &account, &created],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    pub(super) fn token_candidates(
+        &self,
+        lookup: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT hash, account_id FROM tokens WHERE lookup = $1",
+                    &[&lookup],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+}
+
+// --- recordings ------------------------------------------------------------------------------
+
+/// Recomputes a recording's state from its deliveries and returns it.
+async fn refresh(c: &impl GenericClient, id: &str) -> Result<RecordingState, StoreError> {
+    let r = c
+        .query_one(
+            "SELECT COUNT(*),
+                    COUNT(*) FILTER (WHERE state = 'pending'),
+                    COUNT(*) FILTER (WHERE state = 'uploading'),
+                    COUNT(*) FILTER (WHERE state = 'failed')
+             FROM deliveries WHERE recording_id = $1",
+            &[&id],
+        )
+        .await?;
+    let (total, pending, uploading, failed): (i64, i64, i64, i64) =
+        (r.get(0), r.get(1), r.get(2), r.get(3));
+    let state = if total == 0 {
+        RecordingState::Stored
+    } else if uploading > 0 {
+        RecordingState::Uploading
+    } else if pending > 0 {
+        RecordingState::Pending
+    } else if failed > 0 {
+        RecordingState::Failed
+    } else {
+        RecordingState::Delivered
+    };
+    c.execute(
+        "UPDATE recordings SET state = $2, updated_us = $3 WHERE id = $1",
+        &[&id, &state.as_str(), &(super::now_us() as i64)],
+    )
+    .await?;
+    Ok(state)
+}
+
+async fn put_recording(
+    c: &impl GenericClient,
+    node: &str,
+    rec: &RawNew<'_>,
+    state: RecordingState,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO recordings
+         (id, node, account_id, call_id, file_path, state, meta, created_us, updated_us)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+         ON CONFLICT (id) DO UPDATE SET node = $2, account_id = $3, call_id = $4,
+           file_path = $5, state = $6, meta = $7, created_us = $8, updated_us = $8",
+        &[
+            &rec.id,
+            &node,
+            &rec.account_id,
+            &rec.call_id,
+            &rec.file_path,
+            &state.as_str(),
+            &rec.meta,
+            &now,
+        ],
+    )
+    .await?;
+    // A replaced row starts again without deliveries, as SQLite's INSERT OR REPLACE leaves it.
+    c.execute("DELETE FROM deliveries WHERE recording_id = $1", &[&rec.id])
+        .await?;
+    Ok(())
+}
+
+async fn deliveries(c: &impl GenericClient, id: &str) -> Result<Vec<RawDelivery>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT url, method, state, attempts, next_attempt_us, last_error, last_status,
+                    delivered_us
+             FROM deliveries WHERE recording_id = $1 ORDER BY url COLLATE \"C\", method COLLATE \"C\"",
+            &[&id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| RawDelivery {
+            url: r.get(0),
+            method: r.get(1),
+            state: r.get(2),
+            attempts: i64::from(r.get::<_, i32>(3)),
+            next: r.get(4),
+            last_error: r.get(5),
+            last_status: r.get::<_, Option<i32>>(6).map(i64::from),
+            delivered: r.get(7),
+        })
+        .collect())
+}
+
+/// A recording from its `id, node, state, created_us, updated_us, meta` columns.
+async fn recording_of(c: &impl GenericClient, r: &Row) -> Result<RawRecording, StoreError> {
+    let id: String = r.get(0);
+    Ok(RawRecording {
+        node: r.get(1),
+        state: r.get(2),
+        created: r.get(3),
+        updated: r.get(4),
+        meta: r.get(5),
+        deliveries: deliveries(c, &id).await?,
+    })
+}
+
+fn status_of(s: &Option<u16>) -> Option<i32> {
+    s.map(i32::from)
+}
+
+impl Pg {
+    pub(super) fn add_recording(
+        &self,
+        node: &str,
+        rec: &RawNew<'_>,
+        now: i64,
+    ) -> Result<RecordingState, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            put_recording(&tx, node, rec, RecordingState::Stored, now).await?;
+            for d in rec.destinations {
+                tx.execute(
+                    "INSERT INTO deliveries
+                     (recording_id, node, url, method, state, attempts, next_attempt_us, since_us)
+                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5) ON CONFLICT DO NOTHING",
+                    &[&rec.id, &node, &d.url, &d.method.as_str(), &now],
+                )
+                .await?;
+            }
+            let state = refresh(&tx, rec.id).await?;
+            tx.commit().await?;
+            Ok(state)
+        })
+    }
+
+    pub(super) fn journal_recording(
+        &self,
+        node: &str,
+        rec: &RawNew<'_>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            put_recording(&tx, node, rec, RecordingState::Recording, now).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub(super) fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            Ok(c.execute(
+                "DELETE FROM recordings WHERE id = $1 AND state = 'recording'",
+                &[&id],
+            )
+            .await?
+                > 0)
+        })
+    }
+
+    pub(super) fn journaled(&self, node: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT id, meta FROM recordings WHERE node = $1 AND state = 'recording'
+                     ORDER BY created_us",
+                    &[&node],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    pub(super) fn recover_deliveries(&self, node: &str) -> Result<usize, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let ids: Vec<String> = tx
+                .query(
+                    "UPDATE deliveries SET state = 'pending' WHERE node = $1 AND state = 'uploading'
+                     RETURNING recording_id",
+                    &[&node],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let mut seen = std::collections::HashSet::new();
+            for id in &ids {
+                if seen.insert(id) {
+                    refresh(&tx, id).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(ids.len())
+        })
+    }
+
+    pub(super) fn claim_due(
+        &self,
+        node: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<RawClaim>, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            // Rows another worker holds are skipped, not waited for: each claim is one
+            // worker's alone.
+            let rows = tx
+                .query(
+                    "WITH due AS (
+                         SELECT recording_id, url, method FROM deliveries
+                         WHERE node = $1 AND state = 'pending' AND next_attempt_us <= $2
+                         ORDER BY next_attempt_us LIMIT $3
+                         FOR UPDATE SKIP LOCKED)
+                     UPDATE deliveries d SET state = 'uploading'
+                     FROM due, recordings r
+                     WHERE d.recording_id = due.recording_id AND d.url = due.url
+                       AND d.method = due.method AND r.id = d.recording_id
+                     RETURNING d.recording_id, d.url, d.method, d.attempts, d.since_us, r.meta,
+                               d.next_attempt_us",
+                    &[&node, &now, &limit],
+                )
+                .await?;
+            let mut out: Vec<(i64, RawClaim)> = Vec::with_capacity(rows.len());
+            let mut seen = std::collections::HashSet::new();
+            for r in &rows {
+                let id: String = r.get(0);
+                if seen.insert(id.clone()) {
+                    refresh(&tx, &id).await?;
+                }
+                out.push((
+                    r.get(6),
+                    RawClaim {
+                        url: r.get(1),
+                        method: r.get(2),
+                        attempts: i64::from(r.get::<_, i32>(3)),
+                        since: r.get(4),
+                        meta: r.get(5),
+                    },
+                ));
+            }
+            tx.commit().await?;
+            // RETURNING does not keep the CTE's order.
+            out.sort_by_key(|(next, _)| *next);
+            Ok(out.into_iter().map(|(_, c)| c).collect())
+        })
+    }
+
+    pub(super) fn next_due(&self, node: &str) -> Result<Option<u64>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let v: Option<i64> = c
+                .query_one(
+                    "SELECT MIN(next_attempt_us) FROM deliveries WHERE node = $1 AND state = 'pending'",
+                    &[&node],
+                )
+                .await?
+                .get(0);
+            Ok(v.map(|v| v as u64))
+        })
+    }
+
+    pub(super) fn settle(
+        &self,
+        id: &str,
+        dest: &Destination,
+        outcome: &Outcome,
+    ) -> Result<RecordingState, StoreError> {
+        let (url, method) = (dest.url.as_str(), dest.method.as_str());
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            match outcome {
+                Outcome::Delivered { status } => {
+                    tx.execute(
+                        "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1,
+                         last_status = $4, last_error = NULL, delivered_us = $5
+                         WHERE recording_id = $1 AND url = $2 AND method = $3",
+                        &[
+                            &id,
+                            &url,
+                            &method,
+                            &i32::from(*status),
+                            &(super::now_us() as i64),
+                        ],
+                    )
+                    .await?
+                }
+                Outcome::Retry {
+                    next_us,
+                    error,
+                    status,
+                } => {
+                    tx.execute(
+                        "UPDATE deliveries SET state = 'pending', attempts = attempts + 1,
+                         next_attempt_us = $4, last_error = $5, last_status = $6
+                         WHERE recording_id = $1 AND url = $2 AND method = $3",
+                        &[
+                            &id,
+                            &url,
+                            &method,
+                            &(*next_us as i64),
+                            error,
+                            &status_of(status),
+                        ],
+                    )
+                    .await?
+                }
+                Outcome::Failed { error, status } => {
+                    tx.execute(
+                        "UPDATE deliveries SET state = 'failed', attempts = attempts + 1,
+                         last_error = $4, last_status = $5
+                         WHERE recording_id = $1 AND url = $2 AND method = $3",
+                        &[&id, &url, &method, error, &status_of(status)],
+                    )
+                    .await?
+                }
+            };
+            let state = refresh(&tx, id).await?;
+            tx.commit().await?;
+            Ok(state)
+        })
+    }
+
+    pub(super) fn recording(&self, id: &str) -> Result<Option<RawRecording>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let row = c
+                .query_opt(
+                    "SELECT id, node, state, created_us, updated_us, meta FROM recordings
+                     WHERE id = $1",
+                    &[&id],
+                )
+                .await?;
+            match row {
+                Some(r) => Ok(Some(recording_of(&c, &r).await?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub(super) fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT id, node, state, created_us, updated_us, meta FROM recordings
+                     WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR account_id = $2)
+                       AND ($3::text IS NULL OR call_id = $3)
+                       AND ($4::bigint IS NULL OR created_us >= $4)
+                       AND ($5::bigint IS NULL OR created_us < $5)
+                       AND ($6::text IS NULL OR node = $6)
+                     ORDER BY created_us DESC LIMIT $7",
+                    &[
+                        &f.state.map(|s| s.as_str()),
+                        &f.account_id,
+                        &f.call_id,
+                        &f.since_us.map(|v| v as i64),
+                        &f.until_us.map(|v| v as i64),
+                        &f.node,
+                        &i64::from(f.limit.unwrap_or(1000)),
+                    ],
+                )
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(recording_of(&c, r).await?);
+            }
+            Ok(out)
+        })
+    }
+
+    pub(super) fn retry_failed(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let ids: Vec<String> = tx
+                .query(
+                    "UPDATE deliveries SET state = 'pending', next_attempt_us = $2, since_us = $2
+                     WHERE state = 'failed' AND ($1::text IS NULL OR recording_id = $1)
+                     RETURNING recording_id",
+                    &[&id, &now],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let mut seen = std::collections::HashSet::new();
+            for r in &ids {
+                if seen.insert(r) {
+                    refresh(&tx, r).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(ids.len())
+        })
+    }
+
+    pub(super) fn reassign(
+        &self,
+        from: &str,
+        to: &str,
+        id: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let ids: Vec<String> = tx
+                .query(
+                    "UPDATE recordings SET node = $2
+                     WHERE node = $1 AND ($3::text IS NULL OR id = $3) RETURNING id",
+                    &[&from, &to, &id],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for r in &ids {
+                tx.execute(
+                    "UPDATE deliveries SET node = $2,
+                       state = CASE state WHEN 'uploading' THEN 'pending' ELSE state END
+                     WHERE recording_id = $1",
+                    &[r, &to],
+                )
+                .await?;
+                refresh(&tx, r).await?;
+            }
+            tx.commit().await?;
+            Ok(ids.len())
+        })
+    }
+
+    pub(super) fn has_recording_path(&self, node: &str, path: &str) -> Result<bool, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            Ok(c.query_opt(
+                "SELECT 1 FROM recordings WHERE node = $1 AND file_path = $2 LIMIT 1",
+                &[&node, &path],
+            )
+            .await?
+            .is_some())
+        })
+    }
+
+    pub(super) fn recording_paths_in(
+        &self,
+        node: &str,
+        prefix: &str,
+        end: &str,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    "SELECT file_path FROM recordings
+                     WHERE node = $1 AND file_path ~>=~ $2 AND file_path ~<~ $3
+                       AND strpos(substr(file_path, char_length($2) + 1), '/') = 0",
+                    &[&node, &prefix, &end],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    /// Writes recordings moved from a node's local journal, replacing the database's rows of
+    /// the same ids (the local ones are newer), in one transaction.
+    pub(super) fn import(&self, node: &str, batch: &[Moved]) -> Result<(), StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            for m in batch {
+                tx.execute(
+                    "INSERT INTO recordings
+                     (id, node, account_id, call_id, file_path, state, meta, created_us, updated_us)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (id) DO UPDATE SET node = $2, account_id = $3, call_id = $4,
+                       file_path = $5, state = $6, meta = $7, created_us = $8, updated_us = $9",
+                    &[
+                        &m.id,
+                        &node,
+                        &m.account_id,
+                        &m.call_id,
+                        &m.file_path,
+                        &m.state,
+                        &m.meta,
+                        &m.created,
+                        &m.updated,
+                    ],
+                )
+                .await?;
+                tx.execute("DELETE FROM deliveries WHERE recording_id = $1", &[&m.id])
+                    .await?;
+                for d in &m.deliveries {
+                    tx.execute(
+                        "INSERT INTO deliveries
+                         (recording_id, node, url, method, state, attempts, next_attempt_us,
+                          since_us, last_error, last_status, delivered_us)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                        &[
+                            &m.id,
+                            &node,
+                            &d.url,
+                            &d.method,
+                            // A local `uploading` was cut short: try it again.
+                            &if d.state == "uploading" {
+                                "pending"
+                            } else {
+                                d.state.as_str()
+                            },
+                            &(d.attempts as i32),
+                            &d.next,
+                            &d.since,
+                            &d.last_error,
+                            &d.last_status.map(|s| s as i32),
+                            &d.delivered,
+                        ],
+                    )
+                    .await?;
+                }
+                refresh(&tx, &m.id).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+}

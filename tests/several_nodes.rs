@@ -1,0 +1,513 @@
+//! Several FreeSWITCH nodes, one database: two `callrec serve` processes (nodes `fs-1` and
+//! `fs-2`, each beside its own simulated FreeSWITCH and with its own data directory) share one
+//! PostgreSQL database. What one instance's API writes, the other's next call uses; tokens work
+//! on both; listings show every node's recordings; each instance delivers only the recordings
+//! whose files are on its node, and nothing is uploaded twice while both drain at once.
+//!
+//! Skipped (with a note) without `STORE_TEST_DATABASE_URL`; `scripts/test` always sets it.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use callrec::rules::AudioFormat;
+use callrec::store::Store;
+use callrec::uploader::spool;
+use callrec::uploader::{CallMeta, FinishedRecording};
+use callrec::values::{Destination, RecordingKind, UploadMethod};
+use callrec_sim::CallSpec;
+use serde_json::{json, Value};
+use support::pg::TestDb;
+use support::process::{free_port, Killed};
+use support::receiver::Receiver;
+
+/// One node's callrec: its configuration, directories and ports.
+struct Node {
+    id: &'static str,
+    data: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    listen: u16,
+    api: u16,
+}
+
+impl Node {
+    fn new(tmp: &Path, id: &'static str, db: &TestDb) -> Node {
+        Node::with_url(tmp, id, &db.url)
+    }
+
+    fn with_url(tmp: &Path, id: &'static str, url: &str) -> Node {
+        let dir = tmp.join(id);
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let (listen, api) = (free_port(), free_port());
+        let config = dir.join("callrec.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{listen}\"\napi_listen = \"127.0.0.1:{api}\"\n\
+                 data_dir = \"{}\"\nnode_id = \"{id}\"\ndatabase_url = \"{}\"\n\
+                 freeswitch_esl = \"\"\ndisk_poll_ms = 50\nupload_retry_base_ms = 100\n\
+                 upload_retry_cap_ms = 200\n",
+                data.display(),
+                url
+            ),
+        )
+        .unwrap();
+        Node {
+            id,
+            data,
+            log: dir.join("callrec.log"),
+            config,
+            listen,
+            api,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_callrec"));
+        c.env_remove("RUST_LOG");
+        c
+    }
+
+    /// Starts `callrec serve`; returns once both its listeners answer.
+    async fn serve(&self) -> Killed {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = self
+            .command()
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let child = Killed(child);
+        tokio::time::timeout(Duration::from_secs(30), async {
+            for port in [self.listen, self.api] {
+                while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_err()
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} did not start: {}",
+                self.id,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        });
+        child
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.command()
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap()
+    }
+
+    async fn api(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut r = reqwest::Client::new()
+            .request(m, format!("http://127.0.0.1:{}{path}", self.api))
+            .header("X-Auth-Token", token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(
+            status.is_success(),
+            "{method} {path} on {}: {status} {v}",
+            self.id
+        );
+        v
+    }
+}
+
+/// A recorded call on node `n`'s switch: answered, 3 s of recording, hung up.
+async fn recorded_call(n: &Node) -> String {
+    let call = callrec_sim::dial(
+        format!("127.0.0.1:{}", n.listen).parse().unwrap(),
+        CallSpec::new("15550001111", "1000").var("callrec_account_id", "acc"),
+    )
+    .await
+    .unwrap();
+    call.wait_for_command("sendmsg").await;
+    call.answer();
+    call.wait_for_command("api uuid_record").await;
+    call.advance(Duration::from_secs(3));
+    call.hangup("NORMAL_CLEARING");
+    let report = call.closed().await;
+    assert_eq!(
+        report.recordings.len(),
+        1,
+        "the call on {} was recorded",
+        n.id
+    );
+    call.uuid.clone()
+}
+
+/// Waits until `f` gives `Some`.
+async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn token(n: &Node) -> String {
+    let out = n.cli(&["token", "create", "--admin"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test]
+async fn a_document_written_through_one_instance_applies_to_the_next_call_on_the_other() {
+    let Some(db) = support::pg::new_db() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (
+        Node::new(tmp.path(), "fs-1", &db),
+        Node::new(tmp.path(), "fs-2", &db),
+    );
+    let receiver = Receiver::start(vec![]).await;
+    let _p1 = one.serve().await;
+    let _p2 = two.serve().await;
+    // A token made on node 1 works on node 2's API.
+    let admin = token(&one);
+    one.api(
+        "PUT",
+        "/v2/accounts/acc",
+        &admin,
+        Some(json!({"data": {"record_call": {
+            "format": "wav", "url": format!("{}/first/", receiver.base), "method": "put"
+        }}})),
+    )
+    .await;
+    let first = recorded_call(&two).await;
+    let got = until("the upload from fs-2", async || {
+        let r = receiver.requests();
+        (r.len() == 1).then(|| r[0].clone())
+    })
+    .await;
+    assert!(got.target.starts_with("/first/"), "{}", got.target);
+    // Changed through node 2, used by node 1's next call.
+    two.api(
+        "PATCH",
+        "/v2/accounts/acc",
+        &admin,
+        Some(json!({"data": {"record_call": {
+            "format": "wav", "url": format!("{}/second/", receiver.base), "method": "put"
+        }}})),
+    )
+    .await;
+    let second = recorded_call(&one).await;
+    let got = until("the upload from fs-1", async || {
+        let r = receiver.requests();
+        (r.len() == 2).then(|| r[1].clone())
+    })
+    .await;
+    assert!(got.target.starts_with("/second/"), "{}", got.target);
+    // Either API lists both nodes' recordings, each with its node, both delivered.
+    let listed = until("both delivered", async || {
+        let v = one
+            .api("GET", "/v2/accounts/acc/recordings", &admin, None)
+            .await;
+        let rows = v["data"].as_array().cloned().unwrap_or_default();
+        let done = rows.len() == 2 && rows.iter().all(|r| r["state"] == "delivered");
+        done.then_some(rows)
+    })
+    .await;
+    let nodes: HashMap<String, String> = listed
+        .iter()
+        .map(|r| {
+            (
+                r["call_id"].as_str().unwrap().to_string(),
+                r["node"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        HashMap::from([(first, "fs-2".into()), (second, "fs-1".into())])
+    );
+    let only_two = two
+        .api("GET", "/v2/accounts/acc/recordings?node=fs-2", &admin, None)
+        .await;
+    assert_eq!(only_two["data"].as_array().unwrap().len(), 1);
+    // The CLI of either node lists them too.
+    let out = two.cli(&["recordings", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("fs-1") && text.contains("fs-2"), "{text}");
+    assert_eq!(receiver.requests().len(), 2, "nothing uploaded twice");
+}
+
+/// A spooled recording of `node` whose file (its content names the node) is in `dir`.
+fn spooled(node: &str, i: usize, dir: &Path, url: &str) -> FinishedRecording {
+    let id = format!("{node}-rec-{i:04}");
+    let file = dir.join(format!("{id}.wav"));
+    std::fs::write(&file, format!("audio of {id}")).unwrap();
+    FinishedRecording {
+        call: CallMeta {
+            call_id: format!("{node}-call-{i:04}"),
+            account_id: Some("acc".into()),
+            user_id: None,
+            device_id: None,
+            caller_id_name: "Caller".into(),
+            caller_id_number: "15550001111".into(),
+            callee_number: "1000".into(),
+            callee_name: String::new(),
+            direction: "inbound".into(),
+            interaction_id: None,
+        },
+        file_path: file.to_string_lossy().into_owned(),
+        recording_id: id,
+        start_us: 1_764_000_000_000_000 + i as u64,
+        duration_ms: 1_000,
+        format: AudioFormat::Wav,
+        sample_rate: Some(8000),
+        stereo: false,
+        size: 0,
+        destinations: vec![Destination {
+            url: url.to_string(),
+            method: UploadMethod::Put,
+        }],
+        keep_local: true,
+        origin: "test".into(),
+        completion_cause: "success-silence".into(),
+        sequence: 0,
+        kind: RecordingKind::default(),
+    }
+}
+
+/// Spools `n` recordings of `node` in its data directory.
+fn seed(db: &TestDb, node: &Node, owner: &str, n: usize, url: &str) -> Vec<String> {
+    let store = Store::connect(&db.url).unwrap().for_node(owner).unwrap();
+    let dir = node.data.join("recordings/acc/seeded");
+    std::fs::create_dir_all(&dir).unwrap();
+    (0..n)
+        .map(|i| {
+            let rec = spooled(owner, i, &dir, url);
+            spool::enqueue(&store, &rec).unwrap();
+            rec.recording_id
+        })
+        .collect()
+}
+
+fn states(db: &TestDb) -> HashMap<String, (String, String)> {
+    let store = Store::connect(&db.url).unwrap();
+    spool::list(
+        &store,
+        &spool::Filter {
+            limit: Some(1000),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .into_iter()
+    .map(|i| (i.meta.recording_id, (i.node, i.state.to_string())))
+    .collect()
+}
+
+#[tokio::test]
+async fn both_workers_drain_one_spool_each_its_own_node_nothing_twice() {
+    let Some(db) = support::pg::new_db() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (
+        Node::new(tmp.path(), "fs-1", &db),
+        Node::new(tmp.path(), "fs-2", &db),
+    );
+    let receiver = Receiver::start(vec![]).await;
+    let url = format!("{}/up/", receiver.base);
+    let mut ids = seed(&db, &one, "fs-1", 60, &url);
+    ids.extend(seed(&db, &two, "fs-2", 60, &url));
+    let _p1 = one.serve().await;
+    let _p2 = two.serve().await;
+    until("every recording delivered", async || {
+        let s = states(&db);
+        (s.len() == 120 && s.values().all(|(_, st)| st == "delivered")).then_some(())
+    })
+    .await;
+    // Each recording reached the receiver once, whole, with its own node's file.
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for g in receiver
+        .requests()
+        .iter()
+        .filter(|g| g.complete && g.method == "PUT")
+    {
+        let body = String::from_utf8_lossy(&g.body).to_string();
+        let id = body.strip_prefix("audio of ").unwrap_or(&body).to_string();
+        *count.entry(id).or_default() += 1;
+    }
+    let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "uploaded twice: {twice:?}");
+    let mut delivered: Vec<String> = count.into_keys().collect();
+    delivered.sort();
+    ids.sort();
+    assert_eq!(delivered, ids);
+    // Each node delivered its own: fs-1's log names only fs-1's recordings.
+    let log1 = std::fs::read_to_string(&one.log).unwrap();
+    assert!(log1.contains("fs-1-rec-0000"), "{log1}");
+    assert!(
+        !log1.contains("fs-2-rec-"),
+        "fs-1 touched fs-2's recordings"
+    );
+}
+
+#[tokio::test]
+async fn a_node_id_serves_once_and_a_gone_nodes_recordings_are_reassigned() {
+    let Some(db) = support::pg::new_db() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let one = Node::new(tmp.path(), "fs-1", &db);
+    let receiver = Receiver::start(vec![]).await;
+    let url = format!("{}/up/", receiver.base);
+    // fs-9 is gone; its files were copied to fs-1's disk at the same paths.
+    let gone = seed(&db, &one, "fs-9", 3, &url);
+    let own = seed(&db, &one, "fs-1", 1, &url);
+    let _p1 = one.serve().await;
+    // A second process claiming to be fs-1 on the same database refuses to start.
+    let twin = Node::new(&tmp.path().join("twin"), "fs-1", &db);
+    let out = twin.cli(&["serve"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("held by another running callrec"), "{err}");
+    until("fs-1's own recording delivered", async || {
+        (states(&db)[&own[0]].1 == "delivered").then_some(())
+    })
+    .await;
+    let s = states(&db);
+    for id in &gone {
+        assert_eq!(s[id], ("fs-9".to_string(), "pending".to_string()));
+    }
+    assert_eq!(
+        receiver.requests().len(),
+        1,
+        "fs-1 left fs-9's recordings alone"
+    );
+    let out = one.cli(&["recordings", "reassign", "--from", "fs-9", "--to", "fs-1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("3 recordings of node fs-9 now belong to node fs-1"));
+    until("the reassigned recordings delivered", async || {
+        let s = states(&db);
+        gone.iter()
+            .all(|id| s[id] == ("fs-1".to_string(), "delivered".to_string()))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(receiver.requests().len(), 4);
+}
+
+// Multi-threaded: the relay keeps forwarding while the test blocks on the CLI and the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_unreachable_calls_connect_and_recordings_wait_locally() {
+    let Some(db) = support::pg::new_db() else {
+        return;
+    };
+    let relay = support::pg::Cuttable::start(db.addr()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let one = Node::with_url(tmp.path(), "fs-1", &db.url_via(relay.port));
+    let receiver = Receiver::start(vec![]).await;
+    let _p1 = one.serve().await;
+    let admin = token(&one);
+    one.api(
+        "PUT",
+        "/v2/accounts/acc",
+        &admin,
+        Some(json!({"data": {"record_call": {
+            "format": "wav", "url": format!("{}/up/", receiver.base), "method": "put"
+        }}})),
+    )
+    .await;
+    let before = recorded_call(&one).await;
+    until("the first upload", async || {
+        (receiver.requests().len() == 1).then_some(())
+    })
+    .await;
+    relay.cut();
+    // The call connects and is recorded with the settings as last read; the recording waits in
+    // the node's own file.
+    let during = recorded_call(&one).await;
+    let data = one.data.clone();
+    let local = until("the recording kept locally", async || {
+        let store = Store::open(&data).ok()?;
+        let items = spool::list(
+            &store,
+            &spool::Filter {
+                call_id: Some(during.clone()),
+                ..Default::default()
+            },
+        )
+        .ok()?;
+        (items.len() == 1 && items[0].state == "pending").then(|| items[0].clone())
+    })
+    .await;
+    assert_eq!(
+        receiver.requests().len(),
+        1,
+        "nothing delivered while it is down"
+    );
+    relay.restore();
+    until("moved to the database and delivered", async || {
+        let s = states(&db);
+        (s.get(&local.meta.recording_id) == Some(&("fs-1".to_string(), "delivered".to_string())))
+            .then_some(())
+    })
+    .await;
+    let store = Store::open(&one.data).unwrap();
+    assert!(
+        spool::list(&store, &spool::Filter::default())
+            .unwrap()
+            .is_empty(),
+        "nothing left in the local file"
+    );
+    let targets: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|g| g.target.clone())
+        .collect();
+    assert_eq!(targets.len(), 2, "{targets:?}");
+    assert!(
+        states(&db).len() == 2,
+        "{before} and {during} in the database"
+    );
+    let log = std::fs::read_to_string(&one.log).unwrap();
+    assert!(
+        log.contains("recording journaled locally until it returns")
+            && log.contains("recordings journaled locally moved to the database"),
+        "{log}"
+    );
+}

@@ -1,0 +1,650 @@
+//! The store's behaviour, the same on both backends: every test here runs once against a new
+//! SQLite file and once against a new PostgreSQL database (see `support::pg` for how the
+//! database is found). A test gets a way to open handles on its store, so it can also check
+//! what one handle writes and another reads, as two callrec instances would.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Barrier};
+
+use callrec::store::documents::Expect;
+use callrec::store::recordings::{Claim, Filter, NewRecording, Outcome};
+use callrec::store::{
+    now_us, DeliveryState, Kind, RecordingState, Revision, Scope, Store, StoreError,
+};
+use callrec::values::{Destination, UploadMethod};
+use serde_json::{json, Value};
+
+type Open<'a> = &'a dyn Fn() -> Store;
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let path = dir.path().to_path_buf();
+                    super::$name(&move || callrec::store::Store::open(&path).unwrap());
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(db) = super::support::pg::new_db() else { return };
+                    let url = db.url.clone();
+                    super::$name(&move || callrec::store::Store::connect(&url).unwrap());
+                    drop(db);
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    revisions_and_conflicts,
+    the_same_id_in_two_accounts_is_two_documents,
+    devices_by_sip_username_in_one_or_every_account,
+    any_recording_settings_sees_settings_and_callflow_modules,
+    the_per_call_lookups_follow_every_write,
+    every_document_in_key_order,
+    racing_creates_of_one_document_make_one,
+    a_write_through_one_handle_is_read_through_another,
+    tokens_verify_by_scope,
+    a_recording_follows_its_deliveries,
+    the_journal_is_per_node,
+    claims_recovery_and_orphans_are_per_node_listing_is_not,
+    reassigning_a_gone_node,
+    racing_claims_never_share_a_delivery,
+    a_replaced_recording_starts_without_its_old_deliveries,
+);
+
+fn user(name: &str) -> Value {
+    json!({ "first_name": name })
+}
+
+fn revisions_and_conflicts(open: Open) {
+    let s = open();
+    let d = s
+        .put(Kind::User, "a", "u1", user("Ann"), Expect::Any)
+        .unwrap();
+    assert_eq!((d.rev, &d.body["id"]), (Revision(1), &json!("u1")));
+    let d = s
+        .put(
+            Kind::User,
+            "a",
+            "u1",
+            user("Bo"),
+            Expect::Revision(Revision(1)),
+        )
+        .unwrap();
+    assert_eq!(d.rev, Revision(2));
+    let e = s
+        .put(
+            Kind::User,
+            "a",
+            "u1",
+            json!({}),
+            Expect::Revision(Revision(1)),
+        )
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { current } if current == "2"));
+    let e = s
+        .put(Kind::User, "a", "u1", json!({}), Expect::Absent)
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Exists));
+    assert_eq!(
+        s.get(Kind::User, "a", "u1").unwrap().unwrap().body["first_name"],
+        "Bo"
+    );
+    assert_eq!(s.list(Kind::User, "a").unwrap().len(), 1);
+    let e = s
+        .delete(Kind::User, "a", "u1", Some(Revision(1)))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { current } if current == "2"));
+    assert!(s.delete(Kind::User, "a", "u1", Some(Revision(2))).unwrap());
+    assert!(!s.delete(Kind::User, "a", "u1", None).unwrap());
+    assert!(s.get(Kind::User, "a", "u1").unwrap().is_none());
+}
+
+fn the_same_id_in_two_accounts_is_two_documents(open: Open) {
+    let s = open();
+    s.put(Kind::User, "b", "u1", user("Bob"), Expect::Any)
+        .unwrap();
+    let a = s
+        .put(Kind::User, "a", "u1", user("Mallory"), Expect::Any)
+        .unwrap();
+    assert_eq!(a.rev, Revision(1));
+    let b = s.get(Kind::User, "b", "u1").unwrap().unwrap();
+    assert_eq!((b.rev, &b.body["first_name"]), (Revision(1), &json!("Bob")));
+    assert!(matches!(
+        s.put(Kind::User, "c", "u1", json!({}), Expect::Revision(Revision(1))),
+        Err(StoreError::Conflict { current }) if current.is_empty()
+    ));
+    assert!(!s.delete(Kind::User, "c", "u1", None).unwrap());
+    assert!(s.delete(Kind::User, "a", "u1", None).unwrap());
+    assert!(s.get(Kind::User, "b", "u1").unwrap().is_some());
+    assert!(s.list(Kind::User, "a").unwrap().is_empty());
+}
+
+fn devices_by_sip_username_in_one_or_every_account(open: Open) {
+    let s = open();
+    for (acc, id, name) in [
+        ("a", "d1", "alice"),
+        ("b", "d2", "alice"),
+        ("b", "d3", "bob"),
+    ] {
+        s.put(
+            Kind::Device,
+            acc,
+            id,
+            json!({"sip": {"username": name}}),
+            Expect::Any,
+        )
+        .unwrap();
+    }
+    // A user whose body looks like a device's is not a device.
+    s.put(
+        Kind::User,
+        "a",
+        "u",
+        json!({"sip": {"username": "alice"}}),
+        Expect::Any,
+    )
+    .unwrap();
+    let all = s.devices_by_sip_username(None, "alice").unwrap();
+    let keys: Vec<(&str, &str)> = all
+        .iter()
+        .map(|d| (d.account_id.as_str(), d.id.as_str()))
+        .collect();
+    assert_eq!(keys, [("a", "d1"), ("b", "d2")]);
+    let b = s.devices_by_sip_username(Some("b"), "alice").unwrap();
+    assert_eq!((b[0].id.as_str(), b.len()), ("d2", 1));
+    assert!(s.devices_by_sip_username(None, "carol").unwrap().is_empty());
+}
+
+fn any_recording_settings_sees_settings_and_callflow_modules(open: Open) {
+    let s = open();
+    assert!(!s.any_recording_settings().unwrap());
+    s.put(Kind::User, "a", "u1", user("Ann"), Expect::Any)
+        .unwrap();
+    assert!(!s.any_recording_settings().unwrap(), "no settings in it");
+    s.put(
+        Kind::Device,
+        "a",
+        "d1",
+        json!({"call_recording": {"any": {"any": {"enabled": false}}}}),
+        Expect::Any,
+    )
+    .unwrap();
+    assert!(s.any_recording_settings().unwrap(), "disabled still counts");
+    assert!(s.delete(Kind::Device, "a", "d1", None).unwrap());
+    assert!(!s.any_recording_settings().unwrap());
+    s.put(
+        Kind::Callflow,
+        "a",
+        "cf",
+        json!({"numbers": ["1"], "flow": {"module": "record_call", "data": {}}}),
+        Expect::Any,
+    )
+    .unwrap();
+    assert!(s.any_recording_settings().unwrap(), "a record_call module");
+}
+
+fn the_per_call_lookups_follow_every_write(open: Open) {
+    let s = open();
+    let cf = |numbers: Value| json!({"numbers": numbers, "flow": {"module": "device", "data": {}}});
+    s.put(
+        Kind::Callflow,
+        "a",
+        "cf1",
+        cf(json!(["100", "200"])),
+        Expect::Any,
+    )
+    .unwrap();
+    s.put(
+        Kind::Callflow,
+        "b",
+        "cf1",
+        cf(json!(["200", 300, "200"])),
+        Expect::Any,
+    )
+    .unwrap();
+    assert_eq!(s.accounts_with_number("100").unwrap(), ["a"]);
+    assert_eq!(s.accounts_with_number("200").unwrap(), ["a", "b"]);
+    assert!(
+        s.accounts_with_number("300").unwrap().is_empty(),
+        "numbers are strings"
+    );
+    s.put(Kind::Callflow, "a", "cf1", cf(json!(["101"])), Expect::Any)
+        .unwrap();
+    assert!(s.accounts_with_number("100").unwrap().is_empty());
+    assert_eq!(s.accounts_with_number("101").unwrap(), ["a"]);
+    assert!(s.delete(Kind::Callflow, "b", "cf1", None).unwrap());
+    assert!(s.accounts_with_number("200").unwrap().is_empty());
+    s.put(
+        Kind::User,
+        "a",
+        "u1",
+        json!({"record_call": {}}),
+        Expect::Any,
+    )
+    .unwrap();
+    assert!(s.any_recording_settings().unwrap());
+    s.put(Kind::User, "a", "u1", user("Ann"), Expect::Any)
+        .unwrap();
+    assert!(
+        !s.any_recording_settings().unwrap(),
+        "the settings were removed"
+    );
+}
+
+fn every_document_in_key_order(open: Open) {
+    let s = open();
+    for (acc, kind, id) in [
+        ("b", Kind::User, "u"),
+        ("a", Kind::User, "Z"),
+        ("a", Kind::User, "a"),
+        ("a", Kind::Account, "a"),
+        ("a", Kind::Device, "d"),
+    ] {
+        s.put(kind, acc, id, json!({}), Expect::Any).unwrap();
+    }
+    let keys: Vec<(String, &str, String)> = s
+        .all_documents()
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.account_id, d.kind.as_str(), d.id))
+        .collect();
+    let want = [
+        ("a", "account", "a"),
+        ("a", "device", "d"),
+        ("a", "user", "Z"),
+        ("a", "user", "a"),
+        ("b", "user", "u"),
+    ];
+    let want: Vec<(String, &str, String)> = want
+        .iter()
+        .map(|(a, k, i)| (a.to_string(), *k, i.to_string()))
+        .collect();
+    assert_eq!(keys, want, "bytewise order, uppercase first");
+    let ids: Vec<String> = s
+        .list(Kind::User, "a")
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, ["Z", "a"]);
+}
+
+fn racing_creates_of_one_document_make_one(open: Open) {
+    let handles: Vec<Store> = (0..2).map(|_| open()).collect();
+    let barrier = Arc::new(Barrier::new(8));
+    let results: Vec<Result<Revision, String>> = std::thread::scope(|sc| {
+        let joins: Vec<_> = (0..8)
+            .map(|i| {
+                let s = handles[i % 2].clone();
+                let barrier = barrier.clone();
+                sc.spawn(move || {
+                    barrier.wait();
+                    s.put(Kind::User, "a", "new", json!({"n": i}), Expect::Absent)
+                        .map(|d| d.rev)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        joins.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    let made: Vec<&Revision> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(made, [&Revision(1)], "{results:?}");
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| e.contains("exists")));
+}
+
+fn a_write_through_one_handle_is_read_through_another(open: Open) {
+    let (one, two) = (
+        open().for_node("n1").unwrap(),
+        open().for_node("n2").unwrap(),
+    );
+    one.put(
+        Kind::Account,
+        "acc",
+        "acc",
+        json!({"record_call": {"format": "mp3"}}),
+        Expect::Any,
+    )
+    .unwrap();
+    let seen = two.get(Kind::Account, "acc", "acc").unwrap().unwrap();
+    assert_eq!(seen.body["record_call"]["format"], "mp3");
+    let t = one.create_token(&Scope::Account("acc".into())).unwrap();
+    assert_eq!(
+        two.verify_token(&t).unwrap(),
+        Some(Scope::Account("acc".into()))
+    );
+    two.put(
+        Kind::Account,
+        "acc",
+        "acc",
+        json!({}),
+        Expect::Revision(Revision(1)),
+    )
+    .unwrap();
+    assert_eq!(
+        one.get(Kind::Account, "acc", "acc").unwrap().unwrap().rev,
+        Revision(2)
+    );
+}
+
+fn tokens_verify_by_scope(open: Open) {
+    let s = open();
+    let t = s.create_token(&Scope::Account("a".into())).unwrap();
+    assert_eq!(t.len(), 64);
+    assert_eq!(
+        s.verify_token(&t).unwrap(),
+        Some(Scope::Account("a".into()))
+    );
+    assert_eq!(s.verify_token("nope").unwrap(), None);
+    assert_eq!(s.verify_token(&t[..63]).unwrap(), None);
+    let admin = s.create_token(&Scope::Admin).unwrap();
+    assert_eq!(s.verify_token(&admin).unwrap(), Some(Scope::Admin));
+}
+
+fn dest(url: &str, method: UploadMethod) -> Destination {
+    Destination {
+        url: url.into(),
+        method,
+    }
+}
+
+fn add(s: &Store, id: &str, path: &str, dests: &[Destination]) -> RecordingState {
+    s.add_recording(&NewRecording {
+        id,
+        account_id: Some("acc"),
+        call_id: &format!("call-{id}"),
+        file_path: path,
+        destinations: dests,
+        meta: &json!({"recording_id": id, "file_path": path}),
+    })
+    .unwrap()
+}
+
+fn claim(s: &Store, limit: usize) -> Vec<Claim<Value>> {
+    s.claim_due(now_us(), limit).unwrap()
+}
+
+fn a_recording_follows_its_deliveries(open: Open) {
+    let s = open();
+    let dests = [
+        dest("http://a/", UploadMethod::Put),
+        dest("http://a/", UploadMethod::Post),
+    ];
+    assert_eq!(add(&s, "r1", "/r/x.wav", &dests), RecordingState::Pending);
+    assert_eq!(add(&s, "r0", "/r/y.wav", &[]), RecordingState::Stored);
+    assert!(s.next_due().unwrap().is_some());
+    let claims = claim(&s, 10);
+    assert_eq!(claims.len(), 2, "one delivery per url and method");
+    assert_eq!(claims[0].meta["recording_id"], "r1");
+    assert!(claim(&s, 10).is_empty(), "claimed ones are not due");
+    assert_eq!(s.next_due().unwrap(), None);
+    assert_eq!(
+        s.recording::<Value>("r1").unwrap().unwrap().state,
+        RecordingState::Uploading
+    );
+    assert_eq!(s.recover_deliveries().unwrap(), 2);
+    let claims = claim(&s, 10);
+    assert_eq!(claims.len(), 2);
+    let ok = Outcome::Delivered { status: 201 };
+    assert_eq!(
+        s.settle("r1", &dests[0], &ok).unwrap(),
+        RecordingState::Uploading
+    );
+    let later = Outcome::Retry {
+        next_us: now_us() + 3_600_000_000,
+        error: "503".into(),
+        status: Some(503),
+    };
+    assert_eq!(
+        s.settle("r1", &dests[1], &later).unwrap(),
+        RecordingState::Pending
+    );
+    assert!(claim(&s, 10).is_empty(), "not due for an hour");
+    assert_eq!(claim(&s, 10).len(), 0);
+    let again: Vec<Claim<Value>> = s.claim_due(now_us() + 3_700_000_000, 10).unwrap();
+    assert_eq!((again.len(), again[0].attempts), (1, 1));
+    let fail = Outcome::Failed {
+        error: "404".into(),
+        status: Some(404),
+    };
+    assert_eq!(
+        s.settle("r1", &dests[1], &fail).unwrap(),
+        RecordingState::Failed
+    );
+    assert_eq!(s.retry_failed(Some("r1")).unwrap(), 1);
+    let row = s.recording::<Value>("r1").unwrap().unwrap();
+    assert_eq!(row.state, RecordingState::Pending);
+    let states: Vec<(UploadMethod, DeliveryState, u32, Option<u16>)> = row
+        .deliveries
+        .iter()
+        .map(|d| (d.method, d.state, d.attempts, d.last_status))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (UploadMethod::Post, DeliveryState::Pending, 2, Some(404)),
+            (UploadMethod::Put, DeliveryState::Delivered, 1, Some(201))
+        ]
+    );
+    assert!(row.deliveries[1].delivered_us.is_some());
+    assert!(s.has_recording_path("/r/x.wav").unwrap());
+    let in_r = s.recording_paths_in("/r").unwrap();
+    assert!(in_r.contains("/r/x.wav") && in_r.contains("/r/y.wav"));
+    assert!(!s.recording_paths_in("").unwrap().contains("/r/x.wav"));
+    assert!(s.recording_paths_in("/r/x").unwrap().is_empty());
+    assert!(!s.has_recording_path("/r/z.wav").unwrap());
+    let listed: Vec<_> = s
+        .recordings::<Value>(&Filter {
+            state: Some(RecordingState::Pending),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let all = s.recordings::<Value>(&Filter::default()).unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].created_us >= all[1].created_us, "newest first");
+    let by_call = s
+        .recordings::<Value>(&Filter {
+            call_id: Some("call-r0".into()),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(by_call[0].state, RecordingState::Stored);
+}
+
+fn the_journal_is_per_node(open: Open) {
+    let (one, two) = (
+        open().for_node("n1").unwrap(),
+        open().for_node("n2").unwrap(),
+    );
+    for (s, id) in [(&one, "j1"), (&two, "j2")] {
+        s.journal_recording(&NewRecording {
+            id,
+            account_id: None,
+            call_id: "c",
+            file_path: &format!("/r/{id}.wav"),
+            destinations: &[],
+            meta: &json!({"id": id}),
+        })
+        .unwrap();
+    }
+    let mine: Vec<(String, Value)> = one.journaled().unwrap();
+    assert_eq!(mine, [("j1".to_string(), json!({"id": "j1"}))]);
+    assert_eq!(
+        one.recording::<Value>("j2").unwrap().unwrap().state,
+        RecordingState::Recording
+    );
+    // Kept: the journal row becomes the spooled recording.
+    assert_eq!(
+        add(
+            &one,
+            "j1",
+            "/r/j1.wav",
+            &[dest("http://a/", UploadMethod::Put)]
+        ),
+        RecordingState::Pending
+    );
+    assert!(one.journaled::<Value>().unwrap().is_empty());
+    assert!(!one.forget_recording("j1").unwrap(), "kept ones stay");
+    assert!(two.forget_recording("j2").unwrap());
+    assert!(two.recording::<Value>("j2").unwrap().is_none());
+}
+
+fn claims_recovery_and_orphans_are_per_node_listing_is_not(open: Open) {
+    let (one, two) = (
+        open().for_node("n1").unwrap(),
+        open().for_node("n2").unwrap(),
+    );
+    let d = [dest("http://a/", UploadMethod::Put)];
+    add(&one, "a1", "/d/a1.wav", &d);
+    add(&two, "b1", "/d/b1.wav", &d);
+    add(&two, "b2", "/d/b2.wav", &d);
+    let c1 = claim(&one, 10);
+    assert_eq!(c1.len(), 1);
+    assert_eq!(c1[0].meta["recording_id"], "a1");
+    assert!(two.next_due().unwrap().is_some());
+    assert_eq!(one.next_due().unwrap(), None);
+    let c2 = claim(&two, 1);
+    assert_eq!(c2[0].meta["recording_id"], "b1");
+    // A restart of n2 takes back only its own claims.
+    assert_eq!(two.recover_deliveries().unwrap(), 1);
+    assert_eq!(
+        one.recording::<Value>("a1").unwrap().unwrap().state,
+        RecordingState::Uploading
+    );
+    assert!(one.has_recording_path("/d/a1.wav").unwrap());
+    assert!(!one.has_recording_path("/d/b1.wav").unwrap());
+    let paths = two.recording_paths_in("/d").unwrap();
+    assert_eq!(paths.len(), 2);
+    assert!(paths.contains("/d/b1.wav") && paths.contains("/d/b2.wav"));
+    let listed = one.recordings::<Value>(&Filter::default()).unwrap();
+    let mut nodes: HashMap<String, usize> = HashMap::new();
+    for r in &listed {
+        *nodes.entry(r.node.clone()).or_default() += 1;
+    }
+    assert_eq!(nodes, HashMap::from([("n1".into(), 1), ("n2".into(), 2)]));
+    let only_two = one
+        .recordings::<Value>(&Filter {
+            node: Some("n2".into()),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(only_two.len(), 2);
+}
+
+fn reassigning_a_gone_node(open: Open) {
+    let (gone, heir) = (
+        open().for_node("gone").unwrap(),
+        open().for_node("heir").unwrap(),
+    );
+    let d = [dest("http://a/", UploadMethod::Put)];
+    add(&gone, "g1", "/d/g1.wav", &d);
+    add(&gone, "g2", "/d/g2.wav", &d);
+    add(&heir, "h1", "/d/h1.wav", &d);
+    assert_eq!(
+        claim(&gone, 1).len(),
+        1,
+        "g1 was being uploaded when it died"
+    );
+    assert_eq!(heir.reassign("gone", "heir", Some("g2")).unwrap(), 1);
+    assert_eq!(heir.reassign("gone", "heir", None).unwrap(), 1);
+    assert_eq!(heir.reassign("gone", "heir", None).unwrap(), 0);
+    let g1 = heir.recording::<Value>("g1").unwrap().unwrap();
+    assert_eq!(
+        (g1.node.as_str(), g1.state),
+        ("heir", RecordingState::Pending)
+    );
+    let ids: Vec<String> = claim(&heir, 10)
+        .into_iter()
+        .map(|c| c.meta["recording_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(claim(&gone, 10).is_empty());
+    assert!(heir.has_recording_path("/d/g1.wav").unwrap());
+}
+
+fn racing_claims_never_share_a_delivery(open: Open) {
+    let handles: Vec<Store> = (0..2).map(|_| open().for_node("n").unwrap()).collect();
+    let d = [
+        dest("http://a/", UploadMethod::Put),
+        dest("http://b/", UploadMethod::Put),
+    ];
+    for i in 0..150 {
+        add(
+            &handles[0],
+            &format!("r{i:03}"),
+            &format!("/d/r{i:03}.wav"),
+            &d,
+        );
+    }
+    let workers = 6;
+    let barrier = Arc::new(Barrier::new(workers));
+    let got: Vec<Vec<(String, String)>> = std::thread::scope(|sc| {
+        let joins: Vec<_> = (0..workers)
+            .map(|w| {
+                let s = handles[w % 2].clone();
+                let barrier = barrier.clone();
+                sc.spawn(move || {
+                    barrier.wait();
+                    let mut mine = Vec::new();
+                    loop {
+                        let batch = claim(&s, 7);
+                        if batch.is_empty() {
+                            break;
+                        }
+                        for c in batch {
+                            let id = c.meta["recording_id"].as_str().unwrap().to_string();
+                            mine.push((id, c.url));
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        joins.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for (id, url) in got.iter().flatten() {
+        *seen.entry((id.clone(), url.clone())).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 300, "every delivery claimed");
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "a delivery claimed twice: {:?}",
+        seen.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    assert!(
+        got.iter().filter(|w| !w.is_empty()).count() >= 2,
+        "the workers did race"
+    );
+}
+
+fn a_replaced_recording_starts_without_its_old_deliveries(open: Open) {
+    let s = open();
+    add(&s, "r", "/d/r.wav", &[dest("http://a/", UploadMethod::Put)]);
+    assert_eq!(
+        add(
+            &s,
+            "r",
+            "/d/r.wav",
+            &[dest("http://b/", UploadMethod::Post)]
+        ),
+        RecordingState::Pending
+    );
+    let row = s.recording::<Value>("r").unwrap().unwrap();
+    let urls: Vec<&str> = row.deliveries.iter().map(|d| d.url.as_str()).collect();
+    assert_eq!(urls, ["http://b/"]);
+}
