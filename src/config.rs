@@ -86,6 +86,17 @@ pub struct Config {
     /// A recording followed over the event socket falls back to watching its file once the
     /// connection has been down this long.
     pub esl_down_grace_ms: u64,
+    /// `s3://` destinations: an S3-compatible server's `http(s)://host:port` (unset: AWS, or
+    /// `AWS_ENDPOINT_URL`), its region, and the credentials (unset: `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`). The secret is never logged.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
+    /// Recordings larger than this go up in parts of `s3_part_size_mb`, MiB.
+    pub s3_multipart_threshold_mb: u64,
+    /// At least 5 (S3's smallest part).
+    pub s3_part_size_mb: u64,
     /// Applied to every call, on top of the documents; parsed (and so validated) with the
     /// same types as a document's `record_call`.
     pub record_call: Option<Params>,
@@ -122,6 +133,12 @@ impl Default for Config {
             follow: FollowMode::Inbound,
             node_id: "callrec".into(),
             database_url: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_multipart_threshold_mb: 16,
+            s3_part_size_mb: 8,
             freeswitch_password: "ClueCon".into(),
             esl_reconnect_max_ms: 10_000,
             esl_down_grace_ms: 30_000,
@@ -241,6 +258,12 @@ impl Config {
             "follow",
             "node_id",
             "database_url",
+            "s3_endpoint",
+            "s3_region",
+            "s3_access_key_id",
+            "s3_secret_access_key",
+            "s3_multipart_threshold_mb",
+            "s3_part_size_mb",
             "freeswitch_password",
             "esl_reconnect_max_ms",
             "esl_down_grace_ms",
@@ -252,6 +275,9 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.freeswitch_password = "REDACTED".into();
+        if shown.s3_secret_access_key.is_some() {
+            shown.s3_secret_access_key = Some("REDACTED".into());
+        }
         if let Some(u) = shown.database_url.as_mut() {
             *u = crate::uploader::url::redact(u);
         }
@@ -350,6 +376,14 @@ impl Config {
                 cap: Duration::from_millis(self.upload_retry_cap_ms.max(1)),
                 give_up_after: Duration::from_secs(self.upload_give_up_after_s),
             },
+            s3: crate::uploader::s3::S3Config {
+                endpoint: self.s3_endpoint.clone().filter(|e| !e.is_empty()),
+                region: self.s3_region.clone().filter(|e| !e.is_empty()),
+                access_key_id: self.s3_access_key_id.clone().filter(|e| !e.is_empty()),
+                secret_access_key: self.s3_secret_access_key.clone().filter(|e| !e.is_empty()),
+                multipart_threshold: self.s3_multipart_threshold_mb.saturating_mul(1024 * 1024),
+                part_size: (self.s3_part_size_mb.max(5) as usize).saturating_mul(1024 * 1024),
+            },
         }
     }
 
@@ -429,9 +463,9 @@ mod tests {
             assert!(Config::keys().contains(&k.as_str()), "{k}");
         }
         assert_eq!(
-            t.len() + 2,
+            t.len() + 6,
             Config::keys().len(),
-            "record_call and database_url are absent by default"
+            "record_call, database_url and the s3 endpoint, region and credentials are absent by default"
         );
         let c = Config::load_layered(
             None,

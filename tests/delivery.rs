@@ -33,6 +33,7 @@ fn fast_http() -> HttpConfig {
             cap: Duration::from_millis(200),
             give_up_after: Duration::from_secs(3600),
         },
+        ..HttpConfig::default()
     }
 }
 

@@ -276,10 +276,18 @@ impl Trigger {
 
 /// Why an absolute `http://` or `https://` URL is not acceptable, if it is not.
 pub fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("s3://") {
+        if url.split('/').nth(2).is_some_and(|b| b.contains('@')) {
+            return Err("must not carry credentials (object storage credentials come from callrec's configuration)".into());
+        }
+        return crate::uploader::s3::parse(url).map(|_| ()).ok_or_else(|| {
+            "must be s3://bucket/prefix/ with a valid bucket name (3-63 of a-z 0-9 . -)".into()
+        });
+    }
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| "must be an absolute http:// or https:// URL".to_string())?;
+        .ok_or_else(|| "must be an absolute http://, https:// or s3:// URL".to_string())?;
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must not contain spaces or control characters".into());
     }

@@ -9,6 +9,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use tokio_util::io::ReaderStream;
 
 use super::retry::{self, Policy};
+use super::s3::{S3Config, S3};
 use super::spool::{now_us, Claim, Outcome};
 use super::url;
 use crate::values::UploadMethod;
@@ -20,6 +21,8 @@ pub struct HttpConfig {
     /// …plus the time to send the file at this rate (bytes/s).
     pub min_rate: u64,
     pub policy: Policy,
+    /// `s3://` destinations.
+    pub s3: S3Config,
 }
 
 impl Default for HttpConfig {
@@ -28,6 +31,7 @@ impl Default for HttpConfig {
             min_timeout: Duration::from_secs(30),
             min_rate: 256 * 1024,
             policy: Policy::default(),
+            s3: S3Config::default(),
         }
     }
 }
@@ -35,6 +39,7 @@ impl Default for HttpConfig {
 pub struct Http {
     client: reqwest::Client,
     pub cfg: HttpConfig,
+    s3: S3,
 }
 
 const MAX_REDIRECTS: usize = 10;
@@ -50,11 +55,16 @@ impl Http {
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("callrec/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Http { client, cfg })
+        let s3 = S3::new(cfg.s3.clone());
+        Ok(Http { client, cfg, s3 })
     }
 
     /// Where this delivery goes.
     pub fn target(claim: &Claim) -> String {
+        if let Some(dest) = super::s3::parse(&claim.url) {
+            let key = super::s3::key(dest.prefix, claim);
+            return format!("s3://{}/{key}", dest.bucket);
+        }
         match claim.meta.kind {
             crate::values::RecordingKind::Call => url::upload_url(&claim.url, &claim.meta),
             crate::values::RecordingKind::Caller => url::caller_url(
@@ -65,8 +75,24 @@ impl Http {
         }
     }
 
+    /// The time one request carrying `bytes` may take.
+    fn timeout_for(&self, bytes: u64) -> Duration {
+        self.cfg.min_timeout
+            + Duration::from_secs_f64(bytes as f64 / self.cfg.min_rate.max(1) as f64)
+    }
+
     /// Makes one attempt and classifies it.
     pub async fn attempt(&self, claim: &Claim) -> Outcome {
+        if claim.url.starts_with("s3://") {
+            return self
+                .s3
+                .attempt(
+                    claim,
+                    |bytes| self.timeout_for(bytes),
+                    |error| self.retry(claim, error, None, None),
+                )
+                .await;
+        }
         let path = &claim.meta.file_path;
         // Opened and measured in one trip to the blocking pool; a redirect opens it again.
         let p = path.clone();
@@ -99,8 +125,7 @@ impl Http {
                 }
             }
         };
-        let timeout = self.cfg.min_timeout
-            + Duration::from_secs_f64(size as f64 / self.cfg.min_rate.max(1) as f64);
+        let timeout = self.timeout_for(size);
         let (mut target, creds) = url::split_userinfo(&Self::target(claim));
         let origin_host = host_of(&target);
         let method = match claim.method {

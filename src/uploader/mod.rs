@@ -9,6 +9,7 @@ pub mod http;
 pub mod journal;
 pub mod local;
 pub mod retry;
+pub mod s3;
 pub mod spool;
 pub mod url;
 pub mod worker;

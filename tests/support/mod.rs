@@ -98,6 +98,7 @@ pub mod nginx;
 pub mod pg;
 pub mod process;
 pub mod receiver;
+pub mod s3;
 
 /// Waits (up to 10 s) for a file to be removed; the uploader removes it right after it records
 /// the delivery, so a test that saw `delivered` may look a moment too early.
