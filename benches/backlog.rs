@@ -13,8 +13,13 @@
 //! 0. The planner's per-call document lookups (is any document about recording? which account
 //!    has a callflow for this number?) with 100,000 documents, against the scans they replaced.
 //!
+//! With `--database-url postgres://…/db` parts 1 and 2 run on PostgreSQL instead (a new database
+//! beside `db` per measurement, dropped after): the spool as `database_url` opens it, enqueued
+//! from 8 threads (sessions enqueue concurrently; PostgreSQL commits them in parallel), and
+//! `callrec serve` draining with `database_url` set.
+//!
 //! `cargo bench --bench backlog -- [--documents 100000] [--sizes 1000,100000,1000000]
-//! [--drain 5000,50000] [--kib 128] [--keep-local]`
+//! [--drain 5000,50000] [--kib 128] [--keep-local] [--database-url URL]`
 
 mod common;
 
@@ -29,6 +34,61 @@ use callrec::values::{Destination, RecordingKind, UploadMethod};
 
 /// Uploads at once, for callrec (`upload_concurrency`) and the plain client alike.
 const CONCURRENCY: usize = 8;
+
+/// Runs `sql` against `url` on a thread and runtime of its own; the first column of the first
+/// row, when there is one, as an integer.
+fn pg(url: &str, sql: &str) -> Option<i64> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let rows = client.simple_query(&sql).await.unwrap();
+            rows.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+                _ => None,
+            })
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// Where the spool lives for a measurement.
+#[derive(Clone)]
+enum Backend {
+    Sqlite,
+    /// The URL of a database beside which new ones are made.
+    Postgres(String),
+}
+
+/// A store for one measurement: the SQLite file in `dir`, or a new PostgreSQL database (its
+/// URL returned, to drop it after).
+fn fresh(backend: &Backend, dir: &Path) -> (Store, Option<String>) {
+    match backend {
+        Backend::Sqlite => (Store::open(dir).unwrap(), None),
+        Backend::Postgres(admin) => {
+            let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+            pg(admin, &format!("CREATE DATABASE {name}"));
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap();
+            let url = format!("{base}/{name}");
+            (Store::connect(&url).unwrap(), Some(url))
+        }
+    }
+}
+
+fn drop_db(backend: &Backend, url: Option<String>) {
+    if let (Backend::Postgres(admin), Some(url)) = (backend, url) {
+        let name = url.rsplit('/').next().unwrap();
+        pg(admin, &format!("DROP DATABASE {name} WITH (FORCE)"));
+    }
+}
 
 fn recording(i: usize, dir: &Path, url: &str) -> FinishedRecording {
     let id = format!("rec-{i:08}");
@@ -75,15 +135,26 @@ fn us(d: Duration) -> f64 {
 }
 
 /// Part 1: the spool alone.
-fn spool_at(n: usize) {
+fn spool_at(n: usize, backend: &Backend) {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let (store, db_url) = fresh(backend, tmp.path());
     let files = tmp.path().join("recordings");
     let url = "http://127.0.0.1:9/backlog/";
     let t = Instant::now();
-    for i in 0..n {
-        spool::enqueue(&store, &recording(i, &files, url)).unwrap();
-    }
+    let threads = match backend {
+        Backend::Sqlite => 1,
+        Backend::Postgres(_) => 8,
+    };
+    std::thread::scope(|sc| {
+        for k in 0..threads {
+            let (store, files) = (store.clone(), &files);
+            sc.spawn(move || {
+                for i in (k..n).step_by(threads) {
+                    spool::enqueue(&store, &recording(i, files, url)).unwrap();
+                }
+            });
+        }
+    });
     let enqueue = t.elapsed();
     let samples = 2000.min(n / 2);
     let (mut claims, mut settles, mut nexts) = (vec![], vec![], vec![]);
@@ -114,16 +185,28 @@ fn spool_at(n: usize) {
     }
     drop(store);
     let t = Instant::now();
-    let store = Store::open(tmp.path()).unwrap();
+    let store = match &db_url {
+        None => Store::open(tmp.path()).unwrap(),
+        Some(u) => Store::connect(u).unwrap(),
+    };
     store.recover_deliveries().unwrap();
     let journaled: Vec<(String, serde_json::Value)> = store.journaled().unwrap();
     store.next_due().unwrap();
     let restart = t.elapsed();
-    let db = std::fs::metadata(tmp.path().join("callrec.db"))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let db = match &db_url {
+        None => std::fs::metadata(tmp.path().join("callrec.db"))
+            .map(|m| m.len())
+            .unwrap_or(0),
+        Some(u) => pg(u, "SELECT pg_database_size(current_database())").unwrap_or(0) as u64,
+    };
+    drop(store);
+    drop_db(backend, db_url);
     println!(
-        "spool n={n:>8}: enqueue {:>7.0}/s | claim p50 {:>6.1} us p99 {:>7.1} us | settle p50 {:>6.1} us p99 {:>7.1} us | next_due p50 {:>5.1} us | list newest 100 {:>6.1} ms, pending {:>6.1} ms | restart {:>7.1} ms ({} journaled) | db {} MiB",
+        "spool {} n={n:>8}: enqueue {:>7.0}/s | claim p50 {:>6.1} us p99 {:>7.1} us | settle p50 {:>6.1} us p99 {:>7.1} us | next_due p50 {:>5.1} us | list newest 100 {:>6.1} ms, pending {:>6.1} ms | restart {:>7.1} ms ({} journaled) | db {} MiB",
+        match backend {
+            Backend::Sqlite => "sqlite    ",
+            Backend::Postgres(_) => "postgresql",
+        },
         n as f64 / enqueue.as_secs_f64(),
         us(quantile(&mut claims, 0.5)),
         us(quantile(&mut claims, 0.99)),
@@ -169,7 +252,7 @@ fn peer_rate(files: &[std::path::PathBuf], port: u16, under: &'static str) -> f6
 }
 
 /// Part 2: `callrec serve` draining `m` recordings of `kib` KiB each to nginx.
-fn drain(m: usize, kib: usize, keep_local: bool) {
+fn drain(m: usize, kib: usize, keep_local: bool, backend: &Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let shm = Path::new("/dev/shm");
@@ -186,15 +269,16 @@ fn drain(m: usize, kib: usize, keep_local: bool) {
     let url = format!("http://127.0.0.1:{port}/callrec/");
     let audio = vec![0x55u8; kib * 1024];
     let mut paths = Vec::with_capacity(m);
-    {
-        let store = Store::open(&data).unwrap();
+    let db_url = {
+        let (store, db_url) = fresh(backend, &data);
         for i in 0..m {
             let rec = recording(i, &dir, &url);
             std::fs::write(&rec.file_path, &audio).unwrap();
             paths.push(std::path::PathBuf::from(&rec.file_path));
             spool::enqueue(&store, &rec).unwrap();
         }
-    }
+        db_url
+    };
     // The peer runs before and after callrec; its mean is the receiver's capacity.
     let peer_before = peer_rate(&paths, port, "peer1");
     let _ = std::fs::remove_dir_all(received.path().join("peer1"));
@@ -202,24 +286,28 @@ fn drain(m: usize, kib: usize, keep_local: bool) {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nfreeswitch_esl = \"\"\nupload_concurrency = {}\nkeep_local_after_upload = {}\n",
+            "listen = \"127.0.0.1:{}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nfreeswitch_esl = \"\"\nupload_concurrency = {}\nkeep_local_after_upload = {}\n{}",
             common::free_port(),
             common::free_port(),
             data.display(),
             CONCURRENCY,
-            keep_local
+            keep_local,
+            db_url
+                .as_ref()
+                .map(|u| format!("database_url = \"{u}\"\n"))
+                .unwrap_or_default()
         ),
     )
     .unwrap();
     let probe = rusqlite::Connection::open(data.join("callrec.db")).unwrap();
+    let count = "SELECT COUNT(*) FROM recordings WHERE state = 'delivered'";
     let delivered = || -> usize {
-        probe
-            .query_row(
-                "SELECT COUNT(*) FROM recordings WHERE state = 'delivered'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .unwrap_or(0) as usize
+        match &db_url {
+            None => probe
+                .query_row(count, [], |r| r.get::<_, i64>(0))
+                .unwrap_or(0) as usize,
+            Some(u) => pg(u, count).unwrap_or(0) as usize,
+        }
     };
     let t = Instant::now();
     let mut child = common::serve(&config);
@@ -254,10 +342,15 @@ fn drain(m: usize, kib: usize, keep_local: bool) {
     }
     let peer_after = peer_rate(&paths, port, "peer2");
     let peer = (peer_before + peer_after) / 2.0;
+    drop_db(backend, db_url);
     samples.sort();
     let median = samples[samples.len() / 2];
     println!(
-        "drain m={m:>7} x {kib} KiB{}: callrec {rate:>6.0}/s ({:.1} s from process start) | plain client {peer:>6.0}/s ({peer_before:.0} before, {peer_after:.0} after) | ratio {:.2} | callrec RSS median {median} KiB, peak {peak} KiB",
+        "drain {} m={m:>7} x {kib} KiB{}: callrec {rate:>6.0}/s ({:.1} s from process start) | plain client {peer:>6.0}/s ({peer_before:.0} before, {peer_after:.0} after) | ratio {:.2} | callrec RSS median {median} KiB, peak {peak} KiB",
+        match backend {
+            Backend::Sqlite => "sqlite    ",
+            Backend::Postgres(_) => "postgresql",
+        },
         if keep_local { " (kept)" } else { "" },
         total.as_secs_f64(),
         rate / peer
@@ -358,14 +451,18 @@ fn main() {
     for n in list("--documents", "100000") {
         lookups(n, n / 10);
     }
+    let backend = match args.iter().position(|a| a == "--database-url") {
+        Some(i) => Backend::Postgres(args.get(i + 1).expect("--database-url URL").clone()),
+        None => Backend::Sqlite,
+    };
     for n in list("--sizes", "1000,100000,1000000") {
-        spool_at(n);
+        spool_at(n, &backend);
     }
     let kib = list("--kib", "128").first().copied().unwrap_or(128);
     // `--keep-local`: callrec keeps its delivered files (as the plain client does) instead of
     // removing them, its default.
     let keep_local = args.iter().any(|a| a == "--keep-local");
     for m in list("--drain", "5000,50000") {
-        drain(m, kib, keep_local);
+        drain(m, kib, keep_local, &backend);
     }
 }

@@ -365,4 +365,30 @@ mod tests {
             .unwrap();
         assert_eq!(v, CURRENT);
     }
+
+    #[test]
+    fn a_version_4_file_gives_its_recordings_to_the_node_that_opens_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join("callrec.db")).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute_batch(V3_INDEXES).unwrap();
+            c.execute_batch(V4_LOOKUPS).unwrap();
+            c.execute_batch(
+                "INSERT INTO recordings VALUES ('r1', 'acc', 'c1', '/d/r1.wav', 'pending', '{}', 1, 1);
+                 INSERT INTO deliveries (recording_id, url, method, state, attempts, next_attempt_us, since_us)
+                   VALUES ('r1', 'http://x/', 'put', 'pending', 0, 1, 1);",
+            )
+            .unwrap();
+            c.pragma_update(None, "user_version", 4).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let r = s.recording::<Value>("r1").unwrap().unwrap();
+        assert_eq!(r.node, "callrec", "the default node until one is named");
+        let s = s.for_node("fs-7").unwrap();
+        assert_eq!(s.recording::<Value>("r1").unwrap().unwrap().node, "fs-7");
+        let claims: Vec<crate::store::recordings::Claim<Value>> =
+            s.claim_due(crate::store::now_us(), 10).unwrap();
+        assert_eq!(claims.len(), 1, "its deliveries are the node's too");
+    }
 }

@@ -263,7 +263,9 @@ impl Pg {
         }
         let r = {
             let _g = self.rt.enter();
-            futures::executor::block_on(fut)
+            // Unconstrained: a caller that is itself a tokio task has a cooperative budget that
+            // only refills when it yields, which a blocked thread never does.
+            futures::executor::block_on(tokio::task::unconstrained(fut))
         };
         let r = match r {
             Err(StoreError::Postgres(e)) if connection_lost(&e) => {
@@ -315,14 +317,12 @@ impl Pg {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-                .await?;
+            cached_execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
             tx.batch_execute(
                 "CREATE TABLE IF NOT EXISTS callrec_schema (version INTEGER NOT NULL)",
             )
             .await?;
-            let version: i32 = tx
-                .query_opt("SELECT version FROM callrec_schema", &[])
+            let version: i32 = cached_query_opt(&tx, "SELECT version FROM callrec_schema", &[])
                 .await?
                 .map(|r| r.get(0))
                 .unwrap_or(0);
@@ -334,8 +334,7 @@ impl Pg {
             }
             if version < 1 {
                 tx.batch_execute(SCHEMA_V1).await?;
-                tx.execute("INSERT INTO callrec_schema (version) VALUES (1)", &[])
-                    .await?;
+                cached_execute(&tx, "INSERT INTO callrec_schema (version) VALUES (1)", &[]).await?;
                 tracing::info!(schema_version = CURRENT, "database schema created");
             }
             tx.commit().await?;
@@ -382,7 +381,9 @@ impl Pg {
     pub(super) fn check_writable(&self) -> Result<(), StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let ro: String = c.query_one("SHOW transaction_read_only", &[]).await?.get(0);
+            let ro: String = cached_query_one(&c, "SHOW transaction_read_only", &[])
+                .await?
+                .get(0);
             if ro == "on" {
                 return Err(StoreError::Corrupt(
                     "the database is read-only (a standby?)".into(),
@@ -391,6 +392,49 @@ impl Pg {
             Ok(())
         })
     }
+}
+
+// --- statements ------------------------------------------------------------------------------
+//
+// Every statement is prepared once per connection (deadpool's statement cache), so each one
+// afterwards costs one round trip, not two.
+
+type Params<'a> = &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)];
+
+async fn cached_query<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    p: Params<'_>,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let st = c.prepare_cached(sql).await?;
+    c.query(&st, p).await
+}
+
+async fn cached_query_opt<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    p: Params<'_>,
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    let st = c.prepare_cached(sql).await?;
+    c.query_opt(&st, p).await
+}
+
+async fn cached_query_one<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    p: Params<'_>,
+) -> Result<Row, tokio_postgres::Error> {
+    let st = c.prepare_cached(sql).await?;
+    c.query_one(&st, p).await
+}
+
+async fn cached_execute<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    p: Params<'_>,
+) -> Result<u64, tokio_postgres::Error> {
+    let st = c.prepare_cached(sql).await?;
+    c.execute(&st, p).await
 }
 
 // --- documents -------------------------------------------------------------------------------
@@ -423,12 +467,12 @@ impl Pg {
     fn get_now(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let row = c
-                .query_opt(
-                    "SELECT rev, body FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3",
-                    &[&account_id, &kind.as_str(), &id],
-                )
-                .await?;
+            let row = cached_query_opt(
+                &c,
+                "SELECT rev, body FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3",
+                &[&account_id, &kind.as_str(), &id],
+            )
+            .await?;
             row.map(|r| row_to_doc(kind, account_id.into(), id.into(), r.get(0), r.get(1)))
                 .transpose()
         })
@@ -451,13 +495,13 @@ impl Pg {
     fn list_now(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let rows = c
-                .query(
-                    "SELECT id, rev, body FROM documents WHERE account_id = $1 AND kind = $2
+            let rows = cached_query(
+                &c,
+                "SELECT id, rev, body FROM documents WHERE account_id = $1 AND kind = $2
                      ORDER BY id COLLATE \"C\"",
-                    &[&account_id, &kind.as_str()],
-                )
-                .await?;
+                &[&account_id, &kind.as_str()],
+            )
+            .await?;
             rows.iter()
                 .map(|r| doc_of(kind, account_id.into(), r, 0))
                 .collect()
@@ -467,13 +511,13 @@ impl Pg {
     pub(super) fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let rows = c
-                .query(
-                    "SELECT account_id, kind, id, rev, body FROM documents
+            let rows = cached_query(
+                &c,
+                "SELECT account_id, kind, id, rev, body FROM documents
                      ORDER BY account_id COLLATE \"C\", kind COLLATE \"C\", id COLLATE \"C\"",
-                    &[],
-                )
-                .await?;
+                &[],
+            )
+            .await?;
             rows.iter()
                 .map(|r| {
                     let kind: String = r.get(1);
@@ -496,19 +540,20 @@ impl Pg {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
             // Two writers of one new document: the loser waits here, then sees the winner's row.
-            tx.execute(
+            cached_execute(
+                &tx,
                 "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 1))",
                 &[&account_id, &kind.as_str(), &id],
             )
             .await?;
-            let current: Option<i64> = tx
-                .query_opt(
-                    "SELECT rev FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3
+            let current: Option<i64> = cached_query_opt(
+                &tx,
+                "SELECT rev FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3
                      FOR UPDATE",
-                    &[&account_id, &kind.as_str(), &id],
-                )
-                .await?
-                .map(|r| r.get(0));
+                &[&account_id, &kind.as_str(), &id],
+            )
+            .await?
+            .map(|r| r.get(0));
             match (expect, current) {
                 (Expect::Absent, Some(_)) => return Err(StoreError::Exists),
                 (Expect::Revision(want), cur) if cur != Some(want.0 as i64) => {
@@ -519,7 +564,8 @@ impl Pg {
                 _ => {}
             }
             let rev = current.unwrap_or(0) + 1;
-            tx.execute(
+            cached_execute(
+                &tx,
                 "INSERT INTO documents (account_id, kind, id, rev, body, modified, records)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (account_id, kind, id)
@@ -559,14 +605,14 @@ impl Pg {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
-            let current: Option<i64> = tx
-                .query_opt(
-                    "SELECT rev FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3
+            let current: Option<i64> = cached_query_opt(
+                &tx,
+                "SELECT rev FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3
                      FOR UPDATE",
-                    &[&account_id, &kind.as_str(), &id],
-                )
-                .await?
-                .map(|r| r.get(0));
+                &[&account_id, &kind.as_str(), &id],
+            )
+            .await?
+            .map(|r| r.get(0));
             let Some(cur) = current else { return Ok(false) };
             if let Some(want) = expect {
                 if cur != want.0 as i64 {
@@ -575,7 +621,8 @@ impl Pg {
                     });
                 }
             }
-            tx.execute(
+            cached_execute(
+                &tx,
                 "DELETE FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3",
                 &[&account_id, &kind.as_str(), &id],
             )
@@ -604,13 +651,13 @@ impl Pg {
     fn accounts_with_number_now(&self, number: &str) -> Result<Vec<String>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let rows = c
-                .query(
-                    "SELECT account_id FROM callflow_numbers WHERE number = $1
+            let rows = cached_query(
+                &c,
+                "SELECT account_id FROM callflow_numbers WHERE number = $1
                      GROUP BY account_id ORDER BY account_id COLLATE \"C\"",
-                    &[&number],
-                )
-                .await?;
+                &[&number],
+            )
+            .await?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
     }
@@ -631,11 +678,13 @@ impl Pg {
     fn any_recording_settings_now(&self) -> Result<bool, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            Ok(
-                c.query_one("SELECT EXISTS(SELECT 1 FROM documents WHERE records)", &[])
-                    .await?
-                    .get(0),
+            Ok(cached_query_one(
+                &c,
+                "SELECT EXISTS(SELECT 1 FROM documents WHERE records)",
+                &[],
             )
+            .await?
+            .get(0))
         })
     }
 
@@ -664,15 +713,15 @@ impl Pg {
     ) -> Result<Vec<Doc>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let rows = c
-                .query(
-                    "SELECT account_id, id, rev, body FROM documents
+            let rows = cached_query(
+                &c,
+                "SELECT account_id, id, rev, body FROM documents
                      WHERE kind = 'device' AND (body::jsonb) #>> '{sip,username}' = $1
                        AND ($2::text IS NULL OR account_id = $2)
                      ORDER BY account_id COLLATE \"C\", id COLLATE \"C\"",
-                    &[&username, &account_id],
-                )
-                .await?;
+                &[&username, &account_id],
+            )
+            .await?;
             rows.iter()
                 .map(|r| doc_of(Kind::Device, r.get(0), r, 1))
                 .collect()
@@ -686,13 +735,15 @@ async fn set_numbers(
     id: &str,
     body: Option<&Value>,
 ) -> Result<(), StoreError> {
-    c.execute(
+    cached_execute(
+        c,
         "DELETE FROM callflow_numbers WHERE account_id = $1 AND id = $2",
         &[&account_id, &id],
     )
     .await?;
     for n in numbers_of(body) {
-        c.execute(
+        cached_execute(
+            c,
             "INSERT INTO callflow_numbers (number, account_id, id) VALUES ($1, $2, $3)
              ON CONFLICT DO NOTHING",
             &[&n, &account_id, &id],
@@ -714,7 +765,8 @@ impl Pg {
     ) -> Result<(), StoreError> {
         self.run(async {
             let c = self.client().await?;
-            c.execute(
+            cached_execute(
+                &c,
                 "INSERT INTO tokens (hash, lookup, account_id, created) VALUES ($1, $2, $3, $4)",
                 &[&hash, &lookup, &account, &created],
             )
@@ -729,12 +781,12 @@ impl Pg {
     ) -> Result<Vec<(String, Option<String>)>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let rows = c
-                .query(
-                    "SELECT hash, account_id FROM tokens WHERE lookup = $1",
-                    &[&lookup],
-                )
-                .await?;
+            let rows = cached_query(
+                &c,
+                "SELECT hash, account_id FROM tokens WHERE lookup = $1",
+                &[&lookup],
+            )
+            .await?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
     }
@@ -742,37 +794,29 @@ impl Pg {
 
 // --- recordings ------------------------------------------------------------------------------
 
-/// Recomputes a recording's state from its deliveries and returns it.
+/// Recomputes a recording's state from its deliveries and returns it (one statement).
 async fn refresh(c: &impl GenericClient, id: &str) -> Result<RecordingState, StoreError> {
-    let r = c
-        .query_one(
-            "SELECT COUNT(*),
-                    COUNT(*) FILTER (WHERE state = 'pending'),
-                    COUNT(*) FILTER (WHERE state = 'uploading'),
-                    COUNT(*) FILTER (WHERE state = 'failed')
-             FROM deliveries WHERE recording_id = $1",
-            &[&id],
-        )
-        .await?;
-    let (total, pending, uploading, failed): (i64, i64, i64, i64) =
-        (r.get(0), r.get(1), r.get(2), r.get(3));
-    let state = if total == 0 {
-        RecordingState::Stored
-    } else if uploading > 0 {
-        RecordingState::Uploading
-    } else if pending > 0 {
-        RecordingState::Pending
-    } else if failed > 0 {
-        RecordingState::Failed
-    } else {
-        RecordingState::Delivered
-    };
-    c.execute(
-        "UPDATE recordings SET state = $2, updated_us = $3 WHERE id = $1",
-        &[&id, &state.as_str(), &(super::now_us() as i64)],
+    let row = cached_query_opt(
+        c,
+        "UPDATE recordings r SET updated_us = $2, state = CASE
+             WHEN d.total = 0 THEN 'stored' WHEN d.uploading > 0 THEN 'uploading'
+             WHEN d.pending > 0 THEN 'pending' WHEN d.failed > 0 THEN 'failed'
+             ELSE 'delivered' END
+         FROM (SELECT COUNT(*) AS total,
+                      COUNT(*) FILTER (WHERE state = 'pending') AS pending,
+                      COUNT(*) FILTER (WHERE state = 'uploading') AS uploading,
+                      COUNT(*) FILTER (WHERE state = 'failed') AS failed
+               FROM deliveries WHERE recording_id = $1) d
+         WHERE r.id = $1 RETURNING r.state",
+        &[&id, &(super::now_us() as i64)],
     )
     .await?;
-    Ok(state)
+    let state: String = match row {
+        Some(r) => r.get(0),
+        None => return Ok(RecordingState::Stored),
+    };
+    RecordingState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))
 }
 
 async fn put_recording(
@@ -782,7 +826,8 @@ async fn put_recording(
     state: RecordingState,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    cached_execute(
+        c,
         "INSERT INTO recordings
          (id, node, account_id, call_id, file_path, state, meta, created_us, updated_us)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
@@ -801,14 +846,17 @@ async fn put_recording(
     )
     .await?;
     // A replaced row starts again without deliveries, as SQLite's INSERT OR REPLACE leaves it.
-    c.execute("DELETE FROM deliveries WHERE recording_id = $1", &[&rec.id])
-        .await?;
+    cached_execute(
+        c,
+        "DELETE FROM deliveries WHERE recording_id = $1",
+        &[&rec.id],
+    )
+    .await?;
     Ok(())
 }
 
 async fn deliveries(c: &impl GenericClient, id: &str) -> Result<Vec<RawDelivery>, StoreError> {
-    let rows = c
-        .query(
+    let rows = cached_query(c,
             "SELECT url, method, state, attempts, next_attempt_us, last_error, last_status,
                     delivered_us
              FROM deliveries WHERE recording_id = $1 ORDER BY url COLLATE \"C\", method COLLATE \"C\"",
@@ -859,7 +907,8 @@ impl Pg {
             let tx = c.transaction().await?;
             put_recording(&tx, node, rec, RecordingState::Stored, now).await?;
             for d in rec.destinations {
-                tx.execute(
+                cached_execute(
+                    &tx,
                     "INSERT INTO deliveries
                      (recording_id, node, url, method, state, attempts, next_attempt_us, since_us)
                      VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5) ON CONFLICT DO NOTHING",
@@ -891,7 +940,8 @@ impl Pg {
     pub(super) fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            Ok(c.execute(
+            Ok(cached_execute(
+                &c,
                 "DELETE FROM recordings WHERE id = $1 AND state = 'recording'",
                 &[&id],
             )
@@ -903,13 +953,13 @@ impl Pg {
     pub(super) fn journaled(&self, node: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let rows = c
-                .query(
-                    "SELECT id, meta FROM recordings WHERE node = $1 AND state = 'recording'
+            let rows = cached_query(
+                &c,
+                "SELECT id, meta FROM recordings WHERE node = $1 AND state = 'recording'
                      ORDER BY created_us",
-                    &[&node],
-                )
-                .await?;
+                &[&node],
+            )
+            .await?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
     }
@@ -918,16 +968,16 @@ impl Pg {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
-            let ids: Vec<String> = tx
-                .query(
-                    "UPDATE deliveries SET state = 'pending' WHERE node = $1 AND state = 'uploading'
+            let ids: Vec<String> = cached_query(
+                &tx,
+                "UPDATE deliveries SET state = 'pending' WHERE node = $1 AND state = 'uploading'
                      RETURNING recording_id",
-                    &[&node],
-                )
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+                &[&node],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
             let mut seen = std::collections::HashSet::new();
             for id in &ids {
                 if seen.insert(id) {
@@ -950,9 +1000,9 @@ impl Pg {
             let tx = c.transaction().await?;
             // Rows another worker holds are skipped, not waited for: each claim is one
             // worker's alone.
-            let rows = tx
-                .query(
-                    "WITH due AS (
+            let rows = cached_query(
+                &tx,
+                "WITH due AS (
                          SELECT recording_id, url, method FROM deliveries
                          WHERE node = $1 AND state = 'pending' AND next_attempt_us <= $2
                          ORDER BY next_attempt_us LIMIT $3
@@ -963,9 +1013,9 @@ impl Pg {
                        AND d.method = due.method AND r.id = d.recording_id
                      RETURNING d.recording_id, d.url, d.method, d.attempts, d.since_us, r.meta,
                                d.next_attempt_us",
-                    &[&node, &now, &limit],
-                )
-                .await?;
+                &[&node, &now, &limit],
+            )
+            .await?;
             let mut out: Vec<(i64, RawClaim)> = Vec::with_capacity(rows.len());
             let mut seen = std::collections::HashSet::new();
             for r in &rows {
@@ -994,13 +1044,13 @@ impl Pg {
     pub(super) fn next_due(&self, node: &str) -> Result<Option<u64>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let v: Option<i64> = c
-                .query_one(
-                    "SELECT MIN(next_attempt_us) FROM deliveries WHERE node = $1 AND state = 'pending'",
-                    &[&node],
-                )
-                .await?
-                .get(0);
+            let v: Option<i64> = cached_query_one(
+                &c,
+                "SELECT MIN(next_attempt_us) FROM deliveries WHERE node = $1 AND state = 'pending'",
+                &[&node],
+            )
+            .await?
+            .get(0);
             Ok(v.map(|v| v as u64))
         })
     }
@@ -1017,7 +1067,8 @@ impl Pg {
             let tx = c.transaction().await?;
             match outcome {
                 Outcome::Delivered { status } => {
-                    tx.execute(
+                    cached_execute(
+                        &tx,
                         "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1,
                          last_status = $4, last_error = NULL, delivered_us = $5
                          WHERE recording_id = $1 AND url = $2 AND method = $3",
@@ -1036,7 +1087,8 @@ impl Pg {
                     error,
                     status,
                 } => {
-                    tx.execute(
+                    cached_execute(
+                        &tx,
                         "UPDATE deliveries SET state = 'pending', attempts = attempts + 1,
                          next_attempt_us = $4, last_error = $5, last_status = $6
                          WHERE recording_id = $1 AND url = $2 AND method = $3",
@@ -1052,7 +1104,8 @@ impl Pg {
                     .await?
                 }
                 Outcome::Failed { error, status } => {
-                    tx.execute(
+                    cached_execute(
+                        &tx,
                         "UPDATE deliveries SET state = 'failed', attempts = attempts + 1,
                          last_error = $4, last_status = $5
                          WHERE recording_id = $1 AND url = $2 AND method = $3",
@@ -1070,13 +1123,13 @@ impl Pg {
     pub(super) fn recording(&self, id: &str) -> Result<Option<RawRecording>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let row = c
-                .query_opt(
-                    "SELECT id, node, state, created_us, updated_us, meta FROM recordings
+            let row = cached_query_opt(
+                &c,
+                "SELECT id, node, state, created_us, updated_us, meta FROM recordings
                      WHERE id = $1",
-                    &[&id],
-                )
-                .await?;
+                &[&id],
+            )
+            .await?;
             match row {
                 Some(r) => Ok(Some(recording_of(&c, &r).await?)),
                 None => Ok(None),
@@ -1087,8 +1140,7 @@ impl Pg {
     pub(super) fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let rows = c
-                .query(
+            let rows = cached_query(&c,
                     "SELECT id, node, state, created_us, updated_us, meta FROM recordings
                      WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR account_id = $2)
                        AND ($3::text IS NULL OR call_id = $3)
@@ -1119,17 +1171,17 @@ impl Pg {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
-            let ids: Vec<String> = tx
-                .query(
-                    "UPDATE deliveries SET state = 'pending', next_attempt_us = $2, since_us = $2
+            let ids: Vec<String> = cached_query(
+                &tx,
+                "UPDATE deliveries SET state = 'pending', next_attempt_us = $2, since_us = $2
                      WHERE state = 'failed' AND ($1::text IS NULL OR recording_id = $1)
                      RETURNING recording_id",
-                    &[&id, &now],
-                )
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+                &[&id, &now],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
             let mut seen = std::collections::HashSet::new();
             for r in &ids {
                 if seen.insert(r) {
@@ -1150,18 +1202,19 @@ impl Pg {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
-            let ids: Vec<String> = tx
-                .query(
-                    "UPDATE recordings SET node = $2
+            let ids: Vec<String> = cached_query(
+                &tx,
+                "UPDATE recordings SET node = $2
                      WHERE node = $1 AND ($3::text IS NULL OR id = $3) RETURNING id",
-                    &[&from, &to, &id],
-                )
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+                &[&from, &to, &id],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
             for r in &ids {
-                tx.execute(
+                cached_execute(
+                    &tx,
                     "UPDATE deliveries SET node = $2,
                        state = CASE state WHEN 'uploading' THEN 'pending' ELSE state END
                      WHERE recording_id = $1",
@@ -1178,7 +1231,8 @@ impl Pg {
     pub(super) fn has_recording_path(&self, node: &str, path: &str) -> Result<bool, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            Ok(c.query_opt(
+            Ok(cached_query_opt(
+                &c,
                 "SELECT 1 FROM recordings WHERE node = $1 AND file_path = $2 LIMIT 1",
                 &[&node, &path],
             )
@@ -1195,14 +1249,14 @@ impl Pg {
     ) -> Result<std::collections::HashSet<String>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let rows = c
-                .query(
-                    "SELECT file_path FROM recordings
+            let rows = cached_query(
+                &c,
+                "SELECT file_path FROM recordings
                      WHERE node = $1 AND file_path ~>=~ $2 AND file_path ~<~ $3
                        AND strpos(substr(file_path, char_length($2) + 1), '/') = 0",
-                    &[&node, &prefix, &end],
-                )
-                .await?;
+                &[&node, &prefix, &end],
+            )
+            .await?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
     }
@@ -1214,7 +1268,8 @@ impl Pg {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
             for m in batch {
-                tx.execute(
+                cached_execute(
+                    &tx,
                     "INSERT INTO recordings
                      (id, node, account_id, call_id, file_path, state, meta, created_us, updated_us)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -1233,10 +1288,15 @@ impl Pg {
                     ],
                 )
                 .await?;
-                tx.execute("DELETE FROM deliveries WHERE recording_id = $1", &[&m.id])
-                    .await?;
+                cached_execute(
+                    &tx,
+                    "DELETE FROM deliveries WHERE recording_id = $1",
+                    &[&m.id],
+                )
+                .await?;
                 for d in &m.deliveries {
-                    tx.execute(
+                    cached_execute(
+                        &tx,
                         "INSERT INTO deliveries
                          (recording_id, node, url, method, state, attempts, next_attempt_us,
                           since_us, last_error, last_status, delivered_us)
