@@ -175,6 +175,13 @@ async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// Through `n`'s API (`PUT` creates, `PATCH` changes): account `acc` records every call as WAV
+/// to `url`.
+async fn record_to(n: &Node, method: &str, admin: &str, url: &str) {
+    let body = json!({"data": {"record_call": {"format": "wav", "url": url, "method": "put"}}});
+    n.api(method, "/v2/accounts/acc", admin, Some(body)).await;
+}
+
 fn token(n: &Node) -> String {
     let out = n.cli(&["token", "create", "--admin"]);
     assert!(
@@ -200,15 +207,7 @@ async fn a_document_written_through_one_instance_applies_to_the_next_call_on_the
     let _p2 = two.serve().await;
     // A token made on node 1 works on node 2's API.
     let admin = token(&one);
-    one.api(
-        "PUT",
-        "/v2/accounts/acc",
-        &admin,
-        Some(json!({"data": {"record_call": {
-            "format": "wav", "url": format!("{}/first/", receiver.base), "method": "put"
-        }}})),
-    )
-    .await;
+    record_to(&one, "PUT", &admin, &format!("{}/first/", receiver.base)).await;
     let first = recorded_call(&two).await;
     let got = until("the upload from fs-2", async || {
         let r = receiver.requests();
@@ -217,15 +216,7 @@ async fn a_document_written_through_one_instance_applies_to_the_next_call_on_the
     .await;
     assert!(got.target.starts_with("/first/"), "{}", got.target);
     // Changed through node 2, used by node 1's next call.
-    two.api(
-        "PATCH",
-        "/v2/accounts/acc",
-        &admin,
-        Some(json!({"data": {"record_call": {
-            "format": "wav", "url": format!("{}/second/", receiver.base), "method": "put"
-        }}})),
-    )
-    .await;
+    record_to(&two, "PATCH", &admin, &format!("{}/second/", receiver.base)).await;
     let second = recorded_call(&one).await;
     let got = until("the upload from fs-1", async || {
         let r = receiver.requests();
@@ -443,15 +434,7 @@ async fn while_the_database_is_unreachable_calls_connect_and_recordings_wait_loc
     let receiver = Receiver::start(vec![]).await;
     let _p1 = one.serve().await;
     let admin = token(&one);
-    one.api(
-        "PUT",
-        "/v2/accounts/acc",
-        &admin,
-        Some(json!({"data": {"record_call": {
-            "format": "wav", "url": format!("{}/up/", receiver.base), "method": "put"
-        }}})),
-    )
-    .await;
+    record_to(&one, "PUT", &admin, &format!("{}/up/", receiver.base)).await;
     let before = recorded_call(&one).await;
     until("the first upload", async || {
         (receiver.requests().len() == 1).then_some(())
@@ -480,6 +463,15 @@ async fn while_the_database_is_unreachable_calls_connect_and_recordings_wait_loc
         1,
         "nothing delivered while it is down"
     );
+    // The API says so rather than failing obscurely.
+    let status = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/v2/accounts/acc", one.api))
+        .header("X-Auth-Token", &admin)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
     relay.restore();
     until("moved to the database and delivered", async || {
         let s = states(&db);

@@ -44,6 +44,13 @@ async fn blocking<T: Send + 'static>(
             StatusCode::CONFLICT,
             "a document with this id exists in this account",
         )),
+        Ok(Err(StoreError::Unreachable(e))) => {
+            tracing::warn!(error = %e, "database unreachable: API request refused");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "datastore unreachable; try again",
+            ))
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "store error");
             Err(ApiError::new(

@@ -819,6 +819,17 @@ async fn refresh(c: &impl GenericClient, id: &str) -> Result<RecordingState, Sto
         .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))
 }
 
+/// [`refresh`] for each recording named in `ids` (once each, duplicates allowed).
+async fn refresh_each(c: &impl GenericClient, ids: &[String]) -> Result<(), StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    for id in ids {
+        if seen.insert(id) {
+            refresh(c, id).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn put_recording(
     c: &impl GenericClient,
     node: &str,
@@ -978,12 +989,7 @@ impl Pg {
             .iter()
             .map(|r| r.get(0))
             .collect();
-            let mut seen = std::collections::HashSet::new();
-            for id in &ids {
-                if seen.insert(id) {
-                    refresh(&tx, id).await?;
-                }
-            }
+            refresh_each(&tx, &ids).await?;
             tx.commit().await?;
             Ok(ids.len())
         })
@@ -1182,12 +1188,7 @@ impl Pg {
             .iter()
             .map(|r| r.get(0))
             .collect();
-            let mut seen = std::collections::HashSet::new();
-            for r in &ids {
-                if seen.insert(r) {
-                    refresh(&tx, r).await?;
-                }
-            }
+            refresh_each(&tx, &ids).await?;
             tx.commit().await?;
             Ok(ids.len())
         })
