@@ -1002,48 +1002,43 @@ impl Pg {
         limit: i64,
     ) -> Result<Vec<RawClaim>, StoreError> {
         self.run(async {
-            let mut c = self.client().await?;
-            let tx = c.transaction().await?;
-            // Rows another worker holds are skipped, not waited for: each claim is one
-            // worker's alone.
+            let c = self.client().await?;
+            // One statement: rows another worker holds are skipped, not waited for (each
+            // claim is one worker's alone); a recording with a delivery `uploading` is
+            // `uploading` whatever its others are, so its state is set, not recomputed.
             let rows = cached_query(
-                &tx,
+                &c,
                 "WITH due AS (
-                         SELECT recording_id, url, method FROM deliveries
-                         WHERE node = $1 AND state = 'pending' AND next_attempt_us <= $2
-                         ORDER BY next_attempt_us LIMIT $3
-                         FOR UPDATE SKIP LOCKED)
-                     UPDATE deliveries d SET state = 'uploading'
-                     FROM due, recordings r
+                     SELECT recording_id, url, method FROM deliveries
+                     WHERE node = $1 AND state = 'pending' AND next_attempt_us <= $2
+                     ORDER BY next_attempt_us LIMIT $3
+                     FOR UPDATE SKIP LOCKED),
+                 claimed AS (
+                     UPDATE deliveries d SET state = 'uploading' FROM due
                      WHERE d.recording_id = due.recording_id AND d.url = due.url
-                       AND d.method = due.method AND r.id = d.recording_id
-                     RETURNING d.recording_id, d.url, d.method, d.attempts, d.since_us, r.meta,
-                               d.next_attempt_us",
-                &[&node, &now, &limit],
+                       AND d.method = due.method
+                     RETURNING d.recording_id, d.url, d.method, d.attempts, d.since_us,
+                               d.next_attempt_us),
+                 marked AS (
+                     UPDATE recordings SET state = 'uploading', updated_us = $4
+                     WHERE id IN (SELECT recording_id FROM claimed))
+                 SELECT c.recording_id, c.url, c.method, c.attempts, c.since_us, r.meta,
+                        c.next_attempt_us
+                 FROM claimed c JOIN recordings r ON r.id = c.recording_id
+                 ORDER BY c.next_attempt_us",
+                &[&node, &now, &limit, &(super::now_us() as i64)],
             )
             .await?;
-            let mut out: Vec<(i64, RawClaim)> = Vec::with_capacity(rows.len());
-            let mut seen = std::collections::HashSet::new();
-            for r in &rows {
-                let id: String = r.get(0);
-                if seen.insert(id.clone()) {
-                    refresh(&tx, &id).await?;
-                }
-                out.push((
-                    r.get(6),
-                    RawClaim {
-                        url: r.get(1),
-                        method: r.get(2),
-                        attempts: i64::from(r.get::<_, i32>(3)),
-                        since: r.get(4),
-                        meta: r.get(5),
-                    },
-                ));
-            }
-            tx.commit().await?;
-            // RETURNING does not keep the CTE's order.
-            out.sort_by_key(|(next, _)| *next);
-            Ok(out.into_iter().map(|(_, c)| c).collect())
+            Ok(rows
+                .iter()
+                .map(|r| RawClaim {
+                    url: r.get(1),
+                    method: r.get(2),
+                    attempts: i64::from(r.get::<_, i32>(3)),
+                    since: r.get(4),
+                    meta: r.get(5),
+                })
+                .collect())
         })
     }
 
@@ -1068,23 +1063,36 @@ impl Pg {
         outcome: &Outcome,
     ) -> Result<RecordingState, StoreError> {
         let (url, method) = (dest.url.as_str(), dest.method.as_str());
+        let now = super::now_us() as i64;
+        // One statement (so one round trip, atomically): the delivery's update, and the
+        // recording's state from its deliveries as they are after it (the statement's snapshot
+        // predates the update, so the settled delivery counts with its new state, `$4`).
+        const STATE: &str = "
+             counts AS (
+                 SELECT COUNT(*) AS total,
+                        COUNT(*) FILTER (WHERE s = 'pending') AS pending,
+                        COUNT(*) FILTER (WHERE s = 'uploading') AS uploading,
+                        COUNT(*) FILTER (WHERE s = 'failed') AS failed
+                 FROM (SELECT CASE WHEN url = $2 AND method = $3 THEN $4 ELSE state END AS s
+                       FROM deliveries WHERE recording_id = $1) x)
+             UPDATE recordings r SET updated_us = $5, state = CASE
+                 WHEN c.total = 0 THEN 'stored' WHEN c.uploading > 0 THEN 'uploading'
+                 WHEN c.pending > 0 THEN 'pending' WHEN c.failed > 0 THEN 'failed'
+                 ELSE 'delivered' END
+             FROM counts c WHERE r.id = $1 RETURNING r.state";
         self.run(async {
-            let mut c = self.client().await?;
-            let tx = c.transaction().await?;
-            match outcome {
+            let c = self.client().await?;
+            let row = match outcome {
                 Outcome::Delivered { status } => {
-                    cached_execute(
-                        &tx,
-                        "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1,
-                         last_status = $4, last_error = NULL, delivered_us = $5
-                         WHERE recording_id = $1 AND url = $2 AND method = $3",
-                        &[
-                            &id,
-                            &url,
-                            &method,
-                            &i32::from(*status),
-                            &(super::now_us() as i64),
-                        ],
+                    let sql = format!(
+                        "WITH upd AS (UPDATE deliveries SET state = $4, attempts = attempts + 1,
+                             last_status = $6, last_error = NULL, delivered_us = $5
+                             WHERE recording_id = $1 AND url = $2 AND method = $3), {STATE}"
+                    );
+                    cached_query_opt(
+                        &c,
+                        &sql,
+                        &[&id, &url, &method, &"delivered", &now, &i32::from(*status)],
                     )
                     .await?
                 }
@@ -1093,15 +1101,20 @@ impl Pg {
                     error,
                     status,
                 } => {
-                    cached_execute(
-                        &tx,
-                        "UPDATE deliveries SET state = 'pending', attempts = attempts + 1,
-                         next_attempt_us = $4, last_error = $5, last_status = $6
-                         WHERE recording_id = $1 AND url = $2 AND method = $3",
+                    let sql = format!(
+                        "WITH upd AS (UPDATE deliveries SET state = $4, attempts = attempts + 1,
+                             next_attempt_us = $6, last_error = $7, last_status = $8
+                             WHERE recording_id = $1 AND url = $2 AND method = $3), {STATE}"
+                    );
+                    cached_query_opt(
+                        &c,
+                        &sql,
                         &[
                             &id,
                             &url,
                             &method,
+                            &"pending",
+                            &now,
                             &(*next_us as i64),
                             error,
                             &status_of(status),
@@ -1110,19 +1123,33 @@ impl Pg {
                     .await?
                 }
                 Outcome::Failed { error, status } => {
-                    cached_execute(
-                        &tx,
-                        "UPDATE deliveries SET state = 'failed', attempts = attempts + 1,
-                         last_error = $4, last_status = $5
-                         WHERE recording_id = $1 AND url = $2 AND method = $3",
-                        &[&id, &url, &method, error, &status_of(status)],
+                    let sql = format!(
+                        "WITH upd AS (UPDATE deliveries SET state = $4, attempts = attempts + 1,
+                             last_error = $6, last_status = $7
+                             WHERE recording_id = $1 AND url = $2 AND method = $3), {STATE}"
+                    );
+                    cached_query_opt(
+                        &c,
+                        &sql,
+                        &[
+                            &id,
+                            &url,
+                            &method,
+                            &"failed",
+                            &now,
+                            error,
+                            &status_of(status),
+                        ],
                     )
                     .await?
                 }
             };
-            let state = refresh(&tx, id).await?;
-            tx.commit().await?;
-            Ok(state)
+            let state: String = match row {
+                Some(r) => r.get(0),
+                None => return Ok(RecordingState::Stored),
+            };
+            RecordingState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))
         })
     }
 
