@@ -242,13 +242,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     let store = open_store(&config)?;
     store.hold_node()?;
-    // Recordings a previous run journaled locally while the database was down go to it first,
-    // so the journal taken up below is complete.
-    let s = store.clone();
-    match tokio::task::spawn_blocking(move || s.move_local_to_database()).await? {
-        Ok(_) => {}
-        Err(e) => warn!(error = %e, "locally journaled recordings stay local for now"),
-    }
+    // Recordings a previous run journaled locally (the database was down, or the node used
+    // SQLite before) move to the database in the background (`move_local_journal`, first at
+    // once); the journal taken up at start-up reads the local file too, so none waits on it.
     info!(
         backend = store.backend(),
         node_id = store.node(),

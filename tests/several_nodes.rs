@@ -503,3 +503,39 @@ async fn while_the_database_is_unreachable_calls_connect_and_recordings_wait_loc
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn a_node_moving_from_sqlite_takes_its_spool_to_the_database() {
+    let Some(db) = support::pg::new_db() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let one = Node::new(tmp.path(), "fs-1", &db);
+    let receiver = Receiver::start(vec![]).await;
+    // Queued while the node still ran on its own SQLite file.
+    let ids: Vec<String> = {
+        let store = Store::open(&one.data).unwrap().for_node("fs-1").unwrap();
+        let dir = one.data.join("recordings/acc/sqlite");
+        std::fs::create_dir_all(&dir).unwrap();
+        (0..3)
+            .map(|i| {
+                let rec = spooled("fs-1", i, &dir, &format!("{}/up/", receiver.base));
+                spool::enqueue(&store, &rec).unwrap();
+                rec.recording_id
+            })
+            .collect()
+    };
+    let _p1 = one.serve().await;
+    until("moved to the database and delivered", async || {
+        let s = states(&db);
+        ids.iter()
+            .all(|id| s.get(id) == Some(&("fs-1".to_string(), "delivered".to_string())))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(receiver.requests().len(), 3);
+    let local = Store::open(&one.data).unwrap();
+    assert!(spool::list(&local, &spool::Filter::default())
+        .unwrap()
+        .is_empty());
+}
