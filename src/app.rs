@@ -127,13 +127,16 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let store = match &config.database_url {
-        Some(url) => Store::connect_with_local(url, &config.data_dir).with_context(|| {
-            format!(
-                "cannot open the database {} (local journal in {})",
-                crate::uploader::url::redact(url),
-                config.data_dir.display()
-            )
-        })?,
+        Some(url) => {
+            Store::connect_with_local(url, config.database_ca_file.as_deref(), &config.data_dir)
+                .with_context(|| {
+                    format!(
+                        "cannot open the database {} (local journal in {})",
+                        crate::uploader::url::redact(url),
+                        config.data_dir.display()
+                    )
+                })?
+        }
         None => Store::open(&config.data_dir)
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
     };

@@ -79,6 +79,9 @@ pub struct Config {
     /// spool in a PostgreSQL database shared by several instances; unset: the SQLite file
     /// `<data_dir>/callrec.db`. Its password is never logged.
     pub database_url: Option<String>,
+    /// PEM file of CA certificates trusted for a `database_url` with `sslmode=require` (besides
+    /// the web PKI's roots).
+    pub database_ca_file: Option<PathBuf>,
     /// The event socket's password (never logged; `check-config` shows it as `REDACTED`).
     pub freeswitch_password: String,
     /// Reconnection backoff to the event socket doubles from 100 ms up to this.
@@ -133,6 +136,7 @@ impl Default for Config {
             follow: FollowMode::Inbound,
             node_id: "callrec".into(),
             database_url: None,
+            database_ca_file: None,
             s3_endpoint: None,
             s3_region: None,
             s3_access_key_id: None,
@@ -258,6 +262,7 @@ impl Config {
             "follow",
             "node_id",
             "database_url",
+            "database_ca_file",
             "s3_endpoint",
             "s3_region",
             "s3_access_key_id",
@@ -463,9 +468,9 @@ mod tests {
             assert!(Config::keys().contains(&k.as_str()), "{k}");
         }
         assert_eq!(
-            t.len() + 6,
+            t.len() + 7,
             Config::keys().len(),
-            "record_call, database_url and the s3 endpoint, region and credentials are absent by default"
+            "record_call, database_url, database_ca_file and the s3 endpoint, region and credentials are absent by default"
         );
         let c = Config::load_layered(
             None,

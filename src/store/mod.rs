@@ -101,14 +101,26 @@ impl Store {
     /// [`Store::connect_with_local`] for the durable one `serve` uses.
     pub fn connect(url: &str) -> Result<Store, StoreError> {
         let mut s = Store::open_in_memory()?;
-        s.pg = Some(postgres::Pg::connect(url)?);
+        s.pg = Some(postgres::Pg::connect(url, None)?);
+        Ok(s)
+    }
+
+    /// [`Store::connect`] with the CA certificates of `ca_file` trusted for a URL with
+    /// `sslmode=require` (besides the web PKI's roots).
+    pub fn connect_tls(url: &str, ca_file: Option<&Path>) -> Result<Store, StoreError> {
+        let mut s = Store::open_in_memory()?;
+        s.pg = Some(postgres::Pg::connect(url, ca_file)?);
         Ok(s)
     }
 
     /// [`Store::connect`], with the local journal ([`fallback`]) in `<data_dir>/callrec.db`.
-    pub fn connect_with_local(url: &str, data_dir: &Path) -> Result<Store, StoreError> {
+    pub fn connect_with_local(
+        url: &str,
+        ca_file: Option<&Path>,
+        data_dir: &Path,
+    ) -> Result<Store, StoreError> {
         let mut s = Store::open(data_dir)?;
-        s.pg = Some(postgres::Pg::connect(url)?);
+        s.pg = Some(postgres::Pg::connect(url, ca_file)?);
         s.check_local()?;
         Ok(s)
     }

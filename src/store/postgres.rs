@@ -21,13 +21,16 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
 use serde_json::Value;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::documents::{mentions_recording, numbers_of, row_to_doc, Doc, Expect, Kind, Revision};
 use super::fallback::Moved;
@@ -143,11 +146,21 @@ impl std::ops::Deref for OwnRuntime {
 /// which releases the lock) when this connection holds it, `None` when another does.
 async fn lock_node(
     mut config: tokio_postgres::Config,
+    tls: Option<MakeRustlsConnect>,
     node: &str,
 ) -> Result<Option<tokio::sync::oneshot::Receiver<()>>, StoreError> {
     config.connect_timeout(CONNECT_TIMEOUT);
-    let (client, conn) = config.connect(NoTls).await.map_err(down)?;
-    let conn = tokio::spawn(conn);
+    let client = match tls {
+        Some(t) => {
+            let (client, conn) = config.connect(t).await.map_err(down)?;
+            (client, tokio::spawn(async move { conn.await.map(|_| ()) }))
+        }
+        None => {
+            let (client, conn) = config.connect(NoTls).await.map_err(down)?;
+            (client, tokio::spawn(async move { conn.await.map(|_| ()) }))
+        }
+    };
+    let (client, conn) = client;
     let held: bool = client
         .query_one(
             "SELECT pg_try_advisory_lock(hashtextextended('callrec-node:' || $1, 0))",
@@ -168,6 +181,38 @@ async fn lock_node(
     Ok(Some(done))
 }
 
+/// The TLS connector for `sslmode=require`: the server's certificate is verified against the
+/// web PKI's roots and, when given, the CA certificates of `ca_file` (PEM; a private CA). Other
+/// modes connect in plain text (`prefer` does not try TLS: a server's self-signed certificate
+/// would fail verification).
+fn tls_for(
+    config: &tokio_postgres::Config,
+    ca_file: Option<&Path>,
+) -> Result<Option<MakeRustlsConnect>, StoreError> {
+    if config.get_ssl_mode() != SslMode::Require {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        use rustls::pki_types::pem::PemObject;
+        let bad = |e: &dyn std::fmt::Display| {
+            StoreError::Unreachable(format!("database_ca_file {}: {e}", path.display()))
+        };
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))?;
+        for cert in certs {
+            roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Unreachable(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(MakeRustlsConnect::new(tls)))
+}
+
 /// A handle on the shared database; clone freely.
 #[derive(Clone)]
 pub struct Pg {
@@ -175,6 +220,8 @@ pub struct Pg {
     pool: Pool,
     /// The connection holding this instance's node lock, once taken.
     config: tokio_postgres::Config,
+    /// With `sslmode=require`: the verifying TLS connector.
+    tls: Option<MakeRustlsConnect>,
     /// Until when (µs since the epoch) the database counts as unreachable.
     down_until: Arc<AtomicU64>,
     seen: Arc<Mutex<HashMap<String, Seen>>>,
@@ -199,8 +246,20 @@ fn connection_lost(e: &tokio_postgres::Error) -> bool {
     }
 }
 
-fn down(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unreachable(e.to_string())
+/// An unreachable database, with every cause in the error's chain (a pool's "cannot create"
+/// names the TLS or network failure only in its sources).
+fn down(e: impl std::error::Error) -> StoreError {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        src = inner.source();
+    }
+    StoreError::Unreachable(text)
 }
 
 fn revision(rev: i64) -> Revision {
@@ -209,10 +268,11 @@ fn revision(rev: i64) -> Revision {
 
 impl Pg {
     /// Connects, checks the database answers, and migrates it.
-    pub(super) fn connect(url: &str) -> Result<Pg, StoreError> {
+    pub(super) fn connect(url: &str, ca_file: Option<&Path>) -> Result<Pg, StoreError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Unreachable(format!("database_url: {e}")))?;
+        let tls = tls_for(&config, ca_file)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("callrec-pg")
@@ -221,13 +281,13 @@ impl Pg {
             .map_err(down)?;
         let mut cfg = config.clone();
         cfg.connect_timeout(CONNECT_TIMEOUT);
-        let manager = Manager::from_config(
-            cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let mc = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Some(t) => Manager::from_config(cfg, t.clone(), mc),
+            None => Manager::from_config(cfg, NoTls, mc),
+        };
         let pool = {
             let _g = rt.enter();
             Pool::builder(manager)
@@ -245,6 +305,7 @@ impl Pg {
             rt: Arc::new(OwnRuntime(Some(rt))),
             pool,
             config,
+            tls,
             down_until: Arc::new(AtomicU64::new(0)),
             seen: Arc::new(Mutex::new(HashMap::new())),
         };
@@ -347,15 +408,15 @@ impl Pg {
     /// that connection breaks (the database restarted, the network failed), the lock is taken
     /// again in the background once the database answers.
     pub(super) fn hold_node(&self, node: &str) -> Result<(), StoreError> {
-        let (config, n) = (self.config.clone(), node.to_string());
-        let held = self.run(async move { lock_node(config, &n).await })?;
+        let (config, tls, n) = (self.config.clone(), self.tls.clone(), node.to_string());
+        let held = self.run(async move { lock_node(config, tls, &n).await })?;
         let Some(done) = held else {
             return Err(StoreError::Corrupt(format!(
                 "node_id {node:?} is held by another running callrec on this database; \
                  every instance needs its own node_id"
             )));
         };
-        let (config, node) = (self.config.clone(), node.to_string());
+        let (config, tls, node) = (self.config.clone(), self.tls.clone(), node.to_string());
         self.rt.spawn(async move {
             let mut done = done;
             loop {
@@ -363,7 +424,7 @@ impl Pg {
                 tracing::warn!(node_id = %node, "lost the database connection holding this node; taking it again when the database answers");
                 loop {
                     tokio::time::sleep(DOWN_FOR).await;
-                    match lock_node(config.clone(), &node).await {
+                    match lock_node(config.clone(), tls.clone(), &node).await {
                         Ok(Some(d)) => {
                             tracing::info!(node_id = %node, "node held again");
                             done = d;
