@@ -474,10 +474,13 @@ mod tests {
         );
         let c = Config::load_layered(
             None,
-            env(&[(
-                "CALLREC_DATABASE_URL",
-                "postgres://callrec:pw1@db:5432/callrec",
-            )]),
+            env(&[
+                (
+                    "CALLREC_DATABASE_URL",
+                    "postgres://callrec:pw1@db:5432/callrec",
+                ),
+                ("CALLREC_S3_SECRET_ACCESS_KEY", "s3cr3t"),
+            ]),
         )
         .unwrap();
         assert_eq!(
@@ -486,7 +489,9 @@ mod tests {
         );
         let shown = c.to_redacted_toml();
         assert!(
-            !shown.contains("pw1") && shown.contains("postgres://callrec:REDACTED@db:5432/callrec"),
+            !shown.contains("pw1")
+                && !shown.contains("s3cr3t")
+                && shown.contains("postgres://callrec:REDACTED@db:5432/callrec"),
             "{shown}"
         );
     }

@@ -93,8 +93,11 @@ INSERT OR IGNORE INTO callflow_numbers (number, account_id, id)
     WHERE d.kind = 'callflow' AND n.type = 'text';
 ";
 
-/// Version 5: recordings and deliveries belong to a node; claims are indexed per node.
+/// Version 5: recordings and deliveries belong to a node; claims are indexed per node; `owner`
+/// names the node the file's rows were last given to (so opening it again changes nothing).
 const V5_NODES: &str = "
+CREATE TABLE owner (node TEXT NOT NULL);
+INSERT INTO owner (node) VALUES ('callrec');
 ALTER TABLE recordings ADD COLUMN node TEXT NOT NULL DEFAULT 'callrec';
 ALTER TABLE deliveries ADD COLUMN node TEXT NOT NULL DEFAULT 'callrec';
 DROP INDEX IF EXISTS deliveries_due;
@@ -390,5 +393,8 @@ mod tests {
         let claims: Vec<crate::store::recordings::Claim<Value>> =
             s.claim_due(crate::store::now_us(), 10).unwrap();
         assert_eq!(claims.len(), 1, "its deliveries are the node's too");
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.node(), "fs-7", "the file speaks for its last owner");
     }
 }

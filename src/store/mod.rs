@@ -69,9 +69,6 @@ pub struct Store {
     local: Arc<AtomicBool>,
 }
 
-/// The node a handle speaks for until [`Store::for_node`] names another.
-pub const DEFAULT_NODE: &str = "callrec";
-
 impl Store {
     /// Opens (creating if needed) `<data_dir>/callrec.db`, migrating an older schema.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
@@ -88,10 +85,12 @@ impl Store {
 
     fn init(mut conn: Connection) -> Result<Store, StoreError> {
         migrations::run(&mut conn)?;
+        // A file speaks for the node its rows were last given to (see `for_node`).
+        let owner: String = conn.query_row("SELECT node FROM owner", [], |r| r.get(0))?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             pg: None,
-            node: DEFAULT_NODE.into(),
+            node: owner.into(),
             local: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -125,7 +124,8 @@ impl Store {
         Ok(s)
     }
 
-    /// This handle, speaking for `node`. An SQLite file belongs to one host, so every recording
+    /// This handle, speaking for `node` (a new file's rows belong to `callrec`, the default
+    /// `node_id`, until then). An SQLite file belongs to one host, so every recording
     /// in it is taken over by the node that opens it; in PostgreSQL other nodes' recordings stay
     /// theirs.
     pub fn for_node(mut self, node: &str) -> Result<Store, StoreError> {
@@ -133,8 +133,13 @@ impl Store {
         if self.pg.is_none() {
             self.with(|c| {
                 let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                tx.execute("UPDATE recordings SET node = ?1 WHERE node <> ?1", [node])?;
-                tx.execute("UPDATE deliveries SET node = ?1 WHERE node <> ?1", [node])?;
+                let owner: String = tx.query_row("SELECT node FROM owner", [], |r| r.get(0))?;
+                // Rows change hands only when the node's name does: no scan at every start.
+                if owner != node {
+                    tx.execute("UPDATE recordings SET node = ?1 WHERE node <> ?1", [node])?;
+                    tx.execute("UPDATE deliveries SET node = ?1 WHERE node <> ?1", [node])?;
+                    tx.execute("UPDATE owner SET node = ?1", [node])?;
+                }
                 tx.commit()?;
                 Ok(())
             })?;

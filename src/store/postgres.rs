@@ -56,6 +56,33 @@ enum Seen {
     Flag(bool),
 }
 
+/// A lookup's result, as remembered in [`Seen`].
+trait Memo: Sized {
+    fn seen(&self) -> Seen;
+    fn from_seen(s: Seen) -> Option<Self>;
+}
+
+macro_rules! memo {
+    ($t:ty, $v:ident) => {
+        impl Memo for $t {
+            fn seen(&self) -> Seen {
+                Seen::$v(self.clone())
+            }
+            fn from_seen(s: Seen) -> Option<Self> {
+                match s {
+                    Seen::$v(v) => Some(v),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+memo!(Option<Doc>, Doc);
+memo!(Vec<Doc>, Docs);
+memo!(Vec<String>, Names);
+memo!(bool, Flag);
+
 /// The schema version this callrec writes.
 pub const CURRENT: i32 = 1;
 
@@ -123,7 +150,7 @@ CREATE INDEX deliveries_node_due ON deliveries (node, state, next_attempt_us);
 const MIGRATION_LOCK: i64 = 0x0063_616c_6c72_6563;
 
 /// The backend's runtime, shut down without waiting when the last handle goes (dropping a
-/// runtime the ordinary way inside another one's task would panic).
+/// runtime the ordinary way inside another one's task would panic). Used through [`Pg::rt`].
 struct OwnRuntime(Option<tokio::runtime::Runtime>);
 
 impl Drop for OwnRuntime {
@@ -131,14 +158,6 @@ impl Drop for OwnRuntime {
         if let Some(rt) = self.0.take() {
             rt.shutdown_background();
         }
-    }
-}
-
-impl std::ops::Deref for OwnRuntime {
-    type Target = tokio::runtime::Runtime;
-    fn deref(&self) -> &tokio::runtime::Runtime {
-        // Only `drop` takes it.
-        self.0.as_ref().expect("runtime present until drop")
     }
 }
 
@@ -216,7 +235,9 @@ fn tls_for(
 /// A handle on the shared database; clone freely.
 #[derive(Clone)]
 pub struct Pg {
-    rt: Arc<OwnRuntime>,
+    /// Kept for its lifetime: the last handle's drop shuts the runtime down.
+    _own: Arc<OwnRuntime>,
+    rt: tokio::runtime::Handle,
     pool: Pool,
     /// The connection holding this instance's node lock, once taken.
     config: tokio_postgres::Config,
@@ -249,17 +270,7 @@ fn connection_lost(e: &tokio_postgres::Error) -> bool {
 /// An unreachable database, with every cause in the error's chain (a pool's "cannot create"
 /// names the TLS or network failure only in its sources).
 fn down(e: impl std::error::Error) -> StoreError {
-    let mut text = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !text.contains(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        src = inner.source();
-    }
-    StoreError::Unreachable(text)
+    StoreError::Unreachable(crate::telemetry::error_chain(&e))
 }
 
 fn revision(rev: i64) -> Revision {
@@ -302,7 +313,8 @@ impl Pg {
                 .map_err(down)?
         };
         let pg = Pg {
-            rt: Arc::new(OwnRuntime(Some(rt))),
+            rt: rt.handle().clone(),
+            _own: Arc::new(OwnRuntime(Some(rt))),
             pool,
             config,
             tls,
@@ -344,13 +356,7 @@ impl Pg {
     }
 
     /// `r` remembered under `key`; when the database is unreachable, what was remembered.
-    fn remembered<T>(
-        &self,
-        key: String,
-        r: Result<T, StoreError>,
-        wrap: fn(&T) -> Seen,
-        unwrap: fn(Seen) -> Option<T>,
-    ) -> Result<T, StoreError> {
+    fn remembered<T: Memo>(&self, key: String, r: Result<T, StoreError>) -> Result<T, StoreError> {
         let Ok(mut seen) = self.seen.lock() else {
             return r;
         };
@@ -359,10 +365,11 @@ impl Pg {
                 if seen.len() >= SEEN_MAX {
                     seen.clear();
                 }
-                seen.insert(key, wrap(&v));
+                seen.insert(key, v.seen());
                 Ok(v)
             }
-            Err(StoreError::Unreachable(e)) => match seen.get(&key).cloned().and_then(unwrap) {
+            Err(StoreError::Unreachable(e)) => match seen.get(&key).cloned().and_then(T::from_seen)
+            {
                 Some(v) => Ok(v),
                 None => Err(StoreError::Unreachable(e)),
             },
@@ -514,15 +521,7 @@ impl Pg {
     ) -> Result<Option<Doc>, StoreError> {
         let r = self.get_now(kind, account_id, id);
         let key = format!("get\0{}\0{account_id}\0{id}", kind.as_str());
-        self.remembered(
-            key,
-            r,
-            |v| Seen::Doc(v.clone()),
-            |s| match s {
-                Seen::Doc(d) => Some(d),
-                _ => None,
-            },
-        )
+        self.remembered(key, r)
     }
 
     fn get_now(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
@@ -542,15 +541,7 @@ impl Pg {
     pub(super) fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
         let r = self.list_now(kind, account_id);
         let key = format!("list\0{}\0{account_id}", kind.as_str());
-        self.remembered(
-            key,
-            r,
-            |v| Seen::Docs(v.clone()),
-            |s| match s {
-                Seen::Docs(d) => Some(d),
-                _ => None,
-            },
-        )
+        self.remembered(key, r)
     }
 
     fn list_now(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
@@ -698,15 +689,7 @@ impl Pg {
 
     pub(super) fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
         let r = self.accounts_with_number_now(number);
-        self.remembered(
-            format!("number\0{number}"),
-            r,
-            |v| Seen::Names(v.clone()),
-            |s| match s {
-                Seen::Names(n) => Some(n),
-                _ => None,
-            },
-        )
+        self.remembered(format!("number\0{number}"), r)
     }
 
     fn accounts_with_number_now(&self, number: &str) -> Result<Vec<String>, StoreError> {
@@ -725,15 +708,7 @@ impl Pg {
 
     pub(super) fn any_recording_settings(&self) -> Result<bool, StoreError> {
         let r = self.any_recording_settings_now();
-        self.remembered(
-            "records".into(),
-            r,
-            |v| Seen::Flag(*v),
-            |s| match s {
-                Seen::Flag(f) => Some(f),
-                _ => None,
-            },
-        )
+        self.remembered("records".into(), r)
     }
 
     fn any_recording_settings_now(&self) -> Result<bool, StoreError> {
@@ -756,15 +731,7 @@ impl Pg {
     ) -> Result<Vec<Doc>, StoreError> {
         let r = self.devices_by_sip_username_now(account_id, username);
         let key = format!("sip\0{}\0{username}", account_id.unwrap_or("\u{1}"));
-        self.remembered(
-            key,
-            r,
-            |v| Seen::Docs(v.clone()),
-            |s| match s {
-                Seen::Docs(d) => Some(d),
-                _ => None,
-            },
-        )
+        self.remembered(key, r)
     }
 
     fn devices_by_sip_username_now(
@@ -1141,70 +1108,50 @@ impl Pg {
                  WHEN c.pending > 0 THEN 'pending' WHEN c.failed > 0 THEN 'failed'
                  ELSE 'delivered' END
              FROM counts c WHERE r.id = $1 RETURNING r.state";
+        // The outcome's columns: the new state, and what it leaves of the last attempt
+        // (`$8`, the next attempt, only for a retry; `$9`, when delivered, only for a delivery).
+        let (state, status, error, next, delivered) = match outcome {
+            Outcome::Delivered { status } => ("delivered", Some(*status), None, None, Some(now)),
+            Outcome::Retry {
+                next_us,
+                error,
+                status,
+            } => (
+                "pending",
+                *status,
+                Some(error.as_str()),
+                Some(*next_us as i64),
+                None,
+            ),
+            Outcome::Failed { error, status } => {
+                ("failed", *status, Some(error.as_str()), None, None)
+            }
+        };
+        let sql = format!(
+            "WITH upd AS (UPDATE deliveries SET state = $4, attempts = attempts + 1,
+                 last_status = $6, last_error = $7,
+                 next_attempt_us = coalesce($8, next_attempt_us),
+                 delivered_us = coalesce($9, delivered_us)
+                 WHERE recording_id = $1 AND url = $2 AND method = $3), {STATE}"
+        );
         self.run(async {
             let c = self.client().await?;
-            let row = match outcome {
-                Outcome::Delivered { status } => {
-                    let sql = format!(
-                        "WITH upd AS (UPDATE deliveries SET state = $4, attempts = attempts + 1,
-                             last_status = $6, last_error = NULL, delivered_us = $5
-                             WHERE recording_id = $1 AND url = $2 AND method = $3), {STATE}"
-                    );
-                    cached_query_opt(
-                        &c,
-                        &sql,
-                        &[&id, &url, &method, &"delivered", &now, &i32::from(*status)],
-                    )
-                    .await?
-                }
-                Outcome::Retry {
-                    next_us,
-                    error,
-                    status,
-                } => {
-                    let sql = format!(
-                        "WITH upd AS (UPDATE deliveries SET state = $4, attempts = attempts + 1,
-                             next_attempt_us = $6, last_error = $7, last_status = $8
-                             WHERE recording_id = $1 AND url = $2 AND method = $3), {STATE}"
-                    );
-                    cached_query_opt(
-                        &c,
-                        &sql,
-                        &[
-                            &id,
-                            &url,
-                            &method,
-                            &"pending",
-                            &now,
-                            &(*next_us as i64),
-                            error,
-                            &status_of(status),
-                        ],
-                    )
-                    .await?
-                }
-                Outcome::Failed { error, status } => {
-                    let sql = format!(
-                        "WITH upd AS (UPDATE deliveries SET state = $4, attempts = attempts + 1,
-                             last_error = $6, last_status = $7
-                             WHERE recording_id = $1 AND url = $2 AND method = $3), {STATE}"
-                    );
-                    cached_query_opt(
-                        &c,
-                        &sql,
-                        &[
-                            &id,
-                            &url,
-                            &method,
-                            &"failed",
-                            &now,
-                            error,
-                            &status_of(status),
-                        ],
-                    )
-                    .await?
-                }
-            };
+            let row = cached_query_opt(
+                &c,
+                &sql,
+                &[
+                    &id,
+                    &url,
+                    &method,
+                    &state,
+                    &now,
+                    &status_of(&status),
+                    &error,
+                    &next,
+                    &delivered,
+                ],
+            )
+            .await?;
             let state: String = match row {
                 Some(r) => r.get(0),
                 None => return Ok(RecordingState::Stored),

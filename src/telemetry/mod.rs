@@ -41,6 +41,22 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// An error and every cause under it, `: `-joined, a cause left out when the text so far
+/// already says it (wrappers often repeat their source).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        src = inner.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -327,17 +327,7 @@ fn permanent(e: &object_store::Error) -> bool {
 
 /// The error's text; object_store's messages name the request, never the credentials.
 fn describe(e: &object_store::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s.chars().take(500).collect()
+    crate::telemetry::error_chain(e).chars().take(500).collect()
 }
 
 #[cfg(test)]
