@@ -72,6 +72,7 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     shared.listener_opened();
     let mut bus = shared.bus.subscribe();
     let mut kill = shared.kill.subscribe();
+    let mut reload = shared.reload.subscribe();
     let (rd, mut w) = stream.into_split();
     let mut reader = BufReader::new(rd);
     let mut l = Listener {
@@ -84,6 +85,10 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>) {
             tokio::select! {
                 biased;
                 _ = kill.changed() => break,
+                _ = reload.changed() => {
+                    let _ = w.write_all(&wire::inbound_disconnect_notice()).await;
+                    break;
+                }
                 cmd = read_command(&mut reader) => {
                     let Ok(Some(cmd)) = cmd else { break };
                     match command(&mut l, &shared, cmd).await {

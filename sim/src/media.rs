@@ -23,7 +23,11 @@ impl Format {
     }
 }
 
-/// Writes `ms` milliseconds of audio; returns the file size.
+/// FreeSWITCH's default write buffer (`SWITCH_DEFAULT_FILE_BUFFER_LEN`), bytes per channel.
+pub const DEFAULT_WRITE_BUFFER: u64 = 65_536;
+
+/// Writes `ms` milliseconds of audio in one go, header finished; returns the file size.
+#[cfg(test)]
 pub fn write(
     path: &str,
     format: Format,
@@ -44,32 +48,135 @@ pub fn write_masked(
     ms: u64,
     silent: &[(u64, u64)],
 ) -> std::io::Result<u64> {
-    if let Some(dir) = Path::new(path).parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match format {
-        Format::Wav => write_wav(path, rate, channels, ms, silent),
-        Format::Mp3 => write_mp3(path, rate, channels, ms),
-    }?;
-    Ok(std::fs::metadata(path)?.len())
+    let mut f = AudioFile::create(path, format, rate, channels)?;
+    f.append_to(ms * rate as u64 / 1000, silent)?;
+    f.close()
 }
 
-fn write_wav(
-    path: &str,
+/// A recording file as FreeSWITCH keeps it open: created with its header when the recording
+/// starts (a WAV header whose sizes say 0 until the file is closed, as libsndfile leaves it),
+/// audio appended as the write buffer is flushed, the header's sizes written at close. A file
+/// that is never closed (the process died) keeps the zero sizes: its length is what counts.
+#[derive(Debug)]
+pub struct AudioFile {
+    path: String,
+    format: Format,
     rate: u32,
     channels: u16,
-    ms: u64,
-    silent: &[(u64, u64)],
-) -> std::io::Result<()> {
-    let spec = hound::WavSpec {
-        channels,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).map_err(std::io::Error::other)?;
-    let frames = ms * rate as u64 / 1000;
-    for i in 0..frames {
+    /// Sample frames written so far.
+    frames: u64,
+    /// MP3 frames written so far.
+    mp3_frames: u64,
+}
+
+impl AudioFile {
+    pub fn create(
+        path: &str,
+        format: Format,
+        rate: u32,
+        channels: u16,
+    ) -> std::io::Result<AudioFile> {
+        if let Some(dir) = Path::new(path).parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let header = match format {
+            Format::Wav => wav_header(rate, channels, 0).to_vec(),
+            Format::Mp3 => Vec::new(),
+        };
+        std::fs::write(path, header)?;
+        Ok(AudioFile {
+            path: path.to_string(),
+            format,
+            rate,
+            channels,
+            frames: 0,
+            mp3_frames: 0,
+        })
+    }
+
+    /// Sample frames written so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Appends audio up to sample frame `to` (silent during `silent`, ms from the start).
+    pub fn append_to(&mut self, to: u64, silent: &[(u64, u64)]) -> std::io::Result<()> {
+        if to <= self.frames {
+            return Ok(());
+        }
+        let bytes = match self.format {
+            Format::Wav => wav_samples(self.rate, self.channels, self.frames, to, silent),
+            Format::Mp3 => {
+                // Whole MPEG frames for what has been encoded; the rest waits for more audio
+                // or the close.
+                let spf = mpeg_params(self.rate).4 as u64;
+                let due = to / spf;
+                let out = mp3_frames(
+                    self.rate,
+                    self.channels,
+                    due.saturating_sub(self.mp3_frames),
+                );
+                self.mp3_frames = self.mp3_frames.max(due);
+                out
+            }
+        };
+        self.frames = to;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&self.path)?;
+        std::io::Write::write_all(&mut f, &bytes)
+    }
+
+    /// Closes the file as FreeSWITCH does at stop: the last partial MP3 frame, the WAV
+    /// header's sizes. Returns the file size.
+    pub fn close(mut self) -> std::io::Result<u64> {
+        match self.format {
+            Format::Wav => {
+                use std::io::{Seek, SeekFrom, Write};
+                let data = self.frames * 2 * self.channels as u64;
+                let mut f = std::fs::OpenOptions::new().write(true).open(&self.path)?;
+                f.seek(SeekFrom::Start(0))?;
+                f.write_all(&wav_header(self.rate, self.channels, data))?;
+            }
+            Format::Mp3 => {
+                let spf = mpeg_params(self.rate).4 as u64;
+                let due = self.frames.div_ceil(spf).max(1);
+                let rest = mp3_frames(
+                    self.rate,
+                    self.channels,
+                    due.saturating_sub(self.mp3_frames),
+                );
+                self.mp3_frames = due;
+                let mut f = std::fs::OpenOptions::new().append(true).open(&self.path)?;
+                std::io::Write::write_all(&mut f, &rest)?;
+            }
+        }
+        Ok(std::fs::metadata(&self.path)?.len())
+    }
+}
+
+/// A 44-byte PCM s16le WAV header for `data` bytes of audio.
+fn wav_header(rate: u32, channels: u16, data: u64) -> [u8; 44] {
+    let data = data.min(u32::MAX as u64 - 36) as u32;
+    let block = 2 * channels;
+    let mut h = [0u8; 44];
+    h[0..4].copy_from_slice(b"RIFF");
+    h[4..8].copy_from_slice(&(36 + data).to_le_bytes());
+    h[8..16].copy_from_slice(b"WAVEfmt ");
+    h[16..20].copy_from_slice(&16u32.to_le_bytes());
+    h[20..22].copy_from_slice(&1u16.to_le_bytes());
+    h[22..24].copy_from_slice(&channels.to_le_bytes());
+    h[24..28].copy_from_slice(&rate.to_le_bytes());
+    h[28..32].copy_from_slice(&(rate * block as u32).to_le_bytes());
+    h[32..34].copy_from_slice(&block.to_le_bytes());
+    h[34..36].copy_from_slice(&16u16.to_le_bytes());
+    h[36..40].copy_from_slice(b"data");
+    h[40..44].copy_from_slice(&data.to_le_bytes());
+    h
+}
+
+/// Sample frames `from..to`: left is a 440 Hz tone, right (stereo) 880 Hz; silent in `silent`.
+fn wav_samples(rate: u32, channels: u16, from: u64, to: u64, silent: &[(u64, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(((to - from) * 2 * channels as u64) as usize);
+    for i in from..to {
         let t = i as f64 / rate as f64;
         let at_ms = i * 1000 / rate as u64;
         let gain = if silent.iter().any(|(a, b)| (*a..*b).contains(&at_ms)) {
@@ -78,13 +185,13 @@ fn write_wav(
             1.0
         };
         let left = (gain * 8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
-        w.write_sample(left).map_err(std::io::Error::other)?;
+        out.extend_from_slice(&left.to_le_bytes());
         if channels == 2 {
             let right = (gain * 6000.0 * (2.0 * std::f64::consts::PI * 880.0 * t).sin()) as i16;
-            w.write_sample(right).map_err(std::io::Error::other)?;
+            out.extend_from_slice(&right.to_le_bytes());
         }
     }
-    w.finalize().map_err(std::io::Error::other)
+    out
 }
 
 /// MPEG audio frame header fields for a sample rate: (version bits, sample-rate index,
@@ -103,12 +210,11 @@ fn mpeg_params(rate: u32) -> (u8, u8, u8, u32, u32, (usize, usize)) {
     }
 }
 
-fn write_mp3(path: &str, rate: u32, channels: u16, ms: u64) -> std::io::Result<()> {
-    let (version, sr_index, br_index, bitrate, spf, _side) = mpeg_params(rate);
+/// `n` silent MPEG frames at this rate.
+fn mp3_frames(rate: u32, channels: u16, n: u64) -> Vec<u8> {
+    let (version, sr_index, br_index, bitrate, _spf, _side) = mpeg_params(rate);
     let coef = if version == 0b11 { 144 } else { 72 };
     let frame_len = (coef * bitrate / rate) as usize;
-    let samples = ms * rate as u64 / 1000;
-    let frames = samples.div_ceil(spf as u64).max(1);
     let mode = if channels == 2 { 0b00 } else { 0b11 };
     let header = [
         0xFF,
@@ -119,11 +225,11 @@ fn write_mp3(path: &str, rate: u32, channels: u16, ms: u64) -> std::io::Result<(
     // All-zero side information and main data decode as silence.
     let mut frame = vec![0u8; frame_len];
     frame[..4].copy_from_slice(&header);
-    let mut out = Vec::with_capacity(frame_len * frames as usize);
-    for _ in 0..frames {
+    let mut out = Vec::with_capacity(frame_len * n as usize);
+    for _ in 0..n {
         out.extend_from_slice(&frame);
     }
-    std::fs::write(path, out)
+    out
 }
 
 #[cfg(test)]

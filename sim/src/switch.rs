@@ -54,6 +54,9 @@ pub(crate) struct Shared {
     pub bus: broadcast::Sender<Arc<BusEvent>>,
     /// Bumped when every inbound connection must close (restart, network drop).
     pub kill: watch::Sender<u64>,
+    /// Bumped when mod_event_socket unloads in an orderly way (`reload mod_event_socket`):
+    /// every inbound connection gets the disconnect notice, then closes.
+    pub reload: watch::Sender<u64>,
     listeners: AtomicU64,
     pub stats: Mutex<InboundStats>,
 }
@@ -197,6 +200,7 @@ impl Switch {
     pub fn new(password: &str) -> Switch {
         let (bus, _) = broadcast::channel(1 << 16);
         let (kill, _) = watch::channel(0);
+        let (reload, _) = watch::channel(0);
         Switch {
             shared: Arc::new(Shared {
                 password: password.to_string(),
@@ -204,6 +208,7 @@ impl Switch {
                 calls: Mutex::new(HashMap::new()),
                 bus,
                 kill,
+                reload,
                 listeners: AtomicU64::new(0),
                 stats: Mutex::new(InboundStats::default()),
             }),
@@ -279,6 +284,34 @@ impl Switch {
             }
         }
         Ok(())
+    }
+
+    /// `reload mod_event_socket` (an operator's command, for example after an ACL change): every
+    /// event-socket connection closes, inbound ones after the disconnect notice, and every
+    /// call's outbound socket too; the calls and their recordings go on; the listener is back
+    /// about 100 ms later, same process (same Core-UUID).
+    pub async fn reload_event_socket(&self) {
+        let accept = self
+            .inbound
+            .lock()
+            .ok()
+            .and_then(|mut i| i.as_mut().and_then(|i| i.accept.take()));
+        if let Some(a) = accept {
+            a.abort();
+            let _ = a.await;
+        }
+        self.shared.reload.send_modify(|g| *g += 1);
+        let calls: Vec<_> = self
+            .shared
+            .calls
+            .lock()
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default();
+        for tx in calls {
+            let _ = tx.send(Control::Kill);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let _ = self.load_event_socket().await;
     }
 
     /// FreeSWITCH dies: every channel is gone with its files written so far, every socket closes,

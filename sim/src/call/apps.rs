@@ -239,16 +239,22 @@ impl Sim {
                 let Some(format) = Format::from_path(&path) else {
                     return self.execute_complete(app, arg, app_uuid, "_none_").await;
                 };
-                let rec = ActiveRecording {
-                    path: path.clone(),
-                    start_us: self.now_us,
-                    masks: Vec::new(),
-                    limit_s,
-                    vars: vec![],
-                    rate: 8000,
-                    channels: 1,
-                    format,
+                // switch_ivr_record_file: the default buffer unless the channel variable is
+                // false (a size is not honoured here, unlike uuid_record).
+                let buffer = match self.ch.var("enable_file_write_buffering") {
+                    Some(v) if !media_bugs::fs_true(v) => 0,
+                    _ => media::DEFAULT_WRITE_BUFFER,
                 };
+                let rec = ActiveRecording::open(
+                    path.clone(),
+                    self.now_us,
+                    limit_s,
+                    vec![],
+                    8000,
+                    1,
+                    format,
+                    buffer,
+                );
                 self.app_record = Some(AppRecording {
                     rec,
                     app_uuid: app_uuid.to_string(),

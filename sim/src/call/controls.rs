@@ -122,17 +122,21 @@ impl Sim {
             match (next_rec, next_app) {
                 (Some((t, i)), app) if t <= target && app.is_none_or(|a| t <= a) => {
                     self.now_us = self.now_us.max(t);
+                    self.flush_recordings();
                     let r = self.recordings.remove(i);
                     self.finish_recording(r, "success-maxtime").await?;
                 }
                 (_, Some(t)) if t <= target => {
                     self.now_us = self.now_us.max(t);
+                    self.flush_recordings();
                     self.finish_app_recording().await?;
                 }
                 _ => break,
             }
         }
         self.now_us = target;
+        // Audio accrued: each recording's buffer reaches the file in whole buffers.
+        self.flush_recordings();
         Ok(())
     }
 }

@@ -14,9 +14,108 @@ pub(super) struct ActiveRecording {
     pub(super) rate: u32,
     pub(super) channels: u16,
     pub(super) format: Format,
+    /// The write buffer, bytes per channel (`pre_buffer_datalen`); 0 writes every frame.
+    pub(super) buffer: u64,
+    /// The open file (`None` when FreeSWITCH could not create it).
+    pub(super) file: Option<media::AudioFile>,
 }
 
 impl ActiveRecording {
+    /// Opens the file as `switch_core_file_open` does when the recording starts: it exists,
+    /// with its header, from the first moment.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn open(
+        path: String,
+        start_us: u64,
+        limit_s: u64,
+        vars: Vec<(String, String)>,
+        rate: u32,
+        channels: u16,
+        format: Format,
+        buffer: u64,
+    ) -> ActiveRecording {
+        let file = media::AudioFile::create(&path, format, rate, channels).ok();
+        ActiveRecording {
+            path,
+            start_us,
+            masks: Vec::new(),
+            limit_s,
+            vars,
+            rate,
+            channels,
+            format,
+            buffer,
+            file,
+        }
+    }
+
+    /// Masked periods as ms from the start, an open one ending `now_us`.
+    fn silent_ms(&self, now_us: u64) -> Vec<(u64, u64)> {
+        self.masks
+            .iter()
+            .map(|(a, b)| {
+                let end = b.unwrap_or(now_us);
+                (
+                    a.saturating_sub(self.start_us) / 1000,
+                    end.saturating_sub(self.start_us) / 1000,
+                )
+            })
+            .collect()
+    }
+
+    /// Sample frames of audio FreeSWITCH has produced by `now_us`.
+    fn produced(&self, now_us: u64) -> u64 {
+        now_us.saturating_sub(self.start_us) * self.rate as u64 / 1_000_000
+    }
+
+    /// `switch_core_file_write` with a pre-buffer: audio reaches the file only in whole buffers
+    /// (`buffer` bytes per channel, so `buffer / 2` sample frames), or frame by frame when the
+    /// buffer is off.
+    pub(super) fn flush(&mut self, now_us: u64) {
+        let produced = self.produced(now_us);
+        let chunk = self.buffer / 2;
+        let due = if chunk == 0 {
+            produced
+        } else {
+            produced / chunk * chunk
+        };
+        let silent = self.silent_ms(now_us);
+        if let Some(f) = &mut self.file {
+            if f.append_to(due, &silent).is_err() {
+                self.file = None;
+            }
+        }
+    }
+
+    /// The recording stops (or its channel closes): the buffer's rest is written and the file
+    /// closed. Returns the file size.
+    fn close(&mut self, now_us: u64) -> u64 {
+        let silent = self.silent_ms(now_us);
+        let produced = self.produced(now_us);
+        match self.file.take() {
+            Some(mut f) => {
+                let _ = f.append_to(produced, &silent);
+                f.close().unwrap_or(0)
+            }
+            None => media::write_masked(
+                &self.path,
+                self.format,
+                self.rate,
+                self.channels,
+                produced * 1000 / self.rate as u64,
+                &silent,
+            )
+            .unwrap_or(0),
+        }
+    }
+
+    /// What reached the disk, in ms (the process died: the buffer's rest is lost).
+    fn on_disk_ms(&self) -> u64 {
+        self.file
+            .as_ref()
+            .map_or(0, |f| f.frames() * 1000 / self.rate as u64)
+    }
+
     /// What the test sees of this recording once it ended after `ms`.
     fn report(&self, ms: u64, cause: &str, app: bool, discarded: bool) -> RecordingReport {
         RecordingReport {
@@ -127,16 +226,26 @@ impl Sim {
                     .and_then(|r| r.parse().ok())
                     .unwrap_or(8000);
                 let stereo = lookup("RECORD_STEREO").is_some_and(|v| is_true(&v));
-                let rec = ActiveRecording {
+                // switch_ivr_record_session: a recording variable, else the channel variable; a
+                // number is the buffer's size, a true value the default, any other value none.
+                let buffer = match lookup("enable_file_write_buffering") {
+                    None => media::DEFAULT_WRITE_BUFFER,
+                    Some(v) => match v.trim().parse::<i64>() {
+                        Ok(n) if n > 0 => n as u64,
+                        _ if fs_true(&v) => media::DEFAULT_WRITE_BUFFER,
+                        _ => 0,
+                    },
+                };
+                let rec = ActiveRecording::open(
                     path,
-                    start_us: self.now_us,
-                    masks: Vec::new(),
+                    self.now_us,
                     limit_s,
                     vars,
                     rate,
-                    channels: if stereo { 2 } else { 1 },
+                    if stereo { 2 } else { 1 },
                     format,
-                };
+                    buffer,
+                );
                 let pre_answer = self.ch.answered_us == 0 && self.ch.progress_media_us == 0;
                 self.recordings.push(rec);
                 let idx = self.recordings.len() - 1;
@@ -250,28 +359,16 @@ impl Sim {
         Ok(())
     }
 
-    /// Writes the file, sets the `record_*` variables and emits RECORD_STOP.
-    pub(super) async fn finish_recording(&mut self, r: ActiveRecording, cause: &str) -> Io {
+    /// Closes the file, sets the `record_*` variables and emits RECORD_STOP.
+    pub(super) async fn finish_recording(&mut self, mut r: ActiveRecording, cause: &str) -> Io {
         let ms = (self.now_us.saturating_sub(r.start_us)) / 1000;
         let samples = ms * 8;
         let (cause, discarded, size) = if ms == 0 {
+            r.file = None;
             let _ = std::fs::remove_file(&r.path);
             ("empty-file", true, 0)
         } else {
-            let silent: Vec<(u64, u64)> = r
-                .masks
-                .iter()
-                .map(|(a, b)| {
-                    let end = b.unwrap_or(self.now_us);
-                    (
-                        (a - r.start_us) / 1000,
-                        (end.saturating_sub(r.start_us)) / 1000,
-                    )
-                })
-                .collect();
-            let size = media::write_masked(&r.path, r.format, r.rate, r.channels, ms, &silent)
-                .unwrap_or(0);
-            (cause, false, size)
+            (cause, false, r.close(self.now_us))
         };
         self.ch.set_var("record_file_size", &size.to_string());
         self.ch.set_var("record_samples", &samples.to_string());
@@ -316,18 +413,18 @@ impl Sim {
         Ok(())
     }
 
-    /// FreeSWITCH's process dies: every file holds the audio recorded so far (complete, as
-    /// the model of a restart says), no event is sent, the channel is gone.
+    /// FreeSWITCH's process dies: every file holds what its write buffer had flushed (the
+    /// buffer's rest dies with the process, and the WAV header keeps its zero sizes), no event
+    /// is sent, the channel is gone.
     pub(super) fn crash(&mut self) {
+        self.flush_recordings();
         let mut written = vec![];
         let running = std::mem::take(&mut self.recordings)
             .into_iter()
             .map(|r| (r, false))
             .chain(self.app_record.take().map(|a| (a.rec, true)));
         for (r, app) in running {
-            let ms = self.now_us.saturating_sub(r.start_us) / 1000;
-            let _ = media::write(&r.path, r.format, r.rate, r.channels, ms);
-            written.push(r.report(ms, "", app, false));
+            written.push(r.report(r.on_disk_ms(), "", app, false));
         }
         self.hung_up = true;
         self.update(|r| {
@@ -337,14 +434,25 @@ impl Sim {
         });
     }
 
+    /// Every running recording's buffer flushed as far as the clock says.
+    pub(super) fn flush_recordings(&mut self) {
+        let now = self.now_us;
+        for r in &mut self.recordings {
+            r.flush(now);
+        }
+        if let Some(a) = &mut self.app_record {
+            a.rec.flush(now);
+        }
+    }
+
     /// Ends a `record` application recording (limit reached or hangup).
     pub(super) async fn finish_app_recording(&mut self) -> Io {
         let Some(a) = self.app_record.take() else {
             return Ok(());
         };
-        let r = a.rec;
+        let mut r = a.rec;
         let ms = (self.now_us.saturating_sub(r.start_us)) / 1000;
-        let size = media::write(&r.path, r.format, r.rate, r.channels, ms).unwrap_or(0);
+        let size = r.close(self.now_us);
         self.ch.set_var("record_file_size", &size.to_string());
         self.ch.set_var("record_samples", &(ms * 8).to_string());
         self.ch.set_var("record_seconds", &(ms / 1000).to_string());
@@ -367,6 +475,11 @@ impl Sim {
         self.execute_complete("record", &arg, &a.app_uuid, "_none_")
             .await
     }
+}
+
+/// `switch_true`: the words, or a number other than 0.
+pub(super) fn fs_true(v: &str) -> bool {
+    is_true(v) || v.trim().parse::<i64>().is_ok_and(|n| n != 0)
 }
 
 pub(super) fn is_true(v: &str) -> bool {
