@@ -74,11 +74,9 @@ impl ActiveRecording {
     pub(super) fn flush(&mut self, now_us: u64) {
         let produced = self.produced(now_us);
         let chunk = self.buffer / 2;
-        let due = if chunk == 0 {
-            produced
-        } else {
-            produced / chunk * chunk
-        };
+        let due = produced
+            .checked_div(chunk)
+            .map_or(produced, |bursts| bursts * chunk);
         let silent = self.silent_ms(now_us);
         if let Some(f) = &mut self.file {
             if f.append_to(due, &silent).is_err() {
