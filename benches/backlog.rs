@@ -122,6 +122,7 @@ fn recording(i: usize, dir: &Path, url: &str) -> FinishedRecording {
         completion_cause: "success-silence".into(),
         sequence: 0,
         kind: RecordingKind::default(),
+        may_grow_until_us: None,
     }
 }
 

@@ -198,7 +198,16 @@ impl Uploads {
             tracker.clone(),
         ));
         Ok(Uploads {
-            delivery: Arc::new(worker::SpoolDelivery { store, wake }),
+            delivery: Arc::new(worker::SpoolDelivery {
+                store,
+                wake,
+                tail: crate::uploader::tail::TailSettings {
+                    poll: Duration::from_millis(config.disk_poll_ms.clamp(10, 10_000)),
+                    write_buffer: config.record_write_buffer_bytes,
+                    keep_local_after_upload: config.keep_local_after_upload,
+                },
+                stop: stop.clone(),
+            }),
             stop,
             tracker,
             task,
@@ -301,7 +310,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // kept recording them; finish them from their files, in the background.
     let watch = crate::supervisor::Watch {
         poll: Duration::from_millis(config.disk_poll_ms.max(10)),
-        stable_polls: 3,
     };
     let delivery: Arc<dyn Delivery> = uploads.delivery.clone();
     let server = Server::start(config, planner, uploads.delivery.clone()).await?;

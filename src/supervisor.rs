@@ -7,9 +7,12 @@
 //! completion cause); a call that no longer exists (it ended, or FreeSWITCH restarted) or that
 //! hangs up without a RECORD_STOP for this file is finished from its file, which is then final.
 //! Without the link, or while the link stays down longer than `esl_down_grace_ms`, the file is
-//! watched until it stops growing. Either way `record_min_sec` applies, delivery gets the same
-//! metadata as if nothing had happened, and the log says `recording re-adopted after restart`
-//! with the reason.
+//! watched until it has not grown for its quiet window (FreeSWITCH writes through a buffer, so
+//! a file it still writes stays unchanged for seconds at a time: [`crate::recorder::quiet_window`]);
+//! a file judged that way may still grow until the recording's time limit has passed, so it
+//! is delivered with `may_grow_until_us` and the delivery keeps and watches it. Either way
+//! `record_min_sec` applies, delivery gets the same metadata as if nothing had happened, and
+//! the log says `recording re-adopted after restart` with the reason.
 //!
 //! Invariant: a journaled recording ends in exactly one of: kept (handed to delivery, which
 //! replaces the journal row), discarded (file missing or too short; logged, row removed), or
@@ -27,13 +30,11 @@ use crate::store::{Store, StoreError};
 use crate::uploader::journal::JournalEntry;
 use crate::uploader::Delivery;
 
-/// How a watched file is judged.
+/// How a watched file is looked at.
 #[derive(Debug, Clone, Copy)]
 pub struct Watch {
     /// Time between two looks at the file.
     pub poll: Duration,
-    /// Looks with the same size that make it finished.
-    pub stable_polls: u32,
 }
 
 /// Takes up every journaled recording in the background: returns how many there were.
@@ -162,6 +163,7 @@ async fn from_file(path: &str, e: &JournalEntry, reason: &str) -> Ending {
             cause: format!("re-adopted after restart: {reason}"),
             discarded_by_freeswitch: false,
             from_disk: true,
+            may_grow_until_us: None,
         },
         reason: reason.into(),
     }
@@ -176,17 +178,26 @@ async fn inspect(path: &str, e: &JournalEntry, measure: bool) -> (Option<u64>, O
         .unwrap_or_default()
 }
 
-/// Watches the file until it stops growing (FreeSWITCH may still be recording it).
+/// Watches the file until it has not grown for its quiet window (FreeSWITCH may still be
+/// recording it); the file may still grow until the recording's time limit has passed.
 async fn watch_file(path: &Path, e: &JournalEntry, watch: Watch, reason: &str) -> Ending {
+    let poll_ms = watch.poll.as_millis().max(1) as u64;
+    let quiet = crate::recorder::quiet_window(e.write_buffer, e.rec.sample_rate);
+    let quiet_polls = (quiet.as_millis() as u64).div_ceil(poll_ms).max(1) as u32;
     // At most the time limit, and a minute for the call's end to reach the file.
-    let max_polls =
-        ((e.time_limit as u64 + 60) * 1000 / watch.poll.as_millis().max(1) as u64) as u32;
+    let max_polls = ((e.time_limit as u64 + 60) * 1000 / poll_ms) as u32;
+    info!(
+        recording_id = %e.rec.recording_id,
+        call_id = %crate::telemetry::printable(&e.rec.call.call_id),
+        quiet_ms = quiet.as_millis() as u64,
+        "watching the file until it has not grown for the quiet window"
+    );
     let (mut last, mut stable) = (None, 0);
-    for _ in 0..max_polls.max(watch.stable_polls + 1) {
+    for _ in 0..max_polls.max(quiet_polls + 1) {
         let size = tokio::fs::metadata(path).await.ok().map(|m| m.len());
         if size.is_some() && size == last {
             stable += 1;
-            if stable >= watch.stable_polls {
+            if stable >= quiet_polls {
                 break;
             }
         } else {
@@ -197,6 +208,10 @@ async fn watch_file(path: &Path, e: &JournalEntry, watch: Watch, reason: &str) -
     }
     let mut ending = from_file(&e.rec.file_path, e, "file stopped growing").await;
     ending.reason = reason.into();
+    ending.stop.may_grow_until_us = Some(crate::recorder::may_grow_until_us(
+        e.rec.start_us,
+        e.time_limit,
+    ));
     ending
 }
 
@@ -226,6 +241,7 @@ async fn settle(store: &Store, delivery: &dyn Delivery, e: JournalEntry, path: &
     rec.duration_ms = end.stop.record_ms;
     rec.size = size.unwrap_or(0);
     rec.completion_cause = end.stop.cause;
+    rec.may_grow_until_us = end.stop.may_grow_until_us;
     let rec_ms = rec.duration_ms;
     match delivery.accept(rec).await {
         Ok(()) => {

@@ -427,6 +427,7 @@ async fn recordings_are_listed_and_served_per_account() {
         completion_cause: "success-silence".into(),
         sequence: 0,
         kind: Default::default(),
+        may_grow_until_us: None,
     };
     callrec::uploader::spool::enqueue(&api.store, &rec).unwrap();
     let (s, v) = api

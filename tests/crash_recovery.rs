@@ -341,8 +341,10 @@ async fn freeswitch_restarting_while_followed_finishes_the_recording_from_its_fi
     sw.restart().await.unwrap();
     let kept = finished(&data, &call.uuid).await;
     assert_eq!(kept.state, RecordingState::Stored);
+    // 5 s recorded; one 64 KiB burst (4.096 s at 8 kHz) had reached the disk, the rest died
+    // in FreeSWITCH's write buffer.
     assert_eq!(
-        kept.meta.duration_ms, 5000,
+        kept.meta.duration_ms, 4096,
         "what FreeSWITCH wrote before it died"
     );
     assert!(

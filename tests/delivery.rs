@@ -115,6 +115,7 @@ fn recording(rig: &Rig, id: &str, urls: Vec<String>, size: usize) -> FinishedRec
         completion_cause: "success-silence".into(),
         sequence: 0,
         kind: Default::default(),
+        may_grow_until_us: None,
     }
 }
 

@@ -64,6 +64,7 @@ async fn bytes_arrive_intact_at_nginx_webdav() {
         completion_cause: "success-silence".into(),
         sequence: 0,
         kind: Default::default(),
+        may_grow_until_us: None,
     };
     spool::enqueue(&store, &rec).unwrap();
     let stop = CancellationToken::new();

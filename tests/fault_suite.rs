@@ -1,9 +1,13 @@
 //! The fault suite: the real `callrec serve` against the simulated FreeSWITCH (a whole switch,
-//! with its inbound event socket) and Debian's nginx as the upload target, under the faults
-//! RELIABILITY.md lists. Every scenario ends with a count and a `FAULTS |` row on stderr:
-//! recordings the rules asked for, delivered (byte-identical at nginx), visibly failed (a log
-//! line naming the call says the recording failed or was discarded, or the store holds it as
-//! failed), and lost = asked − delivered − failed, which must be 0.
+//! with its inbound event socket, writing files in 64 KiB bursts as FreeSWITCH does) and
+//! Debian's nginx as the upload target, under the faults RELIABILITY.md lists. Every scenario
+//! ends with a count and a `FAULTS |` row on stderr: recordings the rules asked for, delivered
+//! (byte-identical at nginx to the file FreeSWITCH finished), visibly failed (a log line naming
+//! the call says the recording failed or was discarded), truncated (nginx holds less audio than
+//! FreeSWITCH recorded, minus 100 ms), and lost = asked − delivered − failed (truncated ones
+//! included), which must be 0; a scenario where nothing is delivered at all is a loss too.
+//! Calls that must outlive a fault are played in real time ([`pace`]): their clock moves with
+//! the wall clock, so their files grow while callrec watches them, as on a real switch.
 //!
 //! `FAULT_RUNS` (default 3) sets how many randomised SIGKILL runs; `FAULT_SEED` the first seed;
 //! `FAULT_FOLLOW=socket` follows calls over their own sockets instead of the event-socket link.
@@ -46,6 +50,19 @@ struct Rig {
     nginx_port: u16,
 }
 
+/// The rig's configuration: these keys, with `extra`'s lines replacing those of the same key.
+fn config_text(base: &str, extra: &str) -> String {
+    let key = |l: &str| l.split('=').next().unwrap_or("").trim().to_string();
+    let replaced: Vec<String> = extra.lines().map(key).collect();
+    let mut out: String = base
+        .lines()
+        .filter(|l| !replaced.contains(&key(l)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(extra);
+    out
+}
+
 impl Rig {
     async fn new(extra: &str) -> Rig {
         // `FAULT_FOLLOW=socket`: calls followed over their own sockets (default: the link).
@@ -62,16 +79,19 @@ impl Rig {
         let data = tmp.path().join("data");
         let (listen, nginx_port) = (free_port(), free_port());
         let config = tmp.path().join("callrec.toml");
+        let base = format!(
+            "listen = \"127.0.0.1:{listen}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n\
+             disk_poll_ms = 50\nrecord_stop_grace_ms = 500\nfreeswitch_esl = \"{esl}\"\n\
+             esl_reconnect_max_ms = 200\nesl_down_grace_ms = 5000\nkeep_local_after_upload = true\n\
+             upload_retry_base_ms = 25\nupload_retry_cap_ms = 3000",
+            free_port(),
+            data.display()
+        );
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{listen}\"\napi_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n\
-                 disk_poll_ms = 50\nrecord_stop_grace_ms = 500\nfreeswitch_esl = \"{esl}\"\n\
-                 esl_reconnect_max_ms = 200\nesl_down_grace_ms = 2000\nkeep_local_after_upload = true\n\
-                 upload_retry_base_ms = 25\nupload_retry_cap_ms = 3000\n{extra}\
-                 [record_call]\nformat = \"wav\"\nrecord_on_answer = true\nurl = \"http://127.0.0.1:{nginx_port}/rec/\"\n",
-                free_port(),
-                data.display()
+                "{}[record_call]\nformat = \"wav\"\nrecord_on_answer = true\nurl = \"http://127.0.0.1:{nginx_port}/rec/\"\n",
+                config_text(&base, &extra)
             ),
         )
         .unwrap();
@@ -125,8 +145,8 @@ impl Rig {
             .unwrap()
     }
 
-    /// Content hashes of everything nginx received.
-    fn delivered(&self) -> HashMap<u64, PathBuf> {
+    /// Everything nginx received: each file's name and content hash.
+    fn delivered(&self) -> HashMap<String, u64> {
         let mut out = HashMap::new();
         let mut stack = vec![self.tmp.path().join("nginx/www")];
         while let Some(d) = stack.pop() {
@@ -135,11 +155,22 @@ impl Rig {
                 if p.is_dir() {
                     stack.push(p);
                 } else if let Ok(b) = std::fs::read(&p) {
-                    out.insert(hash(&b), p);
+                    out.insert(e.file_name().to_string_lossy().into_owned(), hash(&b));
                 }
             }
         }
         out
+    }
+
+    /// Milliseconds of audio nginx holds for the call (8 kHz mono WAV, by its size: a file
+    /// FreeSWITCH never closed says 0 frames in its header).
+    fn delivered_ms(&self, call_id: &str) -> Option<u64> {
+        let p = self
+            .tmp
+            .path()
+            .join(format!("nginx/www/rec/call_recording_{call_id}.wav"));
+        let len = std::fs::metadata(p).ok()?.len();
+        Some(len.saturating_sub(44) * 1000 / 16_000)
     }
 
     /// Whether the log has a line naming `call_id` that says its recording failed or was
@@ -169,6 +200,8 @@ struct Count {
     asked: u64,
     delivered: u64,
     failed: u64,
+    /// Delivered with less audio than FreeSWITCH recorded (counted in `lost`).
+    truncated: u64,
 }
 
 impl Count {
@@ -181,15 +214,37 @@ impl Count {
             eprintln!("{}", std::fs::read_to_string(log).unwrap_or_default());
         }
         eprintln!(
-            "FAULTS | {scenario} | {} | {} | {} | {} | {} |",
+            "FAULTS | {scenario} | {} | {} | {} | {} | {} | {} |",
             self.runs,
             self.asked,
             self.delivered,
             self.failed,
+            self.truncated,
             self.lost()
         );
         assert_eq!(self.lost(), 0, "{scenario}: {self:?}");
+        assert!(
+            self.asked == 0 || self.delivered > 0,
+            "{scenario}: every delivery failed: {self:?}"
+        );
     }
+}
+
+/// Plays a call in real time: its clock moves 100 ms every 100 ms until it has lasted `len`
+/// (from `at`, what it has lasted already), then it hangs up.
+fn pace(call: &CallHandle, at: Duration, len: Duration) -> tokio::task::JoinHandle<()> {
+    let call = call.clone();
+    tokio::spawn(async move {
+        let step = Duration::from_millis(100);
+        let mut t = at;
+        while t < len {
+            call.advance(step);
+            t += step;
+            tokio::time::sleep(step).await;
+        }
+        call.hangup("NORMAL_CLEARING");
+        call.sync().await;
+    })
 }
 
 /// Waits until each call's recording is delivered or visibly failed (or 60 s pass); counts.
@@ -206,16 +261,35 @@ async fn settle(rig: &Rig, calls: &[CallHandle], count: &mut Count) {
                 .into_iter()
                 .filter(|r| !r.discarded)
                 .collect();
-            let ok = made
-                .iter()
-                .any(|r| std::fs::read(&r.path).is_ok_and(|b| got.contains_key(&hash(&b))));
+            // The call's own file at nginx (two calls of one length record the same tone, so
+            // any other file could match byte for byte).
+            let at_nginx = |r: &callrec_sim::RecordingReport| {
+                let name = format!("call_recording_{}.wav", c.uuid);
+                got.get(&name)
+                    .is_some_and(|h| std::fs::read(&r.path).is_ok_and(|b| hash(&b) == *h))
+            };
+            let ok = made.iter().any(at_nginx);
             if ok {
                 delivered += 1;
             } else if rig.visibly_failed(&c.uuid) {
                 failed += 1;
             }
         }
-        if delivered + failed == calls.len() as u64 || tokio::time::Instant::now() > deadline {
+        let over = tokio::time::Instant::now() > deadline;
+        if delivered + failed == calls.len() as u64 || over {
+            for c in calls {
+                let recorded = c.report().recordings.iter().map(|r| r.ms).max();
+                if let (Some(rec), Some(got)) = (recorded, rig.delivered_ms(&c.uuid)) {
+                    if got + 100 < rec {
+                        eprintln!(
+                            "call {}: {got} ms delivered of the {rec} ms FreeSWITCH recorded",
+                            c.uuid
+                        );
+
+                        count.truncated += 1;
+                    }
+                }
+            }
             count.asked += calls.len() as u64;
             count.delivered += delivered;
             count.failed += failed;
@@ -463,4 +537,217 @@ async fn freeswitch_restarting_while_calls_record_loses_nothing() {
     };
     settle(&rig, &calls, &mut count).await;
     count.report("FreeSWITCH restarts while calls are recording", &rig.log);
+}
+
+/// The event-socket link drops while calls it follows record, three ways: `reload
+/// mod_event_socket` (back 100 ms later), a 2 s outage, and an outage past
+/// `esl_down_grace_ms` (the files are then all there is). The calls go on for 8 s in real time.
+#[tokio::test]
+async fn the_link_dropping_for_100_ms_2_s_and_past_its_grace_cuts_nothing() {
+    for (scenario, outage, grace_ms) in [
+        (
+            "event-socket link: reload mod_event_socket (100 ms) mid-call",
+            None,
+            5_000,
+        ),
+        (
+            "event-socket link down 2 s mid-call",
+            Some(Duration::from_secs(2)),
+            5_000,
+        ),
+        (
+            "event-socket link down past esl_down_grace_ms (1 s) mid-call",
+            Some(Duration::from_secs(30)),
+            1_000,
+        ),
+    ] {
+        let rig = Rig::new(&format!("esl_down_grace_ms = {grace_ms}\n")).await;
+        let _nginx = rig.nginx();
+        let _callrec = rig.callrec().await;
+        let mut calls = vec![];
+        for i in 0..2 {
+            let c = rig.call(i).await;
+            c.wait_for_command("sendmsg").await;
+            c.answer();
+            c.wait_for_command("api uuid_record").await;
+            calls.push(c);
+        }
+        let players: Vec<_> = calls
+            .iter()
+            .map(|c| pace(c, Duration::ZERO, Duration::from_secs(8)))
+            .collect();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        match outage {
+            None => rig.sw.reload_event_socket().await,
+            Some(d) => {
+                rig.sw.unload_event_socket().await;
+                let back = rig.sw.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    let _ = back.load_event_socket().await;
+                });
+            }
+        }
+        for p in players {
+            p.await.unwrap();
+        }
+        let mut count = Count {
+            runs: 1,
+            ..Count::default()
+        };
+        settle(&rig, &calls, &mut count).await;
+        count.report(scenario, &rig.log);
+    }
+}
+
+/// No event-socket link (`freeswitch_esl = ""`): callrec killed at a random point of 8–20 s
+/// calls and started again at once; the new process has only the files to go by, which grow in
+/// 64 KiB bursts (4.096 s apart at 8 kHz) while the calls go on.
+#[tokio::test]
+async fn sigkill_without_a_link_at_random_points_of_long_calls_cuts_nothing() {
+    let runs: u64 = std::env::var("FAULT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let seed0: u64 = std::env::var("FAULT_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_c0de);
+    let mut count = Count::default();
+    let mut log = PathBuf::new();
+    for run in 0..runs {
+        let seed = seed0.wrapping_add(run).max(1);
+        let mut rng = Rng(seed);
+        let rig = Rig::new("freeswitch_esl = \"\"\nfollow = \"socket\"\n").await;
+        let _nginx = rig.nginx();
+        let mut first = rig.callrec().await;
+        let n = 1 + rng.below(2) as usize;
+        let mut calls = vec![];
+        let mut players = vec![];
+        let mut shortest = u64::MAX;
+        for i in 0..n {
+            let c = rig.call(i).await;
+            c.wait_for_command("sendmsg").await;
+            c.answer();
+            c.wait_for_command("api uuid_record").await;
+            let len = 8 + rng.below(13);
+            shortest = shortest.min(len);
+            players.push(pace(&c, Duration::ZERO, Duration::from_secs(len)));
+            calls.push(c);
+        }
+        // Killed between 1 s in and 1 s before the shortest call ends.
+        let kill_ms = 1_000 + rng.below((shortest - 2) * 1_000);
+        tokio::time::sleep(Duration::from_millis(kill_ms)).await;
+        first.0.kill().unwrap();
+        first.0.wait().unwrap();
+        let _second = rig.callrec().await;
+        for p in players {
+            p.await.unwrap();
+        }
+        let before = count.delivered;
+        settle(&rig, &calls, &mut count).await;
+        count.runs += 1;
+        if count.lost() > 0 {
+            eprintln!(
+                "run {run} seed {seed}: killed {kill_ms} ms in, {n} calls, delivered {}",
+                count.delivered - before
+            );
+        }
+        log = rig.log.clone();
+    }
+    count.report("SIGKILL without an event-socket link, 8-20 s calls", &log);
+}
+
+/// Calls followed over their own sockets lose them mid-call (FreeSWITCH closes them; the calls
+/// go on): the recordings are finished from their files, which grow in bursts until the end.
+#[tokio::test]
+async fn socket_follow_mode_losing_its_socket_cuts_nothing() {
+    let rig = Rig::new("follow = \"socket\"\n").await;
+    let _nginx = rig.nginx();
+    let _callrec = rig.callrec().await;
+    let mut calls = vec![];
+    for i in 0..2 {
+        let c = rig.call(i).await;
+        c.wait_for_command("sendmsg").await;
+        c.answer();
+        c.wait_for_command("api uuid_record").await;
+        calls.push(c);
+    }
+    let players: Vec<_> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| pace(c, Duration::ZERO, Duration::from_secs(8 + 4 * i as u64)))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for c in &calls {
+        c.kill_socket();
+    }
+    for p in players {
+        p.await.unwrap();
+    }
+    let mut count = Count {
+        runs: 1,
+        ..Count::default()
+    };
+    settle(&rig, &calls, &mut count).await;
+    count.report(
+        "socket follow mode: the call's socket lost mid-call",
+        &rig.log,
+    );
+}
+
+/// A file judged final from disk that grows afterwards (the call's clock stood still longer
+/// than the quiet window, as a call on hold with no media could): the growth is logged, the
+/// recording is delivered again whole, and its local copy is never removed while FreeSWITCH
+/// may still write it (here `keep_local_after_upload = false`).
+#[tokio::test]
+async fn a_file_judged_final_that_grows_again_is_delivered_again_whole() {
+    let rig = Rig::new(
+        "follow = \"socket\"\nrecord_write_buffer_bytes = 3200\nkeep_local_after_upload = false\n",
+    )
+    .await;
+    let _nginx = rig.nginx();
+    let _callrec = rig.callrec().await;
+    let call = rig.call(0).await;
+    call.wait_for_command("sendmsg").await;
+    call.answer();
+    call.wait_for_command("api uuid_record").await;
+    call.advance(Duration::from_secs(2));
+    call.kill_socket();
+    call.sync().await;
+    // No audio for longer than the quiet window (2 × 200 ms + 1 s): judged final, delivered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while rig.delivered_ms(&call.uuid).is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the first delivery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rig.delivered_ms(&call.uuid), Some(2_000));
+    // The call goes on: FreeSWITCH writes the rest into the same file.
+    call.advance(Duration::from_secs(4));
+    call.hangup("NORMAL_CLEARING");
+    let r = call.wait_until(|r| !r.recordings.is_empty()).await;
+    assert!(
+        std::path::Path::new(&r.recordings[0].path).exists(),
+        "the local copy is kept while FreeSWITCH may still write it"
+    );
+    let mut count = Count {
+        runs: 1,
+        ..Count::default()
+    };
+    settle(&rig, std::slice::from_ref(&call), &mut count).await;
+    let log = std::fs::read_to_string(&rig.log).unwrap();
+    assert!(
+        log.contains("recording grew after it was judged final"),
+        "{log}"
+    );
+    assert!(
+        log.contains("recording queued again whole after it grew"),
+        "{log}"
+    );
+    assert_eq!(rig.delivered_ms(&call.uuid), Some(6_000));
+    assert!(std::path::Path::new(&r.recordings[0].path).exists());
+    count.report(
+        "a file judged final grows again: delivered again whole",
+        &rig.log,
+    );
 }

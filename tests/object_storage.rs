@@ -114,6 +114,7 @@ fn spool_one(rig: &Rig, id: &str, url: &str, size: usize) -> Vec<u8> {
         completion_cause: "success".into(),
         sequence: 0,
         kind: Default::default(),
+        may_grow_until_us: None,
     };
     spool::enqueue(&rig.store, &rec).unwrap();
     rig.wake.notify_one();

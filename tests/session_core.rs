@@ -19,6 +19,7 @@ fn settings() -> Settings {
         continue_context: "callrec-continue".into(),
         record_stop_grace: Duration::from_secs(10),
         disk_poll: Duration::from_secs(1),
+        write_buffer: callrec::recorder::DEFAULT_WRITE_BUFFER,
         bridge_profile: "external".into(),
         follow_tag: None,
     }
@@ -296,7 +297,7 @@ fn row1_immediate_recording_kept_with_freeswitchs_record_ms() {
         o.commands[3].starts_with("api uuid_record ")
             && o.commands[3].contains(" start /rec/recordings/unknown/")
             && o.commands[3]
-                .ends_with("/rec-1.wav 3600 {callrec_recording_id=rec-1,RECORD_STEREO=false}"),
+                .ends_with("/rec-1.wav 3600 {callrec_recording_id=rec-1,RECORD_STEREO=false,enable_file_write_buffering=65536}"),
         "{}",
         o.commands[3]
     );

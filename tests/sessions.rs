@@ -78,7 +78,7 @@ async fn wav_recording_kept_locally_with_metadata() {
     // The per-recording variables went with uuid_record, not onto the channel.
     let cmd = call.wait_for_command("api uuid_record").await;
     assert!(cmd.line.ends_with(&format!(
-        " 3600 {{callrec_recording_id={},RECORD_STEREO=false}}",
+        " 3600 {{callrec_recording_id={},RECORD_STEREO=false,enable_file_write_buffering=65536}}",
         rec.recording_id
     )));
 }

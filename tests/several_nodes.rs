@@ -293,6 +293,7 @@ fn spooled(node: &str, i: usize, dir: &Path, url: &str) -> FinishedRecording {
         completion_cause: "success-silence".into(),
         sequence: 0,
         kind: RecordingKind::default(),
+        may_grow_until_us: None,
     }
 }
 

@@ -58,6 +58,7 @@ fn recording(id: &str, account: &str) -> FinishedRecording {
         completion_cause: "success-silence".into(),
         sequence: 0,
         kind: Default::default(),
+        may_grow_until_us: None,
     }
 }
 

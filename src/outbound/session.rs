@@ -42,6 +42,9 @@ pub struct Settings {
     pub record_stop_grace: Duration,
     /// How often a file is polled once the connection is lost.
     pub disk_poll: Duration,
+    /// The write buffer every `uuid_record` pins (`enable_file_write_buffering`), bytes per
+    /// channel: it sets how long a file FreeSWITCH still writes can stay unchanged.
+    pub write_buffer: u64,
     /// The sofia profile callflows bridge `route` devices through.
     pub bridge_profile: String,
     /// Follow the call over the event-socket link: set `callrec_follow=<tag>` on the channel,
@@ -391,11 +394,14 @@ impl Session {
             Input::Abort => {
                 warn!(
                     unfinished = self.unfinished(),
-                    "shutdown deadline: finishing recordings from disk"
+                    "shutdown deadline: recordings still running are left to the next start"
                 );
-                for idx in 0..self.recordings.len() {
-                    if self.recordings[idx].state.is_running() {
-                        self.finish_from_disk(idx, "shutdown before RECORD_STOP", &mut out);
+                // FreeSWITCH goes on writing these files: they stay journaled, and the next
+                // start takes them up (over the event socket, or from their files).
+                for r in &mut self.recordings {
+                    if r.state.is_running() {
+                        warn!(recording_id = %r.id, "callrec shut down while FreeSWITCH records: the recording stays journaled; the next start takes it up");
+                        r.state = State::Finished;
                     }
                 }
                 for r in &mut self.recordings {
@@ -563,7 +569,9 @@ impl Session {
         while let Some(p) = self.queue.pop_front() {
             match p {
                 Purpose::Start(idx) => {
-                    let cmd = match self.recordings[idx].start_command(&self.info.call_id) {
+                    let cmd = match self.recordings[idx]
+                        .start_command(&self.info.call_id, self.settings.write_buffer)
+                    {
                         Ok(c) => c,
                         Err(e) => {
                             self.fail(idx, format!("cannot build command: {e}"));
@@ -855,9 +863,11 @@ impl Session {
         }
     }
 
-    /// The link went while the call was followed over it. Started recordings are watched on
-    /// disk (their RECORD_STOP may be missed); recordings still waiting for answer or bridge
-    /// wait for the link to return, when the channel's state says whether their trigger came.
+    /// The link went while the call was followed over it: an outage, not an ending.
+    /// FreeSWITCH records on, so running recordings stay open and recordings waiting for
+    /// answer or bridge keep waiting; once the link is back (within `esl_down_grace_ms`) the
+    /// call is followed again and its state asked for ([`Action::Resync`]). Only a link that
+    /// stays down past the grace hands the recordings to their files.
     fn on_link_lost(&mut self, out: &mut Vec<Action>) {
         if self.closed || !self.link {
             // Already over, or followed over its socket (a callflow, a fallback): the link's
@@ -871,18 +881,29 @@ impl Session {
             );
             return self.follow_over_socket(out);
         }
+        // Commands in flight get no reply now; what they did shows in the channel's state and
+        // in the events that follow.
         self.in_flight.clear();
         self.queue.clear();
-        self.watch_started(out);
+        let running = self
+            .recordings
+            .iter()
+            .filter(|r| matches!(r.state, State::Starting | State::Recording { .. }))
+            .count();
         let waiting = self
             .recordings
             .iter()
             .filter(|r| matches!(r.state, State::Waiting(_)))
             .count();
-        if waiting > 0 && !self.hangup_complete {
+        if self.hangup_complete {
+            // The call is over: its files are final; the grace timer after hangup finishes
+            // what RECORD_STOP has not.
+            self.closed = true;
+        } else if running + waiting > 0 {
             warn!(
+                running,
                 waiting,
-                "event-socket link lost: recordings waiting for answer or bridge wait for it to return"
+                "event-socket link lost: the call's recordings stay open; following the call again when the link is back"
             );
             out.push(Action::Resync);
         } else {
@@ -908,8 +929,25 @@ impl Session {
                 }
                 return;
             }
-            Ok(None) => "the call ended while the event-socket link was down".to_string(),
-            Err(e) => e,
+            Ok(None) => {
+                // The channel is gone, so FreeSWITCH has closed its files: they are final.
+                let why = "the call ended while the event-socket link was down";
+                for idx in 0..self.recordings.len() {
+                    if matches!(
+                        self.recordings[idx].state,
+                        State::Starting | State::Recording { .. }
+                    ) {
+                        info!(recording_id = %self.recordings[idx].id, reason = why, "finishing the recording from its file, which is final");
+                        self.finish_from_disk(idx, why, out);
+                    }
+                }
+                why.to_string()
+            }
+            Err(e) => {
+                // The link stayed down past its grace: the files are all there is to go by.
+                self.watch_started(out);
+                e
+            }
         };
         for r in &mut self.recordings {
             if matches!(r.state, State::Waiting(_)) {
@@ -1234,13 +1272,19 @@ impl Session {
     }
 
     /// FreeSWITCH keeps recording until the call ends: started recordings whose RECORD_STOP
-    /// cannot be seen any more are watched on disk.
+    /// cannot be seen any more are watched on disk until they have not grown for their quiet
+    /// window (twice the write buffer's interval, plus a margin).
     fn watch_started(&mut self, out: &mut Vec<Action>) {
         let poll_ms = self.settings.disk_poll.as_millis().max(1) as u64;
         let mut watching = false;
         for r in &mut self.recordings {
             if matches!(r.state, State::Starting | State::Recording { .. }) {
-                warn!(recording_id = %r.id, "RECORD_STOP will not arrive; watching the file on disk");
+                let quiet = r.quiet_window(self.settings.write_buffer);
+                warn!(
+                    recording_id = %r.id,
+                    quiet_ms = quiet.as_millis() as u64,
+                    "RECORD_STOP will not arrive; watching the file on disk until it has not grown for the quiet window"
+                );
                 let max_wait_ms = (r.settings.time_limit as u64 + 60) * 1000;
                 let grace_ms = self.settings.record_stop_grace.as_millis() as u64;
                 let unconfirmed = matches!(r.state, State::Starting);
@@ -1248,6 +1292,7 @@ impl Session {
                     started_us: r.state.started_us(),
                     last_size: None,
                     stable_polls: 0,
+                    quiet_polls: (quiet.as_millis() as u64).div_ceil(poll_ms).max(1) as u32,
                     polls_left: max_wait_ms.div_ceil(poll_ms) as u32,
                     absent_polls_left: unconfirmed
                         .then_some((grace_ms.div_ceil(poll_ms) as u32).max(3)),
@@ -1308,6 +1353,7 @@ impl Session {
             State::Watching {
                 last_size,
                 stable_polls,
+                quiet_polls,
                 polls_left,
                 absent_polls_left,
                 ..
@@ -1331,8 +1377,8 @@ impl Session {
                         idx,
                         "the connection was lost before FreeSWITCH acknowledged uuid_record, and no file appeared".into(),
                     );
-                } else if *stable_polls >= 3 {
-                    self.finish_from_disk(idx, "connection lost; file stopped growing", out);
+                } else if *stable_polls >= *quiet_polls {
+                    self.finish_quiet(idx, out);
                 } else if *polls_left == 0 {
                     self.fail(idx, "connection lost and the file never settled".into());
                 }
@@ -1348,12 +1394,29 @@ impl Session {
         }
     }
 
+    /// The recording has ended for certain (the call is over): its file is final.
     fn finish_from_disk(&mut self, idx: RecIdx, cause: &str, out: &mut Vec<Action>) {
         let stop = StopInfo {
             record_ms: 0,
             cause: cause.to_string(),
             discarded_by_freeswitch: false,
             from_disk: true,
+            may_grow_until_us: None,
+        };
+        self.finish(idx, stop, out);
+    }
+
+    /// The file has not grown for its quiet window: it is taken as it is, but FreeSWITCH may
+    /// still write it until the recording's time limit has passed.
+    fn finish_quiet(&mut self, idx: RecIdx, out: &mut Vec<Action>) {
+        let r = &self.recordings[idx];
+        let start = r.state.started_us().unwrap_or(self.info.started_us);
+        let stop = StopInfo {
+            record_ms: 0,
+            cause: "connection lost; file stopped growing".into(),
+            discarded_by_freeswitch: false,
+            from_disk: true,
+            may_grow_until_us: Some(recorder::may_grow_until_us(start, r.settings.time_limit)),
         };
         self.finish(idx, stop, out);
     }
@@ -1410,6 +1473,7 @@ impl Session {
         finished.duration_ms = stop.record_ms;
         finished.size = size.unwrap_or(0);
         finished.completion_cause = stop.cause;
+        finished.may_grow_until_us = stop.may_grow_until_us;
         out.push(Action::Deliver(idx, Box::new(finished)));
     }
 
@@ -1432,16 +1496,18 @@ impl Session {
             completion_cause: "recording".into(),
             sequence: idx as u32,
             kind: rec.kind,
+            may_grow_until_us: None,
         }
     }
 
     /// The journal row of recording `idx`, written before FreeSWITCH is asked to record it.
     fn journal_entry(&self, idx: RecIdx) -> JournalEntry {
-        let s = &self.recordings[idx].settings;
+        let r = &self.recordings[idx];
         JournalEntry {
             rec: self.finished_meta(idx, None),
-            record_min_sec: s.record_min_sec,
-            time_limit: s.time_limit,
+            record_min_sec: r.settings.record_min_sec,
+            time_limit: r.settings.time_limit,
+            write_buffer: r.write_buffer(self.settings.write_buffer),
         }
     }
 }

@@ -13,9 +13,46 @@ pub mod space;
 pub mod wav;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::esl::{Command, CommandError};
 use crate::rules::{RecordCall, Trigger};
+
+/// FreeSWITCH's default write buffer (`SWITCH_DEFAULT_FILE_BUFFER_LEN`), bytes per channel:
+/// a recording's audio reaches its file only in bursts of this size.
+pub const DEFAULT_WRITE_BUFFER: u64 = 65_536;
+
+/// The lowest rate a recording can have (and so the slowest its file can grow): assumed when
+/// the rate is the channel's own.
+const SLOWEST_RATE: u64 = 8_000;
+
+/// A 20 ms frame at the slowest rate: with buffering off FreeSWITCH writes every frame.
+const ONE_FRAME: u64 = 320;
+
+/// Beyond twice the write interval, for media jitter and FreeSWITCH's scheduling.
+const QUIET_MARGIN: Duration = Duration::from_secs(1);
+
+/// After the time limit, how long a file may still change (the limit is checked on whole
+/// seconds, then the rest of the buffer and the header are written).
+const AFTER_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long a file FreeSWITCH is still writing can stay the same size: its write buffer fills
+/// every `buffer / (2 × rate)` seconds whatever the channels (65,536 bytes: 4.096 s at 8 kHz,
+/// 2.048 s at 16 kHz), and the file grows only then. A file judged from disk is final only
+/// once it has not grown for twice that, plus a margin. `buffer` is what the recording was
+/// started with ([`Recording::write_buffer`]); `rate` `None` is the channel's own rate, taken
+/// as the slowest.
+pub fn quiet_window(buffer: u64, rate: Option<u32>) -> Duration {
+    let rate = rate.map_or(SLOWEST_RATE, |r| (r as u64).max(SLOWEST_RATE));
+    let interval_us = buffer.max(ONE_FRAME) * 1_000_000 / (2 * rate);
+    Duration::from_micros(2 * interval_us) + QUIET_MARGIN
+}
+
+/// Until when (µs since the epoch) FreeSWITCH may still write a recording that started at
+/// `start_us` with a time limit of `time_limit` seconds: it stops every recording at its limit.
+pub fn may_grow_until_us(start_us: u64, time_limit: u32) -> u64 {
+    start_us + (time_limit as u64 * 1_000_000) + AFTER_LIMIT.as_micros() as u64
+}
 
 /// Where a recording is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,11 +65,14 @@ pub enum State {
     Recording {
         started_us: Option<u64>,
     },
-    /// The connection is gone: the file is polled until it stops growing.
+    /// The connection is gone: the file is polled until it has not grown for its quiet
+    /// window ([`quiet_window`]).
     Watching {
         started_us: Option<u64>,
         last_size: Option<u64>,
         stable_polls: u32,
+        /// Unchanged looks in a row that make the file final.
+        quiet_polls: u32,
         polls_left: u32,
         /// FreeSWITCH never acknowledged `uuid_record`: it creates the file at once when it
         /// records, so a file still absent after this many polls means it never started.
@@ -114,14 +154,42 @@ impl Recording {
         self.path.to_string_lossy().into_owned()
     }
 
+    /// The write buffer FreeSWITCH writes this recording through, bytes per channel: the one
+    /// callrec sets on `uuid_record` (`write_buffer`), or the `record` application's, which
+    /// takes no size (`switch_ivr_play_say.c`: the default, or none).
+    pub fn write_buffer(&self, write_buffer: u64) -> u64 {
+        match self.kind {
+            crate::values::RecordingKind::Call => write_buffer,
+            crate::values::RecordingKind::Caller => DEFAULT_WRITE_BUFFER,
+        }
+    }
+
+    /// How long its file may stay unchanged while FreeSWITCH still writes it.
+    pub fn quiet_window(&self, write_buffer: u64) -> Duration {
+        quiet_window(
+            self.write_buffer(write_buffer),
+            self.settings.record_sample_rate,
+        )
+    }
+
     /// `uuid_record <uuid> start <path> <limit> {vars}`, with the settings as per-recording
-    /// variables so two recordings of one call never share them.
-    pub fn start_command(&self, call_uuid: &str) -> Result<Command, CommandError> {
+    /// variables so two recordings of one call never share them, and the write buffer pinned
+    /// (`enable_file_write_buffering`: bytes per channel, `false` for none), so how long the
+    /// file may stay unchanged is known whatever the channel's variables say.
+    pub fn start_command(
+        &self,
+        call_uuid: &str,
+        write_buffer: u64,
+    ) -> Result<Command, CommandError> {
         let mut vars = vec![format!("callrec_recording_id={}", self.id)];
         if let Some(rate) = self.settings.record_sample_rate {
             vars.push(format!("record_sample_rate={rate}"));
         }
         vars.push(format!("RECORD_STEREO={}", self.settings.record_stereo));
+        vars.push(match write_buffer {
+            0 => "enable_file_write_buffering=false".to_string(),
+            n => format!("enable_file_write_buffering={n}"),
+        });
         let cmd = format!(
             "uuid_record {call_uuid} start {} {} {{{}}}",
             self.path_str(),
@@ -146,6 +214,10 @@ pub struct StopInfo {
     pub discarded_by_freeswitch: bool,
     /// True when RECORD_STOP never came and the file was measured instead.
     pub from_disk: bool,
+    /// Judged final because the file stopped growing, not because FreeSWITCH said so or the
+    /// call is gone: it may still grow until then (µs since the epoch), so its local copy is
+    /// kept and watched, and delivered again whole if it grows.
+    pub may_grow_until_us: Option<u64>,
 }
 
 impl StopInfo {
@@ -163,6 +235,7 @@ impl StopInfo {
                 .unwrap_or_else(|| "none".into()),
             discarded_by_freeswitch: e.variable("RECORD_DISCARDED").as_deref() == Some("true"),
             from_disk: false,
+            may_grow_until_us: None,
         }
     }
 }
@@ -221,17 +294,53 @@ mod tests {
         };
         let plan = crate::rules::PlannedRecording::new(rc, "test");
         let r = Recording::new(plan, std::path::Path::new("/d/recordings/a"));
-        let Command::Api(s) = r.start_command("u-1").unwrap() else {
+        let Command::Api(s) = r.start_command("u-1", DEFAULT_WRITE_BUFFER).unwrap() else {
             panic!()
         };
         assert_eq!(
             s,
             format!(
-                "uuid_record u-1 start /d/recordings/a/{}.mp3 30 {{callrec_recording_id={},record_sample_rate=16000,RECORD_STEREO=true}}",
+                "uuid_record u-1 start /d/recordings/a/{}.mp3 30 {{callrec_recording_id={},record_sample_rate=16000,RECORD_STEREO=true,enable_file_write_buffering=65536}}",
                 r.id, r.id
             )
         );
         assert!(!s.contains("  "));
+        let Command::Api(off) = r.start_command("u-1", 0).unwrap() else {
+            panic!()
+        };
+        assert!(
+            off.ends_with(",enable_file_write_buffering=false}"),
+            "{off}"
+        );
+    }
+
+    /// The facts' growth intervals (65,536 bytes per channel: 4.096 s at 8 kHz, 2.048 s at
+    /// 16 kHz, whatever the channels), doubled, plus the margin.
+    #[test]
+    fn quiet_windows_follow_the_write_interval() {
+        let ms = |b, r| quiet_window(b, r).as_millis();
+        assert_eq!(ms(DEFAULT_WRITE_BUFFER, Some(8000)), 2 * 4096 + 1000);
+        assert_eq!(ms(DEFAULT_WRITE_BUFFER, Some(16000)), 2 * 2048 + 1000);
+        assert_eq!(
+            ms(DEFAULT_WRITE_BUFFER, None),
+            2 * 4096 + 1000,
+            "native: the slowest"
+        );
+        assert_eq!(ms(16_000, Some(8000)), 2 * 1000 + 1000);
+        assert_eq!(ms(0, Some(8000)), 2 * 20 + 1000, "one frame at a time");
+        let caller = Recording {
+            kind: crate::values::RecordingKind::Caller,
+            ..Recording::new(
+                crate::rules::PlannedRecording::new(RecordCall::default(), ""),
+                std::path::Path::new("/x"),
+            )
+        };
+        assert_eq!(
+            caller.write_buffer(0),
+            DEFAULT_WRITE_BUFFER,
+            "record takes no size"
+        );
+        assert_eq!(may_grow_until_us(1_000_000, 30), 91_000_000);
     }
 
     #[test]

@@ -41,6 +41,7 @@ metrics! {
     uploads_failed_total: "counter", "Deliveries that became failed (dead letter).";
     orphaned_files: "gauge", "Recording files the spool did not know at the last start.";
     recordings_readopted_total: "counter", "Journaled recordings of a previous run finished after a restart (kept or discarded).";
+    recordings_regrown_total: "counter", "Recordings judged final from a quiet file that grew afterwards and were delivered again whole.";
     follow_fallbacks_total: "counter", "Calls followed over their own socket because the event-socket link was down.";
     sockets_released_total: "counter", "Outbound sockets let go right after the hand-back (calls followed over the link).";
     esl_link_up: "gauge", "1 while the inbound event socket link to FreeSWITCH is up.";

@@ -139,6 +139,7 @@ pub fn adopt(
                 completion_cause: "adopted from disk".into(),
                 sequence: 0,
                 kind: Default::default(),
+                may_grow_until_us: None,
             }
         }
     };

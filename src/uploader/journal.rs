@@ -21,6 +21,14 @@ pub struct JournalEntry {
     pub record_min_sec: u32,
     /// The longest it can run, seconds (bounds how long a restart watches its file).
     pub time_limit: u32,
+    /// The write buffer FreeSWITCH writes it through, bytes per channel (what callrec pinned on
+    /// `uuid_record`; rows from before it was pinned: FreeSWITCH's default).
+    #[serde(default = "default_write_buffer")]
+    pub write_buffer: u64,
+}
+
+fn default_write_buffer() -> u64 {
+    crate::recorder::DEFAULT_WRITE_BUFFER
 }
 
 /// Writes the journal row.

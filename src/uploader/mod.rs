@@ -11,6 +11,7 @@ pub mod local;
 pub mod retry;
 pub mod s3;
 pub mod spool;
+pub mod tail;
 pub mod url;
 pub mod worker;
 
@@ -101,6 +102,11 @@ pub struct FinishedRecording {
     /// A recording of the call, or of the caller alone (its own URL form).
     #[serde(default)]
     pub kind: RecordingKind,
+    /// Judged final from a file that stopped growing (the call could not be followed to its
+    /// end): FreeSWITCH may still write it until then (µs since the epoch). Its local copy is
+    /// kept until then and watched; if it grows it is delivered again, whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_grow_until_us: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

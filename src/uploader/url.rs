@@ -159,6 +159,7 @@ mod tests {
             completion_cause: "success-silence".into(),
             sequence: 0,
             kind: Default::default(),
+            may_grow_until_us: None,
         }
     }
 

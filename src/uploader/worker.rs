@@ -32,10 +32,14 @@ use crate::store::{RecordingState, Store};
 /// database another instance's API). One indexed query per period.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
-/// Hands recordings to the spool and wakes the uploader.
+/// Hands recordings to the spool and wakes the uploader; watches a recording judged final
+/// from a quiet file until FreeSWITCH can no longer write it ([`super::tail`]).
 pub struct SpoolDelivery {
     pub store: Store,
     pub wake: Arc<Notify>,
+    pub tail: super::tail::TailSettings,
+    /// Ends the tail watches on shutdown (their files stay on disk).
+    pub stop: CancellationToken,
 }
 
 impl Delivery for SpoolDelivery {
@@ -65,6 +69,20 @@ impl Delivery for SpoolDelivery {
                     .collect();
                 info!(recording_id = %rec.recording_id, destinations = %to.join(", "), "recording queued for upload");
                 self.wake.notify_one();
+            }
+            if let Some(until) = rec.may_grow_until_us {
+                warn!(
+                    recording_id = %rec.recording_id,
+                    may_grow_until_us = until,
+                    "recording judged final from a file that stopped growing: its local copy is kept and watched until FreeSWITCH can no longer write it"
+                );
+                tokio::spawn(super::tail::watch(
+                    self.store.clone(),
+                    self.wake.clone(),
+                    rec,
+                    self.tail,
+                    self.stop.clone(),
+                ));
             }
             Ok(())
         })
@@ -221,7 +239,9 @@ async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
             error = %error, "upload failed for good (dead letter)"
         ),
     }
-    let drop_local = !m.keep_local && !cfg.keep_local_after_upload;
+    // A file FreeSWITCH may still write stays until it cannot ([`super::tail`] removes it then).
+    let may_grow = m.may_grow_until_us.is_some_and(|t| t > spool::now_us());
+    let drop_local = !m.keep_local && !cfg.keep_local_after_upload && !may_grow;
     // Settled and, once delivered everywhere, removed in one trip to the blocking pool. A shared
     // database that cannot be reached is waited for (the outcome is known; redoing the upload
     // later would only repeat it); shutdown leaves the delivery to the next start.

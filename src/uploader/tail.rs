@@ -1,0 +1,204 @@
+//! Recordings judged final from a file that had stopped growing, while FreeSWITCH may still be
+//! writing it: the call could not be followed to its end (no event-socket link, the link down
+//! past its grace, the call's socket lost), so callrec took the file as it was once it had not
+//! grown for its quiet window. FreeSWITCH writes through a buffer and stops every recording
+//! at its time limit, so until `may_grow_until_us` the file can still grow.
+//!
+//! Invariants:
+//! - such a file is never removed before `may_grow_until_us` (the upload loop keeps it too);
+//! - growth after the judgement is logged, and once the file has been quiet again the
+//!   recording is spooled again, whole: its deliveries start over with the new size and
+//!   duration (never while one of them is uploading, so no earlier attempt settles the new
+//!   ones), and the metadata file is rewritten;
+//! - after the deadline a delivered recording's local copy is removed unless it is to be kept
+//!   (an undelivered one is removed by the upload loop once delivered);
+//! - on shutdown the watch ends and the file stays on disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::spool;
+use super::{FinishedRecording, LocalStore};
+use crate::store::{RecordingState, Store};
+use crate::telemetry::printable;
+
+/// How the files are watched.
+#[derive(Debug, Clone, Copy)]
+pub struct TailSettings {
+    /// Time between two looks at a file.
+    pub poll: Duration,
+    /// The write buffer `uuid_record` recordings were started with (bytes per channel).
+    pub write_buffer: u64,
+    /// Delivered files stay on disk anyway.
+    pub keep_local_after_upload: bool,
+}
+
+/// Watches `rec`'s file until FreeSWITCH can no longer write it (returns at once when the
+/// recording was not judged from a quiet file).
+pub async fn watch(
+    store: Store,
+    wake: Arc<Notify>,
+    mut rec: FinishedRecording,
+    cfg: TailSettings,
+    stop: CancellationToken,
+) {
+    let Some(until) = rec.may_grow_until_us else {
+        return;
+    };
+    let buffer = match rec.kind {
+        crate::values::RecordingKind::Call => cfg.write_buffer,
+        crate::values::RecordingKind::Caller => crate::recorder::DEFAULT_WRITE_BUFFER,
+    };
+    let quiet = crate::recorder::quiet_window(buffer, rec.sample_rate);
+    let path = PathBuf::from(&rec.file_path);
+    let call_id = printable(&rec.call.call_id).into_owned();
+    loop {
+        let now = spool::now_us();
+        match size_of(&path).await {
+            None => {
+                warn!(%call_id, recording_id = %rec.recording_id, "recording file gone while FreeSWITCH could still write it; nothing more to watch");
+                return;
+            }
+            Some(s) if s != rec.size => {
+                warn!(
+                    %call_id,
+                    recording_id = %rec.recording_id,
+                    judged_bytes = rec.size,
+                    now_bytes = s,
+                    "recording grew after it was judged final: FreeSWITCH was still writing it; it is delivered again, whole, once the file is quiet"
+                );
+                let Some(settled) = settle(&path, quiet, cfg.poll, until, &stop).await else {
+                    return;
+                };
+                if !redeliver(&store, &wake, &mut rec, settled, cfg.poll, &stop).await {
+                    return;
+                }
+                continue;
+            }
+            Some(_) => {}
+        }
+        if now >= until {
+            break;
+        }
+        let left = Duration::from_micros(until - now);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(cfg.poll.min(left)) => {}
+        }
+    }
+    if rec.keep_local || cfg.keep_local_after_upload {
+        return;
+    }
+    let (s, id) = (store.clone(), rec.recording_id.clone());
+    let state = tokio::task::spawn_blocking(move || s.recording::<serde_json::Value>(&id))
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .flatten()
+        .map(|r| r.state);
+    if state == Some(RecordingState::Delivered) {
+        for p in [
+            rec.file_path.clone(),
+            LocalStore::sidecar_path(&rec.file_path),
+        ] {
+            if let Err(e) = tokio::fs::remove_file(&p).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    warn!(%call_id, recording_id = %rec.recording_id, path = %p, error = %e, "cannot remove delivered file");
+                }
+            }
+        }
+        info!(%call_id, recording_id = %rec.recording_id, "FreeSWITCH can no longer write the recording: local copy removed");
+    }
+}
+
+async fn size_of(path: &Path) -> Option<u64> {
+    tokio::fs::metadata(path).await.ok().map(|m| m.len())
+}
+
+/// Waits until the file has not grown for `quiet` (or the deadline passed); its size then.
+async fn settle(
+    path: &Path,
+    quiet: Duration,
+    poll: Duration,
+    until: u64,
+    stop: &CancellationToken,
+) -> Option<u64> {
+    let mut last = size_of(path).await?;
+    let mut still = Duration::ZERO;
+    while still < quiet && spool::now_us() < until {
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            _ = tokio::time::sleep(poll) => {}
+        }
+        let now = size_of(path).await?;
+        if now == last {
+            still += poll;
+        } else {
+            (last, still) = (now, Duration::ZERO);
+        }
+    }
+    Some(last)
+}
+
+/// Spools the recording again with the file as it is now (once none of its deliveries is
+/// uploading); `false` on shutdown.
+async fn redeliver(
+    store: &Store,
+    wake: &Notify,
+    rec: &mut FinishedRecording,
+    size: u64,
+    poll: Duration,
+    stop: &CancellationToken,
+) -> bool {
+    let (p, format) = (PathBuf::from(&rec.file_path), rec.format);
+    let ms = tokio::task::spawn_blocking(move || crate::recorder::measure_file(&p, format))
+        .await
+        .ok()
+        .flatten();
+    let before = rec.duration_ms;
+    rec.size = size;
+    rec.duration_ms = ms.unwrap_or(rec.duration_ms);
+    loop {
+        let (s, id) = (store.clone(), rec.recording_id.clone());
+        let state = tokio::task::spawn_blocking(move || s.recording::<serde_json::Value>(&id))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten()
+            .map(|r| r.state);
+        if state != Some(RecordingState::Uploading) {
+            let (s, r) = (store.clone(), rec.clone());
+            match tokio::task::spawn_blocking(move || spool::enqueue(&s, &r)).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => {
+                    warn!(recording_id = %rec.recording_id, error = %e, "cannot spool the grown recording yet; retrying")
+                }
+                Err(e) => {
+                    warn!(recording_id = %rec.recording_id, error = %e, "cannot spool the grown recording yet; retrying")
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return false,
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+    if let Err(e) = LocalStore::write_sidecar(rec).await {
+        warn!(recording_id = %rec.recording_id, error = %e, "cannot rewrite the metadata file");
+    }
+    crate::telemetry::metrics::inc(&crate::telemetry::metrics::METRICS.recordings_regrown_total);
+    info!(
+        call_id = %printable(&rec.call.call_id),
+        recording_id = %rec.recording_id,
+        before_ms = before,
+        duration_ms = rec.duration_ms,
+        "recording queued again whole after it grew"
+    );
+    wake.notify_one();
+    true
+}
