@@ -308,7 +308,8 @@ async fn run(
                     *c = None;
                 }
                 let _ = state.send(LinkState::Down);
-                // Their events may have been missed: the sessions fall back to their files.
+                // Their events may have been missed: the sessions follow their calls again once
+                // the link is back (or, past the grace, judge them from their files).
                 if let Ok(mut r) = routes.lock() {
                     r.up = false;
                     for (_, tx) in r.attached.drain() {

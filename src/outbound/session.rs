@@ -10,10 +10,17 @@
 //! bridge, correlate RECORD_START/STOP by `callrec_recording_id` (or path), and finish every
 //! recording — from RECORD_STOP, or from the file on disk when RECORD_STOP never comes.
 //!
+//! A lost event-socket link is an outage, not an ending: recordings stay open and the call is
+//! followed again when the link is back ([`Action::Resync`]). A file is final when FreeSWITCH
+//! said so (RECORD_STOP) or the call is over; otherwise it is judged only once it has not grown
+//! for its quiet window ([`recorder::quiet_window`]) and delivered as possibly still growing
+//! (`may_grow_until_us`), never as certainly complete.
+//!
 //! Invariants: the call is handed back whatever the rules say and before anything slow; every
 //! planned recording ends in exactly one log line saying kept, discarded (and why), not started
-//! or failed (and why); nothing from the channel data reaches a file name unsanitised; the
-//! session is `Done` only when every recording is accounted for.
+//! or failed (and why), or (at shutdown) stays journaled for the next start; nothing from the
+//! channel data reaches a file name unsanitised; the session is `Done` only when every
+//! recording is accounted for.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

@@ -3,8 +3,10 @@
 //! Lifecycle of a [`Recording`] ([`State`], each state carrying what it needs):
 //! `Waiting` (for answer or bridge) → `Starting` (`uuid_record` sent) → `Recording` (RECORD_START
 //! seen, with its time) → `Finishing` (RECORD_STOP seen, or the file is being measured because
-//! RECORD_STOP will not come; the file is inspected) → `Finished`. When the connection is lost,
-//! a running recording is `Watching` its file until it stops growing. `Failed` when FreeSWITCH
+//! RECORD_STOP will not come; the file is inspected) → `Finished`. When the call can no longer
+//! be followed, a running recording is `Watching` its file until it has not grown for its
+//! [`quiet_window`] (FreeSWITCH writes in bursts of its write buffer, which callrec pins on
+//! every `uuid_record`). `Failed` when FreeSWITCH
 //! refused or never acknowledged the command (a RECORD_STOP that still comes finishes it).
 //! A finished recording is either kept (handed to delivery) or discarded with a reason.
 
