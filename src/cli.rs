@@ -101,7 +101,7 @@ pub struct DecodeArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML configuration file (see README); flags below override it.
+    /// TOML configuration file (see docs/configuration.md); flags below override it.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Address FreeSWITCH's `socket` application connects to [default: 127.0.0.1:8084].

@@ -160,7 +160,11 @@ fn token_create(args: TokenCreateArgs) -> ExitCode {
     match store.create_token(&scope) {
         Ok(secret) => {
             println!("{secret}");
-            eprintln!("callrec: token created for {scope:?}; it is shown only this once");
+            let whom = match &scope {
+                callrec::store::Scope::Admin => "every account (admin)".to_string(),
+                callrec::store::Scope::Account(a) => format!("account {a}"),
+            };
+            eprintln!("callrec: token created for {whom}; it is shown only this once");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -1,5 +1,5 @@
 //! The decision: which recordings a call gets, from the documents of the parties involved.
-//! A pure function of its inputs; the README's precedence table is tested row by row here.
+//! A pure function of its inputs; the precedence table of docs/rules.md is tested row by row here.
 //!
 //! Semantics:
 //! - **Endpoint settings** (for the caller's device, outbound; for the callee's device,
@@ -267,7 +267,7 @@ pub fn collapse(plans: Vec<PlannedRecording>) -> Vec<PlannedRecording> {
 
 #[cfg(test)]
 mod tests {
-    //! One test per row of the README's precedence table.
+    //! One test per row of the precedence table in docs/rules.md.
     use super::*;
     use crate::rules::{AudioFormat, UploadMethod};
     use crate::store::{Kind, Revision};
