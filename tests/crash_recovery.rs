@@ -209,6 +209,19 @@ async fn finished(data: &std::path::Path, call_id: &str) -> spool::Item {
     .expect("the recording is finished after the restart")
 }
 
+/// The log once it has a line containing `line` (callrec writes it just after the store's row
+/// changes), or as it is after 30 s.
+async fn log_once(log: &std::path::Path, line: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(line) || tokio::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A switch with its event socket, and callrec configured to follow calls over it.
 async fn switch_and_config(
     tmp: &tempfile::TempDir,
@@ -352,7 +365,7 @@ async fn freeswitch_restarting_while_followed_finishes_the_recording_from_its_fi
         "{}",
         kept.meta.completion_cause
     );
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = log_once(&log, "recording re-adopted after restart").await;
     assert!(
         text.contains("FreeSWITCH restarted (new Core-UUID)"),
         "{text}"
@@ -378,7 +391,7 @@ async fn a_refused_password_falls_back_to_watching_the_file() {
     let kept = finished(&data, &call.uuid).await;
     assert_eq!(kept.state, RecordingState::Stored);
     assert_eq!(kept.meta.duration_ms, 6000);
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = log_once(&log, "recording re-adopted after restart").await;
     assert!(text.contains("FreeSWITCH refused the password"), "{text}");
     assert!(text.contains("the event socket link stayed down"), "{text}");
     assert!(

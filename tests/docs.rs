@@ -51,19 +51,18 @@ fn blocks<'a>(text: &'a str, info: &str) -> Vec<(usize, Vec<&'a str>)> {
     let mut out = vec![];
     let mut current: Option<(usize, Vec<&str>)> = None;
     for (i, line) in text.lines().enumerate() {
+        let fence = line.trim_start().starts_with("```");
         match &mut current {
-            None if line.trim_start().starts_with("```") => {
-                if line.trim_start().trim_start_matches('`').trim() == info {
-                    current = Some((i + 2, vec![]));
-                }
+            None if fence && line.trim_start().trim_start_matches('`').trim() == info => {
+                current = Some((i + 2, vec![]));
             }
-            Some(_) if line.trim_start().starts_with("```") => {
+            None => {}
+            Some(_) if fence => {
                 if let Some(b) = current.take() {
                     out.push(b);
                 }
             }
             Some((_, lines)) => lines.push(line),
-            None => {}
         }
     }
     out

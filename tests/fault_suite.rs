@@ -145,6 +145,15 @@ impl Rig {
             .unwrap()
     }
 
+    /// A call handed back, answered, its recording requested.
+    async fn recording_call(&self, n: usize) -> CallHandle {
+        let c = self.call(n).await;
+        c.wait_for_command("sendmsg").await;
+        c.answer();
+        c.wait_for_command("api uuid_record").await;
+        c
+    }
+
     /// Everything nginx received: each file's name and content hash.
     fn delivered(&self) -> HashMap<String, u64> {
         let mut out = HashMap::new();
@@ -228,6 +237,16 @@ impl Count {
             "{scenario}: every delivery failed: {self:?}"
         );
     }
+}
+
+/// One run of a scenario: every call settled and counted.
+async fn counted(rig: &Rig, calls: &[CallHandle]) -> Count {
+    let mut count = Count {
+        runs: 1,
+        ..Count::default()
+    };
+    settle(rig, calls, &mut count).await;
+    count
 }
 
 /// Plays a call in real time: its clock moves 100 ms every 100 ms until it has lasted `len`
@@ -426,10 +445,7 @@ async fn receiver_down_ten_compressed_minutes_then_up_loses_nothing() {
     let _callrec = rig.callrec().await;
     let mut calls = vec![];
     for i in 0..10 {
-        let c = rig.call(i).await;
-        c.wait_for_command("sendmsg").await;
-        c.answer();
-        c.wait_for_command("api uuid_record").await;
+        let c = rig.recording_call(i).await;
         c.advance(Duration::from_secs(2));
         c.hangup("NORMAL_CLEARING");
         calls.push(c);
@@ -440,11 +456,7 @@ async fn receiver_down_ten_compressed_minutes_then_up_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(rig.delivered().is_empty(), "nothing could be delivered yet");
     let _nginx = rig.nginx();
-    let mut count = Count {
-        runs: 1,
-        ..Count::default()
-    };
-    settle(&rig, &calls, &mut count).await;
+    let count = counted(&rig, &calls).await;
     count.report(
         "upload receiver down 10 min (compressed), then up",
         &rig.log,
@@ -491,10 +503,7 @@ async fn the_event_socket_link_dropping_mid_call_loses_nothing() {
     let _callrec = rig.callrec().await;
     let mut calls = vec![];
     for i in 0..3 {
-        let c = rig.call(i).await;
-        c.wait_for_command("sendmsg").await;
-        c.answer();
-        c.wait_for_command("api uuid_record").await;
+        let c = rig.recording_call(i).await;
         c.advance(Duration::from_secs(2));
         c.sync().await;
         calls.push(c);
@@ -505,11 +514,7 @@ async fn the_event_socket_link_dropping_mid_call_loses_nothing() {
         c.advance(Duration::from_secs(2));
         c.hangup("NORMAL_CLEARING");
     }
-    let mut count = Count {
-        runs: 1,
-        ..Count::default()
-    };
-    settle(&rig, &calls, &mut count).await;
+    let count = counted(&rig, &calls).await;
     count.report("event-socket link drops while calls record", &rig.log);
 }
 
@@ -520,10 +525,7 @@ async fn freeswitch_restarting_while_calls_record_loses_nothing() {
     let _callrec = rig.callrec().await;
     let mut calls = vec![];
     for i in 0..4 {
-        let c = rig.call(i).await;
-        c.wait_for_command("sendmsg").await;
-        c.answer();
-        c.wait_for_command("api uuid_record").await;
+        let c = rig.recording_call(i).await;
         c.advance(Duration::from_secs(2 + i as u64));
         c.sync().await;
         calls.push(c);
@@ -531,11 +533,7 @@ async fn freeswitch_restarting_while_calls_record_loses_nothing() {
     // Every channel gone, files as far as they got, every socket closed; back with a new
     // Core-UUID.
     rig.sw.restart().await.unwrap();
-    let mut count = Count {
-        runs: 1,
-        ..Count::default()
-    };
-    settle(&rig, &calls, &mut count).await;
+    let count = counted(&rig, &calls).await;
     count.report("FreeSWITCH restarts while calls are recording", &rig.log);
 }
 
@@ -566,10 +564,7 @@ async fn the_link_dropping_for_100_ms_2_s_and_past_its_grace_cuts_nothing() {
         let _callrec = rig.callrec().await;
         let mut calls = vec![];
         for i in 0..2 {
-            let c = rig.call(i).await;
-            c.wait_for_command("sendmsg").await;
-            c.answer();
-            c.wait_for_command("api uuid_record").await;
+            let c = rig.recording_call(i).await;
             calls.push(c);
         }
         let players: Vec<_> = calls
@@ -591,11 +586,7 @@ async fn the_link_dropping_for_100_ms_2_s_and_past_its_grace_cuts_nothing() {
         for p in players {
             p.await.unwrap();
         }
-        let mut count = Count {
-            runs: 1,
-            ..Count::default()
-        };
-        settle(&rig, &calls, &mut count).await;
+        let count = counted(&rig, &calls).await;
         count.report(scenario, &rig.log);
     }
 }
@@ -626,10 +617,7 @@ async fn sigkill_without_a_link_at_random_points_of_long_calls_cuts_nothing() {
         let mut players = vec![];
         let mut shortest = u64::MAX;
         for i in 0..n {
-            let c = rig.call(i).await;
-            c.wait_for_command("sendmsg").await;
-            c.answer();
-            c.wait_for_command("api uuid_record").await;
+            let c = rig.recording_call(i).await;
             let len = 8 + rng.below(13);
             shortest = shortest.min(len);
             players.push(pace(&c, Duration::ZERO, Duration::from_secs(len)));
@@ -667,10 +655,7 @@ async fn socket_follow_mode_losing_its_socket_cuts_nothing() {
     let _callrec = rig.callrec().await;
     let mut calls = vec![];
     for i in 0..2 {
-        let c = rig.call(i).await;
-        c.wait_for_command("sendmsg").await;
-        c.answer();
-        c.wait_for_command("api uuid_record").await;
+        let c = rig.recording_call(i).await;
         calls.push(c);
     }
     let players: Vec<_> = calls
@@ -685,11 +670,7 @@ async fn socket_follow_mode_losing_its_socket_cuts_nothing() {
     for p in players {
         p.await.unwrap();
     }
-    let mut count = Count {
-        runs: 1,
-        ..Count::default()
-    };
-    settle(&rig, &calls, &mut count).await;
+    let count = counted(&rig, &calls).await;
     count.report(
         "socket follow mode: the call's socket lost mid-call",
         &rig.log,
@@ -730,11 +711,7 @@ async fn a_file_judged_final_that_grows_again_is_delivered_again_whole() {
         std::path::Path::new(&r.recordings[0].path).exists(),
         "the local copy is kept while FreeSWITCH may still write it"
     );
-    let mut count = Count {
-        runs: 1,
-        ..Count::default()
-    };
-    settle(&rig, std::slice::from_ref(&call), &mut count).await;
+    let count = counted(&rig, std::slice::from_ref(&call)).await;
     let log = std::fs::read_to_string(&rig.log).unwrap();
     assert!(
         log.contains("recording grew after it was judged final"),

@@ -27,6 +27,16 @@ async fn released_call(h: &Harness) -> CallHandle {
     call
 }
 
+/// A released call, answered, its recording running for 2 s.
+async fn recording_for_2_s(h: &Harness) -> CallHandle {
+    let call = released_call(h).await;
+    call.answer();
+    call.wait_for_command("api uuid_record").await;
+    call.advance(Duration::from_secs(2));
+    call.sync().await;
+    call
+}
+
 /// A step that must happen (a failure, not a hang, when it does not).
 async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(10), f)
@@ -135,11 +145,7 @@ async fn a_link_that_stays_down_ends_the_wait_after_its_grace() {
 #[tokio::test]
 async fn a_link_blip_of_100_ms_keeps_the_recording_whole() {
     let h = Harness::start_linked(vec![wav(|r| r.record_on_answer = true)], |_| {}).await;
-    let call = released_call(&h).await;
-    call.answer();
-    call.wait_for_command("api uuid_record").await;
-    call.advance(Duration::from_secs(2));
-    call.sync().await;
+    let call = recording_for_2_s(&h).await;
     let dumps = dumps(&h, &call);
     switch(&h).reload_event_socket().await;
     within(
@@ -175,11 +181,7 @@ fn dumps(h: &Harness, call: &CallHandle) -> usize {
 #[tokio::test]
 async fn a_two_second_outage_keeps_the_recording_whole() {
     let h = Harness::start_linked(vec![wav(|r| r.record_on_answer = true)], |_| {}).await;
-    let call = released_call(&h).await;
-    call.answer();
-    call.wait_for_command("api uuid_record").await;
-    call.advance(Duration::from_secs(2));
-    call.sync().await;
+    let call = recording_for_2_s(&h).await;
     switch(&h).unload_event_socket().await;
     // FreeSWITCH records on meanwhile (its file grows in bursts).
     for _ in 0..4 {
@@ -202,11 +204,7 @@ async fn a_two_second_outage_keeps_the_recording_whole() {
 #[tokio::test]
 async fn a_call_ending_during_the_outage_is_finished_from_its_final_file() {
     let h = Harness::start_linked(vec![wav(|r| r.record_on_answer = true)], |_| {}).await;
-    let call = released_call(&h).await;
-    call.answer();
-    call.wait_for_command("api uuid_record").await;
-    call.advance(Duration::from_secs(2));
-    call.sync().await;
+    let call = recording_for_2_s(&h).await;
     switch(&h).unload_event_socket().await;
     call.advance(Duration::from_secs(2));
     call.hangup("NORMAL_CLEARING");

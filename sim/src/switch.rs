@@ -259,6 +259,12 @@ impl Switch {
     /// and new ones are refused; calls go on. [`load_event_socket`](Self::load_event_socket)
     /// brings it back on the same port.
     pub async fn unload_event_socket(&self) {
+        self.stop_listening().await;
+        self.drop_inbound();
+    }
+
+    /// The inbound listener stops accepting (connections already open are not touched).
+    async fn stop_listening(&self) {
         let accept = self
             .inbound
             .lock()
@@ -268,7 +274,6 @@ impl Switch {
             a.abort();
             let _ = a.await;
         }
-        self.drop_inbound();
     }
 
     /// `load mod_event_socket`: listening again on the old port, same process (same Core-UUID).
@@ -291,15 +296,7 @@ impl Switch {
     /// call's outbound socket too; the calls and their recordings go on; the listener is back
     /// about 100 ms later, same process (same Core-UUID).
     pub async fn reload_event_socket(&self) {
-        let accept = self
-            .inbound
-            .lock()
-            .ok()
-            .and_then(|mut i| i.as_mut().and_then(|i| i.accept.take()));
-        if let Some(a) = accept {
-            a.abort();
-            let _ = a.await;
-        }
+        self.stop_listening().await;
         self.shared.reload.send_modify(|g| *g += 1);
         let calls: Vec<_> = self
             .shared

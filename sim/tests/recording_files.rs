@@ -124,6 +124,39 @@ async fn answered_call(sw: &Switch) -> CallHandle {
     call
 }
 
+/// A switch with an answered call whose recording (8 kHz mono WAV, 60 s limit) an inbound
+/// client started.
+struct Recording {
+    sw: Switch,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    call: CallHandle,
+    c: Client,
+    path: PathBuf,
+}
+
+async fn recording(name: &str) -> Recording {
+    let (sw, addr) = switch().await;
+    let dir = tempfile::tempdir().unwrap();
+    let call = answered_call(&sw).await;
+    let mut c = Client::connect(addr).await;
+    let path = dir.path().join(format!("{name}.wav"));
+    c.api(&format!(
+        "uuid_record {} start {} 60",
+        call.uuid,
+        path.display()
+    ))
+    .await;
+    Recording {
+        sw,
+        addr,
+        _dir: dir,
+        call,
+        c,
+        path,
+    }
+}
+
 async fn switch() -> (Switch, SocketAddr) {
     let sw = Switch::new("ClueCon");
     let addr = sw.listen_inbound().await.unwrap();
@@ -219,17 +252,14 @@ async fn the_measured_sizes_of_an_8khz_recording() {
     ] {
         assert!(f.contains(quoted), "the facts file says {quoted:?}");
     }
-    let (sw, addr) = switch().await;
-    let dir = tempfile::tempdir().unwrap();
-    let call = answered_call(&sw).await;
-    let mut c = Client::connect(addr).await;
-    let path = dir.path().join("tone.wav");
-    c.api(&format!(
-        "uuid_record {} start {} 60",
-        call.uuid,
-        path.display()
-    ))
-    .await;
+    let Recording {
+        sw: _sw,
+        addr: _addr,
+        _dir,
+        call,
+        mut c,
+        path,
+    } = recording("tone").await;
     let mut looks = vec![];
     for _ in 0..50 {
         call.advance(Duration::from_millis(200));
@@ -337,17 +367,14 @@ async fn the_record_application_takes_only_on_or_off() {
 
 #[tokio::test]
 async fn a_dying_process_loses_what_its_buffer_held() {
-    let (sw, addr) = switch().await;
-    let dir = tempfile::tempdir().unwrap();
-    let call = answered_call(&sw).await;
-    let mut c = Client::connect(addr).await;
-    let path = dir.path().join("crash.wav");
-    c.api(&format!(
-        "uuid_record {} start {} 60",
-        call.uuid,
-        path.display()
-    ))
-    .await;
+    let Recording {
+        sw,
+        addr: _addr,
+        _dir,
+        call,
+        c: _c,
+        path,
+    } = recording("crash").await;
     call.advance(Duration::from_secs(9));
     call.sync().await;
     sw.stop().await;
@@ -364,18 +391,15 @@ async fn a_dying_process_loses_what_its_buffer_held() {
 #[tokio::test]
 async fn reload_mod_event_socket_closes_every_connection_and_calls_go_on() {
     assert!(facts().contains("closes every\n  event-socket connection, inbound and outbound"));
-    let (sw, addr) = switch().await;
-    let dir = tempfile::tempdir().unwrap();
-    let call = answered_call(&sw).await;
-    let mut c = Client::connect(addr).await;
+    let Recording {
+        sw,
+        addr,
+        _dir,
+        call,
+        mut c,
+        path,
+    } = recording("reload").await;
     let core = c.api("global_getvar core_uuid").await;
-    let path = dir.path().join("reload.wav");
-    c.api(&format!(
-        "uuid_record {} start {} 60",
-        call.uuid,
-        path.display()
-    ))
-    .await;
     call.advance(Duration::from_secs(2));
     call.sync().await;
     sw.reload_event_socket().await;

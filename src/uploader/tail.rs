@@ -94,14 +94,7 @@ pub async fn watch(
     if rec.keep_local || cfg.keep_local_after_upload {
         return;
     }
-    let (s, id) = (store.clone(), rec.recording_id.clone());
-    let state = tokio::task::spawn_blocking(move || s.recording::<serde_json::Value>(&id))
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .flatten()
-        .map(|r| r.state);
-    if state == Some(RecordingState::Delivered) {
+    if state_of(&store, &rec.recording_id).await == Some(RecordingState::Delivered) {
         for p in [
             rec.file_path.clone(),
             LocalStore::sidecar_path(&rec.file_path),
@@ -114,6 +107,17 @@ pub async fn watch(
         }
         info!(%call_id, recording_id = %rec.recording_id, "FreeSWITCH can no longer write the recording: local copy removed");
     }
+}
+
+/// The recording's state in the spool (`None` when it cannot be read).
+async fn state_of(store: &Store, id: &str) -> Option<RecordingState> {
+    let (s, id) = (store.clone(), id.to_string());
+    tokio::task::spawn_blocking(move || s.recording::<serde_json::Value>(&id))
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .flatten()
+        .map(|r| r.state)
 }
 
 async fn size_of(path: &Path) -> Option<u64> {
@@ -164,14 +168,7 @@ async fn redeliver(
     rec.size = size;
     rec.duration_ms = ms.unwrap_or(rec.duration_ms);
     loop {
-        let (s, id) = (store.clone(), rec.recording_id.clone());
-        let state = tokio::task::spawn_blocking(move || s.recording::<serde_json::Value>(&id))
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .flatten()
-            .map(|r| r.state);
-        if state != Some(RecordingState::Uploading) {
+        if state_of(store, &rec.recording_id).await != Some(RecordingState::Uploading) {
             let (s, r) = (store.clone(), rec.clone());
             match tokio::task::spawn_blocking(move || spool::enqueue(&s, &r)).await {
                 Ok(Ok(_)) => break,
