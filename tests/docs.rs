@@ -160,7 +160,11 @@ fn run_step(step: &Step, dir: &Path) -> Result<(), String> {
     // minute instead of hanging the suite.
     let out = Command::new("timeout")
         .args(["60", "sh", "-c"])
-        .arg(format!("{} 2>&1", step.command))
+        .arg(format!(
+            "{{ {}
+}} 2>&1",
+            step.command
+        ))
         .current_dir(dir)
         .env("PATH", path_with_callrec())
         .env_remove("RUST_LOG")
