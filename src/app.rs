@@ -66,6 +66,8 @@ impl Server {
             planner,
             delivery,
             abort: abort.clone(),
+            shutdown: stop.clone(),
+            background: tracker.clone(),
             link: link.clone(),
         });
         let accept_task = tokio::spawn(listener::serve(

@@ -198,46 +198,46 @@ async fn flush(half: Arc<OwnedWriteHalf>, outbox: Arc<Mutex<Outbox>>, drained: A
 /// queue it for [`Connection::next`].
 pub type Router = Arc<dyn Fn(Event) -> Option<Event> + Send + Sync>;
 
+/// Which events the connection's user acts on: those are never dropped, whatever the queue's
+/// length (the user's own list: the connection does not know what a session needs).
+pub type Needed = fn(&Event) -> bool;
+
+/// Every event is needed (a connection whose events are all routed, or kept).
+pub fn all_needed(_: &Event) -> bool {
+    true
+}
+
 /// Events waiting for the session, at most `cap` of the droppable kind.
 #[derive(Debug)]
 pub struct EventQueue {
     items: VecDeque<Incoming>,
     cap: usize,
+    needed: Needed,
     /// Events dropped because the queue was full.
     pub dropped: u64,
 }
 
-/// Events a session acts on: never dropped.
-fn needed(i: &Incoming) -> bool {
-    use crate::event::EventName as N;
-    match i {
-        Incoming::Event(e) => matches!(
-            e.name(),
-            Some(
-                N::RecordStart
-                    | N::RecordStop
-                    | N::ChannelAnswer
-                    | N::ChannelBridge
-                    | N::ChannelExecuteComplete
-                    | N::ChannelHangupComplete
-            )
-        ),
-        Incoming::Disconnect(_) | Incoming::Closed(_) => true,
-    }
-}
-
 impl EventQueue {
-    pub fn new(cap: usize) -> EventQueue {
+    pub fn new(cap: usize, needed: Needed) -> EventQueue {
         EventQueue {
             items: VecDeque::new(),
             cap,
+            needed,
             dropped: 0,
+        }
+    }
+
+    /// Never dropped: the events the user needs, notices and the close.
+    fn keeps(&self, i: &Incoming) -> bool {
+        match i {
+            Incoming::Event(e) => (self.needed)(e),
+            Incoming::Disconnect(_) | Incoming::Closed(_) => true,
         }
     }
 
     /// Queues `i`; false when it was dropped (the queue is full and the session does not need it).
     pub fn push(&mut self, i: Incoming) -> bool {
-        if self.items.len() >= self.cap && !needed(&i) {
+        if self.items.len() >= self.cap && !self.keeps(&i) {
             self.dropped += 1;
             return false;
         }
@@ -272,8 +272,14 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, limits: Limits, read_buffer: usize) -> Connection {
-        Connection::with_router(stream, limits, read_buffer, None)
+    /// A connection whose queue never drops the events `needed` says its user acts on.
+    pub fn new(
+        stream: TcpStream,
+        limits: Limits,
+        read_buffer: usize,
+        needed: Needed,
+    ) -> Connection {
+        Connection::with_router(stream, limits, read_buffer, None, needed)
     }
 
     /// A connection whose events go through `router` first.
@@ -282,6 +288,7 @@ impl Connection {
         limits: Limits,
         read_buffer: usize,
         router: Option<Router>,
+        needed: Needed,
     ) -> Connection {
         let peer = stream
             .peer_addr()
@@ -289,7 +296,10 @@ impl Connection {
             .unwrap_or_else(|_| "?".into());
         let (rd, writer) = stream.into_split();
         let outbox = Arc::new(Mutex::new(Outbox::default()));
-        let incoming = Arc::new((Mutex::new(EventQueue::new(EVENT_QUEUE_CAP)), Notify::new()));
+        let incoming = Arc::new((
+            Mutex::new(EventQueue::new(EVENT_QUEUE_CAP, needed)),
+            Notify::new(),
+        ));
         let queue = incoming.clone();
         let tx = Sender(queue);
         let w = outbox.clone();
@@ -474,9 +484,13 @@ mod tests {
         Incoming::Event(Event::from_pairs([("Event-Name", name)]))
     }
 
+    fn stops(e: &Event) -> bool {
+        e.name() == Some(crate::event::EventName::RecordStop)
+    }
+
     #[test]
     fn a_flood_is_bounded_and_needed_events_are_never_dropped() {
-        let mut q = EventQueue::new(EVENT_QUEUE_CAP);
+        let mut q = EventQueue::new(EVENT_QUEUE_CAP, stops);
         let mut needed_in = 0;
         for i in 0..100_000 {
             if i % 1000 == 0 {
@@ -516,7 +530,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let client = TcpStream::connect(addr).await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
-        let mut conn = Connection::new(client, Limits::default(), 4096);
+        let mut conn = Connection::new(client, Limits::default(), 4096, all_needed);
         let other = conn.commander();
         let pad = "x".repeat(1000);
         let n = 16_000;

@@ -24,6 +24,7 @@
 //! - the password never reaches a log line; no value from the network is unwrapped.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -125,6 +126,9 @@ pub struct Link {
     routes: SharedRoutes,
     /// Writes on the current connection; `None` while it is down.
     commander: Arc<Mutex<Option<Commander>>>,
+    /// A call was followed over its own socket during the current outage (cleared when the
+    /// link is up again): one log line per outage.
+    fallback_noted: Arc<AtomicBool>,
     command_timeout: Duration,
     pub down_grace: Duration,
 }
@@ -136,16 +140,24 @@ impl Link {
         let (state_tx, state) = watch::channel(LinkState::Connecting);
         let routes = SharedRoutes::default();
         let commander = Arc::new(Mutex::new(None));
+        let fallback_noted = Arc::new(AtomicBool::new(false));
         let link = Link {
             tx,
             state,
             routes: routes.clone(),
             commander: commander.clone(),
+            fallback_noted: fallback_noted.clone(),
             command_timeout: cfg.command_timeout,
             down_grace: cfg.down_grace,
         };
-        tokio::spawn(run(cfg, rx, state_tx, routes, commander));
+        tokio::spawn(run(cfg, rx, state_tx, routes, commander, fallback_noted));
         link
+    }
+
+    /// Notes that a call is followed over its own socket because the link is down: true for
+    /// the first such call of the current outage.
+    pub fn note_fallback(&self) -> bool {
+        !self.fallback_noted.swap(true, Ordering::Relaxed)
     }
 
     /// Follows a call: its RECORD_STOP and CHANNEL_HANGUP_COMPLETE, or that it is gone.
@@ -271,6 +283,7 @@ async fn run(
     state: watch::Sender<LinkState>,
     routes: SharedRoutes,
     commander: Arc<Mutex<Option<Commander>>>,
+    fallback_noted: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut core: Option<String> = None;
@@ -300,6 +313,7 @@ async fn run(
                     *c = Some(conn.commander());
                 }
                 info!(freeswitch = %cfg.addr, following, "event socket link up");
+                fallback_noted.store(false, Ordering::Relaxed);
                 backoff = Duration::from_millis(100);
                 let _ = state.send(LinkState::Up);
                 crate::telemetry::metrics::set(&crate::telemetry::metrics::METRICS.esl_link_up, 1);
@@ -366,7 +380,14 @@ async fn open(cfg: &LinkConfig, routes: &SharedRoutes) -> Result<(Connection, St
         dispatch(&r, e);
         None
     });
-    let mut conn = Connection::with_router(stream, cfg.limits, 64 * 1024, Some(router));
+    // Every event is routed to its follower on the reader; none waits in the queue.
+    let mut conn = Connection::with_router(
+        stream,
+        cfg.limits,
+        64 * 1024,
+        Some(router),
+        crate::connection::all_needed,
+    );
     let auth = Command::Auth {
         password: cfg.password.clone(),
     };

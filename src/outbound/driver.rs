@@ -7,7 +7,6 @@
 //! driver returns only when the session says `Done`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,20 +37,22 @@ pub struct SessionContext {
     pub allow_peers: Vec<super::allow::PeerNet>,
     pub planner: Arc<dyn Planner>,
     pub delivery: Arc<dyn Delivery>,
-    /// Cancelled when the shutdown deadline has passed: sessions stop waiting and finish
-    /// their recordings from disk.
+    /// Cancelled when the shutdown deadline has passed: sessions stop waiting and leave what
+    /// FreeSWITCH still records journaled.
     pub abort: CancellationToken,
+    /// Cancelled when shutdown starts: background offers to delivery stop (the journal keeps
+    /// their recordings).
+    pub shutdown: CancellationToken,
+    /// Tracks the calls' background work (offers to delivery), waited for on shutdown.
+    pub background: tokio_util::task::TaskTracker,
     /// The event-socket link calls are followed over once handed back (`follow = "inbound"`).
     pub link: Option<Link>,
 }
 
-/// A fallback to following over the socket was logged for the current link outage.
-static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
-
 /// Runs one outbound connection to its end. Never panics on what FreeSWITCH sends.
 pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
     let _ = stream.set_nodelay(true);
-    let mut conn = Connection::new(stream, ctx.limits, 16 * 1024);
+    let mut conn = Connection::new(stream, ctx.limits, 16 * 1024, super::session::needs);
     let data = match conn.channel_data(ctx.command_timeout).await {
         Ok(d) => d,
         Err(why) => {
@@ -73,15 +74,12 @@ pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
     let _enter = span.enter();
     let mut settings = ctx.session.clone();
     let link_rx = match (&ctx.link, &settings.follow_tag) {
-        (Some(link), Some(_)) if link.state() == LinkState::Up => {
-            FALLBACK_LOGGED.store(false, Ordering::Relaxed);
-            Some(link.attach(&info.call_id))
-        }
-        (Some(_), Some(_)) => {
+        (Some(link), Some(_)) if link.state() == LinkState::Up => Some(link.attach(&info.call_id)),
+        (Some(link), Some(_)) => {
             crate::telemetry::metrics::inc(
                 &crate::telemetry::metrics::METRICS.follow_fallbacks_total,
             );
-            if !FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
+            if link.note_fallback() {
                 warn!("event-socket link down: calls are followed over their own sockets until it is back (logged once per outage)");
             }
             settings.follow_tag = None;
@@ -256,9 +254,13 @@ async fn drive(
                         .await
                         .map_err(|e| e.to_string());
                     if result.is_err() {
-                        // The store could not take it (a full disk): keep trying in the
-                        // background; the journal row covers a restart meanwhile.
-                        tokio::spawn(retry_delivery(ctx.delivery.clone(), keep));
+                        // The store could not take it (a full disk): delivery is offered it
+                        // again in the background; the journal row covers a restart meanwhile.
+                        ctx.background.spawn(crate::uploader::offer_until_taken(
+                            ctx.delivery.clone(),
+                            keep,
+                            ctx.shutdown.clone(),
+                        ));
                     }
                     ready.push_back(Input::Delivered { rec, result });
                 }
@@ -372,24 +374,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Hands a kept recording to delivery until it takes it, backing off from 1 s to 60 s.
-async fn retry_delivery(delivery: Arc<dyn Delivery>, rec: crate::uploader::FinishedRecording) {
-    let mut wait = Duration::from_secs(1);
-    loop {
-        tokio::time::sleep(wait).await;
-        match delivery.accept(rec.clone()).await {
-            Ok(()) => {
-                tracing::info!(
-                    call_id = %printable(&rec.call.call_id),
-                    recording_id = %rec.recording_id,
-                    "recording kept: delivery took it on a later attempt"
-                );
-                return;
-            }
-            Err(_) => wait = (wait * 2).min(Duration::from_secs(60)),
-        }
     }
 }

@@ -248,6 +248,22 @@ pub struct Session {
     ids: Box<dyn FnMut() -> String + Send>,
 }
 
+/// The events a session acts on: its connection never drops them, however far the session lags
+/// (every other event may be dropped from a full queue).
+pub fn needs(e: &Event) -> bool {
+    matches!(
+        e.name(),
+        Some(
+            EventName::RecordStart
+                | EventName::RecordStop
+                | EventName::ChannelAnswer
+                | EventName::ChannelBridge
+                | EventName::ChannelExecuteComplete
+                | EventName::ChannelHangupComplete
+        )
+    )
+}
+
 /// Destination numbers are put in a `transfer` argument, which FreeSWITCH splits on spaces.
 fn safe_destination(d: &str) -> bool {
     !d.is_empty()

@@ -137,6 +137,32 @@ pub trait Delivery: Send + Sync + 'static {
     }
 }
 
+/// Offers a kept recording that delivery could not take (the store full or unreachable) again
+/// and again, 1 s apart doubling to 60 s, until it is taken or `stop` is cancelled (shutdown:
+/// its journal row covers the restart).
+pub async fn offer_until_taken(
+    delivery: std::sync::Arc<dyn Delivery>,
+    rec: FinishedRecording,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if delivery.accept(rec.clone()).await.is_ok() {
+            tracing::info!(
+                call_id = %crate::telemetry::printable(&rec.call.call_id),
+                recording_id = %rec.recording_id,
+                "recording kept: delivery took it on a later attempt"
+            );
+            return;
+        }
+        wait = (wait * 2).min(std::time::Duration::from_secs(60));
+    }
+}
+
 /// Audio files under `dir` that the spool does not know.
 pub fn orphans(
     store: &crate::store::Store,
