@@ -126,19 +126,10 @@ async fn resync_call(link: Link, uuid: String) -> (Option<Route>, Input) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let result = if text.starts_with('{') {
-            crate::event::Event::from_json(bytes::Bytes::from(text), 0)
-                .map(Some)
-                .map_err(|e| format!("unreadable uuid_dump answer: {e}"))
-        } else if text.starts_with("-ERR") {
-            Ok(None)
-        } else {
-            Err(format!(
-                "unexpected uuid_dump answer: {}",
-                printable(&text.chars().take(120).collect::<String>())
-            ))
-        };
-        return (Some(route), Input::Resynced(result));
+        return (
+            Some(route),
+            Input::Resynced(super::session::channel_dump(text)),
+        );
     }
 }
 

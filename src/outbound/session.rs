@@ -264,6 +264,25 @@ pub fn needs(e: &Event) -> bool {
     )
 }
 
+/// What FreeSWITCH's answer to `uuid_dump <uuid> json` says: the channel as it is now (one JSON
+/// object, mod_commands' unfired CHANNEL_DATA event), `None` when it names no channel (`-ERR No
+/// such channel!`: the call is gone), or why the answer means neither.
+pub fn channel_dump(text: String) -> Result<Option<Event>, String> {
+    if text.starts_with('{') {
+        let shown = printable(&text.chars().take(120).collect::<String>()).into_owned();
+        Event::from_json(bytes::Bytes::from(text), 0)
+            .map(Some)
+            .map_err(|e| format!("unreadable uuid_dump answer ({e}): {shown}"))
+    } else if text.starts_with("-ERR") {
+        Ok(None)
+    } else {
+        Err(format!(
+            "unexpected uuid_dump answer: {}",
+            printable(&text.chars().take(120).collect::<String>())
+        ))
+    }
+}
+
 /// Destination numbers are put in a `transfer` argument, which FreeSWITCH splits on spaces.
 fn safe_destination(d: &str) -> bool {
     !d.is_empty()
@@ -1554,6 +1573,23 @@ fn call_meta(i: &CallInfo) -> CallMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_dumps() {
+        let dump =
+            channel_dump(r#"{"Event-Name":"CHANNEL_DATA","Answer-State":"answered"}"#.into());
+        let dump = dump.unwrap().unwrap();
+        assert_eq!(dump.get("Answer-State").unwrap(), "answered");
+        assert!(channel_dump("-ERR No such channel!\n".into())
+            .unwrap()
+            .is_none());
+        assert!(channel_dump("+OK what".into())
+            .unwrap_err()
+            .contains("unexpected"));
+        assert!(channel_dump("{not json".into())
+            .unwrap_err()
+            .contains("unreadable"));
+    }
 
     #[test]
     fn destinations() {
