@@ -19,9 +19,9 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::bus::{BusEvent, Shared};
 use crate::call::{read_command, Subscriptions};
 use crate::clock::{date_gmt, date_local, wall_us};
-use crate::switch::{BusEvent, Shared};
 use crate::wire::{self, Headers};
 
 struct Listener {
@@ -144,7 +144,7 @@ enum Step {
     Close(Vec<u8>),
 }
 
-async fn command(l: &mut Listener, shared: &Arc<Shared>, cmd: crate::call::Command) -> Step {
+async fn command(l: &mut Listener, shared: &Arc<Shared>, cmd: crate::wire::Command) -> Step {
     let line = cmd.line.trim_end().to_string();
     if let Ok(mut s) = shared.stats.lock() {
         s.commands.push(line.clone());

@@ -12,16 +12,19 @@
 //! hang up, kill the socket) and synchronises on what the controller sent
 //! ([`CallHandle::wait_for_command`]).
 //!
-//! Layout: `spec` (what call to place), `clock` (virtual time and dates), `wire` (FreeSWITCH's
-//! serialisations), `channel` (channel state → event headers), `media` (recording files),
+//! Layout, each module importing only those before it: `spec` (what call to place), `clock`
+//! (virtual time and dates), `wire` (FreeSWITCH's serialisations, and a command as read off a
+//! socket), `bus` (what the parts of a switch share: channels by UUID, the event bus, `api`
+//! against any channel), `channel` (channel state → event headers), `media` (recording files),
 //! `call/` (one connection, by concern: `socket` (commands, subscriptions, replies), `apps`
 //! (dialplan applications), `media_bugs` (`uuid_record` and `record`), `controls` (the test's
-//! handle)), `switch` (a whole FreeSWITCH: the channels' registry, restarts) and `inbound` (its
-//! inbound event socket: auth, subscriptions, filters, `api`/`bgapi` against any channel),
+//! handle)), `inbound` (the inbound event socket: auth, subscriptions, filters, `api`/`bgapi`
+//! against any channel) and `switch` (a whole FreeSWITCH: the channels' registry, restarts),
 //! [`scenario`] (named call scripts), [`load`] (many calls at a rate, for the load
 //! benchmark and `callrec-lab`). The simulator depends on the protocol crate (`callrec-esl`)
 //! only, never on the application it tests.
 
+mod bus;
 mod call;
 mod channel;
 mod clock;
@@ -33,7 +36,8 @@ mod spec;
 mod switch;
 mod wire;
 
+pub use bus::InboundStats;
 pub use call::{dial, CallHandle, CallReport, Command, RecordingReport};
 pub use spec::CallSpec;
-pub use switch::{InboundStats, Switch};
+pub use switch::Switch;
 pub use wire::json_escape;

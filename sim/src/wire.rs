@@ -1,8 +1,73 @@
 //! FreeSWITCH's serialisations, as the captures show them byte for byte.
 
 use callrec_esl::header::percent_encode;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
 
 pub type Headers = Vec<(String, String)>;
+
+/// A command the controller sent, as FreeSWITCH parsed it.
+#[derive(Debug, Clone)]
+pub struct Command {
+    /// The first line, e.g. `api uuid_record … start …`.
+    pub line: String,
+    /// The following `Name: value` lines (sendmsg, bgapi).
+    pub headers: Vec<(String, String)>,
+    /// When the simulator read it (for latency measurements).
+    pub received_at: std::time::Instant,
+}
+
+impl Command {
+    /// `bgapi`'s job id: the caller's `Job-UUID` header, or a new one as FreeSWITCH makes it.
+    pub(crate) fn job_uuid(&self) -> String {
+        self.header("Job-UUID")
+            .map(str::to_string)
+            .unwrap_or_else(crate::clock::uuid_v4)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one command: lines up to a blank line. `None` at end of stream.
+pub(crate) async fn read_command(
+    r: &mut BufReader<OwnedReadHalf>,
+) -> std::io::Result<Option<Command>> {
+    let mut first: Option<String> = None;
+    let mut headers = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(None);
+        }
+        let l = line.trim_end_matches(['\n', '\r']);
+        if l.is_empty() {
+            match first.take() {
+                Some(f) => {
+                    return Ok(Some(Command {
+                        line: f,
+                        headers,
+                        received_at: std::time::Instant::now(),
+                    }))
+                }
+                None => continue,
+            }
+        }
+        match &first {
+            None => first = Some(l.to_string()),
+            Some(_) => {
+                if let Some((k, v)) = l.split_once(':') {
+                    headers.push((k.trim().to_string(), v.trim_start().to_string()));
+                }
+            }
+        }
+    }
+}
 
 /// `Content-Type: command/reply`.
 pub fn reply(text: &str) -> Vec<u8> {

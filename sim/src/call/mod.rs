@@ -9,11 +9,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 
+use crate::bus::{Control, Shared};
 use crate::channel::{Channel, OtherLeg};
 use crate::clock::{uuid_v4, wall_us};
 use crate::media::{self, Format};
@@ -25,35 +26,9 @@ mod controls;
 mod media_bugs;
 mod socket;
 
+pub(crate) use crate::wire::read_command;
+pub use crate::wire::Command;
 use media_bugs::{ActiveRecording, AppRecording};
-pub(crate) use socket::read_command;
-
-/// A command the controller sent, as FreeSWITCH parsed it.
-#[derive(Debug, Clone)]
-pub struct Command {
-    /// The first line, e.g. `api uuid_record … start …`.
-    pub line: String,
-    /// The following `Name: value` lines (sendmsg, bgapi).
-    pub headers: Vec<(String, String)>,
-    /// When the simulator read it (for latency measurements).
-    pub received_at: std::time::Instant,
-}
-
-impl Command {
-    /// `bgapi`'s job id: the caller's `Job-UUID` header, or a new one as FreeSWITCH makes it.
-    pub(crate) fn job_uuid(&self) -> String {
-        self.header("Job-UUID")
-            .map(str::to_string)
-            .unwrap_or_else(crate::clock::uuid_v4)
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 /// A finished recording as FreeSWITCH saw it.
 #[derive(Debug, Clone)]
@@ -94,39 +69,6 @@ pub struct CallReport {
     /// When the call was placed (its socket connected) and when the socket closed.
     pub dialled_at: Option<std::time::Instant>,
     pub closed_at: Option<std::time::Instant>,
-}
-
-#[derive(Debug)]
-pub(crate) enum Control {
-    Answer,
-    Hangup(String),
-    Advance(Duration),
-    Bridge(String),
-    Unbridge,
-    Kill,
-    KillOnNextCommand,
-    Sync(tokio::sync::oneshot::Sender<()>),
-    Hold(bool),
-    /// An `api` command from an inbound connection: the body goes back on the sender, before
-    /// the command's effects (`api`: FreeSWITCH writes the response first) or after them
-    /// (`bgapi`: the BACKGROUND_JOB follows the events the command fired, as captured).
-    Api {
-        line: String,
-        reply: tokio::sync::oneshot::Sender<String>,
-        background: bool,
-        /// When the inbound connection read it.
-        received_at: std::time::Instant,
-    },
-    /// An inbound connection wrote one of the call's events (`answer_sent_at` is when
-    /// CHANNEL_ANSWER reached the wire, whichever connection carried it).
-    Wrote {
-        event: String,
-        at: std::time::Instant,
-    },
-    /// A `sendmsg <uuid>` from an inbound connection.
-    SendMsg(Command),
-    /// FreeSWITCH's process dies: files are written as far as they got, nothing more is sent.
-    Crash,
 }
 
 /// The test's side of a call.
@@ -261,18 +203,14 @@ pub async fn dial(addr: SocketAddr, spec: CallSpec) -> std::io::Result<CallHandl
 pub(crate) async fn dial_on(
     addr: SocketAddr,
     spec: CallSpec,
-    switch: Option<Arc<crate::switch::Shared>>,
+    switch: Option<Arc<Shared>>,
 ) -> std::io::Result<CallHandle> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     Ok(start(stream, spec, switch))
 }
 
-fn start(
-    stream: TcpStream,
-    spec: CallSpec,
-    switch: Option<Arc<crate::switch::Shared>>,
-) -> CallHandle {
+fn start(stream: TcpStream, spec: CallSpec, switch: Option<Arc<Shared>>) -> CallHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let report = Arc::new(Mutex::new(CallReport {
         dialled_at: Some(std::time::Instant::now()),
@@ -362,7 +300,7 @@ struct Faults {
 
 struct Sim {
     /// The FreeSWITCH this channel belongs to, when the test models one.
-    switch: Option<Arc<crate::switch::Shared>>,
+    switch: Option<Arc<Shared>>,
     spec: CallSpec,
     ch: Channel,
     w: OwnedWriteHalf,

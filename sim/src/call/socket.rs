@@ -406,39 +406,3 @@ impl Subscriptions {
         }
     }
 }
-
-/// Reads one command: lines up to a blank line. `None` at end of stream.
-pub(crate) async fn read_command(
-    r: &mut BufReader<OwnedReadHalf>,
-) -> std::io::Result<Option<Command>> {
-    let mut first: Option<String> = None;
-    let mut headers = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if r.read_line(&mut line).await? == 0 {
-            return Ok(None);
-        }
-        let l = line.trim_end_matches(['\n', '\r']);
-        if l.is_empty() {
-            match first.take() {
-                Some(f) => {
-                    return Ok(Some(Command {
-                        line: f,
-                        headers,
-                        received_at: std::time::Instant::now(),
-                    }))
-                }
-                None => continue,
-            }
-        }
-        match &first {
-            None => first = Some(l.to_string()),
-            Some(_) => {
-                if let Some((k, v)) = l.split_once(':') {
-                    headers.push((k.trim().to_string(), v.trim_start().to_string()));
-                }
-            }
-        }
-    }
-}
