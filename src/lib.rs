@@ -10,6 +10,8 @@
 //! - [`recorder`]: recordings of a call, their `uuid_record` commands and files;
 //! - [`store`]: the embedded SQLite store, the only place that speaks SQL;
 //! - [`uploader`]: delivery of finished recordings (durable spool, HTTP PUT/POST, local store);
+//! - [`settings`]: the typed settings model (documents, recording parameters, flows,
+//!   destinations), parsed once where it enters; it imports nothing above [`values`];
 //! - [`values`]: small value types every layer shares;
 //! - [`supervisor`]: recordings a previous run journaled, finished after a restart;
 //! - [`config`], [`telemetry`], [`app`] (wiring and graceful shutdown);
@@ -32,6 +34,7 @@ pub mod inbound;
 pub mod outbound;
 pub mod recorder;
 pub mod rules;
+pub mod settings;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

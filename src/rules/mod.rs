@@ -1,15 +1,12 @@
 //! Which recordings a call gets.
 //!
-//! - [`model`]: the typed recording settings (`record_call`), parsed once;
-//! - [`documents`]: the typed parts of account/user/device/callflow documents, one parser for
-//!   the API and the planner;
+//! - [`model`], [`documents`]: the typed settings and documents, from [`crate::settings`];
 //! - [`resolve`]: the precedence of settings (a pure function);
 //! - [`CallInfo`]: who is on the call, read from FreeSWITCH's channel data;
 //! - [`Planner`]: the decision, channel data → planned recordings, each with the reason it was
 //!   made ([`planner::DocumentPlanner`] reads the documents from the store).
 
-pub mod documents;
-pub mod model;
+pub use crate::settings::{documents, model};
 pub mod planner;
 pub mod resolve;
 

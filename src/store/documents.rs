@@ -13,34 +13,11 @@ use serde_json::Value;
 
 use super::{now_s, Store, StoreError};
 
-/// Document kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Account,
-    User,
-    Device,
-    Callflow,
-}
+pub use crate::settings::documents::Kind;
 
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Account => "account",
-            Kind::User => "user",
-            Kind::Device => "device",
-            Kind::Callflow => "callflow",
-        }
-    }
-
-    pub(super) fn parse(s: &str) -> Result<Kind, StoreError> {
-        Ok(match s {
-            "account" => Kind::Account,
-            "user" => Kind::User,
-            "device" => Kind::Device,
-            "callflow" => Kind::Callflow,
-            other => return Err(StoreError::Corrupt(format!("unknown kind {other:?}"))),
-        })
-    }
+/// The kind a stored row names.
+pub(super) fn parse_kind(s: &str) -> Result<Kind, StoreError> {
+    Kind::from_name(s).ok_or_else(|| StoreError::Corrupt(format!("unknown kind {s:?}")))
 }
 
 /// A document's revision: 1 after the first write, one more after each.
@@ -159,7 +136,7 @@ impl Store {
             let mut out = Vec::new();
             for row in rows {
                 let (account, kind, id, rev, body) = row?;
-                out.push(row_to_doc(Kind::parse(&kind)?, account, id, rev, &body)?);
+                out.push(row_to_doc(parse_kind(&kind)?, account, id, rev, &body)?);
             }
             Ok(out)
         })

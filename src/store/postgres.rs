@@ -573,7 +573,7 @@ impl Pg {
             rows.iter()
                 .map(|r| {
                     let kind: String = r.get(1);
-                    doc_of(Kind::parse(&kind)?, r.get(0), r, 2)
+                    doc_of(super::documents::parse_kind(&kind)?, r.get(0), r, 2)
                 })
                 .collect()
         })

@@ -71,32 +71,7 @@ impl std::fmt::Debug for S3Config {
 /// S3's smallest part but the last.
 pub const MIN_PART: usize = 5 * 1024 * 1024;
 
-/// A destination URL taken apart: bucket and key prefix (no leading or trailing `/`).
-#[derive(Debug, PartialEq, Eq)]
-pub struct Bucket<'a> {
-    pub bucket: &'a str,
-    pub prefix: &'a str,
-}
-
-/// `s3://bucket/prefix/…` → bucket and prefix; `None` when it is not such a URL or names
-/// credentials (they belong in the configuration).
-pub fn parse(url: &str) -> Option<Bucket<'_>> {
-    let rest = url.strip_prefix("s3://")?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let valid_bucket = (3..=63).contains(&bucket.len())
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && !bucket.starts_with(['-', '.'])
-        && !bucket.ends_with(['-', '.']);
-    if !valid_bucket || prefix.contains(['?', '#']) {
-        return None;
-    }
-    Some(Bucket {
-        bucket,
-        prefix: prefix.trim_matches('/'),
-    })
-}
+pub use crate::settings::destination::{parse_s3 as parse, Bucket};
 
 /// The object key of a delivery: the prefix's segments, then the file name (each segment
 /// percent-encoded where object stores would misread it).

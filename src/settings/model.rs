@@ -280,9 +280,11 @@ pub fn check_url(url: &str) -> Result<(), String> {
         if url.split('/').nth(2).is_some_and(|b| b.contains('@')) {
             return Err("must not carry credentials (object storage credentials come from callrec's configuration)".into());
         }
-        return crate::uploader::s3::parse(url).map(|_| ()).ok_or_else(|| {
-            "must be s3://bucket/prefix/ with a valid bucket name (3-63 of a-z 0-9 . -)".into()
-        });
+        return super::destination::parse_s3(url)
+            .map(|_| ())
+            .ok_or_else(|| {
+                "must be s3://bucket/prefix/ with a valid bucket name (3-63 of a-z 0-9 . -)".into()
+            });
     }
     let rest = url
         .strip_prefix("http://")

@@ -14,7 +14,37 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::model::Params;
-use crate::store::Kind;
+
+/// Document kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Account,
+    User,
+    Device,
+    Callflow,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Account => "account",
+            Kind::User => "user",
+            Kind::Device => "device",
+            Kind::Callflow => "callflow",
+        }
+    }
+
+    /// The kind named `s` (as [`as_str`](Self::as_str) writes it).
+    pub fn from_name(s: &str) -> Option<Kind> {
+        Some(match s {
+            "account" => Kind::Account,
+            "user" => Kind::User,
+            "device" => Kind::Device,
+            "callflow" => Kind::Callflow,
+            _ => return None,
+        })
+    }
+}
 
 /// A problem in a document, with the path of the field (`.`-separated; `data` for the whole).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +197,7 @@ impl NonEmpty {
 pub struct Sip {
     pub username: Option<NonEmpty>,
     /// How callflows bridge to the device: `username` (default) or `route`.
-    pub invite_format: Option<crate::callflow::InviteFormat>,
+    pub invite_format: Option<super::flow::InviteFormat>,
     /// The SIP URI used with `invite_format: route` (`sip:1000@10.0.0.5:5060`).
     pub route: Option<DialPart>,
     /// The domain the device registers in (`user/<username>@<realm>`).
@@ -226,9 +256,9 @@ impl DeviceSettings {
 pub struct CallflowSettings {
     pub numbers: Option<Vec<String>>,
     pub patterns: Option<Vec<Pattern>>,
-    /// Parsed by [`crate::callflow::parse_flow`] (with its own field paths).
+    /// Parsed by [`super::flow::parse_flow`] (with its own field paths).
     #[serde(skip)]
-    pub flow: Option<crate::callflow::Flow>,
+    pub flow: Option<super::flow::Flow>,
 }
 
 impl PartialEq for CallflowSettings {
@@ -315,7 +345,7 @@ pub fn parse(kind: Kind, body: &Value) -> Result<Settings, FieldError> {
         Kind::Callflow => {
             let mut cf: CallflowSettings = typed(body)?;
             if let Some(f) = obj.get("flow") {
-                cf.flow = Some(crate::callflow::parse_flow(f, "flow")?);
+                cf.flow = Some(super::flow::parse_flow(f, "flow")?);
             }
             Settings::Callflow(cf)
         }
