@@ -55,8 +55,12 @@ fn esl_decode_main(args: DecodeArgs) -> ExitCode {
         }
     };
     let flushed = out.flush();
+    // The reader stopped reading (`… | head`): nothing is wrong with the input.
+    let closed = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
     match (result, flushed) {
         (Ok(_), Ok(())) => ExitCode::SUCCESS,
+        (Err(esl_decode::DecodeFailure::Io(e)), _) if closed(&e) => ExitCode::SUCCESS,
+        (Ok(_), Err(e)) if closed(&e) => ExitCode::SUCCESS,
         (Err(e), _) => {
             eprintln!("callrec: {}: {e}", args.file.display());
             ExitCode::from(1)

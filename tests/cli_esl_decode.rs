@@ -92,6 +92,24 @@ fn malformed_input_fails_with_the_offset() {
     );
 }
 
+/// A reader that stops reading (`callrec esl decode … | head`) ends the run quietly, exit 0.
+#[test]
+fn a_closed_output_ends_quietly() {
+    let fixture = fixture_dir().join("outbound-answer-record-hangup.plain.txt");
+    let mut child = callrec()
+        .args(["esl", "decode"])
+        .arg(&fixture)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before anything is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
 #[test]
 fn missing_file_is_a_clear_error() {
     let out = callrec()
