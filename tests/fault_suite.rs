@@ -239,6 +239,15 @@ impl Count {
     }
 }
 
+/// `FAULT_RUNS` (3 by default) and `FAULT_SEED`, the first run's seed.
+fn runs_and_seed() -> (u64, u64) {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    (
+        var("FAULT_RUNS").unwrap_or(3),
+        var("FAULT_SEED").unwrap_or(0x5eed_c0de),
+    )
+}
+
 /// One run of a scenario: every call settled and counted.
 async fn counted(rig: &Rig, calls: &[CallHandle]) -> Count {
     let mut count = Count {
@@ -333,14 +342,7 @@ enum KillAt {
 
 #[tokio::test]
 async fn sigkill_at_random_points_loses_no_recording() {
-    let runs: u64 = std::env::var("FAULT_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let seed0: u64 = std::env::var("FAULT_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_c0de);
+    let (runs, seed0) = runs_and_seed();
     let mut count = Count::default();
     let mut by_point: HashMap<String, u64> = HashMap::new();
     for run in 0..runs {
@@ -596,14 +598,7 @@ async fn the_link_dropping_for_100_ms_2_s_and_past_its_grace_cuts_nothing() {
 /// 64 KiB bursts (4.096 s apart at 8 kHz) while the calls go on.
 #[tokio::test]
 async fn sigkill_without_a_link_at_random_points_of_long_calls_cuts_nothing() {
-    let runs: u64 = std::env::var("FAULT_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let seed0: u64 = std::env::var("FAULT_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_c0de);
+    let (runs, seed0) = runs_and_seed();
     let mut count = Count::default();
     let mut log = PathBuf::new();
     for run in 0..runs {
