@@ -308,6 +308,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         api_stop.clone(),
     ));
     let uploads = Uploads::start(&config, store.clone()).await?;
+    // Files a previous run judged final from disk that FreeSWITCH may still write: watched
+    // again until it cannot.
+    let watches = uploads.delivery.clone();
+    tokio::spawn(async move {
+        let n = watches.resume_watches().await;
+        if n > 0 {
+            info!(
+                count = n,
+                "recordings FreeSWITCH may still write (judged from disk before the restart): watching them again"
+            );
+        }
+    });
     // Recordings a previous run journaled but never finished (it died mid-call): FreeSWITCH
     // kept recording them; finish them from their files, in the background.
     let watch = crate::supervisor::Watch {

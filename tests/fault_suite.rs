@@ -132,7 +132,12 @@ impl Rig {
             }
         })
         .await
-        .expect("callrec listens");
+        .unwrap_or_else(|_| {
+            panic!(
+                "callrec listens:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        });
         Killed(child)
     }
 
@@ -720,6 +725,45 @@ async fn a_file_judged_final_that_grows_again_is_delivered_again_whole() {
     assert!(std::path::Path::new(&r.recordings[0].path).exists());
     count.report(
         "a file judged final grows again: delivered again whole",
+        &rig.log,
+    );
+}
+
+/// The same, with callrec killed (SIGKILL) and started again between the judgement and the
+/// growth: the new process takes the watch up from the spool and delivers the whole file.
+#[tokio::test]
+async fn a_file_judged_final_keeps_being_watched_across_a_restart() {
+    let rig = Rig::new(
+        "follow = \"socket\"\nfreeswitch_esl = \"\"\nrecord_write_buffer_bytes = 3200\nkeep_local_after_upload = false\n",
+    )
+    .await;
+    let _nginx = rig.nginx();
+    let mut first = rig.callrec().await;
+    let call = rig.recording_call(0).await;
+    call.advance(Duration::from_secs(2));
+    call.kill_socket();
+    call.sync().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while rig.delivered_ms(&call.uuid).is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the first delivery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rig.delivered_ms(&call.uuid), Some(2_000));
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let _second = rig.callrec().await;
+    call.advance(Duration::from_secs(4));
+    call.hangup("NORMAL_CLEARING");
+    let count = counted(&rig, std::slice::from_ref(&call)).await;
+    let log = std::fs::read_to_string(&rig.log).unwrap();
+    assert!(log.contains("watching them again"), "{log}");
+    assert!(
+        log.contains("recording grew after it was judged final"),
+        "{log}"
+    );
+    assert_eq!(rig.delivered_ms(&call.uuid), Some(6_000));
+    count.report(
+        "a file judged final grows after a restart: delivered again whole",
         &rig.log,
     );
 }

@@ -1003,6 +1003,26 @@ impl Pg {
         })
     }
 
+    pub(super) fn mentioning_since(
+        &self,
+        node: &str,
+        since_us: i64,
+        needle: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = cached_query(
+                &c,
+                "SELECT id, meta FROM recordings
+                     WHERE created_us >= $2 AND node = $1 AND strpos(meta, $3) > 0
+                     ORDER BY created_us",
+                &[&node, &since_us, &needle],
+            )
+            .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
     pub(super) fn recover_deliveries(&self, node: &str) -> Result<usize, StoreError> {
         self.run(async {
             let mut c = self.client().await?;

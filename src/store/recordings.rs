@@ -471,6 +471,33 @@ impl Store {
             .collect()
     }
 
+    /// This node's recordings created since `since_us` whose metadata names the field `field`
+    /// (the store does not read metadata; it only finds the rows that mention it), oldest first.
+    pub fn mentioning_since<M: DeserializeOwned>(
+        &self,
+        since_us: u64,
+        field: &str,
+    ) -> Result<Vec<(String, M)>, StoreError> {
+        let needle = format!("\"{field}\"");
+        let rows: Vec<(String, String)> = match &self.pg {
+            Some(pg) => pg.mentioning_since(&self.node, since_us as i64, &needle)?,
+            None => self.with(|c| {
+                let mut st = c.prepare(
+                    "SELECT id, meta FROM recordings
+                     WHERE created_us >= ?2 AND node = ?1 AND instr(meta, ?3) > 0
+                     ORDER BY created_us",
+                )?;
+                let rows = st.query_map(params![&*self.node, since_us as i64, needle], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+                Ok::<Vec<(String, String)>, StoreError>(rows.collect::<Result<_, _>>()?)
+            })?,
+        };
+        rows.into_iter()
+            .map(|(id, meta)| Ok((id, meta_of(&meta)?)))
+            .collect()
+    }
+
     /// This node's deliveries left `uploading` by a crash go back to `pending`. Returns how
     /// many.
     pub fn recover_deliveries(&self) -> Result<usize, StoreError> {

@@ -12,7 +12,8 @@
 //!   ones), and the metadata file is rewritten;
 //! - after the deadline a delivered recording's local copy is removed unless it is to be kept
 //!   (an undelivered one is removed by the upload loop once delivered);
-//! - on shutdown the watch ends and the file stays on disk.
+//! - on shutdown the watch ends and the file stays on disk; the next start takes every watch
+//!   whose deadline has not passed up again ([`resume`]), from the metadata the spool holds.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -118,6 +119,44 @@ async fn state_of(store: &Store, id: &str) -> Option<RecordingState> {
         .and_then(|r| r.ok())
         .flatten()
         .map(|r| r.state)
+}
+
+/// Takes up, at start-up, the watches a previous run left (its recordings' metadata still says
+/// FreeSWITCH may write them); returns how many. Runs in the background.
+pub async fn resume(
+    store: Store,
+    wake: Arc<Notify>,
+    cfg: TailSettings,
+    stop: CancellationToken,
+) -> usize {
+    let now = spool::now_us();
+    // A watch lasts at most the longest time limit and a minute from the judgement, which is
+    // when the row was written.
+    let longest = (crate::settings::model::TIME_LIMIT_RANGE.1 as u64 + 120) * 1_000_000;
+    let s = store.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        s.mentioning_since::<FinishedRecording>(now.saturating_sub(longest), "may_grow_until_us")
+    })
+    .await;
+    let rows = match rows {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(e)) => {
+            warn!(error = %e, "cannot read the recordings FreeSWITCH may still write; their files stay on disk");
+            return 0;
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read the recordings FreeSWITCH may still write; their files stay on disk");
+            return 0;
+        }
+    };
+    let mut n = 0;
+    for (_, rec) in rows {
+        if rec.may_grow_until_us.is_some_and(|t| t > now) {
+            n += 1;
+            tokio::spawn(watch(store.clone(), wake.clone(), rec, cfg, stop.clone()));
+        }
+    }
+    n
 }
 
 async fn size_of(path: &Path) -> Option<u64> {

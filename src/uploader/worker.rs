@@ -108,6 +108,17 @@ impl Delivery for SpoolDelivery {
 }
 
 impl SpoolDelivery {
+    /// Takes up the watches of files FreeSWITCH may still write that a previous run left.
+    pub async fn resume_watches(&self) -> usize {
+        super::tail::resume(
+            self.store.clone(),
+            self.wake.clone(),
+            self.tail,
+            self.stop.clone(),
+        )
+        .await
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
