@@ -60,6 +60,7 @@ both!(
     reassigning_a_gone_node,
     racing_claims_never_share_a_delivery,
     a_replaced_recording_starts_without_its_old_deliveries,
+    rows_mentioning_a_field_are_found_per_node_and_by_age,
 );
 
 fn user(name: &str) -> Value {
@@ -647,4 +648,49 @@ fn a_replaced_recording_starts_without_its_old_deliveries(open: Open) {
     let row = s.recording::<Value>("r").unwrap().unwrap();
     let urls: Vec<&str> = row.deliveries.iter().map(|d| d.url.as_str()).collect();
     assert_eq!(urls, ["http://b/"]);
+}
+
+/// What a restart uses to take up the watches of files FreeSWITCH may still write: this
+/// node's rows created since a time whose metadata names a field.
+fn rows_mentioning_a_field_are_found_per_node_and_by_age(open: Open) {
+    let (one, two) = (
+        open().for_node("n1").unwrap(),
+        open().for_node("n2").unwrap(),
+    );
+    let put = |s: &Store, id: &str, meta: Value| {
+        s.add_recording(&NewRecording {
+            id,
+            account_id: Some("acc"),
+            call_id: "c",
+            file_path: &format!("/r/{id}.wav"),
+            destinations: &[dest("http://a/", UploadMethod::Put)],
+            meta: &meta,
+        })
+        .unwrap();
+    };
+    let before = now_us();
+    put(
+        &one,
+        "watched",
+        json!({"id": "watched", "may_grow_until_us": 9}),
+    );
+    put(&one, "plain", json!({"id": "plain"}));
+    put(
+        &one,
+        "named-in-a-value",
+        json!({"id": "x", "note": "may_grow_until_us"}),
+    );
+    put(
+        &two,
+        "other-node",
+        json!({"id": "o", "may_grow_until_us": 9}),
+    );
+    let found: Vec<(String, Value)> = one.mentioning_since(before, "may_grow_until_us").unwrap();
+    let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["watched"], "the field, not a value; this node only");
+    assert_eq!(found[0].1["may_grow_until_us"], 9);
+    let later: Vec<(String, Value)> = one
+        .mentioning_since(now_us() + 1_000_000, "may_grow_until_us")
+        .unwrap();
+    assert!(later.is_empty(), "rows older than the window are not read");
 }

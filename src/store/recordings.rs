@@ -471,14 +471,15 @@ impl Store {
             .collect()
     }
 
-    /// This node's recordings created since `since_us` whose metadata names the field `field`
-    /// (the store does not read metadata; it only finds the rows that mention it), oldest first.
+    /// This node's recordings created since `since_us` whose metadata has the key `field`
+    /// (found as `"field":` in the stored JSON, where a quote inside a value is escaped; the
+    /// store does not read metadata), oldest first.
     pub fn mentioning_since<M: DeserializeOwned>(
         &self,
         since_us: u64,
         field: &str,
     ) -> Result<Vec<(String, M)>, StoreError> {
-        let needle = format!("\"{field}\"");
+        let needle = format!("\"{field}\":");
         let rows: Vec<(String, String)> = match &self.pg {
             Some(pg) => pg.mentioning_since(&self.node, since_us as i64, &needle)?,
             None => self.with(|c| {
