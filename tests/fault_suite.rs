@@ -677,6 +677,23 @@ async fn socket_follow_mode_losing_its_socket_cuts_nothing() {
     );
 }
 
+/// A call recorded for 2 s, then its socket lost and its clock stopped for longer than the quiet
+/// window (2 × 200 ms + 1 s with a 3,200-byte buffer): its file is judged final and delivered
+/// with 2 s of audio.
+async fn judged_final_after_2_s(rig: &Rig) -> CallHandle {
+    let call = rig.recording_call(0).await;
+    call.advance(Duration::from_secs(2));
+    call.kill_socket();
+    call.sync().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while rig.delivered_ms(&call.uuid).is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the first delivery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rig.delivered_ms(&call.uuid), Some(2_000));
+    call
+}
+
 /// A file judged final from disk that grows afterwards (the call's clock stood still longer
 /// than the quiet window, as a call on hold with no media could): the growth is logged, the
 /// recording is delivered again whole, and its local copy is never removed while FreeSWITCH
@@ -689,20 +706,7 @@ async fn a_file_judged_final_that_grows_again_is_delivered_again_whole() {
     .await;
     let _nginx = rig.nginx();
     let _callrec = rig.callrec().await;
-    let call = rig.call(0).await;
-    call.wait_for_command("sendmsg").await;
-    call.answer();
-    call.wait_for_command("api uuid_record").await;
-    call.advance(Duration::from_secs(2));
-    call.kill_socket();
-    call.sync().await;
-    // No audio for longer than the quiet window (2 × 200 ms + 1 s): judged final, delivered.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while rig.delivered_ms(&call.uuid).is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "the first delivery");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(rig.delivered_ms(&call.uuid), Some(2_000));
+    let call = judged_final_after_2_s(&rig).await;
     // The call goes on: FreeSWITCH writes the rest into the same file.
     call.advance(Duration::from_secs(4));
     call.hangup("NORMAL_CLEARING");
@@ -739,16 +743,7 @@ async fn a_file_judged_final_keeps_being_watched_across_a_restart() {
     .await;
     let _nginx = rig.nginx();
     let mut first = rig.callrec().await;
-    let call = rig.recording_call(0).await;
-    call.advance(Duration::from_secs(2));
-    call.kill_socket();
-    call.sync().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while rig.delivered_ms(&call.uuid).is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "the first delivery");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(rig.delivered_ms(&call.uuid), Some(2_000));
+    let call = judged_final_after_2_s(&rig).await;
     first.0.kill().unwrap();
     first.0.wait().unwrap();
     let _second = rig.callrec().await;
