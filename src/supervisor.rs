@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::inbound::{Followed, Link};
@@ -181,31 +182,24 @@ async fn inspect(path: &str, e: &JournalEntry, measure: bool) -> (Option<u64>, O
 /// Watches the file until it has not grown for its quiet window (FreeSWITCH may still be
 /// recording it); the file may still grow until the recording's time limit has passed.
 async fn watch_file(path: &Path, e: &JournalEntry, watch: Watch, reason: &str) -> Ending {
-    let poll_ms = watch.poll.as_millis().max(1) as u64;
     let quiet = crate::recorder::quiet_window(e.write_buffer, e.rec.sample_rate);
-    let quiet_polls = (quiet.as_millis() as u64).div_ceil(poll_ms).max(1) as u32;
-    // At most the time limit, and a minute for the call's end to reach the file.
-    let max_polls = ((e.time_limit as u64 + 60) * 1000 / poll_ms) as u32;
     info!(
         recording_id = %e.rec.recording_id,
         call_id = %crate::telemetry::printable(&e.rec.call.call_id),
         quiet_ms = quiet.as_millis() as u64,
         "watching the file until it has not grown for the quiet window"
     );
-    let (mut last, mut stable) = (None, 0);
-    for _ in 0..max_polls.max(quiet_polls + 1) {
-        let size = tokio::fs::metadata(path).await.ok().map(|m| m.len());
-        if size.is_some() && size == last {
-            stable += 1;
-            if stable >= quiet_polls {
-                break;
-            }
-        } else {
-            stable = 0;
-        }
-        last = size;
-        tokio::time::sleep(watch.poll).await;
-    }
+    // At most the time limit, and a minute for the call's end to reach the file.
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(e.time_limit as u64 + 60) + quiet;
+    crate::recorder::quiet::until_quiet(
+        path,
+        quiet,
+        watch.poll,
+        deadline,
+        &CancellationToken::new(),
+    )
+    .await;
     let mut ending = from_file(&e.rec.file_path, e, "file stopped growing").await;
     ending.reason = reason.into();
     ending.stop.may_grow_until_us = Some(crate::recorder::may_grow_until_us(

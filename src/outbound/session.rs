@@ -930,7 +930,7 @@ impl Session {
         let running = self
             .recordings
             .iter()
-            .filter(|r| matches!(r.state, State::Starting | State::Recording { .. }))
+            .filter(|r| r.state.awaits_stop())
             .count();
         let waiting = self
             .recordings
@@ -975,10 +975,7 @@ impl Session {
                 // The channel is gone, so FreeSWITCH has closed its files: they are final.
                 let why = "the call ended while the event-socket link was down";
                 for idx in 0..self.recordings.len() {
-                    if matches!(
-                        self.recordings[idx].state,
-                        State::Starting | State::Recording { .. }
-                    ) {
+                    if self.recordings[idx].state.awaits_stop() {
                         info!(recording_id = %self.recordings[idx].id, reason = why, "finishing the recording from its file, which is final");
                         self.finish_from_disk(idx, why, out);
                     }
@@ -1320,7 +1317,7 @@ impl Session {
         let poll_ms = self.settings.disk_poll.as_millis().max(1) as u64;
         let mut watching = false;
         for r in &mut self.recordings {
-            if matches!(r.state, State::Starting | State::Recording { .. }) {
+            if r.state.awaits_stop() {
                 let quiet = r.quiet_window(self.settings.write_buffer);
                 warn!(
                     recording_id = %r.id,
@@ -1334,7 +1331,7 @@ impl Session {
                     started_us: r.state.started_us(),
                     last_size: None,
                     stable_polls: 0,
-                    quiet_polls: (quiet.as_millis() as u64).div_ceil(poll_ms).max(1) as u32,
+                    quiet_polls: recorder::quiet::looks(quiet, self.settings.disk_poll),
                     polls_left: max_wait_ms.div_ceil(poll_ms) as u32,
                     absent_polls_left: unconfirmed
                         .then_some((grace_ms.div_ceil(poll_ms) as u32).max(3)),
@@ -1351,10 +1348,7 @@ impl Session {
         match t {
             Timer::Grace => {
                 for idx in 0..self.recordings.len() {
-                    if matches!(
-                        self.recordings[idx].state,
-                        State::Starting | State::Recording { .. }
-                    ) {
+                    if self.recordings[idx].state.awaits_stop() {
                         warn!(
                             recording_id = %self.recordings[idx].id,
                             grace_ms = self.settings.record_stop_grace.as_millis() as u64,

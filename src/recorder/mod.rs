@@ -11,6 +11,7 @@
 //! A finished recording is either kept (handed to delivery) or discarded with a reason.
 
 pub mod paths;
+pub mod quiet;
 pub mod space;
 pub mod wav;
 
@@ -20,41 +21,7 @@ use std::time::Duration;
 use crate::esl::{Command, CommandError};
 use crate::rules::{RecordCall, Trigger};
 
-/// FreeSWITCH's default write buffer (`SWITCH_DEFAULT_FILE_BUFFER_LEN`), bytes per channel:
-/// a recording's audio reaches its file only in bursts of this size.
-pub const DEFAULT_WRITE_BUFFER: u64 = 65_536;
-
-/// The lowest rate a recording can have (and so the slowest its file can grow): assumed when
-/// the rate is the channel's own.
-const SLOWEST_RATE: u64 = 8_000;
-
-/// A 20 ms frame at the slowest rate: with buffering off FreeSWITCH writes every frame.
-const ONE_FRAME: u64 = 320;
-
-/// Beyond twice the write interval, for media jitter and FreeSWITCH's scheduling.
-const QUIET_MARGIN: Duration = Duration::from_secs(1);
-
-/// After the time limit, how long a file may still change (the limit is checked on whole
-/// seconds, then the rest of the buffer and the header are written).
-const AFTER_LIMIT: Duration = Duration::from_secs(60);
-
-/// How long a file FreeSWITCH is still writing can stay the same size: its write buffer fills
-/// every `buffer / (2 × rate)` seconds whatever the channels (65,536 bytes: 4.096 s at 8 kHz,
-/// 2.048 s at 16 kHz), and the file grows only then. A file judged from disk is final only
-/// once it has not grown for twice that, plus a margin. `buffer` is what the recording was
-/// started with ([`Recording::write_buffer`]); `rate` `None` is the channel's own rate, taken
-/// as the slowest.
-pub fn quiet_window(buffer: u64, rate: Option<u32>) -> Duration {
-    let rate = rate.map_or(SLOWEST_RATE, |r| (r as u64).max(SLOWEST_RATE));
-    let interval_us = buffer.max(ONE_FRAME) * 1_000_000 / (2 * rate);
-    Duration::from_micros(2 * interval_us) + QUIET_MARGIN
-}
-
-/// Until when (µs since the epoch) FreeSWITCH may still write a recording that started at
-/// `start_us` with a time limit of `time_limit` seconds: it stops every recording at its limit.
-pub fn may_grow_until_us(start_us: u64, time_limit: u32) -> u64 {
-    start_us + (time_limit as u64 * 1_000_000) + AFTER_LIMIT.as_micros() as u64
-}
+pub use quiet::{may_grow_until_us, quiet_window, DEFAULT_WRITE_BUFFER};
 
 /// Where a recording is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +64,11 @@ impl State {
             self,
             State::Starting | State::Recording { .. } | State::Watching { .. }
         )
+    }
+
+    /// Asked of FreeSWITCH and not yet ended: its RECORD_STOP is still to come.
+    pub fn awaits_stop(&self) -> bool {
+        matches!(self, State::Starting | State::Recording { .. })
     }
 
     /// When RECORD_START said it started, if it did.

@@ -73,7 +73,12 @@ pub async fn watch(
                     now_bytes = s,
                     "recording grew after it was judged final: FreeSWITCH was still writing it; it is delivered again, whole, once the file is quiet"
                 );
-                let Some(settled) = settle(&path, quiet, cfg.poll, until, &stop).await else {
+                let left = Duration::from_micros(until.saturating_sub(spool::now_us()));
+                let deadline = tokio::time::Instant::now() + left;
+                let settled =
+                    crate::recorder::quiet::until_quiet(&path, quiet, cfg.poll, deadline, &stop)
+                        .await;
+                let Some(settled) = settled.filter(|_| !stop.is_cancelled()) else {
                     return;
                 };
                 if !redeliver(&store, &wake, &mut rec, settled, cfg.poll, &stop).await {
@@ -161,31 +166,6 @@ pub async fn resume(
 
 async fn size_of(path: &Path) -> Option<u64> {
     tokio::fs::metadata(path).await.ok().map(|m| m.len())
-}
-
-/// Waits until the file has not grown for `quiet` (or the deadline passed); its size then.
-async fn settle(
-    path: &Path,
-    quiet: Duration,
-    poll: Duration,
-    until: u64,
-    stop: &CancellationToken,
-) -> Option<u64> {
-    let mut last = size_of(path).await?;
-    let mut still = Duration::ZERO;
-    while still < quiet && spool::now_us() < until {
-        tokio::select! {
-            _ = stop.cancelled() => return None,
-            _ = tokio::time::sleep(poll) => {}
-        }
-        let now = size_of(path).await?;
-        if now == last {
-            still += poll;
-        } else {
-            (last, still) = (now, Duration::ZERO);
-        }
-    }
-    Some(last)
 }
 
 /// Spools the recording again with the file as it is now (once none of its deliveries is
