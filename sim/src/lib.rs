@@ -6,6 +6,10 @@
 //! texts, emits channel events in the captured order and shape, and implements `uuid_record`
 //! (real WAV/MP3 files, limits, per-recording variables, RECORD_START/STOP).
 //!
+//! A call is either [`dial`]led straight into the controller (the test plays the rest of the
+//! dialplan) or [`place`]d through a [`Dialplan`] built from real dialplan files, which the
+//! channel runs as FreeSWITCH would, sockets included.
+//!
 //! Time is virtual: a call's clock moves only when the test says so ([`CallHandle::advance`]),
 //! so recording durations and limits are exact and no test depends on wall-clock timing. The
 //! test plays the caller and the rest of the dialplan through [`CallHandle`] (answer, bridge,
@@ -16,9 +20,10 @@
 //! (virtual time and dates), `wire` (FreeSWITCH's serialisations, and a command as read off a
 //! socket), `bus` (what the parts of a switch share: channels by UUID, the event bus, `api`
 //! against any channel), `channel` (channel state → event headers), `media` (recording files),
-//! `call/` (one connection, by concern: `socket` (commands, subscriptions, replies), `apps`
-//! (dialplan applications), `media_bugs` (`uuid_record` and `record`), `controls` (the test's
-//! handle)), `inbound` (the inbound event socket: auth, subscriptions, filters, `api`/`bgapi`
+//! `dialplan` (XML dialplan files and hunting, pure), `call/` (one channel, by concern:
+//! `socket` (commands, subscriptions, replies), `apps` (dialplan applications), `media_bugs`
+//! (`uuid_record` and `record`), `route` (the channel running its own dialplan: hunting again,
+//! the `socket` application's park and `resume`), `controls` (the test's handle)), `inbound` (the inbound event socket: auth, subscriptions, filters, `api`/`bgapi`
 //! against any channel) and `switch` (a whole FreeSWITCH: the channels' registry, restarts),
 //! [`scenario`] (named call scripts), [`load`] (many calls at a rate, for the load
 //! benchmark and `callrec-lab`). The simulator depends on the protocol crate (`callrec-esl`)
@@ -28,6 +33,7 @@ mod bus;
 mod call;
 mod channel;
 mod clock;
+mod dialplan;
 mod inbound;
 pub mod load;
 mod media;
@@ -37,7 +43,8 @@ mod switch;
 mod wire;
 
 pub use bus::InboundStats;
-pub use call::{dial, CallHandle, CallReport, Command, RecordingReport};
+pub use call::{dial, place, CallHandle, CallReport, Command, RecordingReport};
+pub use dialplan::{Dialplan, DialplanAction};
 pub use spec::CallSpec;
 pub use switch::Switch;
 pub use wire::json_escape;

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
 use crate::bus::{Control, InboundStats, Shared};
-use crate::call::{dial_on, CallHandle};
+use crate::call::{dial_on, place_on, CallHandle};
 use crate::clock::uuid_v4;
 use crate::spec::CallSpec;
 
@@ -90,6 +90,12 @@ impl Switch {
     /// Places a call on this switch: its `socket` application dials the controller at `addr`.
     pub async fn dial(&self, addr: SocketAddr, spec: CallSpec) -> std::io::Result<CallHandle> {
         dial_on(addr, spec, Some(self.shared.clone())).await
+    }
+
+    /// Places a call on this switch that runs `dialplan` from `spec.context` (see
+    /// [`place`](crate::place)).
+    pub fn place(&self, dialplan: Arc<crate::Dialplan>, spec: CallSpec) -> CallHandle {
+        place_on(dialplan, spec, self.shared.clone())
     }
 
     /// The process's `Core-UUID` (new after every [`start`](Self::start)).

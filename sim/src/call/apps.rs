@@ -193,11 +193,14 @@ impl Sim {
                 self.ch.transfer_us = self.now_us;
                 self.update(|r| r.transferred_to = Some(format!("{dest} XML {context}")));
                 self.execute_complete(app, arg, app_uuid, "_none_").await?;
+                let was_parked = self.parked;
                 self.leave_socket_app("_none_").await?;
                 self.ch.state = ("CS_ROUTING", 2);
                 self.emit_state().await?;
                 self.ch.state = ("CS_EXECUTE", 4);
-                self.emit_state().await
+                self.emit_state().await?;
+                self.transferred(was_parked, &dest, &context);
+                Ok(())
             }
             "hangup" => {
                 self.execute(app, arg, app_uuid).await?;
@@ -316,8 +319,8 @@ impl Sim {
             None,
         )
         .await?;
-        let arg = "127.0.0.1:8084 async full";
-        self.execute_complete("socket", arg, &uuid_v4(), response)
+        let arg = self.socket_arg.clone();
+        self.execute_complete("socket", &arg, &uuid_v4(), response)
             .await
     }
 
@@ -390,7 +393,9 @@ impl Sim {
             .take()
             .unwrap_or_else(|| (uuid_v4(), format!("sofia/test/{}@127.0.0.1:5090", o.number)));
         self.execute_complete("bridge", &arg, &app_uuid, "_none_")
-            .await
+            .await?;
+        self.bridge_returned();
+        Ok(())
     }
 
     /// The hangup sequence of the captures. `killed` (uuid_kill) sends the linger notice right

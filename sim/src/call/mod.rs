@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::bus::{Control, Shared};
 use crate::channel::{Channel, OtherLeg};
 use crate::clock::{uuid_v4, wall_us};
+use crate::dialplan::{Dialplan, DialplanAction};
 use crate::media::{self, Format};
 use crate::spec::CallSpec;
 use crate::wire::{self, Headers};
@@ -24,6 +25,7 @@ use crate::wire::{self, Headers};
 mod apps;
 mod controls;
 mod media_bugs;
+mod route;
 mod socket;
 
 pub(crate) use crate::wire::read_command;
@@ -69,6 +71,20 @@ pub struct CallReport {
     /// When the call was placed (its socket connected) and when the socket closed.
     pub dialled_at: Option<std::time::Instant>,
     pub closed_at: Option<std::time::Instant>,
+    /// A call placed through a [`Dialplan`]: each application the channel's own dialplan ran,
+    /// as `app data` with its `${…}` expanded (the socket's `sendmsg` ones are in `commands`).
+    pub dialplan: Vec<String>,
+    /// Extensions each hunt matched, as `context/extension`.
+    pub hunted: Vec<String>,
+    /// `socket` applications that reached the controller, and those refused.
+    pub sockets: usize,
+    pub sockets_refused: usize,
+    /// The socket closed without `resume` (nor `socket_resume=true`) while the call was parked
+    /// in it: FreeSWITCH leaves the call parked until the caller hangs up.
+    pub stuck_in_park: bool,
+    /// A `socket_resume` misuse FreeSWITCH would act on against the dialplan (see
+    /// `call/route.rs`): what happened.
+    pub resume_hazard: Option<String>,
 }
 
 /// The test's side of a call.
@@ -198,6 +214,18 @@ pub async fn dial(addr: SocketAddr, spec: CallSpec) -> std::io::Result<CallHandl
     dial_on(addr, spec, None).await
 }
 
+/// Places a call that runs `dialplan` from `spec.context`, as FreeSWITCH routes a new
+/// channel: its `socket` actions dial the controller they name, and everything else the
+/// dialplan does (hunting again after a transfer, `resume`, a refused socket) happens as
+/// `call/route.rs` describes.
+pub fn place(dialplan: Arc<Dialplan>, spec: CallSpec) -> CallHandle {
+    start(None, spec, None, Some(dialplan))
+}
+
+pub(crate) fn place_on(dialplan: Arc<Dialplan>, spec: CallSpec, switch: Arc<Shared>) -> CallHandle {
+    start(None, spec, Some(switch), Some(dialplan))
+}
+
 /// [`dial`] for a channel of a [`Switch`](crate::Switch), whose inbound listeners see its events
 /// and can command it.
 pub(crate) async fn dial_on(
@@ -207,10 +235,15 @@ pub(crate) async fn dial_on(
 ) -> std::io::Result<CallHandle> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    Ok(start(stream, spec, switch))
+    Ok(start(Some(stream), spec, switch, None))
 }
 
-fn start(stream: TcpStream, spec: CallSpec, switch: Option<Arc<Shared>>) -> CallHandle {
+fn start(
+    stream: Option<TcpStream>,
+    spec: CallSpec,
+    switch: Option<Arc<Shared>>,
+    dialplan: Option<Arc<Dialplan>>,
+) -> CallHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let report = Arc::new(Mutex::new(CallReport {
         dialled_at: Some(std::time::Instant::now()),
@@ -223,26 +256,35 @@ fn start(stream: TcpStream, spec: CallSpec, switch: Option<Arc<Shared>>) -> Call
         report: report.clone(),
         changed: changed.clone(),
     };
-    let (rd, wr) = stream.into_split();
+    let in_socket = stream.is_some();
+    let (rd, wr) = match stream.map(TcpStream::into_split) {
+        Some((r, w)) => (Some(r), Some(w)),
+        None => (None, None),
+    };
     let now = wall_us();
     static SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let session_id = SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Some(sw) = &switch {
         sw.register(&spec.uuid, tx_for_switch(&handle));
     }
-    let sim = Sim {
+    let mut sim = Sim {
         switch,
         ch: Channel::new(&spec, now, session_id),
         spec,
         w: wr,
+        new_reader: rd,
+        socket_arg: "127.0.0.1:8084 async full".into(),
+        resume_flag: false,
+        unpark_pending: false,
+        route: dialplan.map(route::Route::new),
         now_us: now,
         seq: 480,
         connected: false,
         sub: Subscriptions::default(),
         park_countdown: None,
-        parked: true,
+        parked: in_socket,
         hung_up: false,
-        closed: false,
+        closed: !in_socket,
         faults: Faults::default(),
         recordings: Vec::new(),
         app_record: None,
@@ -251,7 +293,8 @@ fn start(stream: TcpStream, spec: CallSpec, switch: Option<Arc<Shared>>) -> Call
         report,
         changed,
     };
-    tokio::spawn(sim.run(rd, rx));
+    sim.route_start();
+    tokio::spawn(sim.run(rx));
     handle
 }
 
@@ -303,13 +346,25 @@ struct Sim {
     switch: Option<Arc<Shared>>,
     spec: CallSpec,
     ch: Channel,
-    w: OwnedWriteHalf,
+    /// The controller's socket, while the call has one.
+    w: Option<OwnedWriteHalf>,
+    /// A socket just opened, for the read loop to take.
+    new_reader: Option<OwnedReadHalf>,
+    /// The running `socket` application's argument.
+    socket_arg: String,
+    /// mod_event_socket's LFLAG_RESUME: the controller sent `resume` on this socket.
+    resume_flag: bool,
+    /// The socket closed with resume: leave the park (async, from the run loop).
+    unpark_pending: bool,
+    /// The channel's own dialplan, for calls [`place`]d through one.
+    route: Option<route::Route>,
     now_us: u64,
     seq: u64,
     connected: bool,
     sub: Subscriptions,
     park_countdown: Option<usize>,
-    /// Parked in the `socket` application (until transfer or hangup).
+    /// Parked in the `socket` application (until a transfer, the hangup, or the socket closing
+    /// with `resume`).
     parked: bool,
     hung_up: bool,
     closed: bool,

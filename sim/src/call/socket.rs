@@ -49,21 +49,29 @@ pub(super) const KNOWN_EVENTS: &[&str] = &[
 ];
 
 impl Sim {
-    pub(super) async fn run(
-        mut self,
-        rd: OwnedReadHalf,
-        mut ctl: mpsc::UnboundedReceiver<Control>,
-    ) {
-        let mut reader = BufReader::new(rd);
+    pub(super) async fn run(mut self, mut ctl: mpsc::UnboundedReceiver<Control>) {
+        let mut reader: Option<BufReader<OwnedReadHalf>> = None;
         let mut ctl_open = true;
+        if self.drive_dialplan().await.is_err() {
+            self.socket_closed().await;
+        }
         // The channel outlives its socket: after the socket closes, the test can still answer,
         // advance and hang up (FreeSWITCH keeps recording a call whose controller is gone).
         loop {
+            if let Some(rd) = self.new_reader.take() {
+                reader = Some(BufReader::new(rd));
+            }
             if self.closed && (self.hung_up || !ctl_open) {
                 break;
             }
+            let reading = !self.closed && reader.is_some();
             tokio::select! {
-                cmd = read_command(&mut reader), if !self.closed => match cmd {
+                cmd = async {
+                    match reader.as_mut() {
+                        Some(r) => read_command(r).await,
+                        None => std::future::pending().await,
+                    }
+                }, if reading => match cmd {
                     Ok(Some(cmd)) => {
                         if self.on_command(cmd).await.is_err() {
                             self.socket_closed().await;
@@ -80,6 +88,12 @@ impl Sim {
                     None => ctl_open = false,
                 },
             }
+            if self.closed {
+                reader = None;
+            }
+            if self.drive_dialplan().await.is_err() {
+                self.socket_closed().await;
+            }
         }
         self.socket_closed().await;
         if let Some(sw) = &self.switch {
@@ -87,11 +101,18 @@ impl Sim {
         }
     }
 
+    /// The socket is gone (either side closed it). As at the end of mod_event_socket's
+    /// `listener_run`: with `resume` sent or `socket_resume` true, a call parked in the socket
+    /// goes on with the dialplan; without, it stays parked.
     pub(super) async fn socket_closed(&mut self) {
         if !self.closed {
             self.closed = true;
-            let _ = self.w.shutdown().await;
+            if let Some(w) = self.w.as_mut() {
+                let _ = w.shutdown().await;
+            }
+            self.w = None;
             self.update(|r| r.closed_at = Some(std::time::Instant::now()));
+            self.on_listener_end();
         }
         self.update(|r| r.closed = true);
     }
@@ -107,7 +128,10 @@ impl Sim {
         if self.closed {
             return Ok(());
         }
-        if self.w.write_all(bytes).await.is_err() {
+        let Some(w) = self.w.as_mut() else {
+            return Ok(());
+        };
+        if w.write_all(bytes).await.is_err() {
             self.socket_closed().await;
         }
         Ok(())
@@ -292,7 +316,12 @@ impl Sim {
                 self.reply(&format!("+OK filter added. [{h}]=[{v}]"))
                     .await?;
             }
-            "resume" => self.reply("+OK").await?,
+            "resume" => {
+                // mod_event_socket.c: LFLAG_RESUME, and the channel variable too.
+                self.resume_flag = true;
+                self.ch.set_var("socket_resume", "true");
+                self.reply("+OK").await?
+            }
             "exit" => {
                 self.reply("+OK bye").await?;
                 let d = wire::disconnect_notice(&self.ch.uuid);
