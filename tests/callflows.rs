@@ -58,6 +58,13 @@ impl Server {
     async fn dial(&self, spec: CallSpec) -> std::io::Result<CallHandle> {
         support::follow::dial(&self.switch, self.addr, spec).await
     }
+
+    fn place(&self, dialplan: Arc<callrec_sim::Dialplan>, spec: CallSpec) -> CallHandle {
+        match &self.switch {
+            Some(sw) => sw.place(dialplan, spec),
+            None => callrec_sim::place(dialplan, spec),
+        }
+    }
 }
 
 async fn account_with_callflow(api: &Api, id: &str, callflow: Value) {
@@ -139,6 +146,72 @@ async fn record_call_start_then_dialplan_records_to_the_end_after_hand_back() {
     assert!(got[0].duration_ms >= 3000, "{}", got[0].duration_ms);
     assert_eq!(got[0].origin, "callflow cf-sales record_call start");
     assert_eq!(got[0].call.account_id.as_deref(), Some("acc-1"));
+}
+
+/// Through the drop-in extension (`dialplans/callrec.xml` first in context `default`): the
+/// flow runs while the call sits in the socket, and its `dialplan` module hands the call back
+/// into its own context, where the guard skips the callrec extension and the site's own
+/// routing for the number takes it. The recording goes on to the end.
+#[tokio::test]
+async fn through_the_drop_in_extension_the_dialplan_module_goes_back_into_the_calls_own_context() {
+    let api = start().await;
+    account_with_callflow(
+        &api,
+        "cf-sales",
+        json!({"numbers": ["2000"], "flow": {
+            "module": "record_call", "data": {"action": "start", "format": "wav"},
+            "children": {"_": {"module": "dialplan", "data": {}}}}}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let collect = Arc::new(Collect::default());
+    let server = server(&api, dir.path(), collect.clone()).await;
+    let dropin = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplans/callrec.xml"),
+    )
+    .unwrap()
+    .replace("127.0.0.1:8084", &server.addr.to_string())
+    .replace("${domain_name}", "acc-1");
+    let routing = r#"<include><extension name="sales"><condition field="destination_number" expression="^2000$">
+        <action application="bridge" data="user/1001@acc-1"/></condition></extension></include>"#;
+    let dialplan = Arc::new(
+        callrec_sim::Dialplan::new()
+            .include("default", &dropin)
+            .unwrap()
+            .include("default", routing)
+            .unwrap(),
+    );
+    let mut spec = CallSpec::new("15550001111", "2000");
+    spec.context = "default".into();
+    let call = server.place(dialplan, spec);
+    let r = app_sent(&call, "transfer", 1).await;
+    assert_eq!(apps(&r).last().unwrap().1, "2000 XML default");
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        call.wait_until(|r| r.dialplan.iter().any(|a| a.starts_with("bridge"))),
+    )
+    .await
+    .expect("the site's routing took the call");
+    assert_eq!(r.sockets, 1, "the guard kept callrec from a second pass");
+    assert!(r.resume_hazard.is_none() && !r.stuck_in_park, "{r:?}");
+    assert!(lines(&r).contains(&format!(
+        "api uuid_setvar {} socket_resume false",
+        call.uuid
+    )));
+    call.advance(Duration::from_secs(3));
+    call.hangup("NORMAL_CLEARING");
+    call.wait_until(|r| r.hung_up).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while collect.got.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("delivered");
+    server.shutdown().await;
+    let got = collect.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].duration_ms, 3000);
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! The shipped dialplans: every XML file under `dialplans/` is well-formed, and every `socket`
-//! action reaches callrec's default listener in the mode callrec needs (`async full`), with a
-//! fallback action after it so a call callrec does not take is still routed.
+//! action reaches callrec's default listener in the mode callrec needs (`async full`). A call
+//! callrec does not take is still routed: a drop-in extension (`continue="true"`) guards itself
+//! with `callrec_passed` and presets `socket_resume=true`, so the context's own extensions
+//! follow; a legacy one has a fallback action after `socket`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,11 +20,12 @@ fn xml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// `(application, data)` of every `<action>` in document order, per extension.
-fn extensions(path: &Path) -> Vec<Vec<(String, String)>> {
+/// `(application, data)` of every `<action>` in document order, per extension, with whether
+/// the extension has `continue="true"`.
+fn extensions(path: &Path) -> Vec<(bool, Vec<(String, String)>)> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut r = Reader::from_str(&text);
-    let mut out: Vec<Vec<(String, String)>> = vec![];
+    let mut out: Vec<(bool, Vec<(String, String)>)> = vec![];
     let mut elements = 0;
     loop {
         match r.read_event() {
@@ -36,13 +39,14 @@ fn extensions(path: &Path) -> Vec<Vec<(String, String)>> {
                         .unwrap_or_default()
                 };
                 if name == "extension" {
-                    out.push(vec![]);
+                    out.push((attr("continue") == "true", vec![]));
                 }
                 if name == "action" {
                     out.last_mut()
                         .unwrap_or_else(|| {
                             panic!("{}: action outside an extension", path.display())
                         })
+                        .1
                         .push((attr("application"), attr("data")));
                 }
                 elements += 1;
@@ -68,7 +72,7 @@ fn every_dialplan_parses_and_reaches_callrec_with_a_fallback() {
     let defaults = callrec::config::Config::default();
     let mut sockets = 0;
     for f in &files {
-        for ext in extensions(f) {
+        for (cont, ext) in extensions(f) {
             for (i, (app, data)) in ext.iter().enumerate() {
                 if app != "socket" {
                     continue;
@@ -80,13 +84,28 @@ fn every_dialplan_parses_and_reaches_callrec_with_a_fallback() {
                     "{}: socket must reach callrec's listener with async full",
                     f.display()
                 );
-                assert!(
-                    ext[i + 1..]
-                        .iter()
-                        .any(|(a, _)| a == "transfer" || a == "bridge"),
-                    "{}: a fallback must route the call when callrec does not take it",
-                    f.display()
-                );
+                let before = &ext[..i];
+                let set = |kv: &str| before.iter().any(|(a, d)| a == "set" && d == kv);
+                if cont {
+                    assert!(
+                        set("callrec_passed=true") && set("socket_resume=true"),
+                        "{}: a drop-in extension sets its guard and socket_resume before socket",
+                        f.display()
+                    );
+                    assert!(
+                        !ext[i + 1..].iter().any(|(a, _)| a == "transfer"),
+                        "{}: a drop-in extension lets the context's own extensions route",
+                        f.display()
+                    );
+                } else {
+                    assert!(
+                        ext[i + 1..]
+                            .iter()
+                            .any(|(a, _)| a == "transfer" || a == "bridge"),
+                        "{}: a fallback must route the call when callrec does not take it",
+                        f.display()
+                    );
+                }
             }
         }
     }

@@ -52,6 +52,8 @@ struct World {
     /// The link is lost just before this event, which is missed; the channel dump asked for
     /// when the link returns shows the state it brought (`None` in the dump: the call is gone).
     link_lost_before: Option<(EventName, bool)>,
+    /// The call came from the drop-in extension (`callrec_passed=true` on the channel).
+    in_place: bool,
 }
 
 impl Default for World {
@@ -64,6 +66,7 @@ impl Default for World {
             follow_tag: None,
             callee_never_records: false,
             link_lost_before: None,
+            in_place: false,
         }
     }
 }
@@ -131,7 +134,8 @@ fn rewrite(e: &Event, paths: &mut Vec<String>, session: &Session) -> Event {
 
 fn run(capture: &str, rules: &[RecordCall], world: World) -> (Outcome, Session) {
     let events = support::events(capture);
-    let info = CallInfo::from_channel_data(&events[0], &PartyVariables::default());
+    let mut info = CallInfo::from_channel_data(&events[0], &PartyVariables::default());
+    info.in_place = world.in_place;
     let mut n = 0;
     let mut st = settings();
     st.follow_tag = world.follow_tag.clone();
@@ -825,4 +829,70 @@ fn row18_shutdown_leaves_a_running_recording_journaled() {
         "{acts:?}"
     );
     assert!(acts.contains(&Action::Done), "{acts:?}");
+}
+
+/// The drop-in extension's call goes on where it was. Over the link: `resume`, and the socket is
+/// let go (FreeSWITCH runs the next action once it closes), no transfer. Over the socket:
+/// `socket_resume` cleared, then a transfer into the call's own context (`Caller-Context`), sent
+/// back to back. With nothing to follow: `resume` in either mode.
+#[test]
+fn row19_the_drop_in_extensions_call_goes_on_where_it_was() {
+    let linked = run(
+        "outbound-uuid-record-vars.json.txt",
+        &[wav()],
+        World {
+            follow_tag: Some("node-a".into()),
+            in_place: true,
+            ..World::default()
+        },
+    )
+    .0;
+    assert_eq!(linked.commands.len(), 3, "{:?}", linked.commands);
+    assert!(linked.commands[0].ends_with(" callrec_follow node-a"));
+    assert!(linked.commands[1].starts_with("api uuid_record "));
+    assert_eq!(linked.commands[2], "resume");
+    assert!(linked.released && linked.done && linked.kept.len() == 1);
+
+    let socket = run(
+        "outbound-uuid-record-vars.json.txt",
+        &[wav()],
+        World {
+            in_place: true,
+            ..World::default()
+        },
+    )
+    .0;
+    let after_start: Vec<_> = socket
+        .commands
+        .iter()
+        .skip_while(|c| !c.starts_with("api uuid_record"))
+        .skip(1)
+        .take(2)
+        .cloned()
+        .collect();
+    assert_eq!(
+        after_start,
+        [
+            "api uuid_setvar 24213276-8a68-4c13-82e5-262303b5a3f1 socket_resume false".to_string(),
+            "sendmsg execute-app-arg: 1000 XML public".into(),
+        ]
+    );
+    assert!(!socket.commands.contains(&"resume".to_string()));
+    assert!(socket.done && socket.kept.len() == 1);
+
+    for tag in [None, Some("node-a".to_string())] {
+        let (o, _) = run(
+            "outbound-uuid-record-vars.json.txt",
+            &[],
+            World {
+                follow_tag: tag.clone(),
+                callee_never_records: true,
+                in_place: true,
+                ..World::default()
+            },
+        );
+        assert_eq!(o.commands.last().map(String::as_str), Some("resume"));
+        assert!(!o.commands.iter().any(|c| c.starts_with("sendmsg")));
+        assert_eq!((o.exited, o.released), (tag.is_none(), tag.is_some()));
+    }
 }

@@ -403,6 +403,11 @@ async fn unsafe_destination_is_not_put_in_a_transfer() {
     let r = h.closed(&call).await;
     assert!(r.transferred_to.is_none());
     assert!(!r.commands.iter().any(|c| c.line.starts_with("sendmsg")));
+    assert_eq!(
+        r.commands.last().map(|c| c.line.as_str()),
+        Some("resume"),
+        "closed with resume, so FreeSWITCH goes on after `socket` instead of leaving the call parked"
+    );
 }
 
 #[tokio::test]
@@ -418,9 +423,12 @@ async fn refuses_at_once_above_the_call_limit() {
     let second = h.dial(spec()).await.unwrap();
     // (Not `h.closed`: the first call is still live.)
     let r = second.closed().await;
-    assert!(
-        r.commands.is_empty(),
-        "the second call was closed without a command"
+    let lines: Vec<_> = r.commands.iter().map(|c| c.line.as_str()).collect();
+    assert_eq!(
+        lines,
+        ["connect", "resume", "exit"],
+        "the second call is handed straight back: FreeSWITCH needs connect to stop waiting and \
+         resume not to leave it parked when the socket closes"
     );
     first.answer();
     first.wait_for_command("api uuid_record").await;

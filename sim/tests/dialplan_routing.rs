@@ -205,3 +205,18 @@ async fn an_unknown_context_after_a_transfer_ends_the_call_with_no_route() {
     assert_eq!(r.dialplan.last().unwrap(), "hangup NO_ROUTE_DESTINATION");
     ctl.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_socket_closed_before_connect_leaves_the_call_waiting_even_with_socket_resume() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let ctl = tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        drop(s);
+    });
+    let call = place(dialplan(&addr, true), spec("1001"));
+    let r = call.wait_until(|r| r.stuck_in_park || r.hung_up).await;
+    ctl.await.unwrap();
+    assert!(r.stuck_in_park);
+    assert!(!r.dialplan.iter().any(|a| a.starts_with("bridge")));
+}

@@ -265,6 +265,9 @@ async fn drive(
                 Action::Forget(id) => ctx.delivery.forget(id).await,
                 Action::Close => {
                     if let Some(c) = conn.as_mut() {
+                        // The call is still parked in `socket`: without `resume` FreeSWITCH
+                        // would leave it there (mod_event_socket's listener_run).
+                        let _ = c.send(&Command::Resume);
                         c.shutdown().await;
                     }
                     reading = false;

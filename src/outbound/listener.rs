@@ -1,8 +1,11 @@
 //! The outbound socket listener: one task per call, at most `max_calls` at once.
 //!
-//! Invariant: a connection is never accepted and left waiting. From a peer outside
-//! `allow_peers`, or over the limit, it is closed at once, which ends FreeSWITCH's `socket` application so the dialplan goes on with its next
-//! action (the fallback route) instead of parking the caller.
+//! Invariant: a connection is never accepted and left waiting. Over the limit (or while
+//! shutting down) a call is handed straight back: `connect`, `resume`, `exit`, which is what
+//! FreeSWITCH needs to let the `socket` application return (without `connect` it waits for one;
+//! without `resume` it leaves the call parked, mod_event_socket.c), so the dialplan goes on with
+//! its next action unrecorded. A peer outside `allow_peers` is not a FreeSWITCH of ours: it is
+//! closed at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +29,8 @@ pub async fn serve(
 ) {
     let max = max_calls;
     let slots = Arc::new(Semaphore::new(max));
+    // Hand-backs of refused calls in progress, bounded like the calls themselves.
+    let refusals = Arc::new(Semaphore::new(max.clamp(16, 1024)));
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -59,9 +64,36 @@ pub async fn serve(
             }
             Err(_) => {
                 metrics::inc(&METRICS.calls_refused_total);
-                warn!(%peer, max_calls = max, "at the call limit: connection refused, FreeSWITCH continues the dialplan unrecorded");
-                drop(stream);
+                warn!(%peer, max_calls = max, "at the call limit: call handed back unrecorded, FreeSWITCH continues the dialplan");
+                match refusals.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        tracker.spawn(async move {
+                            hand_back_unrecorded(stream).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => drop(stream),
+                }
             }
         }
+    }
+}
+
+/// Lets a call FreeSWITCH handed over go on unrecorded: `connect` (so `socket` stops waiting
+/// for one), `resume` (so it does not stay parked when the socket closes), `exit`; then waits,
+/// at most 2 s, for FreeSWITCH to close, so the commands are read before our side goes.
+async fn hand_back_unrecorded(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let work = async {
+        stream.write_all(b"connect\n\nresume\n\nexit\n\n").await?;
+        let mut buf = [0u8; 8192];
+        while stream.read(&mut buf).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(2), work)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    {
+        warn!(error = %e, "handing a refused call back did not finish cleanly");
     }
 }

@@ -145,7 +145,10 @@ pub enum Action {
     Journal(Box<JournalEntry>),
     /// A journaled recording ended without being kept.
     Forget(String),
-    /// Close our side of the socket (the dialplan's fallback routes the call); stop reading.
+    /// Send `resume` and close our side of the socket, so the dialplan goes on after `socket`
+    /// (its fallback, or the context's own routing after the drop-in extension); stop reading.
+    /// Only while the call is still parked in the socket (never after a transfer: FreeSWITCH
+    /// would reset the live channel).
     Close,
     /// The call is handed back and followed over the link: send `exit` on the socket and let
     /// it go; later commands go over the link.
@@ -182,7 +185,15 @@ enum Purpose {
     /// `uuid_setvar <uuid> callrec_follow <tag>`: the link's filter lets the call's events in.
     Follow,
     Start(RecIdx),
+    /// `sendmsg execute transfer <arg>` ("<extension> XML <context>").
     Transfer(String),
+    /// `resume`: when the socket closes, FreeSWITCH goes on with the dialplan right after the
+    /// `socket` action (the drop-in extension's hand-back).
+    Resume,
+    /// `uuid_setvar <uuid> socket_resume false`, pipelined right before a transfer of a call the
+    /// drop-in extension handed over with `socket_resume=true` (else FreeSWITCH's
+    /// `socket_function` would set CS_EXECUTE over the transfer).
+    ClearResume,
     /// `uuid_record <uuid> stop <path>` (a callflow's `record_call stop`).
     Stop(RecIdx),
     /// A dialplan application run by a callflow (`sendmsg execute` with this `Event-UUID`);
@@ -325,6 +336,11 @@ impl Session {
             flow: None,
             ids: Box::new(ids),
         }
+    }
+
+    /// The drop-in extension handed the call over (see [`CallInfo::in_place`]).
+    fn in_place(&self) -> bool {
+        self.info.in_place
     }
 
     pub fn info(&self) -> &CallInfo {
@@ -541,28 +557,49 @@ impl Session {
             self.advance_flow(out);
             return;
         }
-        let (dest, ctx) = (
-            self.info.destination.clone(),
-            self.settings.continue_context.clone(),
-        );
-        self.hand_back(&dest, &ctx, out);
+        let dest = self.info.destination.clone();
+        self.hand_back(&dest, None, out);
     }
 
-    /// Queues `transfer <extension> XML <context>`; an extension FreeSWITCH would split (spaces,
-    /// braces…) is never sent: the socket is closed so the dialplan's fallback routes the call.
-    fn hand_back(&mut self, extension: &str, context: &str, out: &mut Vec<Action>) {
-        if !safe_destination(extension) {
+    /// Hands the call back to the dialplan. With `context` named: `transfer <extension> XML
+    /// <context>`. Without: a call from the drop-in extension goes on where it was (`resume`
+    /// when the socket is let go now, else a transfer into its own context, which its guard
+    /// variable makes skip the callrec extension); any other goes to `continue_context`. An
+    /// argument FreeSWITCH would split (spaces, braces…) is never sent: the socket is closed
+    /// with `resume`, so the dialplan goes on after `socket`.
+    fn hand_back(&mut self, extension: &str, context: Option<&str>, out: &mut Vec<Action>) {
+        if context.is_none() && self.in_place() && self.lets_socket_go() {
+            self.queue.push_back(Purpose::Resume);
+            self.next_queued(out);
+            return;
+        }
+        let context = match context {
+            Some(c) => c.to_string(),
+            None if self.in_place() => self.info.context.clone(),
+            None => self.settings.continue_context.clone(),
+        };
+        if !safe_destination(extension) || !safe_destination(&context) {
             warn!(
                 destination = %extension.escape_debug(),
-                "destination has characters unsafe in a transfer; closing the socket so the dialplan's fallback routes the call"
+                context = %context.escape_debug(),
+                "destination or context has characters unsafe in a transfer; closing the socket so the dialplan goes on after `socket`"
             );
             self.queue.clear();
             self.abandon("destination unsafe to hand back", out);
             return;
         }
+        if self.in_place() {
+            self.queue.push_back(Purpose::ClearResume);
+        }
         self.queue
             .push_back(Purpose::Transfer(format!("{extension} XML {context}")));
         self.next_queued(out);
+    }
+
+    /// Whether the socket goes as soon as the call is handed back: followed over the link, or
+    /// nothing to follow.
+    fn lets_socket_go(&self) -> bool {
+        (self.link && self.flow.is_none()) || self.nothing_to_follow
     }
 
     /// A planned recording joins the call (waiting for its trigger), with its reason logged.
@@ -630,6 +667,28 @@ impl Session {
                 Purpose::Transfer(arg) => {
                     let cmd = Command::SendMsg(SendMsg::execute("transfer", Some(arg.clone())));
                     out.push(self.send(cmd, Purpose::Transfer(arg)));
+                }
+                Purpose::Resume => {
+                    if !self.lets_socket_go() {
+                        // The link fell back to the socket since the hand-back was queued:
+                        // the socket stays, so the call moves by transfer instead.
+                        let dest = self.info.destination.clone();
+                        let ctx = self.info.context.clone();
+                        self.hand_back(&dest, Some(&ctx), out);
+                        return;
+                    }
+                    out.push(self.send(Command::Resume, Purpose::Resume));
+                }
+                Purpose::ClearResume => {
+                    let cmd = Command::Api(format!(
+                        "uuid_setvar {} socket_resume false",
+                        self.info.call_id
+                    ));
+                    out.push(self.send(cmd, Purpose::ClearResume));
+                    // Pipelined: the transfer goes right behind it, without waiting for this
+                    // reply, so the moment where callrec could die between the two (leaving the
+                    // call parked with resume off) is as short as it can be.
+                    continue;
                 }
                 Purpose::Stop(idx) => {
                     let cmd = self.recordings[idx].stop_command(&self.info.call_id);
@@ -742,25 +801,33 @@ impl Session {
                 }
                 Err(e) => self.flow_failed(&format!("{app} not acknowledged: {e}"), starts, out),
             },
+            Purpose::ClearResume => match result {
+                Ok((true, _)) => {}
+                Ok((false, text)) => {
+                    error!(reply = %text, "could not clear socket_resume before the transfer; FreeSWITCH may keep the call in its old extension")
+                }
+                Err(e) => {
+                    error!(error = %e, "clearing socket_resume not acknowledged before the transfer")
+                }
+            },
+            Purpose::Resume => match result {
+                Ok((true, _)) => {
+                    info!("call handed back to the dialplan: it goes on after the callrec extension once the socket closes");
+                    self.handed_back(out);
+                }
+                Ok((false, text)) => {
+                    error!(reply = %text, "resume refused; closing the socket");
+                    self.abandon("the call could not be handed back", out);
+                }
+                Err(e) => {
+                    error!(error = %e, "resume not acknowledged; closing the socket");
+                    self.abandon("the call could not be handed back", out);
+                }
+            },
             Purpose::Transfer(arg) => match result {
                 Ok((true, _)) => {
                     info!(to = %arg, "call handed back to the dialplan");
-                    self.phase = Phase::Following;
-                    if self.nothing_to_follow && !self.closed {
-                        // Nothing to record now or on a bridge: let the call go at once.
-                        info!("nothing to record on this call: not following it");
-                        out.push(if self.link {
-                            Action::Release
-                        } else {
-                            Action::Exit
-                        });
-                        self.released = self.link;
-                        self.closed = true;
-                    } else if self.link && self.flow.is_none() && !self.closed {
-                        self.released = true;
-                        info!("outbound socket released; following the call over the event-socket link");
-                        out.push(Action::Release);
-                    }
+                    self.handed_back(out);
                 }
                 // A call left parked in the socket would wait forever: close, and FreeSWITCH's
                 // dialplan goes on with its fallback.
@@ -780,6 +847,27 @@ impl Session {
             return;
         }
         self.next_queued(out);
+    }
+
+    /// FreeSWITCH took the hand-back: follow the call, letting the socket go now when the link
+    /// follows it or there is nothing to follow.
+    fn handed_back(&mut self, out: &mut Vec<Action>) {
+        self.phase = Phase::Following;
+        if self.nothing_to_follow && !self.closed {
+            // Nothing to record now or on a bridge: let the call go at once.
+            info!("nothing to record on this call: not following it");
+            out.push(if self.link {
+                Action::Release
+            } else {
+                Action::Exit
+            });
+            self.released = self.link;
+            self.closed = true;
+        } else if self.link && self.flow.is_none() && !self.closed {
+            self.released = true;
+            info!("outbound socket released; following the call over the event-socket link");
+            out.push(Action::Release);
+        }
     }
 
     fn fail(&mut self, idx: RecIdx, why: String) {
@@ -1055,9 +1143,8 @@ impl Session {
                 }
                 Module::Dialplan { context, extension } => {
                     let ext = extension.unwrap_or_else(|| self.info.destination.clone());
-                    let ctx = context.unwrap_or_else(|| self.settings.continue_context.clone());
                     self.flow_over();
-                    self.hand_back(&ext, &ctx, out);
+                    self.hand_back(&ext, context.as_deref(), out);
                 }
                 Module::Device { id: target } | Module::User { id: target } => {
                     let key = format!("{module_name}:{target}");
@@ -1106,11 +1193,8 @@ impl Session {
         if self.hangup_complete || self.closed {
             return;
         }
-        let (dest, ctx) = (
-            self.info.destination.clone(),
-            self.settings.continue_context.clone(),
-        );
-        self.hand_back(&dest, &ctx, out);
+        let dest = self.info.destination.clone();
+        self.hand_back(&dest, None, out);
     }
 
     /// `record_call start`: a recording of the call with the module's settings (the same

@@ -55,6 +55,24 @@ pub struct CallInfo {
     pub answered: bool,
     /// Event-Date-Timestamp of the channel data, µs since the epoch.
     pub started_us: u64,
+    /// The drop-in extension (`dialplans/callrec.xml`) handed the call over: its guard variable
+    /// [`IN_PLACE_VARIABLE`] is true, `socket_resume` is preset, and the call goes back to the
+    /// dialplan where it was rather than to `continue_context`.
+    pub in_place: bool,
+}
+
+/// The drop-in extension's guard: set before `socket`, so a leg passes callrec once however
+/// often its dialplan is hunted again (transfers, `execute_extension`).
+pub const IN_PLACE_VARIABLE: &str = "callrec_passed";
+
+/// FreeSWITCH's `switch_true`: "true", "yes", "on", "enabled", "active", "allow" or a non-zero
+/// number.
+pub fn fs_true(v: &str) -> bool {
+    let v = v.trim();
+    ["true", "yes", "on", "enabled", "active", "allow"]
+        .iter()
+        .any(|t| v.eq_ignore_ascii_case(t))
+        || v.parse::<i64>().is_ok_and(|n| n != 0)
 }
 
 /// Longest value taken from the channel data, in bytes. Caller-controlled strings end up in
@@ -95,6 +113,9 @@ impl CallInfo {
             interaction_id: non_empty(data.variable("interaction_id")),
             answered: data.answer_state().as_deref() == Some("answered"),
             started_us: data.timestamp_us().unwrap_or(0),
+            in_place: data
+                .variable(IN_PLACE_VARIABLE)
+                .is_some_and(|v| fs_true(&v)),
         }
     }
 }

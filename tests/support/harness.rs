@@ -88,6 +88,15 @@ impl Harness {
         Harness::start_in(plans, tweak, true).await
     }
 
+    /// A harness that follows calls over the link (`inbound`) or over their sockets.
+    pub async fn start_mode(
+        plans: Vec<RecordCall>,
+        tweak: impl FnOnce(&mut Config),
+        inbound: bool,
+    ) -> Harness {
+        Harness::start_in(plans, tweak, inbound).await
+    }
+
     async fn start_in(
         plans: Vec<RecordCall>,
         tweak: impl FnOnce(&mut Config),
@@ -131,6 +140,19 @@ impl Harness {
         spec: callrec_sim::CallSpec,
     ) -> std::io::Result<callrec_sim::CallHandle> {
         super::follow::dial(&self.switch, self.addr, spec).await
+    }
+
+    /// Places a call that runs `dialplan` on this harness's FreeSWITCH (its `socket` actions
+    /// name the controller themselves).
+    pub fn place(
+        &self,
+        dialplan: std::sync::Arc<callrec_sim::Dialplan>,
+        spec: callrec_sim::CallSpec,
+    ) -> callrec_sim::CallHandle {
+        match &self.switch {
+            Some(sw) => sw.place(dialplan, spec),
+            None => callrec_sim::place(dialplan, spec),
+        }
     }
 
     /// Waits until the call's socket is closed and callrec has finished with every call (over

@@ -11,6 +11,8 @@
 //!   next action of the hunted list runs (including later extensions' actions when the socket's
 //!   extension has `continue="true"`). Closed without either, the call stays parked until the
 //!   caller hangs up (measured: tests/fixtures/facts/freeswitch-recordings.md).
+//! - `socket_function` first waits for the controller's `connect` (LFLAG_CONNECTED): a socket
+//!   closed before it leaves the call waiting there until the hangup, resume or not.
 //! - The two `socket_resume` traps the source shows, reported in
 //!   [`CallReport::resume_hazard`](super::CallReport) and never played as if harmless:
 //!   a transfer ending the park while resume is set (`socket_function` then sets CS_EXECUTE
@@ -274,6 +276,12 @@ impl Sim {
     /// The end of `listener_run` for this channel's socket.
     pub(super) fn on_listener_end(&mut self) {
         if self.hung_up {
+            return;
+        }
+        if !self.connected {
+            // `socket_function` waits for LFLAG_CONNECTED (set by `connect`) before it parks,
+            // and nothing else ends that wait but the hangup: resume or not, the call stays.
+            self.update(|r| r.stuck_in_park = true);
             return;
         }
         let resume = self.resume_set();
