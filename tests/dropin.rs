@@ -57,10 +57,14 @@ fn routing(name: &str) -> String {
 /// `callrec.xml` first in each context, then the context's own routing (the order FreeSWITCH
 /// includes `00_callrec.xml` and the site's files in).
 fn site(h: &Harness, contexts: &[&str]) -> Arc<Dialplan> {
+    site_with(&callrec_xml(h), contexts)
+}
+
+fn site_with(first: &str, contexts: &[&str]) -> Arc<Dialplan> {
     let mut dp = Dialplan::new();
     for c in contexts {
         dp = dp
-            .include(c, &callrec_xml(h))
+            .include(c, first)
             .unwrap()
             .include(c, &routing(c))
             .unwrap();
@@ -298,5 +302,101 @@ async fn the_legacy_extension_and_continue_context_still_route_after_an_upgrade(
         );
         talk_and_hang_up(&h, &call, 2).await;
         assert_eq!(h.delivered().len(), 1);
+    }
+}
+
+/// The docker-compose lab's own FreeSWITCH configuration (`lab/freeswitch/conf/dialplan/
+/// public.xml`, which includes `dialplans/callrec.xml` through the `callrec` link), read the way
+/// FreeSWITCH's preprocessor reads it: the caller's 9000 passes callrec once, is recorded from
+/// the answer, and is answered by the lab's own routing right after the callrec extension.
+#[tokio::test]
+async fn the_labs_public_context_records_the_call_and_its_own_routing_answers_it() {
+    for link in [false, true] {
+        let h = Harness::start_mode(vec![wav(|r| r.record_on_answer = true)], |_| {}, link).await;
+        let addr = h.addr.to_string();
+        let dp = Dialplan::from_file(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/freeswitch/conf/dialplan/public.xml"),
+            "public",
+            |text| text.replace("127.0.0.1:8084", &addr),
+        )
+        .expect("the lab's dialplan reads");
+        let mut spec = CallSpec::new("sipp", "9000");
+        spec.context = "public".into();
+        let call = h.place(Arc::new(dp), spec);
+        // The lab's routing answers; callrec starts the recording on CHANNEL_ANSWER.
+        within(call.wait_for_command("api uuid_record")).await;
+        let r = call.report();
+        clean(&r);
+        // Over the link: one hunt. Over the socket: a second one after the transfer back into
+        // `public`, where the guard skips the callrec extension.
+        assert_eq!(
+            &r.hunted[..3],
+            ["public/lab-account", "public/callrec", "public/lab-tone"]
+        );
+        assert_eq!(
+            r.hunted.iter().filter(|x| *x == "public/callrec").count(),
+            1
+        );
+        assert_eq!(r.hunted.len(), if link { 3 } else { 5 }, "{:?}", r.hunted);
+        assert_eq!(r.sockets, 1);
+        assert!(r
+            .dialplan
+            .contains(&"set callrec_account_id=lab".to_string()));
+        assert!(r
+            .dialplan
+            .iter()
+            .any(|a| a.starts_with("playback tone_stream://")));
+        talk_and_hang_up(&h, &call, 6).await;
+        let got = h.delivered();
+        assert_eq!(got.len(), 1, "link={link}");
+        assert_eq!(got[0].duration_ms, 6_000);
+        assert_eq!(got[0].call.account_id.as_deref(), Some("lab"));
+    }
+}
+
+/// Every drop-in example (FusionPBX, one account, DIDs) included first in a context that
+/// routes its own calls: the call is recorded under the account the example names, and routed.
+#[tokio::test]
+async fn every_example_drops_in_first_and_the_context_routes_its_calls() {
+    let cases = [
+        ("fusionpbx.xml", Some("6b1c0d2e-domain"), Some("u-77")),
+        ("single-account.xml", Some("main"), None),
+        ("did.xml", None, None),
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplans/examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut named: Vec<_> = cases.iter().map(|c| c.0.to_string()).collect();
+    named.sort();
+    assert_eq!(files, named, "every example is run here");
+    for (name, account, user) in cases {
+        for link in [false, true] {
+            let h = Harness::start_mode(vec![wav(|_| {})], |_| {}, link).await;
+            let text = file(&format!("dialplans/examples/{name}"))
+                .replace("127.0.0.1:8084", &h.addr.to_string());
+            let dp = site_with(&text, &["tenant"]);
+            let spec = phone_call("1009", "tenant", "tenant.example")
+                .var("domain_uuid", "6b1c0d2e-domain")
+                .var("user_uuid", "u-77");
+            let call = h.place(dp, spec);
+            let r = routed(&call).await;
+            clean(&r);
+            assert_eq!(r.sockets, 1, "{name}");
+            assert_eq!(
+                last_bridge(&r),
+                Some("bridge user/1002@tenant.example"),
+                "{name}"
+            );
+            let seen = h.planner.seen.lock().unwrap()[0].clone();
+            assert_eq!(seen.account_id.as_deref(), account, "{name}");
+            assert_eq!(seen.user_id.as_deref(), user, "{name}");
+            assert!(seen.in_place, "{name}");
+            talk_and_hang_up(&h, &call, 1).await;
+            assert_eq!(h.delivered().len(), 1, "{name} link={link}");
+        }
     }
 }

@@ -123,6 +123,13 @@ fn elements(path: &Path) -> Vec<(String, HashMap<String, String>)> {
 
 /// The files FreeSWITCH's preprocessor reads, from `freeswitch.xml` down: each include is a
 /// glob relative to the including file's directory (switch_xml.c, `preprocess_glob`).
+/// Every file FreeSWITCH reads for the lab's configuration.
+fn included_files_of_conf() -> Vec<PathBuf> {
+    let mut files = vec![];
+    included_files(&conf().join("freeswitch.xml"), &mut files);
+    files
+}
+
 fn included_files(file: &Path, out: &mut Vec<PathBuf>) {
     out.push(file.to_path_buf());
     for (name, attrs) in elements(file) {
@@ -254,8 +261,8 @@ fn the_lab_agrees_with_callrecs_defaults_and_the_dialplans() {
     assert_eq!(lab.freeswitch_esl, d.freeswitch_esl);
     assert_eq!(lab.freeswitch_password, d.freeswitch_password);
     assert_eq!(lab.continue_context, d.continue_context);
-    // The dialplan's socket reaches callrec's listener.
-    let dialplan = std::fs::read_to_string(root().join("dialplans/public/00_callrec.xml")).unwrap();
+    // The dialplan's socket reaches callrec's listener: the drop-in file, included unchanged.
+    let dialplan = std::fs::read_to_string(root().join("dialplans/callrec.xml")).unwrap();
     assert!(dialplan.contains(&format!("data=\"{} async full\"", d.listen)));
     // The event socket is where callrec's link goes, with its password.
     let mut files = vec![];
@@ -309,16 +316,40 @@ fn the_lab_agrees_with_callrecs_defaults_and_the_dialplans() {
     let sip_port = expand(&param(&files, "sofia.conf.xml", "sip-port"), &vars);
     assert_eq!(caller[0], format!("freeswitch:{sip_port}"));
     let number = &caller[caller.iter().position(|a| a == "-s").unwrap() + 1];
-    let cont = elements(&conf().join("dialplan/callrec-continue.xml"));
-    assert!(cont
+    // The public context is a site's in the drop-in form: callrec.xml included first (after
+    // the extension naming the account), then the lab's own routing, which answers the
+    // caller's number; no continuation context.
+    let public = elements(&conf().join("dialplan/public.xml"));
+    let order: Vec<String> = public
         .iter()
-        .any(|(n, a)| n == "context" && a.get("name") == Some(&d.continue_context)));
-    let answers = cont.iter().any(|(n, a)| {
+        .filter_map(|(n, a)| match n.as_str() {
+            "extension" => a.get("name").cloned(),
+            "X-PRE-PROCESS" => a.get("data").cloned(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["lab-account", "callrec/callrec.xml", "lab-tone", "unrouted"]
+    );
+    assert!(
+        conf().join("dialplan/callrec/callrec.xml").is_file(),
+        "the include reaches the repository's file"
+    );
+    let answers = public.iter().any(|(n, a)| {
         n == "condition"
-            && a.get("expression")
-                .is_some_and(|e| regex::Regex::new(e).unwrap().is_match(number))
+            && a.get("expression").is_some_and(|e| {
+                e.starts_with("^(9") && regex::Regex::new(e).unwrap().is_match(number)
+            })
     });
-    assert!(answers, "callrec-continue answers {number}");
+    assert!(answers, "the lab's routing answers {number}");
+    assert!(
+        !included_files_of_conf().iter().any(|f| elements(f)
+            .iter()
+            .any(|(n, a)| n == "context" && a.get("name") == Some(&d.continue_context))),
+        "the lab has no {} context",
+        d.continue_context
+    );
     assert_eq!(
         param(&files, "sofia.conf.xml", "context"),
         "public",
@@ -421,7 +452,7 @@ fn the_freeswitch_configuration_is_complete_and_runs_the_dialplans_unchanged() {
         );
     }
     // The project's dialplans, unchanged: dialplan/callrec is the repository's dialplans/, and
-    // every file in its public/ is read into the public context.
+    // its drop-in callrec.xml is read into the public context.
     let link = conf().join("dialplan/callrec");
     assert!(std::fs::symlink_metadata(&link)
         .unwrap()
@@ -436,15 +467,10 @@ fn the_freeswitch_configuration_is_complete_and_runs_the_dialplans_unchanged() {
         link.canonicalize().unwrap(),
         root().join("dialplans").canonicalize().unwrap()
     );
-    for e in std::fs::read_dir(root().join("dialplans/public"))
-        .unwrap()
-        .flatten()
-    {
-        let read_via_link = link.join("public").join(e.file_name());
-        assert!(
-            files.iter().any(|f| f == &read_via_link),
-            "{} is included",
-            read_via_link.display()
-        );
-    }
+    let read_via_link = link.join("callrec.xml");
+    assert!(
+        files.iter().any(|f| f == &read_via_link),
+        "{} is included",
+        read_via_link.display()
+    );
 }

@@ -80,6 +80,79 @@ impl Dialplan {
         Ok(self)
     }
 
+    /// Reads a dialplan file as FreeSWITCH's preprocessor does (`switch_xml.c`): every
+    /// `<X-PRE-PROCESS cmd="include" data="…"/>` is replaced by the files it names (a path
+    /// relative to the including file's directory, one `*` allowed in the file name, files in
+    /// name order), without their `<include>` wrapper; `cmd="set" data="name=value"` defines a
+    /// `$${name}`. `edit` rewrites the whole text before it is parsed (a test pointing
+    /// `socket` at its own listener). Extensions outside a `<context>` go into `context`.
+    pub fn from_file(
+        path: &std::path::Path,
+        context: &str,
+        edit: impl Fn(String) -> String,
+    ) -> Result<Dialplan, String> {
+        let mut dp = Dialplan::new();
+        let text = dp.expand_file(path, 0)?;
+        let text = edit(text);
+        dp.include(context, &text)
+    }
+
+    fn expand_file(&mut self, path: &std::path::Path, depth: usize) -> Result<String, String> {
+        if depth > 20 {
+            return Err(format!("{}: includes nest too deep", path.display()));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let mut out = String::with_capacity(text.len());
+        for line in text.lines() {
+            let t = line.trim();
+            if t.starts_with("<?xml") || t == "<include>" || t == "</include>" {
+                continue;
+            }
+            let Some(rest) = t.strip_prefix("<X-PRE-PROCESS") else {
+                out.push_str(line);
+                out.push('\n');
+                continue;
+            };
+            let attr = |name: &str| {
+                let key = format!("{name}=\"");
+                rest.find(&key).and_then(|i| {
+                    let v = &rest[i + key.len()..];
+                    v.find('"').map(|j| v[..j].to_string())
+                })
+            };
+            match (attr("cmd").as_deref(), attr("data")) {
+                (Some("include"), Some(pattern)) => {
+                    let (sub, glob) = match pattern.rsplit_once('/') {
+                        Some((d, g)) => (dir.join(d), g.to_string()),
+                        None => (dir.to_path_buf(), pattern.clone()),
+                    };
+                    let mut files: Vec<_> = std::fs::read_dir(&sub)
+                        .map_err(|e| format!("{}: include {pattern}: {e}", path.display()))?
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| {
+                            p.is_file()
+                                && p.file_name()
+                                    .is_some_and(|n| glob_match(&glob, &n.to_string_lossy()))
+                        })
+                        .collect();
+                    files.sort();
+                    for f in files {
+                        out.push_str(&self.expand_file(&f, depth + 1)?);
+                    }
+                }
+                (Some("set"), Some(kv)) => {
+                    if let Some((k, v)) = kv.split_once('=') {
+                        self.globals.push((k.to_string(), v.to_string()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
     fn preprocess(&self, xml: &str) -> String {
         let mut out = xml.to_string();
         for (k, v) in &self.globals {
@@ -179,6 +252,14 @@ impl Dialplan {
             }
         }
         Some((matched, actions))
+    }
+}
+
+/// A file name against a pattern with at most one `*`.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((a, b)) => name.len() >= a.len() + b.len() && name.starts_with(a) && name.ends_with(b),
     }
 }
 

@@ -230,7 +230,7 @@ impl Sim {
                 self.playback = Some((
                     app_uuid.to_string(),
                     arg.to_string(),
-                    self.now_us + ms * 1000,
+                    self.now_us.saturating_add(ms.saturating_mul(1000)),
                 ));
                 Ok(())
             }
@@ -329,6 +329,7 @@ impl Sim {
         let Some((u, arg, _)) = self.playback.take() else {
             return Ok(());
         };
+        self.playback_returned();
         self.execute_complete("playback", &arg, &u, "FILE PLAYED")
             .await
     }
@@ -479,7 +480,11 @@ pub(super) fn tone_stream_ms(arg: &str) -> u64 {
     let loops = arg
         .split(';')
         .find_map(|p| p.strip_prefix("loops="))
-        .and_then(|l| l.parse::<u64>().ok())
+        .and_then(|l| l.parse::<i64>().ok())
         .unwrap_or(1);
-    (on + off) * loops
+    if loops < 0 {
+        // `loops=-1`: until something ends it (the hangup).
+        return u64::MAX;
+    }
+    (on + off).saturating_mul(loops as u64)
 }

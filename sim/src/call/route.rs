@@ -21,8 +21,8 @@
 //! - `transfer <dest> [XML <context>]` hunts again from the top of the context (the context
 //!   must exist, else NO_ROUTE_DESTINATION); `execute_extension` hunts and runs the result
 //!   inline, then the rest of the list.
-//! - `bridge` waits until the far end hangs up ([`CallHandle::unbridge`](super::CallHandle)),
-//!   `park` until the hangup; `respond <code>` ends the call with the code's cause.
+//! - `playback` waits until its tone has played (virtual time), `bridge` until the far end
+//!   hangs up ([`CallHandle::unbridge`](super::CallHandle)), `park` until the hangup; `respond <code>` ends the call with the code's cause.
 //!
 //! Invariant: at most one `socket` is open per channel; the list runs only while the channel
 //! is not parked, bridged or hung up.
@@ -216,6 +216,17 @@ impl Sim {
                 };
                 self.hangup(cause, false).await
             }
+            "playback" => {
+                if let Some(route) = self.route.as_mut() {
+                    route.waiting = true;
+                }
+                self.run_app(app, &data, &app_uuid).await?;
+                // A playback that ends at once (unknown length) has already returned.
+                if self.playback.is_none() {
+                    self.playback_returned();
+                }
+                Ok(())
+            }
             "bridge" | "park" => {
                 if let Some(route) = self.route.as_mut() {
                     route.waiting = true;
@@ -330,6 +341,13 @@ impl Sim {
             route.pending.clear();
             route.waiting = false;
             route.hunt = Some((dest.to_string(), context.to_string()));
+        }
+    }
+
+    /// A dialplan `playback` ended: the next action runs.
+    pub(super) fn playback_returned(&mut self) {
+        if let Some(route) = self.route.as_mut() {
+            route.waiting = false;
         }
     }
 
