@@ -1,7 +1,8 @@
 //! A load generator: places calls at a steady rate against a controller, holds many at once,
 //! and measures how long the controller takes from CHANNEL_ANSWER to `uuid_record`.
 //!
-//! Each call: dial → wait for the hand-back (`sendmsg`) → answer → wait for `uuid_record` →
+//! Each call: dial (or run `dialplan`, whose `socket` dials) → wait for the hand-back
+//! (`transfer` or `resume`) → answer → wait for `uuid_record` →
 //! stay up for `hold` (wall clock) → `talk` of virtual audio → caller hangs up → wait for the
 //! controller to close. Used by `callrec-lab` and by `benches/load.rs`.
 
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{dial, CallSpec};
+use crate::{dial, place, CallSpec, Dialplan};
 
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -28,6 +29,9 @@ pub struct LoadConfig {
     pub variables: Vec<(String, String)>,
     /// Place the calls on this switch (its inbound event socket sees them).
     pub switch: Option<crate::Switch>,
+    /// Run each call through this dialplan from context `public` (its `socket` actions name
+    /// the controller) instead of dialling `target` straight away.
+    pub dialplan: Option<Arc<Dialplan>>,
 }
 
 impl Default for LoadConfig {
@@ -41,6 +45,7 @@ impl Default for LoadConfig {
             step_timeout: Duration::from_secs(60),
             variables: vec![("callrec_account_id".into(), "lab".into())],
             switch: None,
+            dialplan: None,
         }
     }
 }
@@ -50,7 +55,7 @@ pub struct LoadReport {
     pub placed: usize,
     /// Connection refused or closed by the controller before `connect`.
     pub refused: usize,
-    /// Handed back to the dialplan (`transfer`).
+    /// Handed back to the dialplan (`transfer`, or `resume` for the drop-in extension).
     pub handed_back: usize,
     /// `uuid_record` received after the answer.
     pub recorded: usize,
@@ -132,22 +137,27 @@ async fn one_call(i: usize, cfg: &LoadConfig, report: &Mutex<LoadReport>) {
     for (k, v) in &cfg.variables {
         spec = spec.var(k, v);
     }
-    let placed = match &cfg.switch {
-        Some(sw) => sw.dial(cfg.target, spec).await,
-        None => dial(cfg.target, spec).await,
+    let placed = match (&cfg.switch, &cfg.dialplan) {
+        (Some(sw), Some(dp)) => Ok(sw.place(dp.clone(), spec)),
+        (None, Some(dp)) => Ok(place(dp.clone(), spec)),
+        (Some(sw), None) => sw.dial(cfg.target, spec).await,
+        (None, None) => dial(cfg.target, spec).await,
     };
     let Ok(call) = placed else {
         bump(|r| r.refused += 1);
         return;
     };
     let t = cfg.step_timeout;
+    let resumed = |r: &crate::CallReport| r.commands.iter().any(|c| c.line == "resume");
     let handed = tokio::time::timeout(
         t,
-        call.wait_until(|r| r.closed || r.transferred_to.is_some()),
+        call.wait_until(|r| {
+            r.closed || r.transferred_to.is_some() || resumed(r) || r.sockets_refused > 0
+        }),
     )
     .await;
     match handed {
-        Ok(r) if r.transferred_to.is_some() => bump(|r| r.handed_back += 1),
+        Ok(r) if r.transferred_to.is_some() || resumed(&r) => bump(|r| r.handed_back += 1),
         Ok(r) if r.commands.is_empty() => {
             bump(|r| r.refused += 1);
             return;
