@@ -626,14 +626,19 @@ async fn a_call_that_cannot_be_handed_back_is_released_to_the_dialplan() {
 }
 
 #[tokio::test]
-async fn peers_outside_allow_peers_are_closed_without_a_command() {
+async fn peers_outside_allow_peers_are_handed_back_unrecorded() {
     let h = Harness::start_with(vec![wav(|_| {})], |c| {
         c.allow_peers = vec![callrec::outbound::allow::PeerNet::parse("10.0.0.0/8").unwrap()]
     })
     .await;
     let call = h.dial(spec()).await.unwrap();
     let r = h.closed(&call).await;
-    assert!(r.commands.is_empty(), "not even connect: {:?}", r.commands);
+    let lines: Vec<_> = r.commands.iter().map(|c| c.line.as_str()).collect();
+    assert_eq!(
+        lines,
+        ["connect", "resume", "exit"],
+        "nothing but the hand-back: a FreeSWITCH left out by mistake still routes its calls"
+    );
     // The default (loopback) takes the same call.
     let h = Harness::start(vec![wav(|_| {})]).await;
     let call = h.dial(spec()).await.unwrap();
@@ -653,5 +658,5 @@ async fn a_peer_that_sends_nothing_is_closed_after_the_command_timeout() {
         .await
         .expect("callrec closed the silent connection")
         .unwrap();
-    assert_eq!(got, b"connect\n\n");
+    assert_eq!(got, b"connect\n\nresume\n\n");
 }

@@ -56,7 +56,11 @@ pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
     let data = match conn.channel_data(ctx.command_timeout).await {
         Ok(d) => d,
         Err(why) => {
-            warn!(peer = %conn.peer, error = %why, "no channel data from FreeSWITCH; closing");
+            warn!(peer = %conn.peer, error = %why, "no channel data from FreeSWITCH; closing with resume");
+            // FreeSWITCH may have taken `connect` and be slow to answer: with `resume` the call
+            // goes on when the socket closes instead of staying parked.
+            let _ = conn.send(&Command::Resume);
+            conn.shutdown().await;
             return;
         }
     };

@@ -4,8 +4,9 @@
 //! shutting down) a call is handed straight back: `connect`, `resume`, `exit`, which is what
 //! FreeSWITCH needs to let the `socket` application return (without `connect` it waits for one;
 //! without `resume` it leaves the call parked, mod_event_socket.c), so the dialplan goes on with
-//! its next action unrecorded. A peer outside `allow_peers` is not a FreeSWITCH of ours: it is
-//! closed at once.
+//! its next action unrecorded. A peer outside `allow_peers` gets the same and nothing more:
+//! nothing it sends is read as a call, and a FreeSWITCH left out of `allow_peers` by mistake
+//! still routes its calls (unrecorded, with a warning per call) instead of stranding them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,8 +48,13 @@ pub async fn serve(
         };
         if !ctx.allow_peers.iter().any(|n| n.contains(peer.ip())) {
             metrics::inc(&METRICS.calls_refused_total);
-            warn!(%peer, "connection from a peer not in allow_peers: closed");
-            drop(stream);
+            warn!(%peer, "connection from a peer not in allow_peers: handed back unrecorded");
+            if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                tracker.spawn(async move {
+                    hand_back_unrecorded(stream).await;
+                    drop(permit);
+                });
+            }
             continue;
         }
         match slots.clone().try_acquire_owned() {

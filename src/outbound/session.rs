@@ -454,6 +454,16 @@ impl Session {
                     unfinished = self.unfinished(),
                     "shutdown deadline: recordings still running are left to the next start"
                 );
+                // Still parked in `socket`, with no hand-back on its way: let it go on.
+                let parked = matches!(self.phase, Phase::Setup { .. } | Phase::Starting)
+                    && !self
+                        .in_flight
+                        .iter()
+                        .any(|(_, p)| matches!(p, Purpose::Transfer(_) | Purpose::Resume));
+                if parked && !self.closed {
+                    warn!("shutdown deadline before the call was handed back: closing with resume, the dialplan goes on");
+                    out.push(Action::Close);
+                }
                 // FreeSWITCH goes on writing these files: they stay journaled, and the next
                 // start takes them up (over the event socket, or from their files).
                 for r in &mut self.recordings {
