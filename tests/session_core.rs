@@ -896,3 +896,16 @@ fn row19_the_drop_in_extensions_call_goes_on_where_it_was() {
         assert_eq!((o.exited, o.released), (tag.is_none(), tag.is_some()));
     }
 }
+
+/// The shutdown deadline passes while the call still waits in `socket` (the rules never
+/// answered): the socket is closed with `resume` (the driver's `Close`), so the dialplan goes
+/// on.
+#[test]
+fn row20_a_call_still_parked_at_the_shutdown_deadline_is_let_go() {
+    let events = support::events("outbound-uuid-record-vars.json.txt");
+    let info = CallInfo::from_channel_data(&events[0], &PartyVariables::default());
+    let mut s = Session::new(info.clone(), settings());
+    let _ = s.start();
+    let acts = s.handle(Input::Abort);
+    assert!(acts.contains(&Action::Close), "{acts:?}");
+}
