@@ -1,0 +1,288 @@
+//! Documents on PostgreSQL: get, list, put with revisions, delete, and the planner's lookups
+//! (callflow numbers, SIP usernames, whether any recording settings exist), remembered for an
+//! outage.
+
+use super::*;
+
+// --- documents -------------------------------------------------------------------------------
+
+/// A document from its `id, rev, body` columns, starting at column `i`.
+fn doc_of(kind: Kind, account: String, r: &Row, i: usize) -> Result<Doc, StoreError> {
+    row_to_doc(kind, account, r.get(i), r.get(i + 1), r.get(i + 2))
+}
+
+impl Pg {
+    pub(in crate::store) fn get(
+        &self,
+        kind: Kind,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<Doc>, StoreError> {
+        let r = self.get_now(kind, account_id, id);
+        let key = format!("get\0{}\0{account_id}\0{id}", kind.as_str());
+        self.remembered(key, r)
+    }
+
+    fn get_now(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let row = cached_query_opt(
+                &c,
+                "SELECT rev, body FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3",
+                &[&account_id, &kind.as_str(), &id],
+            )
+            .await?;
+            row.map(|r| row_to_doc(kind, account_id.into(), id.into(), r.get(0), r.get(1)))
+                .transpose()
+        })
+    }
+
+    pub(in crate::store) fn list(
+        &self,
+        kind: Kind,
+        account_id: &str,
+    ) -> Result<Vec<Doc>, StoreError> {
+        let r = self.list_now(kind, account_id);
+        let key = format!("list\0{}\0{account_id}", kind.as_str());
+        self.remembered(key, r)
+    }
+
+    fn list_now(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = cached_query(
+                &c,
+                "SELECT id, rev, body FROM documents WHERE account_id = $1 AND kind = $2
+                     ORDER BY id COLLATE \"C\"",
+                &[&account_id, &kind.as_str()],
+            )
+            .await?;
+            rows.iter()
+                .map(|r| doc_of(kind, account_id.into(), r, 0))
+                .collect()
+        })
+    }
+
+    pub(in crate::store) fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = cached_query(
+                &c,
+                "SELECT account_id, kind, id, rev, body FROM documents
+                     ORDER BY account_id COLLATE \"C\", kind COLLATE \"C\", id COLLATE \"C\"",
+                &[],
+            )
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let kind: String = r.get(1);
+                    doc_of(crate::store::documents::parse_kind(&kind)?, r.get(0), r, 2)
+                })
+                .collect()
+        })
+    }
+
+    pub(in crate::store) fn put(
+        &self,
+        kind: Kind,
+        account_id: &str,
+        id: &str,
+        body: Value,
+        text: &str,
+        expect: Expect,
+    ) -> Result<Doc, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            // Two writers of one new document: the loser waits here, then sees the winner's row.
+            cached_execute(
+                &tx,
+                "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2 || '/' || $3, 1))",
+                &[&account_id, &kind.as_str(), &id],
+            )
+            .await?;
+            let current: Option<i64> = cached_query_opt(
+                &tx,
+                "SELECT rev FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3
+                     FOR UPDATE",
+                &[&account_id, &kind.as_str(), &id],
+            )
+            .await?
+            .map(|r| r.get(0));
+            match (expect, current) {
+                (Expect::Absent, Some(_)) => return Err(StoreError::Exists),
+                (Expect::Revision(want), cur) if cur != Some(want.0 as i64) => {
+                    return Err(StoreError::Conflict {
+                        current: cur.map(|r| r.to_string()).unwrap_or_default(),
+                    })
+                }
+                _ => {}
+            }
+            let rev = current.unwrap_or(0) + 1;
+            cached_execute(
+                &tx,
+                "INSERT INTO documents (account_id, kind, id, rev, body, modified, records)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (account_id, kind, id)
+                 DO UPDATE SET rev = $4, body = $5, modified = $6, records = $7",
+                &[
+                    &account_id,
+                    &kind.as_str(),
+                    &id,
+                    &rev,
+                    &text,
+                    &crate::store::now_s(),
+                    &mentions_recording(text),
+                ],
+            )
+            .await?;
+            if kind == Kind::Callflow {
+                set_numbers(&tx, account_id, id, Some(&body)).await?;
+            }
+            tx.commit().await?;
+            Ok(Doc {
+                kind,
+                id: id.into(),
+                account_id: account_id.into(),
+                rev: revision(rev),
+                body,
+            })
+        })
+    }
+
+    pub(in crate::store) fn delete(
+        &self,
+        kind: Kind,
+        account_id: &str,
+        id: &str,
+        expect: Option<Revision>,
+    ) -> Result<bool, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let current: Option<i64> = cached_query_opt(
+                &tx,
+                "SELECT rev FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3
+                     FOR UPDATE",
+                &[&account_id, &kind.as_str(), &id],
+            )
+            .await?
+            .map(|r| r.get(0));
+            let Some(cur) = current else { return Ok(false) };
+            if let Some(want) = expect {
+                if cur != want.0 as i64 {
+                    return Err(StoreError::Conflict {
+                        current: cur.to_string(),
+                    });
+                }
+            }
+            cached_execute(
+                &tx,
+                "DELETE FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3",
+                &[&account_id, &kind.as_str(), &id],
+            )
+            .await?;
+            if kind == Kind::Callflow {
+                set_numbers(&tx, account_id, id, None).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    pub(in crate::store) fn accounts_with_number(
+        &self,
+        number: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let r = self.accounts_with_number_now(number);
+        self.remembered(format!("number\0{number}"), r)
+    }
+
+    fn accounts_with_number_now(&self, number: &str) -> Result<Vec<String>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = cached_query(
+                &c,
+                "SELECT account_id FROM callflow_numbers WHERE number = $1
+                     GROUP BY account_id ORDER BY account_id COLLATE \"C\"",
+                &[&number],
+            )
+            .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    pub(in crate::store) fn any_recording_settings(&self) -> Result<bool, StoreError> {
+        let r = self.any_recording_settings_now();
+        self.remembered("records".into(), r)
+    }
+
+    fn any_recording_settings_now(&self) -> Result<bool, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            Ok(cached_query_one(
+                &c,
+                "SELECT EXISTS(SELECT 1 FROM documents WHERE records)",
+                &[],
+            )
+            .await?
+            .get(0))
+        })
+    }
+
+    pub(in crate::store) fn devices_by_sip_username(
+        &self,
+        account_id: Option<&str>,
+        username: &str,
+    ) -> Result<Vec<Doc>, StoreError> {
+        let r = self.devices_by_sip_username_now(account_id, username);
+        let key = format!("sip\0{}\0{username}", account_id.unwrap_or("\u{1}"));
+        self.remembered(key, r)
+    }
+
+    fn devices_by_sip_username_now(
+        &self,
+        account_id: Option<&str>,
+        username: &str,
+    ) -> Result<Vec<Doc>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = cached_query(
+                &c,
+                "SELECT account_id, id, rev, body FROM documents
+                     WHERE kind = 'device' AND (body::jsonb) #>> '{sip,username}' = $1
+                       AND ($2::text IS NULL OR account_id = $2)
+                     ORDER BY account_id COLLATE \"C\", id COLLATE \"C\"",
+                &[&username, &account_id],
+            )
+            .await?;
+            rows.iter()
+                .map(|r| doc_of(Kind::Device, r.get(0), r, 1))
+                .collect()
+        })
+    }
+}
+
+async fn set_numbers(
+    c: &impl GenericClient,
+    account_id: &str,
+    id: &str,
+    body: Option<&Value>,
+) -> Result<(), StoreError> {
+    cached_execute(
+        c,
+        "DELETE FROM callflow_numbers WHERE account_id = $1 AND id = $2",
+        &[&account_id, &id],
+    )
+    .await?;
+    for n in numbers_of(body) {
+        cached_execute(
+            c,
+            "INSERT INTO callflow_numbers (number, account_id, id) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+            &[&n, &account_id, &id],
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The schema and its versions (`callrec_schema`); instances starting at once migrate under an
+//! advisory lock, one after the other; a database newer than this callrec is refused.
+
+use super::*;
+
+/// The schema version this callrec writes.
+pub(super) const CURRENT: i32 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE documents (
+    account_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    rev BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    modified BIGINT NOT NULL,
+    records BOOLEAN NOT NULL DEFAULT false,
+    PRIMARY KEY (account_id, kind, id)
+);
+CREATE INDEX documents_sip ON documents (((body::jsonb) #>> '{sip,username}')) WHERE kind = 'device';
+CREATE INDEX documents_records ON documents (records) WHERE records;
+CREATE TABLE callflow_numbers (
+    number TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (number, account_id, id)
+);
+CREATE INDEX callflow_numbers_doc ON callflow_numbers (account_id, id);
+CREATE TABLE tokens (
+    hash TEXT PRIMARY KEY,
+    lookup TEXT NOT NULL,
+    account_id TEXT,
+    created BIGINT NOT NULL
+);
+CREATE INDEX tokens_lookup ON tokens (lookup);
+CREATE TABLE recordings (
+    id TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    account_id TEXT,
+    call_id TEXT NOT NULL,
+    file_path TEXT NOT NULL,
+    state TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    created_us BIGINT NOT NULL,
+    updated_us BIGINT NOT NULL
+);
+CREATE INDEX recordings_account ON recordings (account_id, created_us);
+CREATE INDEX recordings_call ON recordings (call_id);
+CREATE INDEX recordings_path ON recordings (node, file_path text_pattern_ops);
+CREATE INDEX recordings_state ON recordings (node, state, created_us);
+CREATE INDEX recordings_created ON recordings (created_us);
+CREATE TABLE deliveries (
+    recording_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    url TEXT NOT NULL,
+    method TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_us BIGINT NOT NULL,
+    since_us BIGINT NOT NULL,
+    last_error TEXT,
+    last_status INTEGER,
+    delivered_us BIGINT,
+    PRIMARY KEY (recording_id, url, method)
+);
+CREATE INDEX deliveries_node_due ON deliveries (node, state, next_attempt_us);
+";
+
+/// The advisory lock migrations run under (any fixed number; "callrec" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0063_616c_6c72_6563;
+
+impl Pg {
+    pub(super) fn migrate(&self) -> Result<(), StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            cached_execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS callrec_schema (version INTEGER NOT NULL)",
+            )
+            .await?;
+            let version: i32 = cached_query_opt(&tx, "SELECT version FROM callrec_schema", &[])
+                .await?
+                .map(|r| r.get(0))
+                .unwrap_or(0);
+            if version > CURRENT {
+                return Err(StoreError::Corrupt(format!(
+                    "the database is at schema version {version}, newer than this callrec \
+                     ({CURRENT}); run the newer callrec"
+                )));
+            }
+            if version < 1 {
+                tx.batch_execute(SCHEMA_V1).await?;
+                cached_execute(&tx, "INSERT INTO callrec_schema (version) VALUES (1)", &[]).await?;
+                tracing::info!(schema_version = CURRENT, "database schema created");
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+}
