@@ -28,37 +28,12 @@ use std::time::{Duration, Instant};
 
 use callrec::rules::AudioFormat;
 use callrec::store::recordings::Outcome;
-use callrec::store::Store;
+use callrec::store::{scratch, Store};
 use callrec::uploader::{spool, CallMeta, FinishedRecording};
 use callrec::values::{Destination, RecordingKind, UploadMethod};
 
 /// Uploads at once, for callrec (`upload_concurrency`) and the plain client alike.
 const CONCURRENCY: usize = 8;
-
-/// Runs `sql` against `url` on a thread and runtime of its own; the first column of the first
-/// row, when there is one, as an integer.
-fn pg(url: &str, sql: &str) -> Option<i64> {
-    let (url, sql) = (url.to_string(), sql.to_string());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            let rows = client.simple_query(&sql).await.unwrap();
-            rows.iter().find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
-                _ => None,
-            })
-        })
-    })
-    .join()
-    .unwrap()
-}
 
 /// Where the spool lives for a measurement.
 #[derive(Clone)]
@@ -75,9 +50,7 @@ fn fresh(backend: &Backend, dir: &Path) -> (Store, Option<String>) {
         Backend::Sqlite => (Store::open(dir).unwrap(), None),
         Backend::Postgres(admin) => {
             let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
-            pg(admin, &format!("CREATE DATABASE {name}"));
-            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap();
-            let url = format!("{base}/{name}");
+            let url = scratch::create_database(admin, &name).unwrap();
             (Store::connect(&url).unwrap(), Some(url))
         }
     }
@@ -86,7 +59,7 @@ fn fresh(backend: &Backend, dir: &Path) -> (Store, Option<String>) {
 fn drop_db(backend: &Backend, url: Option<String>) {
     if let (Backend::Postgres(admin), Some(url)) = (backend, url) {
         let name = url.rsplit('/').next().unwrap();
-        pg(admin, &format!("DROP DATABASE {name} WITH (FORCE)"));
+        scratch::drop_database(admin, name).unwrap();
     }
 }
 
@@ -194,12 +167,7 @@ fn spool_at(n: usize, backend: &Backend) {
     let journaled: Vec<(String, serde_json::Value)> = store.journaled().unwrap();
     store.next_due().unwrap();
     let restart = t.elapsed();
-    let db = match &db_url {
-        None => std::fs::metadata(tmp.path().join("callrec.db"))
-            .map(|m| m.len())
-            .unwrap_or(0),
-        Some(u) => pg(u, "SELECT pg_database_size(current_database())").unwrap_or(0) as u64,
-    };
+    let db = store.size_bytes().unwrap_or(0);
     drop(store);
     drop_db(backend, db_url);
     println!(
@@ -300,15 +268,14 @@ fn drain(m: usize, kib: usize, keep_local: bool, backend: &Backend) {
         ),
     )
     .unwrap();
-    let probe = rusqlite::Connection::open(data.join("callrec.db")).unwrap();
-    let count = "SELECT COUNT(*) FROM recordings WHERE state = 'delivered'";
+    let probe = match &db_url {
+        None => Store::open(&data).unwrap(),
+        Some(u) => Store::connect(u).unwrap(),
+    };
     let delivered = || -> usize {
-        match &db_url {
-            None => probe
-                .query_row(count, [], |r| r.get::<_, i64>(0))
-                .unwrap_or(0) as usize,
-            Some(u) => pg(u, count).unwrap_or(0) as usize,
-        }
+        probe
+            .count_recordings(callrec::store::RecordingState::Delivered)
+            .unwrap_or(0) as usize
     };
     let t = Instant::now();
     let mut child = common::serve(&config);
@@ -391,7 +358,6 @@ fn lookups(users: usize, callflows: usize) {
             )
             .unwrap();
     }
-    let raw = rusqlite::Connection::open(tmp.path().join("callrec.db")).unwrap();
     let time = |f: &mut dyn FnMut()| {
         let mut v: Vec<Duration> = (0..50)
             .map(|_| {
@@ -402,31 +368,12 @@ fn lookups(users: usize, callflows: usize) {
             .collect();
         quantile(&mut v, 0.5)
     };
+    let scan = scratch::Unindexed::open(tmp.path()).unwrap();
     let any_now = time(&mut || assert!(!store.any_recording_settings().unwrap()));
-    let any_scan = time(&mut || {
-        let found: bool = raw
-            .query_row(
-                "SELECT EXISTS(SELECT 1 FROM documents
-                 WHERE instr(body, '\"record_call\"') > 0 OR instr(body, '\"call_recording\"') > 0)",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert!(!found);
-    });
+    let any_scan = time(&mut || assert!(!scan.recording_settings().unwrap()));
     let number = format!("1555{:07}", callflows / 2);
     let did_now = time(&mut || assert_eq!(store.accounts_with_number(&number).unwrap().len(), 1));
-    let did_scan = time(&mut || {
-        let n: i64 = raw
-            .query_row(
-                "SELECT COUNT(DISTINCT d.account_id) FROM documents d, json_each(d.body, '$.numbers') n
-                 WHERE d.kind = 'callflow' AND n.value = ?1",
-                [&number],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(n, 1);
-    });
+    let did_scan = time(&mut || assert_eq!(scan.accounts_with_number(&number).unwrap(), 1));
     println!(
         "documents {users} users + {callflows} callflows: any recording settings {:>7.1} us (scan {:>9.1} us) | account by number {:>7.1} us (scan {:>9.1} us)",
         us(any_now),

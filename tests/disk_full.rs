@@ -218,11 +218,12 @@ async fn a_full_recordings_disk_is_reported_survived_and_recovered_from() {
         child.0.try_wait().unwrap().is_none(),
         "callrec kept serving"
     );
-    let db = rusqlite::Connection::open(data.join("callrec.db")).unwrap();
-    let integrity: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(integrity, "ok", "no spool corruption");
+    let store = callrec::store::Store::open(&data).unwrap();
+    assert_eq!(
+        store.integrity_check().unwrap(),
+        "ok",
+        "no spool corruption"
+    );
     if std::env::var_os("SHOW_TEST_LOG").is_some() {
         eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
     }

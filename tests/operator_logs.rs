@@ -12,21 +12,19 @@ use support::process::{free_port, Killed};
 /// The first release's schema with two accounts' documents, one of whose settings the typed
 /// model refuses (a sample rate that was truncated to 8000 when it was accepted).
 fn first_release_db(data: &std::path::Path) {
-    let c = rusqlite::Connection::open(data.join("callrec.db")).unwrap();
-    c.execute_batch(
-        "CREATE TABLE documents (kind TEXT NOT NULL, id TEXT NOT NULL, account_id TEXT NOT NULL,
-            rev INTEGER NOT NULL, body TEXT NOT NULL, modified INTEGER NOT NULL, PRIMARY KEY (kind, id));
-         CREATE INDEX documents_account ON documents (account_id, kind);
-         CREATE TABLE recordings (id TEXT PRIMARY KEY, account_id TEXT, call_id TEXT NOT NULL,
-            state TEXT NOT NULL, meta TEXT NOT NULL, created_us INTEGER NOT NULL, updated_us INTEGER NOT NULL);
-         CREATE TABLE deliveries (recording_id TEXT NOT NULL, url TEXT NOT NULL, state TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0, next_attempt_us INTEGER NOT NULL, since_us INTEGER NOT NULL,
-            last_error TEXT, last_status INTEGER, delivered_us INTEGER, PRIMARY KEY (recording_id, url));
-         CREATE TABLE tokens (hash TEXT PRIMARY KEY, account_id TEXT, created INTEGER NOT NULL);
-         INSERT INTO documents VALUES ('account', 'A', 'A', 1, '{\"id\":\"A\"}', 0);
-         INSERT INTO documents VALUES ('account', 'B', 'B', 1, '{\"id\":\"B\"}', 0);
-         INSERT INTO documents VALUES ('user', 'u1', 'B', 2,
-            '{\"id\":\"u1\",\"record_call\":{\"record_sample_rate\":4294975296}}', 0);",
+    callrec::store::scratch::first_release_file(
+        data,
+        &[
+            ("account", "A", "A", 1, r#"{"id":"A"}"#),
+            ("account", "B", "B", 1, r#"{"id":"B"}"#),
+            (
+                "user",
+                "u1",
+                "B",
+                2,
+                r#"{"id":"u1","record_call":{"record_sample_rate":4294975296}}"#,
+            ),
+        ],
     )
     .unwrap();
 }

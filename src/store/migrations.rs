@@ -200,9 +200,8 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The first release's schema, for migration tests.
-#[cfg(test)]
-pub const V1_SCHEMA: &str = "
+/// The first release's schema (for the migration tests and [`super::scratch`]).
+pub(super) const V1_SCHEMA: &str = "
 CREATE TABLE documents (kind TEXT NOT NULL, id TEXT NOT NULL, account_id TEXT NOT NULL,
     rev INTEGER NOT NULL, body TEXT NOT NULL, modified INTEGER NOT NULL, PRIMARY KEY (kind, id));
 CREATE INDEX documents_account ON documents (account_id, kind);

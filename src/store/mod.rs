@@ -14,7 +14,10 @@
 //! - [`tokens`]: API tokens, stored hashed, verified in constant time;
 //! - [`recordings`]: every kept recording and the state of each of its deliveries;
 //! - [`migrations`]: SQLite's schema, versioned with `PRAGMA user_version`; PostgreSQL's is in
-//!   [`postgres`], versioned in a table.
+//!   [`postgres`], versioned in a table;
+//! - [`inspect`]: counts and the integrity check, read-only;
+//! - [`scratch`]: stores made on purpose by tests and benchmarks (new databases, a first-release
+//!   file, the unindexed lookups the benchmarks compare against): the suite writes no SQL.
 //!
 //! Invariants: a document belongs to exactly one account and nothing reached through one
 //! account reads or writes another's; every write bumps a document's revision by one,
@@ -24,9 +27,11 @@
 
 pub mod documents;
 mod fallback;
+mod inspect;
 mod migrations;
 mod postgres;
 pub mod recordings;
+pub mod scratch;
 pub mod tokens;
 
 use std::path::Path;

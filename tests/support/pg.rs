@@ -4,7 +4,6 @@
 //! Without the variable the PostgreSQL half of a test is skipped with a note on stderr, unless
 //! `REQUIRE_POSTGRES` is set (as `scripts/test` sets it): then its absence fails the test.
 
-use std::time::Duration;
 
 /// A database that exists until this is dropped.
 pub struct TestDb {
@@ -27,47 +26,18 @@ fn admin_url() -> Option<String> {
     }
 }
 
-/// Runs `sql` on its own thread and runtime (callers may be inside a runtime or not).
-fn exec(url: &str, sql: &str) {
-    let (url, sql) = (url.to_string(), sql.to_string());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .expect("connect to the test cluster");
-            let task = tokio::spawn(conn);
-            client.batch_execute(&sql).await.expect(&sql);
-            drop(client);
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        });
-    })
-    .join()
-    .expect("the test cluster answered");
-}
-
 /// A new empty database, or `None` when PostgreSQL is not available (see the module note).
 pub fn new_db() -> Option<TestDb> {
     let admin = admin_url()?;
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    exec(&admin, &format!("CREATE DATABASE {name}"));
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    Some(TestDb {
-        url: format!("{base}/{name}"),
-        admin,
-        name,
-    })
+    let url = callrec::store::scratch::create_database(&admin, &name)
+        .expect("the test cluster creates a database");
+    Some(TestDb { url, admin, name })
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        exec(
-            &self.admin,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
+        let _ = callrec::store::scratch::drop_database(&self.admin, &self.name);
     }
 }
 

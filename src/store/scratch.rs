@@ -1,0 +1,160 @@
+//! Stores made on purpose, for the test suite, the benchmarks and upgrade checks: a new
+//! PostgreSQL database beside an administrative URL (and dropping it), a SQLite file as the
+//! first release wrote it, and the unindexed document lookups of schema version 3, which the
+//! benchmarks measure the indexed ones against. Like the rest of `store`, the only place their
+//! SQL lives; a running callrec never calls them.
+//!
+//! Invariants: a database name is checked (`[a-z0-9_]`, at most 63 bytes) before it reaches a
+//! statement; the PostgreSQL calls block on a runtime of their own, so callers inside a runtime
+//! or not may use them.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection};
+
+use super::StoreError;
+
+/// One document of a first-release file: `(kind, id, account_id, rev, body)`.
+pub type FirstReleaseDoc<'a> = (&'a str, &'a str, &'a str, i64, &'a str);
+
+/// Writes `callrec.db` in `data_dir` with the first release's schema and `docs`, as an install
+/// of that release left it (the file the store migrates when it opens it).
+pub fn first_release_file(data_dir: &Path, docs: &[FirstReleaseDoc]) -> Result<(), StoreError> {
+    let c = Connection::open(data_dir.join("callrec.db"))?;
+    c.execute_batch(super::migrations::V1_SCHEMA)?;
+    for (kind, id, account, rev, body) in docs {
+        c.execute(
+            "INSERT INTO documents (kind, id, account_id, rev, body, modified)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+            params![kind, id, account, rev, body],
+        )?;
+    }
+    Ok(())
+}
+
+fn checked(name: &str) -> Result<&str, StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "database name {name:?}: only [a-z0-9_], at most 63 bytes"
+        )))
+    }
+}
+
+/// Runs `sql` against `url` on a thread and runtime of its own.
+fn admin(url: &str, sql: String) -> Result<(), StoreError> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+        rt.block_on(async {
+            let mut config: tokio_postgres::Config = url
+                .parse()
+                .map_err(|e| StoreError::Unreachable(format!("admin url: {e}")))?;
+            config.connect_timeout(super::postgres::CONNECT_TIMEOUT);
+            let (client, conn) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+            let task = tokio::spawn(conn);
+            let r = client.batch_execute(&sql).await;
+            drop(client);
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+            r.map_err(StoreError::from)
+        })
+    })
+    .join()
+    .map_err(|_| StoreError::Poisoned)?
+}
+
+/// Creates database `name` on the server `admin_url` points at; returns its URL (the admin
+/// URL with the database replaced).
+pub fn create_database(admin_url: &str, name: &str) -> Result<String, StoreError> {
+    let name = checked(name)?;
+    admin(admin_url, format!("CREATE DATABASE {name}"))?;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(admin_url);
+    Ok(format!("{base}/{name}"))
+}
+
+/// Drops database `name` (and its sessions), if it exists.
+pub fn drop_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
+    let name = checked(name)?;
+    admin(
+        admin_url,
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+}
+
+/// The unindexed document lookups of schema version 3, on the SQLite file of a data directory,
+/// kept open so a measurement times the query, not the open. The planner now asks indexes
+/// (`Store::any_recording_settings`, `Store::accounts_with_number`).
+pub struct Unindexed(Connection);
+
+impl Unindexed {
+    pub fn open(data_dir: &Path) -> Result<Unindexed, StoreError> {
+        Ok(Unindexed(Connection::open(data_dir.join("callrec.db"))?))
+    }
+
+    /// "Does any document mention recording settings?", a scan of every document.
+    pub fn recording_settings(&self) -> Result<bool, StoreError> {
+        Ok(self.0.query_row(
+            "SELECT EXISTS(SELECT 1 FROM documents
+             WHERE instr(body, '\"record_call\"') > 0 OR instr(body, '\"call_recording\"') > 0)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// "Which accounts have a callflow for this number?", a scan of every callflow's numbers:
+    /// how many accounts.
+    pub fn accounts_with_number(&self, number: &str) -> Result<u64, StoreError> {
+        let n: i64 = self.0.query_row(
+            "SELECT COUNT(DISTINCT d.account_id) FROM documents d, json_each(d.body, '$.numbers') n
+             WHERE d.kind = 'callflow' AND n.value = ?1",
+            [number],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_change_a_statement_are_refused() {
+        for bad in ["", "a b", "x;drop", "Upper", &"a".repeat(64)] {
+            assert!(checked(bad).is_err(), "{bad:?}");
+        }
+        assert!(checked("bench_0af3").is_ok());
+    }
+
+    #[test]
+    fn a_first_release_file_is_migrated_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        first_release_file(dir.path(), &[("account", "A", "A", 1, "{\"id\":\"A\"}")]).unwrap();
+        let store = super::super::Store::open(dir.path()).unwrap();
+        let doc = store
+            .get(super::super::Kind::Account, "A", "A")
+            .unwrap()
+            .expect("kept");
+        assert_eq!(doc.rev.0, 1);
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+        let scan = Unindexed::open(dir.path()).unwrap();
+        assert!(!scan.recording_settings().unwrap());
+        assert_eq!(scan.accounts_with_number("1000").unwrap(), 0);
+    }
+}
