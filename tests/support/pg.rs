@@ -4,7 +4,6 @@
 //! Without the variable the PostgreSQL half of a test is skipped with a note on stderr, unless
 //! `REQUIRE_POSTGRES` is set (as `scripts/test` sets it): then its absence fails the test.
 
-
 /// A database that exists until this is dropped.
 pub struct TestDb {
     pub url: String,
