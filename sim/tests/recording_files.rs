@@ -426,3 +426,81 @@ async fn reload_mod_event_socket_closes_every_connection_and_calls_go_on() {
     );
     assert_eq!(size(&path), 44 + 8 * 16_000);
 }
+
+/// RMS of the samples from `a` to `b` ms of a mono 8 kHz WAV.
+fn rms(samples: &[i16], a: u64, b: u64) -> f64 {
+    let part = &samples[(a * 8) as usize..((b * 8) as usize).min(samples.len())];
+    let sum: f64 = part.iter().map(|&s| (s as f64) * (s as f64)).sum();
+    (sum / part.len().max(1) as f64).sqrt()
+}
+
+fn wav_samples(p: &std::path::Path) -> Vec<i16> {
+    hound::WavReader::open(p)
+        .expect("a WAV file")
+        .samples::<i16>()
+        .map(|s| s.unwrap())
+        .collect()
+}
+
+/// The facts file's measurement, "Mid-call recording control": two recordings of one call
+/// started together; 2 s in, `pause` on one and `mask` on the other; 3 s later `resume` and
+/// `unmask`; 2 s later `stop`. The paused file holds 4 s (the 3 s are absent), the masked one 7 s
+/// with silence over the masked 3 s; a path not being recorded is `-ERR`.
+#[tokio::test]
+async fn pause_leaves_the_time_out_and_mask_writes_silence_as_measured() {
+    let facts = facts();
+    assert!(facts.contains("The paused file held 4.02 s: the 3 s were absent."));
+    assert!(facts.contains("The masked file held 7.04 s."));
+    let mut r = recording("paused").await;
+    let masked = r.path.with_file_name("masked.wav");
+    let uuid = r.call.uuid.clone();
+    r.c.api(&format!("uuid_record {uuid} start {} 60", masked.display()))
+        .await;
+    r.call.advance(Duration::from_secs(2));
+    r.call.sync().await;
+    let p = r.path.display().to_string();
+    let m = masked.display().to_string();
+    assert_eq!(
+        r.c.api(&format!("uuid_record {uuid} pause {p}")).await,
+        "+OK Success\n"
+    );
+    assert_eq!(
+        r.c.api(&format!("uuid_record {uuid} mask {m}")).await,
+        "+OK Success\n"
+    );
+    assert_eq!(
+        r.c.api(&format!("uuid_record {uuid} pause /nowhere.wav"))
+            .await,
+        "-ERR Cannot pause recording session!\n"
+    );
+    r.call.advance(Duration::from_secs(3));
+    r.call.sync().await;
+    assert_eq!(
+        r.c.api(&format!("uuid_record {uuid} resume {p}")).await,
+        "+OK Success\n"
+    );
+    assert_eq!(
+        r.c.api(&format!("uuid_record {uuid} unmask {m}")).await,
+        "+OK Success\n"
+    );
+    r.call.advance(Duration::from_secs(2));
+    r.call.sync().await;
+    r.c.api(&format!("uuid_record {uuid} stop {p}")).await;
+    r.c.api(&format!("uuid_record {uuid} stop {m}")).await;
+    r.call.sync().await;
+    let paused = wav_samples(&r.path);
+    assert_eq!(
+        paused.len(),
+        4 * 8000,
+        "7 s of call, 3 s paused: 4 s of audio"
+    );
+    assert!(
+        rms(&paused, 0, 4000) > 1000.0,
+        "no silence put in its place"
+    );
+    let masked = wav_samples(&masked);
+    assert_eq!(masked.len(), 7 * 8000, "the masked file keeps its length");
+    assert_eq!(rms(&masked, 2000, 5000), 0.0, "silence where it was masked");
+    assert!(rms(&masked, 0, 2000) > 1000.0 && rms(&masked, 5000, 7000) > 1000.0);
+    drop(r.sw);
+}

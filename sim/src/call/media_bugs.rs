@@ -1,6 +1,12 @@
-//! Recording media bugs: `uuid_record` start/stop/mask/unmask (mod_commands), the `record`
-//! application's recording, files written through `media`, RECORD_START/RECORD_STOP with their
-//! per-recording variables, time limits on the virtual clock.
+//! Recording media bugs: `uuid_record` start/stop/pause/resume/mask/unmask (mod_commands), the
+//! `record` application's recording, files written through `media`, RECORD_START/RECORD_STOP
+//! with their per-recording variables, time limits on the virtual clock.
+//!
+//! Pause and mask as FreeSWITCH 1.10.12 does them (tests/fixtures/facts/freeswitch-recordings.md,
+//! "Mid-call recording control"): `pause` stops writing frames, so the paused time is absent from
+//! the file (and from `record_ms`, which FreeSWITCH computes from the samples written); `mask`
+//! writes silence in place of the audio, so the file keeps its length; no event marks either;
+//! a path not being recorded answers `-ERR Cannot <action> recording session!`.
 
 use super::*;
 
@@ -9,6 +15,8 @@ pub(super) struct ActiveRecording {
     pub(super) start_us: u64,
     /// `uuid_record mask` periods (virtual µs); an open one has no end yet.
     pub(super) masks: Vec<(u64, Option<u64>)>,
+    /// `uuid_record pause` periods (virtual µs); an open one has no end yet.
+    pub(super) pauses: Vec<(u64, Option<u64>)>,
     pub(super) limit_s: u64,
     pub(super) vars: Vec<(String, String)>,
     pub(super) rate: u32,
@@ -39,6 +47,7 @@ impl ActiveRecording {
             path,
             start_us,
             masks: Vec::new(),
+            pauses: Vec::new(),
             limit_s,
             vars,
             rate,
@@ -49,23 +58,43 @@ impl ActiveRecording {
         }
     }
 
-    /// Masked periods as ms from the start, an open one ending `now_us`.
+    /// Masked periods as ms of the file (paused time is not in it), an open one ending `now_us`.
     fn silent_ms(&self, now_us: u64) -> Vec<(u64, u64)> {
         self.masks
             .iter()
             .map(|(a, b)| {
-                let end = b.unwrap_or(now_us);
+                let end = b.unwrap_or(now_us).min(now_us);
                 (
-                    a.saturating_sub(self.start_us) / 1000,
-                    end.saturating_sub(self.start_us) / 1000,
+                    self.file_us(*a, now_us) / 1000,
+                    self.file_us(end, now_us) / 1000,
                 )
             })
             .collect()
     }
 
-    /// Sample frames of audio FreeSWITCH has produced by `now_us`.
+    /// How much of the time from the start to `t` reached the file: all of it but the pauses
+    /// (an open one lasting until `now_us`).
+    fn file_us(&self, t: u64, now_us: u64) -> u64 {
+        let t = t.max(self.start_us);
+        let paused: u64 = self
+            .pauses
+            .iter()
+            .map(|(a, b)| {
+                let end = b.unwrap_or(now_us).min(t);
+                end.saturating_sub((*a).max(self.start_us))
+            })
+            .sum();
+        (t - self.start_us).saturating_sub(paused)
+    }
+
+    /// Sample frames of audio FreeSWITCH has written (or buffered) by `now_us`.
     fn produced(&self, now_us: u64) -> u64 {
-        now_us.saturating_sub(self.start_us) * self.rate as u64 / 1_000_000
+        self.file_us(now_us, now_us) * self.rate as u64 / 1_000_000
+    }
+
+    /// The audio in the file at `now_us`, ms (FreeSWITCH's `record_ms`: samples written).
+    pub(super) fn file_ms(&self, now_us: u64) -> u64 {
+        self.file_us(now_us, now_us) / 1000
     }
 
     /// `switch_core_file_write` with a pre-buffer: audio reaches the file only in whole buffers
@@ -195,8 +224,7 @@ impl Sim {
     }
 
     pub(super) fn uuid_record(&mut self, args: &[&str]) -> (String, Vec<After>) {
-        const USAGE: &str =
-            "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n";
+        const USAGE: &str = "-USAGE: <uuid> [start|stop|mask|unmask|pause|resume] <path> [<limit>] [<recording_vars>]\n";
         if args.len() < 3 {
             return (USAGE.into(), vec![]);
         }
@@ -272,21 +300,28 @@ impl Sim {
                     vec![After::Stop(idx, "success-maxtime")],
                 )
             }
-            action @ ("mask" | "unmask") => {
+            action @ ("mask" | "unmask" | "pause" | "resume") => {
                 let now = self.now_us;
+                // Audio produced so far reaches the buffer as it was (the state changes now).
+                self.flush_recordings();
                 match self.recordings.iter_mut().find(|r| r.path == path) {
                     Some(r) => {
-                        let open = r.masks.last().is_some_and(|m| m.1.is_none());
-                        if action == "mask" && !open {
-                            r.masks.push((now, None));
-                        } else if action == "unmask" && open {
-                            if let Some(m) = r.masks.last_mut() {
+                        let periods = if matches!(action, "mask" | "unmask") {
+                            &mut r.masks
+                        } else {
+                            &mut r.pauses
+                        };
+                        let open = periods.last().is_some_and(|m| m.1.is_none());
+                        if matches!(action, "mask" | "pause") && !open {
+                            periods.push((now, None));
+                        } else if matches!(action, "unmask" | "resume") && open {
+                            if let Some(m) = periods.last_mut() {
                                 m.1 = Some(now);
                             }
                         }
                         ("+OK Success\n".into(), vec![])
                     }
-                    None => ("-ERR Cannot mask recording session!\n".into(), vec![]),
+                    None => (format!("-ERR Cannot {action} recording session!\n"), vec![]),
                 }
             }
             _ => (USAGE.into(), vec![]),
@@ -359,8 +394,9 @@ impl Sim {
 
     /// Closes the file, sets the `record_*` variables and emits RECORD_STOP.
     pub(super) async fn finish_recording(&mut self, mut r: ActiveRecording, cause: &str) -> Io {
-        let ms = (self.now_us.saturating_sub(r.start_us)) / 1000;
-        let samples = ms * 8;
+        // FreeSWITCH counts the samples written: paused time is not in `record_ms`.
+        let ms = r.file_ms(self.now_us);
+        let samples = ms * r.rate as u64 / 1000;
         let (cause, discarded, size) = if ms == 0 {
             r.file = None;
             let _ = std::fs::remove_file(&r.path);
