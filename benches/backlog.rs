@@ -96,6 +96,7 @@ fn recording(i: usize, dir: &Path, url: &str) -> FinishedRecording {
         sequence: 0,
         kind: RecordingKind::default(),
         may_grow_until_us: None,
+        pauses: Vec::new(),
     }
 }
 

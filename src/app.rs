@@ -29,6 +29,7 @@ pub struct Server {
     accept_task: tokio::task::JoinHandle<()>,
     grace: Duration,
     link: Option<crate::inbound::Link>,
+    live: Arc<crate::outbound::live::LiveCalls>,
 }
 
 impl Server {
@@ -37,6 +38,17 @@ impl Server {
         config: Config,
         planner: Arc<dyn Planner>,
         delivery: Arc<dyn Delivery>,
+    ) -> anyhow::Result<Server> {
+        let live = Arc::new(crate::outbound::live::LiveCalls::default());
+        Server::start_with(config, planner, delivery, live).await
+    }
+
+    /// [`Server::start`] with the registry of live calls the API reaches them through.
+    pub async fn start_with(
+        config: Config,
+        planner: Arc<dyn Planner>,
+        delivery: Arc<dyn Delivery>,
+        live: Arc<crate::outbound::live::LiveCalls>,
     ) -> anyhow::Result<Server> {
         config.validate()?;
         std::fs::create_dir_all(config.data_dir.join("recordings")).with_context(|| {
@@ -69,6 +81,7 @@ impl Server {
             shutdown: stop.clone(),
             background: tracker.clone(),
             link: link.clone(),
+            live: live.clone(),
         });
         let accept_task = tokio::spawn(listener::serve(
             sock,
@@ -80,6 +93,7 @@ impl Server {
         info!(%addr, "listening for FreeSWITCH outbound sockets");
         Ok(Server {
             link,
+            live,
             addr,
             stop,
             abort,
@@ -92,6 +106,11 @@ impl Server {
     /// The event-socket link, when `freeswitch_esl` is set.
     pub fn link(&self) -> Option<crate::inbound::Link> {
         self.link.clone()
+    }
+
+    /// The calls followed now (what the control API reaches).
+    pub fn live(&self) -> Arc<crate::outbound::live::LiveCalls> {
+        self.live.clone()
     }
 
     /// Calls in progress.
@@ -299,11 +318,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         readiness.min_free_bytes,
         Duration::from_millis(config.disk_poll_ms.clamp(10, 10_000)),
     ));
+    let live = Arc::new(crate::outbound::live::LiveCalls::default());
     let api = tokio::spawn(admin::serve(
         api_listener,
         ApiState {
             store: store.clone(),
             readiness: Some(readiness.clone()),
+            live: Some(live.clone()),
         },
         api_stop.clone(),
     ));
@@ -326,7 +347,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         poll: Duration::from_millis(config.disk_poll_ms.max(10)),
     };
     let delivery: Arc<dyn Delivery> = uploads.delivery.clone();
-    let server = Server::start(config, planner, uploads.delivery.clone()).await?;
+    let server =
+        Server::start_with(config, planner, uploads.delivery.clone(), live.clone()).await?;
     match crate::supervisor::readopt(&store, delivery, watch, server.link()) {
         Ok(0) => {}
         Ok(n) => info!(

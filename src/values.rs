@@ -76,3 +76,42 @@ pub enum RecordingKind {
     Call,
     Caller,
 }
+
+/// How a paused recording leaves out what was said (Twilio's `PauseBehavior`): `silence` puts
+/// silence in its place, so the file keeps the call's length (`uuid_record mask`); `skip` leaves
+/// it out, so the file is shorter (`uuid_record pause`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PauseBehavior {
+    #[default]
+    Silence,
+    Skip,
+}
+
+impl PauseBehavior {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseBehavior::Silence => "silence",
+            PauseBehavior::Skip => "skip",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PauseBehavior> {
+        match s {
+            "silence" => Some(PauseBehavior::Silence),
+            "skip" => Some(PauseBehavior::Skip),
+            _ => None,
+        }
+    }
+}
+
+/// One pause of a recording, for auditors: from `start_ms` to `end_ms` (ms since the recording
+/// started, on the call's clock; `None` while in force), how, and who asked (the API token's id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    pub start_ms: u64,
+    pub end_ms: Option<u64>,
+    pub behavior: PauseBehavior,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}

@@ -428,6 +428,7 @@ async fn recordings_are_listed_and_served_per_account() {
         sequence: 0,
         kind: Default::default(),
         may_grow_until_us: None,
+        pauses: Vec::new(),
     };
     callrec::uploader::spool::enqueue(&api.store, &rec).unwrap();
     let (s, v) = api

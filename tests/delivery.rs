@@ -116,6 +116,7 @@ fn recording(rig: &Rig, id: &str, urls: Vec<String>, size: usize) -> FinishedRec
         sequence: 0,
         kind: Default::default(),
         may_grow_until_us: None,
+        pauses: Vec::new(),
     }
 }
 

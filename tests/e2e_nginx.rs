@@ -65,6 +65,7 @@ async fn bytes_arrive_intact_at_nginx_webdav() {
         sequence: 0,
         kind: Default::default(),
         may_grow_until_us: None,
+        pauses: Vec::new(),
     };
     spool::enqueue(&store, &rec).unwrap();
     let stop = CancellationToken::new();

@@ -115,6 +115,7 @@ fn spool_one(rig: &Rig, id: &str, url: &str, size: usize) -> Vec<u8> {
         sequence: 0,
         kind: Default::default(),
         may_grow_until_us: None,
+        pauses: Vec::new(),
     };
     spool::enqueue(&rig.store, &rec).unwrap();
     rig.wake.notify_one();

@@ -224,6 +224,7 @@ fn run(capture: &str, rules: &[RecordCall], world: World) -> (Outcome, Session) 
                 Action::Close => connected = false,
                 Action::Exit => out.exited = true,
                 Action::Release => out.released = true,
+                Action::ControlDone(..) => {}
                 Action::Resync => {
                     out.resynced += 1;
                     let gone = world.link_lost_before.as_ref().is_some_and(|(_, g)| *g);

@@ -294,6 +294,7 @@ fn spooled(node: &str, i: usize, dir: &Path, url: &str) -> FinishedRecording {
         sequence: 0,
         kind: RecordingKind::default(),
         may_grow_until_us: None,
+        pauses: Vec::new(),
     }
 }
 

@@ -59,6 +59,7 @@ fn recording(id: &str, account: &str) -> FinishedRecording {
         sequence: 0,
         kind: Default::default(),
         may_grow_until_us: None,
+        pauses: Vec::new(),
     }
 }
 
@@ -329,7 +330,36 @@ async fn isolation_matrix_accounts_and_recordings() {
             };
             assert_eq!(s, want, "recording {id} by {who:?}: {v}");
             assert!(!v.to_string().contains("secret-of-B"));
+            // The control route: the same tenancy; a finished recording of A is 409.
+            let before = snapshot_b(&t.api);
+            let (s, v) = t
+                .api
+                .call(
+                    "PATCH",
+                    &format!("/v2/accounts/A/recordings/{id}"),
+                    Some(&token),
+                    Some(json!({"data": {"status": "paused"}})),
+                )
+                .await;
+            let want = match (who, own) {
+                (Who::Other, _) => StatusCode::FORBIDDEN,
+                (_, true) => StatusCode::CONFLICT,
+                (_, false) => StatusCode::NOT_FOUND,
+            };
+            assert_eq!(s, want, "PATCH recording {id} by {who:?}: {v}");
+            assert_eq!(snapshot_b(&t.api), before);
+            assert!(!v.to_string().contains("secret-of-B"));
         }
+        let (s, v) = t
+            .api
+            .call("GET", "/v2/accounts/A/channels", Some(&token), None)
+            .await;
+        let want = if who == Who::Other {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(s, want, "channels by {who:?}: {v}");
         let (s, v) = t
             .api
             .call("GET", "/v2/accounts/A/recordings", Some(&token), None)

@@ -19,7 +19,7 @@ use crate::store::documents::Expect;
 use crate::store::{Doc, Kind, RecordingState, Revision, Scope, Store, StoreError};
 use crate::uploader::spool;
 
-type ApiResult = Result<Response, ApiError>;
+pub(super) type ApiResult = Result<Response, ApiError>;
 
 /// The document kind of a collection path segment; 404 for anything else.
 fn kind_of(collection: &str) -> Result<Kind, ApiError> {
@@ -32,7 +32,7 @@ fn kind_of(collection: &str) -> Result<Kind, ApiError> {
 }
 
 /// Runs a blocking store call off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     store: &Store,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -77,7 +77,7 @@ fn conflict(current: String) -> ApiError {
 }
 
 /// Checks `X-Auth-Token`; `account_id` is the account in the path (`None`: admin only).
-async fn authorize(
+pub(super) async fn authorize(
     state: &ApiState,
     headers: &HeaderMap,
     account_id: Option<&str>,
@@ -118,7 +118,7 @@ fn if_match(headers: &HeaderMap) -> Expect {
 }
 
 /// `{"data": {...}}` → the object.
-fn data_of(body: &Bytes) -> Result<Value, ApiError> {
+pub(super) fn data_of(body: &Bytes) -> Result<Value, ApiError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| ApiError {
         status: StatusCode::BAD_REQUEST,
         message: "invalid JSON".into(),
@@ -550,7 +550,7 @@ pub async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> ApiRe
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::telemetry::metrics::METRICS.render(),
+        crate::telemetry::metrics::METRICS.render() + &crate::telemetry::metrics::render_labelled(),
     )
         .into_response())
 }

@@ -6,12 +6,15 @@
 //! `GET/POST /v2/accounts/{account_id}/{users|devices|callflows}`,
 //! `GET/PUT/PATCH/DELETE /v2/accounts/{account_id}/{users|devices|callflows}/{id}`,
 //! `GET /v2/accounts/{account_id}/recordings[?state=&call_id=&since=&until=]`,
-//! `GET /v2/accounts/{account_id}/recordings/{id}` (`Accept: audio/*` for the file itself).
+//! `GET /v2/accounts/{account_id}/recordings/{id}` (`Accept: audio/*` for the file itself),
+//! `PATCH /v2/accounts/{account_id}/recordings/{id}` (pause, resume or stop a live recording:
+//! [`control`]), `GET /v2/accounts/{account_id}/channels` (live calls and their recordings).
 //! Bodies are `{"data": {...}}`; PATCH merges (JSON merge patch: `null` deletes a key);
 //! `If-Match: <revision>` makes a write conditional (409 when the document moved on).
 //!
 //! Invariants: nothing is stored that fails validation; tokens are never logged.
 
+pub mod control;
 pub mod envelope;
 pub mod handlers;
 
@@ -28,6 +31,8 @@ pub struct ApiState {
     pub store: Store,
     /// What `/readyz` checks beyond the store (`None`: the store only).
     pub readiness: Option<std::sync::Arc<Readiness>>,
+    /// The calls this process follows (`None`: no outbound listener here, so no live call).
+    pub live: Option<std::sync::Arc<crate::outbound::live::LiveCalls>>,
 }
 
 /// The state `/readyz` reports on.
@@ -57,7 +62,11 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(
             "/v2/accounts/{account_id}/recordings/{id}",
-            get(handlers::get_recording),
+            get(handlers::get_recording).patch(control::patch_recording),
+        )
+        .route(
+            "/v2/accounts/{account_id}/channels",
+            get(control::list_channels),
         )
         .route(
             "/v2/accounts/{account_id}/{collection}",

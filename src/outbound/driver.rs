@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info_span, warn, Instrument};
 
-use super::session::{Action, Input, Session, Settings, Timer};
+use super::live::LiveMsg;
+use super::session::{Action, ControlOutcome, ControlRequest, Input, Session, Settings, Timer};
 use crate::connection::{wait_reply, Connection, Incoming};
 use crate::esl::{Command, Disposition, Limits};
 use crate::inbound::{Followed, Link, LinkState};
@@ -47,6 +48,8 @@ pub struct SessionContext {
     pub background: tokio_util::task::TaskTracker,
     /// The event-socket link calls are followed over once handed back (`follow = "inbound"`).
     pub link: Option<Link>,
+    /// The calls followed now, for the control API.
+    pub live: Arc<super::live::LiveCalls>,
 }
 
 /// Runs one outbound connection to its end. Never panics on what FreeSWITCH sends.
@@ -96,11 +99,19 @@ pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
     };
     let uuid = info.call_id.clone();
     drop(_enter);
+    let api = ctx.live.register(&uuid, info.account_id.clone());
     let session = Session::new(info, settings);
     let link = ctx.link.clone().filter(|_| link_rx.is_some());
-    drive(Some(conn), session, ctx, link.map(|l| (l, link_rx, uuid)))
-        .instrument(span)
-        .await
+    drive(
+        Some(conn),
+        session,
+        ctx.clone(),
+        link.map(|l| (l, link_rx, uuid.clone())),
+        api,
+    )
+    .instrument(span)
+    .await;
+    ctx.live.remove(&uuid);
 }
 
 /// A call's events from the link.
@@ -142,7 +153,12 @@ async fn drive(
     mut session: Session,
     ctx: Arc<SessionContext>,
     mut link: Option<FollowLink>,
+    mut api: tokio::sync::mpsc::UnboundedReceiver<LiveMsg>,
 ) {
+    // Control requests waiting for FreeSWITCH's answer, by their id.
+    let mut controls: HashMap<u64, tokio::sync::oneshot::Sender<ControlOutcome>> = HashMap::new();
+    let mut next_control = 0u64;
+    let mut known = (usize::MAX, None::<String>);
     let mut pending: FuturesUnordered<BoxFuture<'static, Input>> = FuturesUnordered::new();
     let mut timers: HashMap<Timer, Instant> = HashMap::new();
     let mut ready: VecDeque<Input> = VecDeque::new();
@@ -298,9 +314,17 @@ async fn drive(
                     }
                     None => ready.push_back(Input::Resynced(Err("no event-socket link".into()))),
                 },
+                Action::ControlDone(id, outcome) => {
+                    if let Some(tx) = controls.remove(&id) {
+                        let _ = tx.send(outcome);
+                    }
+                }
                 Action::Done => {
                     if let Some((l, _, uuid)) = &link {
                         l.detach(uuid);
+                    }
+                    for (_, tx) in controls.drain() {
+                        let _ = tx.send(ControlOutcome::NoReply("the call ended".into()));
                     }
                     return;
                 }
@@ -361,10 +385,34 @@ async fn drive(
                         None => continue,
                     },
                     _ = ctx.abort.cancelled(), if !aborted => { aborted = true; reading = false; Input::Abort }
+                    Some(msg) = api.recv() => match msg {
+                        LiveMsg::View(reply) => { let _ = reply.send(session.view()); continue; }
+                        LiveMsg::Control { recording_id, want, by, reply } => {
+                            next_control += 1;
+                            controls.insert(next_control, reply);
+                            Input::Control(ControlRequest {
+                                id: next_control,
+                                recording_id,
+                                want,
+                                by,
+                                now_us: wall_us(),
+                            })
+                        }
+                    },
                 }
             }
         };
         actions.extend(session.handle(input));
+        // What the API can reach: the account once identified, every planned recording.
+        let n = session.recordings().len();
+        if known.0 != n || known.1.as_deref() != session.info().account_id.as_deref() {
+            known = (n, session.info().account_id.clone());
+            ctx.live.update(
+                &session.info().call_id,
+                session.info().account_id.as_deref(),
+                session.recordings().iter().map(|r| r.id.as_str()),
+            );
+        }
     }
 }
 
@@ -373,4 +421,11 @@ async fn sleep_until(at: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
+}
+
+/// Now, µs since the epoch (the time a control request arrived).
+fn wall_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }

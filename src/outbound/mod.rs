@@ -8,6 +8,7 @@
 pub mod allow;
 pub mod driver;
 pub mod listener;
+pub mod live;
 pub mod session;
 
 pub use driver::SessionContext;

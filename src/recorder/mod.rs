@@ -97,6 +97,10 @@ pub struct Recording {
     pub state: State,
     /// Of the call (`uuid_record`) or of the caller (the `record` application).
     pub kind: crate::values::RecordingKind,
+    /// Pauses asked for through the control API, in order; the last may be in force.
+    pub pauses: Vec<crate::values::Pause>,
+    /// `stopped` was asked for through the control API and FreeSWITCH took it.
+    pub stop_requested: bool,
 }
 
 impl Recording {
@@ -121,7 +125,55 @@ impl Recording {
             path,
             state,
             kind: crate::values::RecordingKind::Call,
+            pauses: Vec::new(),
+            stop_requested: false,
         }
+    }
+
+    /// The pause in force, if any.
+    pub fn paused(&self) -> Option<crate::values::PauseBehavior> {
+        self.pauses
+            .last()
+            .filter(|p| p.end_ms.is_none())
+            .map(|p| p.behavior)
+    }
+
+    /// When FreeSWITCH started it (RECORD_START's timestamp, µs), once known.
+    pub fn started_us(&self) -> Option<u64> {
+        match &self.state {
+            State::Recording { started_us }
+            | State::Watching { started_us, .. }
+            | State::Finishing { started_us, .. } => *started_us,
+            _ => None,
+        }
+    }
+
+    /// Running in FreeSWITCH now (asked or started, not yet ended).
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, State::Starting | State::Recording { .. })
+    }
+
+    /// The status the control API shows: `waiting` (for its trigger), `in-progress`, `paused`,
+    /// `stopped` (stop taken, FreeSWITCH finishing the file), `completed` (ended, kept or
+    /// discarded), `failed`, or `absent` (FreeSWITCH is writing it but callrec lost the call).
+    pub fn status(&self) -> &'static str {
+        match &self.state {
+            State::Waiting(_) => "waiting",
+            State::Starting | State::Recording { .. } if self.stop_requested => "stopped",
+            State::Starting | State::Recording { .. } if self.paused().is_some() => "paused",
+            State::Starting | State::Recording { .. } => "in-progress",
+            State::Watching { .. } => "absent",
+            State::Finishing { .. } | State::Finished => "completed",
+            State::Failed(_) => "failed",
+        }
+    }
+
+    /// `uuid_record <uuid> <action> <path>` for `pause`, `resume`, `mask`, `unmask`.
+    pub fn control_command(&self, call_uuid: &str, action: &str) -> Command {
+        Command::Api(format!(
+            "uuid_record {call_uuid} {action} {}",
+            self.path_str()
+        ))
     }
 
     pub fn path_str(&self) -> String {

@@ -27,6 +27,12 @@ fn lookup_of(hash: &str) -> &str {
     &hash[..16]
 }
 
+/// A token's id for audit trails: its hash's 64-bit lookup prefix (what the store indexes it
+/// by; it reveals nothing of the secret).
+pub fn token_id(secret: &str) -> String {
+    lookup_of(&hash_token(secret)).to_string()
+}
+
 impl Store {
     /// Creates a token; returns the secret, which is not stored and cannot be shown again.
     pub fn create_token(&self, scope: &Scope) -> Result<String, StoreError> {

@@ -51,6 +51,31 @@ metrics! {
     disk_low_total: "counter", "Times the recordings directory went below min_free_mb.";
 }
 
+/// The control API's actions, counted per action (`callrec_recording_controls_total{action}`).
+pub const CONTROL_ACTIONS: [&str; 3] = ["pause", "resume", "stop"];
+static CONTROLS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// One control FreeSWITCH took (`pause`, `resume` or `stop`).
+pub fn control(action: &str) {
+    if let Some(i) = CONTROL_ACTIONS.iter().position(|a| *a == action) {
+        CONTROLS[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The labelled series, in the Prometheus text format.
+pub fn render_labelled() -> String {
+    let mut s = String::from(
+        "# HELP callrec_recording_controls_total Recording controls FreeSWITCH took, by action.\n# TYPE callrec_recording_controls_total counter\n",
+    );
+    for (a, c) in CONTROL_ACTIONS.iter().zip(CONTROLS.iter()) {
+        s.push_str(&format!(
+            "callrec_recording_controls_total{{action=\"{a}\"}} {}\n",
+            c.load(Ordering::Relaxed)
+        ));
+    }
+    s
+}
+
 /// The process's metrics.
 pub static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::default);
 

@@ -140,6 +140,7 @@ pub fn adopt(
                 sequence: 0,
                 kind: Default::default(),
                 may_grow_until_us: None,
+                pauses: Vec::new(),
             }
         }
     };

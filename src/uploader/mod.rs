@@ -107,6 +107,10 @@ pub struct FinishedRecording {
     /// kept until then and watched; if it grows it is delivered again, whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub may_grow_until_us: Option<u64>,
+    /// Pauses asked for through the control API, in order (offsets on the call's clock from
+    /// the recording's start; an `end_ms` of `null`: in force until the recording ended).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pauses: Vec<crate::values::Pause>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -160,6 +160,7 @@ mod tests {
             sequence: 0,
             kind: Default::default(),
             may_grow_until_us: None,
+            pauses: Vec::new(),
         }
     }
 

@@ -16,6 +16,11 @@ pub struct Api {
 }
 
 pub async fn start() -> Api {
+    start_with(None).await
+}
+
+/// An API that reaches the live calls of `live` (a running server's registry).
+pub async fn start_with(live: Option<std::sync::Arc<callrec::outbound::live::LiveCalls>>) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let admin = store.create_token(&Scope::Admin).unwrap();
@@ -26,6 +31,7 @@ pub async fn start() -> Api {
         ApiState {
             store: store.clone(),
             readiness: None,
+            live,
         },
         CancellationToken::new(),
     ));

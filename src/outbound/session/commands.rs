@@ -254,6 +254,10 @@ impl Session {
                     }
                     out.push(self.send(cmd, Purpose::Follow));
                 }
+                Purpose::Control { idx, req, action } => {
+                    let a = self.send_control(idx, req, action);
+                    out.push(a);
+                }
                 Purpose::Subscribe => continue,
             }
             return;
@@ -323,6 +327,9 @@ impl Session {
                 }
                 Err(e) => self.flow_failed(&format!("{app} not acknowledged: {e}"), starts, out),
             },
+            Purpose::Control { idx, req, action } => {
+                self.on_control_reply(idx, req, action, result, out)
+            }
             Purpose::ClearResume => match result {
                 Ok((true, _)) => {}
                 Ok((false, text)) => {

@@ -429,6 +429,7 @@ impl Session {
             sequence: idx as u32,
             kind: rec.kind,
             may_grow_until_us: None,
+            pauses: rec.pauses.clone(),
         }
     }
 

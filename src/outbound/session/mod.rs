@@ -40,10 +40,12 @@ use crate::uploader::{CallMeta, FinishedRecording, RecordingKind};
 use crate::values::AudioFormat;
 
 mod commands;
+mod control;
 mod flow;
 mod lifecycle;
 mod resync;
 
+pub use control::{CallView, ControlOutcome, ControlRequest, RecordingView, Want};
 use flow::FlowRun;
 pub use flow::{BEEP, SILENCE_HITS, SILENCE_THRESH};
 
@@ -120,6 +122,8 @@ pub enum Input {
     },
     /// The shutdown deadline passed: finish every recording from its file now.
     Abort,
+    /// The control API asks to pause, resume or stop a recording.
+    Control(ControlRequest),
 }
 
 /// Something to do.
@@ -166,6 +170,8 @@ pub enum Action {
     /// Once the link is back (within its grace), route the call's events again and ask for
     /// the channel's state; fed back as [`Input::Resynced`].
     Resync,
+    /// The answer to [`Input::Control`] with this id.
+    ControlDone(u64, ControlOutcome),
     /// The session is over.
     Done,
 }
@@ -204,6 +210,12 @@ enum Purpose {
     ClearResume,
     /// `uuid_record <uuid> stop <path>` (a callflow's `record_call stop`).
     Stop(RecIdx),
+    /// `uuid_record <uuid> pause|resume|mask|unmask|stop <path>` asked for by the control API.
+    Control {
+        idx: RecIdx,
+        req: ControlRequest,
+        action: &'static str,
+    },
     /// A dialplan application run by a callflow (`sendmsg execute` with this `Event-UUID`);
     /// `starts` is the recording it begins (the `record` application).
     Execute {
@@ -433,6 +445,7 @@ impl Session {
                 }
                 self.recordings[rec].state = State::Finished;
             }
+            Input::Control(req) => self.on_control(req, &mut out),
             Input::Abort => {
                 warn!(
                     unfinished = self.unfinished(),

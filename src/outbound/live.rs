@@ -1,0 +1,157 @@
+//! The calls this process follows now, by call id and by recording id: how the control API
+//! reaches a live recording (the call's own session answers, through its driver) and what the
+//! `channels` resource lists.
+//!
+//! Invariants: a call is registered from its channel data until its session is done, and no
+//! longer; a recording id maps to its call while that call's session runs; a message to a call
+//! whose session has just ended gets no answer, which the API treats as "not live here".
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::session::{CallView, ControlOutcome, Want};
+
+/// What the API asks of a live call's session.
+#[derive(Debug)]
+pub enum LiveMsg {
+    Control {
+        recording_id: String,
+        want: Want,
+        by: Option<String>,
+        reply: oneshot::Sender<ControlOutcome>,
+    },
+    View(oneshot::Sender<CallView>),
+}
+
+struct Entry {
+    account_id: Option<String>,
+    tx: mpsc::UnboundedSender<LiveMsg>,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: HashMap<String, Entry>,
+    /// Recording id → call id.
+    recordings: HashMap<String, String>,
+}
+
+/// The registry; one per process, shared by the outbound listener and the API.
+#[derive(Default)]
+pub struct LiveCalls {
+    inner: Mutex<Inner>,
+}
+
+impl LiveCalls {
+    /// A call's session starts; its driver reads what the API sends on the receiver.
+    pub fn register(
+        &self,
+        call_id: &str,
+        account_id: Option<String>,
+    ) -> mpsc::UnboundedReceiver<LiveMsg> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut i) = self.inner.lock() {
+            i.calls
+                .insert(call_id.to_string(), Entry { account_id, tx });
+        }
+        rx
+    }
+
+    /// What the session knows now: the account (once the rules identified it) and its
+    /// recordings' ids.
+    pub fn update<'a>(
+        &self,
+        call_id: &str,
+        account_id: Option<&str>,
+        recordings: impl Iterator<Item = &'a str>,
+    ) {
+        if let Ok(mut i) = self.inner.lock() {
+            if let Some(e) = i.calls.get_mut(call_id) {
+                if e.account_id.as_deref() != account_id {
+                    e.account_id = account_id.map(str::to_string);
+                }
+            }
+            for r in recordings {
+                if !i.recordings.contains_key(r) {
+                    i.recordings.insert(r.to_string(), call_id.to_string());
+                }
+            }
+        }
+    }
+
+    /// The call's session is done.
+    pub fn remove(&self, call_id: &str) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.calls.remove(call_id);
+            i.recordings.retain(|_, c| c != call_id);
+        }
+    }
+
+    /// The live call recording `recording_id`, when it belongs to `account_id` (any account
+    /// for `None`: an admin asking).
+    fn call_of(
+        &self,
+        recording_id: &str,
+        account_id: Option<&str>,
+    ) -> Option<mpsc::UnboundedSender<LiveMsg>> {
+        let i = self.inner.lock().ok()?;
+        let call = i.recordings.get(recording_id)?;
+        let e = i.calls.get(call)?;
+        if account_id.is_some() && e.account_id.as_deref() != account_id {
+            return None;
+        }
+        Some(e.tx.clone())
+    }
+
+    /// Asks the session recording `recording_id` to change it. `None`: no live call of
+    /// `account_id` here records it (finished, another node's, or unknown).
+    pub async fn control(
+        &self,
+        recording_id: &str,
+        account_id: Option<&str>,
+        want: Want,
+        by: Option<String>,
+    ) -> Option<ControlOutcome> {
+        let tx = self.call_of(recording_id, account_id)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(LiveMsg::Control {
+            recording_id: recording_id.to_string(),
+            want,
+            by,
+            reply,
+        })
+        .ok()?;
+        rx.await.ok()
+    }
+
+    /// The live calls of `account_id` (every account's for `None`), each as its session sees it.
+    pub async fn views(&self, account_id: Option<&str>) -> Vec<CallView> {
+        let senders: Vec<_> = match self.inner.lock() {
+            Ok(i) => i
+                .calls
+                .values()
+                .filter(|e| account_id.is_none() || e.account_id.as_deref() == account_id)
+                .map(|e| e.tx.clone())
+                .collect(),
+            Err(_) => vec![],
+        };
+        let mut out = Vec::with_capacity(senders.len());
+        for tx in senders {
+            let (reply, rx) = oneshot::channel();
+            if tx.send(LiveMsg::View(reply)).is_ok() {
+                // A session answers from its loop at once; one that does not is left out.
+                if let Ok(Ok(v)) = tokio::time::timeout(std::time::Duration::from_secs(2), rx).await
+                {
+                    out.push(v);
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            a.started_us
+                .cmp(&b.started_us)
+                .then(a.call_id.cmp(&b.call_id))
+        });
+        out
+    }
+}

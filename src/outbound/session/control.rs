@@ -1,0 +1,223 @@
+//! The session's control room: a live recording paused, resumed or stopped on request (the
+//! control API), and the view of the call and its recordings the API shows.
+//!
+//! `silence` pauses with `uuid_record <uuid> mask <path>` (the file keeps its length, silent),
+//! `skip` with `pause` (the paused time is absent from the file); `in-progress` undoes either
+//! (`unmask` / `resume`); `stopped` is `uuid_record <uuid> stop <path>`, after which the recording
+//! ends and is kept as usual. FreeSWITCH sends no event for a pause, so the pause is recorded
+//! here when FreeSWITCH acknowledges it, with its offset on the call's clock and who asked.
+//!
+//! Invariants: a request gets exactly one [`Action::ControlDone`]; asking for the state a
+//! recording is already in changes nothing and sends nothing; only a running recording is
+//! controlled (one waiting for its trigger, finished or discarded answers with its status); the
+//! command goes through the queue like any other, so it never overtakes a start or a hand-back.
+
+use super::*;
+use crate::values::{Pause, PauseBehavior};
+
+/// What the API asks for a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    Pause(PauseBehavior),
+    Resume,
+    Stop,
+}
+
+impl Want {
+    pub fn action(self) -> &'static str {
+        match self {
+            Want::Pause(_) => "pause",
+            Want::Resume => "resume",
+            Want::Stop => "stop",
+        }
+    }
+}
+
+/// One control request, with the driver's id to answer it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlRequest {
+    pub id: u64,
+    pub recording_id: String,
+    pub want: Want,
+    /// The API token's id, for the audit trail.
+    pub by: Option<String>,
+    /// When the request arrived (µs since the epoch): the pause's offset is measured from it.
+    pub now_us: u64,
+}
+
+/// A recording as the control API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RecordingView {
+    pub id: String,
+    pub call_id: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_behavior: Option<PauseBehavior>,
+    pub pauses: Vec<Pause>,
+    pub trigger: &'static str,
+    /// RECORD_START's time, µs since the epoch, once FreeSWITCH started it.
+    pub started_us: Option<u64>,
+    pub format: &'static str,
+}
+
+/// A live call as the `channels` resource shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CallView {
+    pub call_id: String,
+    pub account_id: Option<String>,
+    pub caller_id_number: String,
+    pub destination: String,
+    pub started_us: u64,
+    pub recordings: Vec<RecordingView>,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlOutcome {
+    /// FreeSWITCH took the command.
+    Done(RecordingView),
+    /// The recording already was as asked: nothing sent.
+    Unchanged(RecordingView),
+    /// Not running (waiting, finished, discarded, failed): its view says which.
+    NotRunning(RecordingView),
+    /// FreeSWITCH's `-ERR …`.
+    Refused(String),
+    /// No answer from FreeSWITCH (why).
+    NoReply(String),
+    /// This call has no recording with that id.
+    Unknown,
+}
+
+impl Session {
+    /// The call and its recordings, as the API shows them.
+    pub fn view(&self) -> CallView {
+        CallView {
+            call_id: self.info.call_id.clone(),
+            account_id: self.info.account_id.clone(),
+            caller_id_number: self.info.caller_id_number.clone(),
+            destination: self.info.destination.clone(),
+            started_us: self.info.started_us,
+            recordings: (0..self.recordings.len())
+                .map(|i| self.recording_view(i))
+                .collect(),
+        }
+    }
+
+    pub(super) fn recording_view(&self, idx: RecIdx) -> RecordingView {
+        let r = &self.recordings[idx];
+        RecordingView {
+            id: r.id.clone(),
+            call_id: self.info.call_id.clone(),
+            status: r.status(),
+            pause_behavior: r.paused(),
+            pauses: r.pauses.clone(),
+            trigger: r.settings.trigger().as_str(),
+            started_us: r.started_us(),
+            format: r.settings.format.ext(),
+        }
+    }
+
+    pub(super) fn on_control(&mut self, req: ControlRequest, out: &mut Vec<Action>) {
+        let Some(idx) = self
+            .recordings
+            .iter()
+            .position(|r| r.id == req.recording_id)
+        else {
+            out.push(Action::ControlDone(req.id, ControlOutcome::Unknown));
+            return;
+        };
+        let rec = &self.recordings[idx];
+        if !rec.is_running() || rec.stop_requested || self.closed {
+            out.push(Action::ControlDone(
+                req.id,
+                ControlOutcome::NotRunning(self.recording_view(idx)),
+            ));
+            return;
+        }
+        let action = match (req.want, rec.paused()) {
+            (Want::Pause(_), Some(_)) | (Want::Resume, None) => {
+                out.push(Action::ControlDone(
+                    req.id,
+                    ControlOutcome::Unchanged(self.recording_view(idx)),
+                ));
+                return;
+            }
+            (Want::Pause(PauseBehavior::Silence), None) => "mask",
+            (Want::Pause(PauseBehavior::Skip), None) => "pause",
+            (Want::Resume, Some(PauseBehavior::Silence)) => "unmask",
+            (Want::Resume, Some(PauseBehavior::Skip)) => "resume",
+            (Want::Stop, _) => "stop",
+        };
+        self.queue.push_back(Purpose::Control { idx, req, action });
+        self.next_queued(out);
+    }
+
+    pub(super) fn send_control(
+        &mut self,
+        idx: RecIdx,
+        req: ControlRequest,
+        action: &'static str,
+    ) -> Action {
+        let cmd = if action == "stop" {
+            self.recordings[idx].stop_command(&self.info.call_id)
+        } else {
+            self.recordings[idx].control_command(&self.info.call_id, action)
+        };
+        self.send(cmd, Purpose::Control { idx, req, action })
+    }
+
+    pub(super) fn on_control_reply(
+        &mut self,
+        idx: RecIdx,
+        req: ControlRequest,
+        action: &'static str,
+        result: ReplyResult,
+        out: &mut Vec<Action>,
+    ) {
+        let rec_id = self.recordings[idx].id.clone();
+        let by = req.by.clone().unwrap_or_else(|| "-".into());
+        let outcome = match result {
+            Ok((true, _)) => {
+                let r = &mut self.recordings[idx];
+                let offset_ms = r
+                    .started_us()
+                    .map_or(0, |s| req.now_us.saturating_sub(s) / 1000);
+                match req.want {
+                    Want::Pause(behavior) => {
+                        r.pauses.push(Pause {
+                            start_ms: offset_ms,
+                            end_ms: None,
+                            behavior,
+                            by: req.by.clone(),
+                        });
+                        info!(recording_id = %rec_id, token_id = %by, pause_behavior = behavior.as_str(), offset_ms, "recording paused");
+                    }
+                    Want::Resume => {
+                        if let Some(p) = r.pauses.last_mut() {
+                            p.end_ms = Some(offset_ms.max(p.start_ms));
+                        }
+                        info!(recording_id = %rec_id, token_id = %by, offset_ms, "recording resumed");
+                    }
+                    Want::Stop => {
+                        r.stop_requested = true;
+                        info!(recording_id = %rec_id, token_id = %by, offset_ms, "recording stop requested");
+                    }
+                }
+                metrics::control(req.want.action());
+                // The journal row carries the pauses: a restart keeps them listed, and the
+                // recording's metadata has them however it ends.
+                out.push(Action::Journal(Box::new(self.journal_entry(idx))));
+                ControlOutcome::Done(self.recording_view(idx))
+            }
+            Ok((false, text)) => {
+                warn!(recording_id = %rec_id, token_id = %by, action, reply = %text, "FreeSWITCH refused the recording control");
+                ControlOutcome::Refused(text)
+            }
+            Err(e) => {
+                warn!(recording_id = %rec_id, token_id = %by, action, error = %e, "recording control not acknowledged");
+                ControlOutcome::NoReply(e)
+            }
+        };
+        out.push(Action::ControlDone(req.id, outcome));
+    }
+}
