@@ -283,6 +283,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         node_id = store.node(),
         "store open"
     );
+    // On a shared database the other nodes forward requests for this node's live recordings
+    // to its API.
+    let api_url = config.advertised_api_url();
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || s.register_api(&api_url)).await? {
+        Ok(()) => {}
+        Err(e) => {
+            warn!(error = %e, "cannot record this node's API address: other nodes cannot reach its live recordings")
+        }
+    }
     let s = store.clone();
     match tokio::task::spawn_blocking(move || crate::rules::planner::report_invalid_documents(&s))
         .await?

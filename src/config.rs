@@ -87,6 +87,9 @@ pub struct Config {
     /// PEM file of CA certificates trusted for a `database_url` with `sslmode=require` (besides
     /// the web PKI's roots).
     pub database_ca_file: Option<PathBuf>,
+    /// The URL the other nodes of a shared database reach this node's API at (a live
+    /// recording's control request goes to the node recording it); unset: `http://<api_listen>`.
+    pub api_url: Option<String>,
     /// The event socket's password (never logged; `check-config` shows it as `REDACTED`).
     pub freeswitch_password: String,
     /// Reconnection backoff to the event socket doubles from 100 ms up to this.
@@ -145,6 +148,7 @@ impl Default for Config {
             follow: FollowMode::Inbound,
             node_id: "callrec".into(),
             database_url: None,
+            api_url: None,
             database_ca_file: None,
             s3_endpoint: None,
             s3_region: None,
@@ -272,6 +276,7 @@ impl Config {
             "follow",
             "node_id",
             "database_url",
+            "api_url",
             "database_ca_file",
             "s3_endpoint",
             "s3_region",
@@ -320,6 +325,14 @@ impl Config {
         })
     }
 
+    /// The URL other nodes reach this node's API at.
+    pub fn advertised_api_url(&self) -> String {
+        match &self.api_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.api_listen),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
         if crate::recorder::paths::unsafe_for_fs_args(&self.data_dir) {
@@ -327,6 +340,13 @@ impl Config {
         }
         if self.max_calls == 0 {
             return bad("max_calls must be at least 1");
+        }
+        if let Some(u) = &self.api_url {
+            let ok = reqwest::Url::parse(u)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return bad("api_url must be an http:// or https:// URL with a host");
+            }
         }
         if self.continue_context.is_empty()
             || !self

@@ -541,3 +541,84 @@ async fn a_node_moving_from_sqlite_takes_its_spool_to_the_database() {
         .unwrap()
         .is_empty());
 }
+
+/// A live recording is controlled through either node's API: the request reaches node 2's API
+/// from node 1's (its `api_url` in the database) and its answer comes back; with node 2 gone,
+/// node 1 answers 503 naming it.
+#[tokio::test]
+async fn a_live_recording_is_paused_through_the_other_nodes_api_and_a_gone_node_is_named() {
+    let Some(db) = support::pg::new_db() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (
+        Node::new(tmp.path(), "fs-1", &db),
+        Node::new(tmp.path(), "fs-2", &db),
+    );
+    let _p1 = one.serve().await;
+    let p2 = two.serve().await;
+    let admin = token(&one);
+    let body = json!({"data": {"record_call": {"format": "wav"}}});
+    one.api("PUT", "/v2/accounts/acc", &admin, Some(body)).await;
+    let call = callrec_sim::dial(
+        format!("127.0.0.1:{}", two.listen).parse().unwrap(),
+        CallSpec::new("15550001111", "1000").var("callrec_account_id", "acc"),
+    )
+    .await
+    .unwrap();
+    call.answer();
+    let start = call.wait_for_command("api uuid_record").await;
+    let id = start
+        .line
+        .split("callrec_recording_id=")
+        .nth(1)
+        .and_then(|s| s.split([',', '}']).next())
+        .unwrap()
+        .to_string();
+    call.advance(Duration::from_secs(2));
+    call.sync().await;
+    // The journal row (on fs-2) is in the shared database once FreeSWITCH was asked.
+    until("the journal row", async || {
+        let v = one
+            .api(
+                "GET",
+                &format!("/v2/accounts/acc/recordings/{id}"),
+                &admin,
+                None,
+            )
+            .await;
+        (v["data"]["node"] == "fs-2").then_some(())
+    })
+    .await;
+    let v = one
+        .api(
+            "PATCH",
+            &format!("/v2/accounts/acc/recordings/{id}"),
+            &admin,
+            Some(json!({"data": {"status": "paused"}})),
+        )
+        .await;
+    assert_eq!(v["data"]["status"], "paused", "{v}");
+    let masks = call
+        .report()
+        .commands
+        .iter()
+        .filter(|c| c.line.starts_with("api uuid_record") && c.line.contains(" mask "))
+        .count();
+    assert_eq!(masks, 1, "node 2's session sent the mask");
+    // Node 2 goes: its recording stays journaled on fs-2, and node 1 names it.
+    drop(p2);
+    let resp = reqwest::Client::new()
+        .patch(format!(
+            "http://127.0.0.1:{}/v2/accounts/acc/recordings/{id}",
+            one.api
+        ))
+        .header("X-Auth-Token", &admin)
+        .json(&json!({"data": {"status": "in-progress"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["data"]["node"], "fs-2", "{v}");
+}

@@ -7,14 +7,19 @@
 //! the command and answers when FreeSWITCH has. Answers: 200 with the recording (its `status`,
 //! `pause_behavior`, `pauses`); 404 for an id this account does not have; 409 when the recording
 //! is not running, with its status; 400 naming the field; 502 with FreeSWITCH's `-ERR`; 504 when
-//! FreeSWITCH does not answer; 503 naming the node when another node records it.
+//! FreeSWITCH does not answer. A recording another node of a shared database records is
+//! forwarded to that node's API (its `api_url`, from the store) and its answer relayed; 503
+//! naming the node when it cannot be reached. A forwarded request is never forwarded again.
 //!
 //! Invariants: an account token reaches only its account's recordings (another account's id is
-//! 404, never 403, so ids cannot be probed); the token's secret is never logged (its id is).
+//! 404, never 403, so ids cannot be probed); the token's secret is never logged (its id is); a
+//! forward goes only to an address a node wrote for itself, never follows a redirect, and the
+//! receiving node checks the token again.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use serde_json::{json, Value};
 
 use super::envelope::{success, ApiError};
@@ -85,10 +90,12 @@ pub async fn patch_recording(
 ) -> ApiResult {
     authorize(&state, &headers, Some(&account_id)).await?;
     let want = want_of(&data_of(&body)?)?;
-    let by = headers
+    let token = headers
         .get("x-auth-token")
         .and_then(|v| v.to_str().ok())
-        .map(|t| crate::store::tokens::token_id(t.trim()));
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default();
+    let by = Some(crate::store::tokens::token_id(&token));
     let live = match &state.live {
         Some(l) => l.control(&id, Some(&account_id), want, by).await,
         None => None,
@@ -111,13 +118,78 @@ pub async fn patch_recording(
             StatusCode::GATEWAY_TIMEOUT,
             format!("FreeSWITCH did not answer: {why}"),
         )),
-        Some(ControlOutcome::Unknown) | None => not_live(&state, &account_id, &id).await,
+        Some(ControlOutcome::Unknown) | None => {
+            let req = Forward {
+                path: format!("/v2/accounts/{account_id}/recordings/{id}"),
+                token: &token,
+                body: &body,
+                forwarded: headers.contains_key(FORWARDED),
+            };
+            not_live(&state, &account_id, &id, req).await
+        }
     }
 }
 
-/// The recording is not live on this node: the store says whether it exists, where, and how
-/// it ended.
-async fn not_live(state: &ApiState, account_id: &str, id: &str) -> ApiResult {
+/// The request as received, to send on to the node that records the recording.
+struct Forward<'a> {
+    path: String,
+    token: &'a str,
+    body: &'a Bytes,
+    /// It came from another node already: never sent on again.
+    forwarded: bool,
+}
+
+/// The header a forwarded request carries, so it is never forwarded twice.
+const FORWARDED: &str = "x-callrec-forwarded-from";
+
+/// Sends the request to node `node`'s API and answers with what it answered; 503 naming the
+/// node when it cannot be reached (or the request already came from another node).
+async fn forward(state: &ApiState, node: &str, req: Forward<'_>) -> ApiResult {
+    let unreachable = |why: String| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: format!(
+            "the recording is recorded by node {node}, which cannot be reached: {why}"
+        ),
+        data: json!({"node": node}),
+    };
+    if req.forwarded {
+        return Err(unreachable("it does not follow the call either".into()));
+    }
+    let n = node.to_string();
+    let Some(base) = blocking(&state.store, move |s| s.node_api(&n)).await? else {
+        return Err(unreachable("it never said where its API answers".into()));
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| unreachable(e.to_string()))?;
+    let resp = client
+        .patch(format!("{base}{}", req.path))
+        .header("x-auth-token", req.token)
+        .header(FORWARDED, state.store.node())
+        .header("content-type", "application/json")
+        .body(req.body.clone())
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| unreachable(crate::telemetry::error_chain(&e)))?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body: Value = resp
+        .json()
+        .await
+        .map_err(|e| unreachable(format!("unreadable answer: {e}")))?;
+    tracing::info!(node = %node, status = status.as_u16(), "recording control forwarded to the node recording it");
+    Ok((status, axum::Json(body)).into_response())
+}
+
+/// The recording is not live on this node: the store says whether it exists, where (another
+/// node's live recording: the request goes there), and how it ended.
+async fn not_live(
+    state: &ApiState,
+    account_id: &str,
+    id: &str,
+    forward_req: Forward<'_>,
+) -> ApiResult {
     let i = id.to_string();
     let item = blocking(&state.store, move |s| spool::get(s, &i))
         .await?
@@ -127,14 +199,7 @@ async fn not_live(state: &ApiState, account_id: &str, id: &str) -> ApiResult {
         })?;
     if item.state == RecordingState::Recording {
         if item.node != state.store.node() {
-            return Err(ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                message: format!(
-                    "recordings/{id} is recorded by node {}, which this node cannot reach",
-                    item.node
-                ),
-                data: json!({"node": item.node}),
-            });
+            return forward(state, &item.node, forward_req).await;
         }
         // Journaled here but no live session: the call ended a moment ago, or a previous run
         // left it (callrec finishes it from its file).

@@ -16,6 +16,7 @@
 //! - [`migrations`]: SQLite's schema, versioned with `PRAGMA user_version`; PostgreSQL's is in
 //!   [`postgres`], versioned in a table;
 //! - [`inspect`]: counts and the integrity check, read-only;
+//! - [`nodes`]: where each node's API answers (shared database only);
 //! - [`scratch`]: stores made on purpose by tests and benchmarks (new databases, a first-release
 //!   file, the unindexed lookups the benchmarks compare against): the suite writes no SQL.
 //!
@@ -29,6 +30,7 @@ pub mod documents;
 mod fallback;
 mod inspect;
 mod migrations;
+mod nodes;
 mod postgres;
 pub mod recordings;
 pub mod scratch;

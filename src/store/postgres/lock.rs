@@ -94,4 +94,29 @@ impl Pg {
             Ok(())
         })
     }
+
+    pub(in crate::store) fn register_api(&self, node: &str, url: &str) -> Result<(), StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            cached_execute(
+                &c,
+                "INSERT INTO nodes (node, api_url, seen_us) VALUES ($1, $2, $3)
+                 ON CONFLICT (node) DO UPDATE SET api_url = $2, seen_us = $3",
+                &[&node, &url, &(crate::store::now_us() as i64)],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    pub(in crate::store) fn node_api(&self, node: &str) -> Result<Option<String>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            Ok(
+                cached_query_opt(&c, "SELECT api_url FROM nodes WHERE node = $1", &[&node])
+                    .await?
+                    .map(|r| r.get(0)),
+            )
+        })
+    }
 }

@@ -4,7 +4,7 @@
 use super::*;
 
 /// The schema version this callrec writes.
-pub(super) const CURRENT: i32 = 1;
+pub(super) const CURRENT: i32 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE documents (
@@ -66,6 +66,16 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_node_due ON deliveries (node, state, next_attempt_us);
 ";
 
+/// Version 2: where each node's API answers, so a request for a recording another node records
+/// reaches it.
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS nodes (
+    node TEXT PRIMARY KEY,
+    api_url TEXT NOT NULL,
+    seen_us BIGINT NOT NULL
+);
+";
+
 /// The advisory lock migrations run under (any fixed number; "callrec" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0063_616c_6c72_6563;
 
@@ -92,7 +102,15 @@ impl Pg {
             if version < 1 {
                 tx.batch_execute(SCHEMA_V1).await?;
                 cached_execute(&tx, "INSERT INTO callrec_schema (version) VALUES (1)", &[]).await?;
-                tracing::info!(schema_version = CURRENT, "database schema created");
+                tracing::info!(schema_version = 1, "database schema created");
+            }
+            if version < 2 {
+                tx.batch_execute(SCHEMA_V2).await?;
+                cached_execute(&tx, "UPDATE callrec_schema SET version = 2", &[]).await?;
+                tracing::info!(
+                    schema_version = 2,
+                    "database schema migrated: nodes say where their API answers"
+                );
             }
             tx.commit().await?;
             Ok(())
