@@ -359,7 +359,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let delivery: Arc<dyn Delivery> = uploads.delivery.clone();
     let server =
         Server::start_with(config, planner, uploads.delivery.clone(), live.clone()).await?;
-    match crate::supervisor::readopt(&store, delivery, watch, server.link()) {
+    match crate::supervisor::readopt(&store, delivery, watch, server.link(), Some(server.live())) {
         Ok(0) => {}
         Ok(n) => info!(
             count = n,

@@ -14,6 +14,11 @@
 //! `record_min_sec` applies, delivery gets the same metadata as if nothing had happened, and
 //! the log says `recording re-adopted after restart` with the reason.
 //!
+//! A recording followed over the link can still be paused, resumed or stopped through the
+//! control API ([`crate::outbound::live`]): the command goes over the link, the pause is added
+//! to the journal row (so it stays listed), and a pause in force at the restart stays in force
+//! (FreeSWITCH keeps it; the journal row lists it) until asked otherwise.
+//!
 //! Invariant: a journaled recording ends in exactly one of: kept (handed to delivery, which
 //! replaces the journal row), discarded (file missing or too short; logged, row removed), or
 //! still journaled (delivery refused it; taken up again at the next start).
@@ -26,10 +31,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::inbound::{Followed, Link};
+use crate::outbound::live::{LiveCalls, LiveMsg};
+use crate::outbound::session::{CallView, ControlOutcome, RecordingView, Want};
 use crate::recorder::StopInfo;
 use crate::store::{Store, StoreError};
 use crate::uploader::journal::JournalEntry;
 use crate::uploader::Delivery;
+use crate::values::{Pause, PauseBehavior};
 
 /// How a watched file is looked at.
 #[derive(Debug, Clone, Copy)]
@@ -44,12 +52,14 @@ pub fn readopt(
     delivery: Arc<dyn Delivery>,
     watch: Watch,
     link: Option<Link>,
+    live: Option<Arc<LiveCalls>>,
 ) -> Result<usize, StoreError> {
     let entries: Vec<(String, JournalEntry)> = store.journaled()?;
     let n = entries.len();
     for (_, entry) in entries {
         let (store, delivery, link) = (store.clone(), delivery.clone(), link.clone());
-        tokio::spawn(async move { finish(&store, &*delivery, entry, watch, link).await });
+        let live = live.clone();
+        tokio::spawn(async move { finish(&store, &*delivery, entry, watch, link, live).await });
     }
     Ok(n)
 }
@@ -66,9 +76,10 @@ struct Ending {
 async fn finish(
     store: &Store,
     delivery: &dyn Delivery,
-    e: JournalEntry,
+    mut e: JournalEntry,
     watch: Watch,
     link: Option<Link>,
+    live: Option<Arc<LiveCalls>>,
 ) {
     let path = PathBuf::from(&e.rec.file_path);
     info!(
@@ -79,10 +90,27 @@ async fn finish(
         "journaled recording found after restart; taking it up"
     );
     let ending = match &link {
-        Some(link) => match follow(link, &e).await {
-            Some(ending) => ending,
-            None => watch_file(&path, &e, watch, "the event socket link stayed down").await,
-        },
+        Some(link) => {
+            // Reachable by the control API while it is followed over the link.
+            let call_id = e.rec.call.call_id.clone();
+            let api = live.as_ref().map(|l| {
+                let rx = l.register(&call_id, e.rec.call.account_id.clone());
+                l.update(
+                    &call_id,
+                    e.rec.call.account_id.as_deref(),
+                    std::iter::once(e.rec.recording_id.as_str()),
+                );
+                rx
+            });
+            let followed = follow(link, &mut e, store, api).await;
+            if let Some(l) = &live {
+                l.remove(&call_id);
+            }
+            match followed {
+                Some(ending) => ending,
+                None => watch_file(&path, &e, watch, "the event socket link stayed down").await,
+            }
+        }
         None => {
             watch_file(
                 &path,
@@ -98,13 +126,30 @@ async fn finish(
 
 /// Follows the call over the link until its recording ends; `None` when the link stayed down
 /// too long (or the recording outlived its time limit) and the file must be watched instead.
-async fn follow(link: &Link, e: &JournalEntry) -> Option<Ending> {
-    let uuid = &e.rec.call.call_id;
+async fn follow(
+    link: &Link,
+    e: &mut JournalEntry,
+    store: &Store,
+    mut api: Option<tokio::sync::mpsc::UnboundedReceiver<LiveMsg>>,
+) -> Option<Ending> {
+    let uuid = e.rec.call.call_id.clone();
+    let uuid = &uuid;
     let mut rx = link.follow(uuid);
+    let mut stopped = false;
     let limit = Duration::from_secs(e.time_limit as u64 + 60);
-    let path = e.rec.file_path.as_str();
+    let path = e.rec.file_path.clone();
+    let path = path.as_str();
     let ending = loop {
         tokio::select! {
+            Some(msg) = async {
+                match api.as_mut() {
+                    Some(a) => a.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                control(link, e, store, &mut stopped, msg).await;
+                continue;
+            }
             m = rx.recv() => match m {
                 Some(Followed::Event(ev)) => {
                     use crate::event::EventName as N;
@@ -143,6 +188,130 @@ async fn follow(link: &Link, e: &JournalEntry) -> Option<Ending> {
     };
     link.unfollow(uuid);
     ending
+}
+
+/// A re-adopted recording as the control API shows it.
+fn view(e: &JournalEntry, stopped: bool) -> RecordingView {
+    let paused = e
+        .rec
+        .pauses
+        .last()
+        .filter(|p| p.end_ms.is_none())
+        .map(|p| p.behavior);
+    RecordingView {
+        id: e.rec.recording_id.clone(),
+        call_id: e.rec.call.call_id.clone(),
+        status: if stopped {
+            "stopped"
+        } else if paused.is_some() {
+            "paused"
+        } else {
+            "in-progress"
+        },
+        pause_behavior: paused,
+        pauses: e.rec.pauses.clone(),
+        trigger: "re-adopted",
+        started_us: Some(e.rec.start_us),
+        format: e.rec.format.ext(),
+    }
+}
+
+/// A control request for a re-adopted recording: the command over the link, the pause in the
+/// journal row.
+async fn control(
+    link: &Link,
+    e: &mut JournalEntry,
+    store: &Store,
+    stopped: &mut bool,
+    msg: LiveMsg,
+) {
+    let (recording_id, want, by, reply) = match msg {
+        LiveMsg::View(reply) => {
+            let _ = reply.send(CallView {
+                call_id: e.rec.call.call_id.clone(),
+                account_id: e.rec.call.account_id.clone(),
+                caller_id_number: e.rec.call.caller_id_number.clone(),
+                destination: e.rec.call.callee_number.clone(),
+                started_us: e.rec.start_us,
+                recordings: vec![view(e, *stopped)],
+            });
+            return;
+        }
+        LiveMsg::Control {
+            recording_id,
+            want,
+            by,
+            reply,
+        } => (recording_id, want, by, reply),
+    };
+    if recording_id != e.rec.recording_id {
+        let _ = reply.send(ControlOutcome::Unknown);
+        return;
+    }
+    if *stopped {
+        let _ = reply.send(ControlOutcome::NotRunning(view(e, true)));
+        return;
+    }
+    let paused = e
+        .rec
+        .pauses
+        .last()
+        .filter(|p| p.end_ms.is_none())
+        .map(|p| p.behavior);
+    let action = match (want, paused) {
+        (Want::Pause(_), Some(_)) | (Want::Resume, None) => {
+            let _ = reply.send(ControlOutcome::Unchanged(view(e, false)));
+            return;
+        }
+        (Want::Pause(PauseBehavior::Silence), None) => "mask",
+        (Want::Pause(PauseBehavior::Skip), None) => "pause",
+        (Want::Resume, Some(PauseBehavior::Silence)) => "unmask",
+        (Want::Resume, Some(PauseBehavior::Skip)) => "resume",
+        (Want::Stop, _) => "stop",
+    };
+    let command = format!(
+        "uuid_record {} {action} {}",
+        e.rec.call.call_id, e.rec.file_path
+    );
+    let token = by.clone().unwrap_or_else(|| "-".into());
+    let outcome = match link.api(&command).await {
+        Ok(text) if text.starts_with("+OK") => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            let offset_ms = now.saturating_sub(e.rec.start_us) / 1000;
+            match want {
+                Want::Pause(behavior) => e.rec.pauses.push(Pause {
+                    start_ms: offset_ms,
+                    end_ms: None,
+                    behavior,
+                    by,
+                }),
+                Want::Resume => {
+                    if let Some(p) = e.rec.pauses.last_mut() {
+                        p.end_ms = Some(offset_ms.max(p.start_ms));
+                    }
+                }
+                Want::Stop => *stopped = true,
+            }
+            info!(recording_id = %e.rec.recording_id, call_id = %crate::telemetry::printable(&e.rec.call.call_id), token_id = %token, action, offset_ms, "re-adopted recording controlled");
+            crate::telemetry::metrics::control(want.action());
+            let (s, entry) = (store.clone(), e.clone());
+            if let Ok(Err(err)) =
+                tokio::task::spawn_blocking(move || crate::uploader::journal::record(&s, &entry))
+                    .await
+            {
+                warn!(recording_id = %e.rec.recording_id, error = %err, "cannot write the pause to the journal row");
+            }
+            ControlOutcome::Done(view(e, *stopped))
+        }
+        Ok(text) => {
+            warn!(recording_id = %e.rec.recording_id, token_id = %token, action, reply = %text, "FreeSWITCH refused the recording control");
+            ControlOutcome::Refused(text)
+        }
+        Err(err) => ControlOutcome::NoReply(err.to_string()),
+    };
+    let _ = reply.send(outcome);
 }
 
 /// The RECORD_STOP is this recording's: same file, or the recording variable callrec set.

@@ -400,3 +400,94 @@ async fn a_refused_password_falls_back_to_watching_the_file() {
     );
     assert!(sw.inbound_stats().auth_failures >= 1);
 }
+
+/// Mid-call control across a restart (README "Pausing a recording"): a recording paused through
+/// the API, then callrec SIGKILLed. The pause stays in force (FreeSWITCH keeps masking) and
+/// listed (the journal row has it); the new process follows the call and the recording is
+/// resumed through its API, over the event-socket link; the kept recording lists the pause with
+/// its end.
+#[tokio::test]
+async fn a_pause_in_force_at_a_restart_stays_listed_and_the_readopted_recording_is_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (sw, data, config, listen) = switch_and_config(&tmp, "ClueCon", "").await;
+    // The API's port, as the config names it.
+    let api_port: u16 = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("api_listen = \"127.0.0.1:"))
+        .and_then(|p| p.trim_end_matches('"').parse().ok())
+        .expect("api_listen in the config");
+    let out = Command::new(env!("CARGO_BIN_EXE_callrec"))
+        .args(["token", "create", "--account", "acc-1", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let patch = async |id: &str, status: &str| -> (reqwest::StatusCode, serde_json::Value) {
+        let url = format!("http://127.0.0.1:{api_port}/v2/accounts/acc-1/recordings/{id}");
+        for _ in 0..200 {
+            if let Ok(r) = reqwest::Client::new()
+                .patch(&url)
+                .header("X-Auth-Token", &token)
+                .json(&serde_json::json!({"data": {"status": status}}))
+                .send()
+                .await
+            {
+                let s = r.status();
+                return (s, r.json().await.unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the API did not answer");
+    };
+    let mut first = serve_logging(&config, listen, None).await;
+    let call = sw
+        .dial(
+            format!("127.0.0.1:{listen}").parse().unwrap(),
+            CallSpec::new("15550001111", "1000").var("callrec_account_id", "acc-1"),
+        )
+        .await
+        .unwrap();
+    call.answer();
+    call.wait_for_command("api uuid_record").await;
+    call.advance(Duration::from_secs(2));
+    call.sync().await;
+    let id = recordings_of(&data, &call.uuid)[0]
+        .meta
+        .recording_id
+        .clone();
+    let (s, v) = patch(&id, "paused").await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+    call.advance(Duration::from_secs(2));
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    // Listed while nothing follows it: the journal row has the pause, in force.
+    let row = recordings_of(&data, &call.uuid);
+    assert_eq!(row[0].meta.pauses.len(), 1);
+    assert!(row[0].meta.pauses[0].end_ms.is_none());
+    let _second = serve(&config, listen).await;
+    sw.wait_for_inbound_commands(&format!("filter Unique-ID {}", call.uuid), 1)
+        .await;
+    let (s, v) = patch(&id, "in-progress").await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["status"], "in-progress");
+    assert!(
+        call.report().commands.iter().any(|c| c.line
+            == format!(
+                "api uuid_record {} unmask {}",
+                call.uuid, row[0].meta.file_path
+            )),
+        "the unmask went over the link"
+    );
+    call.advance(Duration::from_secs(3));
+    call.hangup("NORMAL_CLEARING");
+    let kept = finished(&data, &call.uuid).await;
+    assert_eq!(kept.meta.duration_ms, 7000, "silence kept the length");
+    assert_eq!(kept.meta.pauses.len(), 1);
+    assert!(kept.meta.pauses[0].end_ms.is_some(), "the pause ended");
+}
