@@ -502,9 +502,9 @@ mod tests {
             assert!(Config::keys().contains(&k.as_str()), "{k}");
         }
         assert_eq!(
-            t.len() + 7,
+            t.len() + 8,
             Config::keys().len(),
-            "record_call, database_url, database_ca_file and the s3 endpoint, region and credentials are absent by default"
+            "record_call, database_url, database_ca_file, api_url and the s3 endpoint, region and credentials are absent by default"
         );
         let c = Config::load_layered(
             None,

@@ -6,6 +6,8 @@
 //!   (`?foo` or `?x=`) takes it (`?foo=<file name>`), otherwise `&recording=<file name>` is
 //!   added — followed by the same metadata parameters.
 //! - `record_caller` recordings: `<url without trailing '/'>/<call_id>.<ext>`, no query.
+//! - A recording paused through the control API also gets `pauses=<start_ms>-<end_ms>:<behavior>,…`
+//!   after Kazoo's parameters (absent when it was never paused).
 //!
 //! Invariant: every value is percent-encoded, so a hostile caller name cannot add parameters or
 //! path segments.
@@ -46,11 +48,31 @@ pub fn metadata_query(r: &FinishedRecording) -> String {
         ("duration_ms", r.duration_ms.to_string()),
         ("recording_id", r.recording_id.clone()),
     ];
-    fields
+    let mut q = fields
         .iter()
         .map(|(k, v)| format!("{k}={}", encode(v)))
         .collect::<Vec<_>>()
-        .join("&")
+        .join("&");
+    // Only when there were pauses, so receivers of recordings without any see Kazoo's exact
+    // parameters.
+    if !r.pauses.is_empty() {
+        q.push_str("&pauses=");
+        q.push_str(&encode(&pauses_param(&r.pauses)));
+    }
+    q
+}
+
+/// `<start_ms>-<end_ms>:<behavior>` per pause, comma-separated (an empty end: in force until
+/// the recording ended).
+pub fn pauses_param(pauses: &[crate::values::Pause]) -> String {
+    pauses
+        .iter()
+        .map(|p| {
+            let end = p.end_ms.map(|e| e.to_string()).unwrap_or_default();
+            format!("{}-{end}:{}", p.start_ms, p.behavior.as_str())
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `call_recording_<call_id>.<ext>`; further recordings of the same call add their id.
@@ -232,5 +254,28 @@ mod tests {
             "https://bob:REDACTED@h/up"
         );
         assert_eq!(redact("https://h/up?a=b@c"), "https://h/up?a=b@c");
+    }
+
+    #[test]
+    fn pauses_ride_after_kazoos_parameters_only_when_there_were_some() {
+        use crate::values::{Pause, PauseBehavior};
+        let mut r = rec();
+        assert!(!metadata_query(&r).contains("pauses"));
+        r.pauses = vec![
+            Pause {
+                start_ms: 2000,
+                end_ms: Some(5000),
+                behavior: PauseBehavior::Silence,
+                by: Some("t".into()),
+            },
+            Pause {
+                start_ms: 7000,
+                end_ms: None,
+                behavior: PauseBehavior::Skip,
+                by: None,
+            },
+        ];
+        assert!(metadata_query(&r)
+            .ends_with("&recording_id=rec-1&pauses=2000-5000%3Asilence%2C7000-%3Askip"));
     }
 }
