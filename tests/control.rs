@@ -342,3 +342,30 @@ async fn a_recording_not_live_here_is_409_when_finished_and_503_naming_its_node(
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["data"]["node"], "node-b");
 }
+
+/// `record_min_sec` counts the audio in the file: 9 s of call, 7 s of it skipped, leaves 2 s,
+/// shorter than the 5 s asked for, so the recording is discarded; with silence it would be kept.
+#[tokio::test]
+async fn record_min_sec_counts_the_audio_in_the_file() {
+    for (behavior, kept) in [("skip", false), ("silence", true)] {
+        let h = Harness::start_mode(vec![wav(|r| r.record_min_sec = 5)], |_| {}, false).await;
+        let api = api::start_with(h.server.as_ref().map(|s| s.live())).await;
+        let token = api
+            .store
+            .create_token(&Scope::Account("acc-1".into()))
+            .unwrap();
+        let (call, id) = recording(&h).await;
+        let (s, _) = patch(
+            &api,
+            &token,
+            &id,
+            json!({"status": "paused", "pause_behavior": behavior}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        call.advance(Duration::from_secs(7));
+        call.hangup("NORMAL_CLEARING");
+        h.idle().await;
+        assert_eq!(!h.delivered().is_empty(), kept, "{behavior}");
+    }
+}
