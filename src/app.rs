@@ -335,6 +335,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             store: store.clone(),
             readiness: Some(readiness.clone()),
             live: Some(live.clone()),
+            policy: config.destination_policy,
         },
         api_stop.clone(),
     ));

@@ -87,6 +87,9 @@ pub struct Config {
     /// PEM file of CA certificates trusted for a `database_url` with `sslmode=require` (besides
     /// the web PKI's roots).
     pub database_ca_file: Option<PathBuf>,
+    /// Which addresses URLs written through the API may lead to (link-local never; see
+    /// [`crate::settings::policy`]).
+    pub destination_policy: crate::settings::policy::DestinationPolicy,
     /// The URL the other nodes of a shared database reach this node's API at (a live
     /// recording's control request goes to the node recording it); unset: `http://<api_listen>`.
     pub api_url: Option<String>,
@@ -149,6 +152,7 @@ impl Default for Config {
             node_id: "callrec".into(),
             database_url: None,
             api_url: None,
+            destination_policy: Default::default(),
             database_ca_file: None,
             s3_endpoint: None,
             s3_region: None,
@@ -277,6 +281,7 @@ impl Config {
             "node_id",
             "database_url",
             "api_url",
+            "destination_policy",
             "database_ca_file",
             "s3_endpoint",
             "s3_region",

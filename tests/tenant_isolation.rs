@@ -439,3 +439,60 @@ async fn another_accounts_user_cannot_be_taken_by_guessing_its_id() {
         before
     );
 }
+
+/// The destination policy by writer (docs/api.md "Where recordings may go"): link-local is
+/// refused for every token, this host's own addresses for account tokens; the refused field is
+/// named, in a document's `record_call.url` and in a callflow module's `url`.
+#[tokio::test]
+async fn destination_policy_by_writer_names_the_refused_field() {
+    let t = tenants().await;
+    for (url, admin_ok, account_ok) in [
+        ("http://169.254.169.254/latest/meta-data/", false, false),
+        ("http://[fe80::1]/x/", false, false),
+        ("http://127.0.0.1:9/x/", true, false),
+        ("http://localhost:9/x/", true, false),
+        ("http://10.1.2.3/x/", true, true),
+        ("https://203.0.113.7/x/", true, true),
+    ] {
+        for (who, token, ok) in [
+            (Who::Admin, t.api.admin.clone(), admin_ok),
+            (Who::Own, t.a.clone(), account_ok),
+        ] {
+            let before = snapshot_b(&t.api);
+            let (s, v) = t
+                .api
+                .call(
+                    "PATCH",
+                    "/v2/accounts/A/users/a-doc",
+                    Some(&token),
+                    Some(json!({"data": {"record_call": {"format": "wav", "url": url}}})),
+                )
+                .await;
+            if ok {
+                assert_eq!(s, StatusCode::OK, "{url} by {who:?}: {v}");
+            } else {
+                assert_eq!(s, StatusCode::BAD_REQUEST, "{url} by {who:?}: {v}");
+                assert!(
+                    v["data"]["record_call.url"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("destination_policy")),
+                    "{url} by {who:?}: {v}"
+                );
+            }
+            assert_eq!(snapshot_b(&t.api), before);
+        }
+    }
+    let flow = json!({"data": {"numbers": ["5000"], "flow": {"module": "record_call",
+        "data": {"action": "start", "url": "http://169.254.169.254/x/"}}}});
+    let (s, v) = t
+        .api
+        .call(
+            "PUT",
+            "/v2/accounts/A/callflows/cf-x",
+            Some(&t.a),
+            Some(flow),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["data"]["flow.data.url"].is_object(), "{v}");
+}

@@ -197,11 +197,12 @@ pub async fn put_account(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    authorize(&state, &headers, Some(&account_id)).await?;
+    let scope = authorize(&state, &headers, Some(&account_id)).await?;
     check_id(&account_id)?;
     let data = data_of(&body)?;
     write(
         &state,
+        &scope,
         Kind::Account,
         &account_id,
         &account_id,
@@ -217,9 +218,10 @@ pub async fn patch_account(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    authorize(&state, &headers, Some(&account_id)).await?;
+    let scope = authorize(&state, &headers, Some(&account_id)).await?;
     patch(
         &state,
+        &scope,
         Kind::Account,
         &account_id,
         &account_id,
@@ -249,7 +251,7 @@ pub async fn create_doc(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    authorize(&state, &headers, Some(&account_id)).await?;
+    let scope = authorize(&state, &headers, Some(&account_id)).await?;
     let kind = kind_of(&collection)?;
     account_exists(&state, &account_id).await?;
     let data = data_of(&body)?;
@@ -258,7 +260,7 @@ pub async fn create_doc(
         _ => uuid::Uuid::new_v4().simple().to_string(),
     };
     check_id(&id)?;
-    let mut resp = write(&state, kind, &account_id, &id, data, Expect::Absent).await?;
+    let mut resp = write(&state, &scope, kind, &account_id, &id, data, Expect::Absent).await?;
     *resp.status_mut() = StatusCode::CREATED;
     Ok(resp)
 }
@@ -285,12 +287,21 @@ pub async fn put_doc(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    authorize(&state, &headers, Some(&account_id)).await?;
+    let scope = authorize(&state, &headers, Some(&account_id)).await?;
     let kind = kind_of(&collection)?;
     check_id(&id)?;
     account_exists(&state, &account_id).await?;
     let data = data_of(&body)?;
-    write(&state, kind, &account_id, &id, data, if_match(&headers)).await
+    write(
+        &state,
+        &scope,
+        kind,
+        &account_id,
+        &id,
+        data,
+        if_match(&headers),
+    )
+    .await
 }
 
 pub async fn patch_doc(
@@ -299,9 +310,9 @@ pub async fn patch_doc(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    authorize(&state, &headers, Some(&account_id)).await?;
+    let scope = authorize(&state, &headers, Some(&account_id)).await?;
     let kind = kind_of(&collection)?;
-    patch(&state, kind, &account_id, &id, &body, &headers).await
+    patch(&state, &scope, kind, &account_id, &id, &body, &headers).await
 }
 
 pub async fn delete_doc(
@@ -334,6 +345,7 @@ pub async fn not_found() -> ApiError {
 /// Validates and stores a whole document.
 async fn write(
     state: &ApiState,
+    scope: &Scope,
     kind: Kind,
     account_id: &str,
     id: &str,
@@ -341,6 +353,7 @@ async fn write(
     expect: Expect,
 ) -> ApiResult {
     let settings = documents::parse(kind, &data).map_err(ApiError::invalid)?;
+    check_destinations(state, scope, &data).await?;
     if let documents::Settings::Callflow(cf) = settings {
         callflow_conflicts(state, account_id, id, cf).await?;
     }
@@ -348,6 +361,31 @@ async fn write(
     let doc = blocking(&state.store, move |s| s.put(kind, &a, &i, data, expect)).await?;
     tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, revision = doc.rev.0, "document saved");
     Ok(doc_response(doc, StatusCode::OK))
+}
+
+/// The destination policy on every URL of the document, for its writer: 400 naming the field.
+async fn check_destinations(state: &ApiState, scope: &Scope, data: &Value) -> Result<(), ApiError> {
+    use crate::settings::policy::{urls_in, Writer};
+    let writer = match scope {
+        Scope::Admin => Writer::Admin,
+        Scope::Account(_) => Writer::Account,
+    };
+    let policy = state.policy;
+    for (path, url) in urls_in(data) {
+        // A name is resolved: off the runtime.
+        let u = url.clone();
+        let verdict = tokio::task::spawn_blocking(move || policy.check_url(&u, writer))
+            .await
+            .unwrap_or(Ok(()));
+        if let Err(why) = verdict {
+            tracing::warn!(field = %path, reason = %why, "destination refused by destination_policy");
+            return Err(ApiError::invalid(documents::FieldError {
+                path,
+                message: format!("refused by destination_policy: {why}"),
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// 409 when a number or pattern of callflow `id` belongs to another callflow of the account.
@@ -384,6 +422,7 @@ async fn callflow_conflicts(
 /// Merges `{"data": patch}` into the stored document, validates, stores conditionally.
 async fn patch(
     state: &ApiState,
+    scope: &Scope,
     kind: Kind,
     account_id: &str,
     id: &str,
@@ -405,6 +444,7 @@ async fn patch(
     merge_patch(&mut merged, &patch);
     write(
         state,
+        scope,
         kind,
         account_id,
         id,

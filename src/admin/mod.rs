@@ -33,6 +33,8 @@ pub struct ApiState {
     pub readiness: Option<std::sync::Arc<Readiness>>,
     /// The calls this process follows (`None`: no outbound listener here, so no live call).
     pub live: Option<std::sync::Arc<crate::outbound::live::LiveCalls>>,
+    /// Where written URLs may lead, checked on save.
+    pub policy: crate::settings::policy::DestinationPolicy,
 }
 
 /// The state `/readyz` reports on.

@@ -7,7 +7,8 @@
 //! - [`documents`]: the typed parts of documents, their [`documents::Kind`], and the one parser
 //!   the API and the planner share ([`documents::FieldError`] names the field);
 //! - [`flow`]: callflows (modules, invite formats, endpoints and dial strings);
-//! - [`destination`]: where a recording may go (`s3://bucket/prefix/` parsed here).
+//! - [`destination`]: where a recording may go (`s3://bucket/prefix/` parsed here);
+//! - [`policy`]: the destination policy (which addresses a written URL may lead to).
 //!
 //! Invariant: this module imports nothing of callrec but [`crate::values`]; `rules`,
 //! `callflow`, `config`, `admin`, the store and the uploader use it.
@@ -16,3 +17,4 @@ pub mod destination;
 pub mod documents;
 pub mod flow;
 pub mod model;
+pub mod policy;

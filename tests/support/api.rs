@@ -32,6 +32,7 @@ pub async fn start_with(live: Option<std::sync::Arc<callrec::outbound::live::Liv
             store: store.clone(),
             readiness: None,
             live,
+            policy: Default::default(),
         },
         CancellationToken::new(),
     ));
