@@ -307,6 +307,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let planner: Arc<dyn Planner> = Arc::new(DocumentPlanner {
         store: store.clone(),
         global: config.global_rule(),
+        memory: Default::default(),
     });
     let api_stop = CancellationToken::new();
     let api_listener = TcpListener::bind(config.api_listen)

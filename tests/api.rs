@@ -26,6 +26,7 @@ async fn document_server(api: &Api) -> (callrec::app::Server, Arc<Collect>, temp
     let planner = Arc::new(DocumentPlanner {
         store: api.store.clone(),
         global: None,
+        memory: Default::default(),
     });
     let server = callrec::app::Server::start(config, planner, delivery.clone())
         .await

@@ -30,6 +30,7 @@ async fn server(api: &Api, dir: &std::path::Path, delivery: Arc<dyn Delivery>) -
     let planner = Arc::new(DocumentPlanner {
         store: api.store.clone(),
         global: None,
+        memory: Default::default(),
     });
     let switch = support::follow::configure(&mut config).await;
     let server = callrec::app::Server::start(config, planner, delivery)

@@ -128,6 +128,7 @@ async fn api_and_planner_agree_on_every_input() {
     let planner = DocumentPlanner {
         store: api.store.clone(),
         global: None,
+        memory: Default::default(),
     };
     for (i, (rc, want)) in table().into_iter().enumerate() {
         // Through the API.

@@ -8,6 +8,7 @@
 
 use futures::future::BoxFuture;
 
+use super::lookups::{Lookups, Memory, Remembering};
 use super::resolve::{self, Found, Parties, Party};
 use super::{CallInfo, Plan, PlanError, Planner, RecordCall};
 use crate::store::{Doc, Kind, Store, StoreError};
@@ -16,11 +17,14 @@ pub struct DocumentPlanner {
     pub store: Store,
     /// callrec's own `[record_call]`, applied to every call like an account-wide rule.
     pub global: Option<RecordCall>,
+    /// What the lookups last read, answered while a shared database is unreachable.
+    pub memory: std::sync::Arc<Memory>,
 }
 
 impl Planner for DocumentPlanner {
     fn plan<'a>(&'a self, call: &'a CallInfo) -> BoxFuture<'a, Result<Plan, PlanError>> {
         let store = self.store.clone();
+        let memory = self.memory.clone();
         let call = call.clone();
         let global = self.global.clone();
         // The call's span follows the lookup, so a document that does not parse is logged
@@ -30,6 +34,10 @@ impl Planner for DocumentPlanner {
             let (parties, recordings, callee_never_records) =
                 tokio::task::spawn_blocking(move || {
                     span.in_scope(|| {
+                        let store = Remembering {
+                            store: &store,
+                            memory: &memory,
+                        };
                         let parties = Parties {
                             global,
                             ..find_parties(&store, &call)?
@@ -78,7 +86,7 @@ pub fn report_invalid_documents(store: &Store) -> Result<usize, StoreError> {
 /// patterns (callflows in id order, each one's patterns in their order; the first that matches
 /// wins). A matching callflow whose document does not parse is logged and not run.
 pub fn find_callflow(
-    store: &Store,
+    store: &impl Lookups,
     account_id: &str,
     number: &str,
 ) -> Result<Option<super::CallflowPlan>, StoreError> {
@@ -131,7 +139,7 @@ pub fn find_callflow(
 
 /// The devices a callflow's `device` and `user` modules ring, from the account's documents.
 pub fn resolve_endpoints(
-    store: &Store,
+    store: &impl Lookups,
     account_id: &str,
     plan: &mut super::CallflowPlan,
 ) -> Result<(), StoreError> {
@@ -191,7 +199,7 @@ pub fn resolve_endpoints(
 
 /// The owner of a device, looked up in the device's own account.
 fn owner(
-    store: &Store,
+    store: &impl Lookups,
     doc: &Doc,
     device: &Found<super::documents::DeviceSettings>,
 ) -> Result<Option<Found<super::documents::EndpointSettings>>, StoreError> {
@@ -204,7 +212,7 @@ fn owner(
 }
 
 /// Looks up the documents of a call's parties.
-pub fn find_parties(store: &Store, call: &CallInfo) -> Result<Parties, StoreError> {
+pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, StoreError> {
     let mut account_id = call.account_id.clone();
     let mut caller_doc = None;
     if let (Some(a), Some(d)) = (&account_id, &call.device_id) {

@@ -1,6 +1,6 @@
 //! Documents on PostgreSQL: get, list, put with revisions, delete, and the planner's lookups
-//! (callflow numbers, SIP usernames, whether any recording settings exist), remembered for an
-//! outage.
+//! (callflow numbers, SIP usernames, whether any recording settings exist). What the planner
+//! remembers for an outage is the planner's (`rules::lookups`).
 
 use super::*;
 
@@ -18,9 +18,7 @@ impl Pg {
         account_id: &str,
         id: &str,
     ) -> Result<Option<Doc>, StoreError> {
-        let r = self.get_now(kind, account_id, id);
-        let key = format!("get\0{}\0{account_id}\0{id}", kind.as_str());
-        self.remembered(key, r)
+        self.get_now(kind, account_id, id)
     }
 
     fn get_now(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
@@ -42,9 +40,7 @@ impl Pg {
         kind: Kind,
         account_id: &str,
     ) -> Result<Vec<Doc>, StoreError> {
-        let r = self.list_now(kind, account_id);
-        let key = format!("list\0{}\0{account_id}", kind.as_str());
-        self.remembered(key, r)
+        self.list_now(kind, account_id)
     }
 
     fn list_now(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
@@ -194,8 +190,7 @@ impl Pg {
         &self,
         number: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let r = self.accounts_with_number_now(number);
-        self.remembered(format!("number\0{number}"), r)
+        self.accounts_with_number_now(number)
     }
 
     fn accounts_with_number_now(&self, number: &str) -> Result<Vec<String>, StoreError> {
@@ -213,8 +208,7 @@ impl Pg {
     }
 
     pub(in crate::store) fn any_recording_settings(&self) -> Result<bool, StoreError> {
-        let r = self.any_recording_settings_now();
-        self.remembered("records".into(), r)
+        self.any_recording_settings_now()
     }
 
     fn any_recording_settings_now(&self) -> Result<bool, StoreError> {
@@ -235,9 +229,7 @@ impl Pg {
         account_id: Option<&str>,
         username: &str,
     ) -> Result<Vec<Doc>, StoreError> {
-        let r = self.devices_by_sip_username_now(account_id, username);
-        let key = format!("sip\0{}\0{username}", account_id.unwrap_or("\u{1}"));
-        self.remembered(key, r)
+        self.devices_by_sip_username_now(account_id, username)
     }
 
     fn devices_by_sip_username_now(

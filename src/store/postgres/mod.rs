@@ -9,7 +9,7 @@
 //!
 //! After a call finds the database unreachable, calls fail at once for [`DOWN_FOR`] (no caller
 //! waits out the connect timeout again and again); the first call after that tries again. While
-//! it is down, the planner's lookups answer from what they last read ([`Seen`]), and recordings
+//! it is down, the planner's lookups answer from what they last read (`rules::lookups`), and recordings
 //! go to the node's local journal (`fallback`).
 //!
 //! Schema versions live in `callrec_schema`; instances starting at once migrate under an
@@ -20,7 +20,7 @@
 //! the node; a node is held by at most one live instance ([`Pg::hold_node`]).
 //!
 //! Layout, one job a file: `mod.rs` (the handle, its pool and runtime, the statement helpers),
-//! [`seen`] (the planner's lookups remembered for an outage), [`migrations`] (the schema and
+//! [`migrations`] (the schema and
 //! its versions), [`tls`] (the verifying connector), [`lock`] (the node lock, read-only check),
 //! [`documents`], [`tokens`], [`recordings`] (spool, journal, deliveries, claims).
 
@@ -28,18 +28,15 @@ mod documents;
 mod lock;
 mod migrations;
 mod recordings;
-mod seen;
 mod tls;
 mod tokens;
 
-use seen::Seen;
 use tls::tls_for;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
@@ -85,7 +82,6 @@ pub struct Pg {
     tls: Option<MakeRustlsConnect>,
     /// Until when (µs since the epoch) the database counts as unreachable.
     down_until: Arc<AtomicU64>,
-    seen: Arc<Mutex<HashMap<String, Seen>>>,
 }
 
 /// Whether an error means the database could not be reached or the connection broke (class 08,
@@ -159,7 +155,6 @@ impl Pg {
             config,
             tls,
             down_until: Arc::new(AtomicU64::new(0)),
-            seen: Arc::new(Mutex::new(HashMap::new())),
         };
         pg.migrate()?;
         Ok(pg)
