@@ -130,7 +130,7 @@ async fn follow(
     link: &Link,
     e: &mut JournalEntry,
     store: &Store,
-    mut api: Option<tokio::sync::mpsc::UnboundedReceiver<LiveMsg>>,
+    mut api: Option<tokio::sync::mpsc::UnboundedReceiver<Box<LiveMsg>>>,
 ) -> Option<Ending> {
     let uuid = e.rec.call.call_id.clone();
     let uuid = &uuid;
@@ -147,7 +147,7 @@ async fn follow(
                     None => std::future::pending().await,
                 }
             } => {
-                control(link, e, store, &mut stopped, msg).await;
+                control(link, e, store, &mut stopped, *msg).await;
                 continue;
             }
             m = rx.recv() => match m {

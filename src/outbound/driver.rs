@@ -153,7 +153,7 @@ async fn drive(
     mut session: Session,
     ctx: Arc<SessionContext>,
     mut link: Option<FollowLink>,
-    mut api: tokio::sync::mpsc::UnboundedReceiver<LiveMsg>,
+    mut api: tokio::sync::mpsc::UnboundedReceiver<Box<LiveMsg>>,
 ) {
     // Control requests waiting for FreeSWITCH's answer, by their id.
     let mut controls: HashMap<u64, tokio::sync::oneshot::Sender<ControlOutcome>> = HashMap::new();
@@ -385,7 +385,7 @@ async fn drive(
                         None => continue,
                     },
                     _ = ctx.abort.cancelled(), if !aborted => { aborted = true; reading = false; Input::Abort }
-                    Some(msg) = api.recv() => match msg {
+                    Some(msg) = api.recv() => match *msg {
                         LiveMsg::View(reply) => { let _ = reply.send(session.view()); continue; }
                         LiveMsg::Control { recording_id, want, by, reply } => {
                             next_control += 1;

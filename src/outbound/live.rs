@@ -27,7 +27,8 @@ pub enum LiveMsg {
 
 struct Entry {
     account_id: Option<String>,
-    tx: mpsc::UnboundedSender<LiveMsg>,
+    /// Boxed: a channel's first block holds 32 messages, and most calls never get one.
+    tx: mpsc::UnboundedSender<Box<LiveMsg>>,
 }
 
 #[derive(Default)]
@@ -49,7 +50,7 @@ impl LiveCalls {
         &self,
         call_id: &str,
         account_id: Option<String>,
-    ) -> mpsc::UnboundedReceiver<LiveMsg> {
+    ) -> mpsc::UnboundedReceiver<Box<LiveMsg>> {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut i) = self.inner.lock() {
             i.calls
@@ -94,7 +95,7 @@ impl LiveCalls {
         &self,
         recording_id: &str,
         account_id: Option<&str>,
-    ) -> Option<mpsc::UnboundedSender<LiveMsg>> {
+    ) -> Option<mpsc::UnboundedSender<Box<LiveMsg>>> {
         let i = self.inner.lock().ok()?;
         let call = i.recordings.get(recording_id)?;
         let e = i.calls.get(call)?;
@@ -115,12 +116,12 @@ impl LiveCalls {
     ) -> Option<ControlOutcome> {
         let tx = self.call_of(recording_id, account_id)?;
         let (reply, rx) = oneshot::channel();
-        tx.send(LiveMsg::Control {
+        tx.send(Box::new(LiveMsg::Control {
             recording_id: recording_id.to_string(),
             want,
             by,
             reply,
-        })
+        }))
         .ok()?;
         rx.await.ok()
     }
@@ -139,7 +140,7 @@ impl LiveCalls {
         let mut out = Vec::with_capacity(senders.len());
         for tx in senders {
             let (reply, rx) = oneshot::channel();
-            if tx.send(LiveMsg::View(reply)).is_ok() {
+            if tx.send(Box::new(LiveMsg::View(reply))).is_ok() {
                 // A session answers from its loop at once; one that does not is left out.
                 if let Ok(Ok(v)) = tokio::time::timeout(std::time::Duration::from_secs(2), rx).await
                 {
