@@ -29,6 +29,8 @@ struct Entry {
     account_id: Option<String>,
     /// Boxed: a channel's first block holds 32 messages, and most calls never get one.
     tx: mpsc::UnboundedSender<Box<LiveMsg>>,
+    /// Its recordings' ids (what to take out of the index when it ends).
+    recordings: Vec<String>,
 }
 
 #[derive(Default)]
@@ -53,8 +55,14 @@ impl LiveCalls {
     ) -> mpsc::UnboundedReceiver<Box<LiveMsg>> {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut i) = self.inner.lock() {
-            i.calls
-                .insert(call_id.to_string(), Entry { account_id, tx });
+            i.calls.insert(
+                call_id.to_string(),
+                Entry {
+                    account_id,
+                    tx,
+                    recordings: Vec::new(),
+                },
+            );
         }
         rx
     }
@@ -67,15 +75,18 @@ impl LiveCalls {
         account_id: Option<&str>,
         recordings: impl Iterator<Item = &'a str>,
     ) {
-        if let Ok(mut i) = self.inner.lock() {
-            if let Some(e) = i.calls.get_mut(call_id) {
-                if e.account_id.as_deref() != account_id {
-                    e.account_id = account_id.map(str::to_string);
-                }
+        if let Ok(mut guard) = self.inner.lock() {
+            let i = &mut *guard;
+            let Some(e) = i.calls.get_mut(call_id) else {
+                return;
+            };
+            if e.account_id.as_deref() != account_id {
+                e.account_id = account_id.map(str::to_string);
             }
             for r in recordings {
                 if !i.recordings.contains_key(r) {
                     i.recordings.insert(r.to_string(), call_id.to_string());
+                    e.recordings.push(r.to_string());
                 }
             }
         }
@@ -84,8 +95,15 @@ impl LiveCalls {
     /// The call's session is done.
     pub fn remove(&self, call_id: &str) {
         if let Ok(mut i) = self.inner.lock() {
-            i.calls.remove(call_id);
-            i.recordings.retain(|_, c| c != call_id);
+            if let Some(e) = i.calls.remove(call_id) {
+                for r in e.recordings {
+                    // Only this call's: the same id never belongs to two calls, but a second
+                    // registration of a call id (a re-adopted call) must not lose the other's.
+                    if i.recordings.get(&r).is_some_and(|c| c == call_id) {
+                        i.recordings.remove(&r);
+                    }
+                }
+            }
         }
     }
 
@@ -154,5 +172,34 @@ impl LiveCalls {
                 .then(a.call_id.cmp(&b.call_id))
         });
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_ending_takes_only_its_own_recordings_out_and_accounts_are_kept_apart() {
+        let live = LiveCalls::default();
+        let _a = live.register("call-a", Some("acc-1".into()));
+        let _b = live.register("call-b", None);
+        live.update("call-a", Some("acc-1"), ["r1", "r2"].into_iter());
+        live.update("call-b", Some("acc-2"), ["r3"].into_iter());
+        assert!(live.call_of("r1", Some("acc-1")).is_some());
+        assert!(
+            live.call_of("r3", Some("acc-1")).is_none(),
+            "another account's"
+        );
+        assert!(
+            live.call_of("r3", Some("acc-2")).is_some(),
+            "the account found later counts"
+        );
+        assert!(live.call_of("r3", None).is_some(), "an admin reaches any");
+        live.remove("call-a");
+        assert!(live.call_of("r1", None).is_none() && live.call_of("r2", None).is_none());
+        assert!(live.call_of("r3", None).is_some(), "the other call's stays");
+        let i = live.inner.lock().unwrap();
+        assert_eq!((i.calls.len(), i.recordings.len()), (1, 1));
     }
 }
