@@ -32,12 +32,13 @@ use tracing::{error, info, warn};
 
 use crate::inbound::{Followed, Link};
 use crate::outbound::live::{LiveCalls, LiveMsg};
-use crate::outbound::session::{CallView, ControlOutcome, RecordingView, Want};
+use crate::outbound::session::{
+    control_action, note_control, CallView, ControlOutcome, RecordingView, Want,
+};
 use crate::recorder::StopInfo;
 use crate::store::{Store, StoreError};
 use crate::uploader::journal::JournalEntry;
 use crate::uploader::Delivery;
-use crate::values::{Pause, PauseBehavior};
 
 /// How a watched file is looked at.
 #[derive(Debug, Clone, Copy)]
@@ -192,12 +193,7 @@ async fn follow(
 
 /// A re-adopted recording as the control API shows it.
 fn view(e: &JournalEntry, stopped: bool) -> RecordingView {
-    let paused = e
-        .rec
-        .pauses
-        .last()
-        .filter(|p| p.end_ms.is_none())
-        .map(|p| p.behavior);
+    let paused = crate::values::pause_in_force(&e.rec.pauses);
     RecordingView {
         id: e.rec.recording_id.clone(),
         call_id: e.rec.call.call_id.clone(),
@@ -252,22 +248,9 @@ async fn control(
         let _ = reply.send(ControlOutcome::NotRunning(view(e, true)));
         return;
     }
-    let paused = e
-        .rec
-        .pauses
-        .last()
-        .filter(|p| p.end_ms.is_none())
-        .map(|p| p.behavior);
-    let action = match (want, paused) {
-        (Want::Pause(_), Some(_)) | (Want::Resume, None) => {
-            let _ = reply.send(ControlOutcome::Unchanged(view(e, false)));
-            return;
-        }
-        (Want::Pause(PauseBehavior::Silence), None) => "mask",
-        (Want::Pause(PauseBehavior::Skip), None) => "pause",
-        (Want::Resume, Some(PauseBehavior::Silence)) => "unmask",
-        (Want::Resume, Some(PauseBehavior::Skip)) => "resume",
-        (Want::Stop, _) => "stop",
+    let Some(action) = control_action(want, crate::values::pause_in_force(&e.rec.pauses)) else {
+        let _ = reply.send(ControlOutcome::Unchanged(view(e, false)));
+        return;
     };
     let command = format!(
         "uuid_record {} {action} {}",
@@ -280,20 +263,8 @@ async fn control(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64);
             let offset_ms = now.saturating_sub(e.rec.start_us) / 1000;
-            match want {
-                Want::Pause(behavior) => e.rec.pauses.push(Pause {
-                    start_ms: offset_ms,
-                    end_ms: None,
-                    behavior,
-                    by,
-                }),
-                Want::Resume => {
-                    if let Some(p) = e.rec.pauses.last_mut() {
-                        p.end_ms = Some(offset_ms.max(p.start_ms));
-                    }
-                }
-                Want::Stop => *stopped = true,
-            }
+            note_control(&mut e.rec.pauses, want, offset_ms, by);
+            *stopped |= want == Want::Stop;
             info!(recording_id = %e.rec.recording_id, call_id = %crate::telemetry::printable(&e.rec.call.call_id), token_id = %token, action, offset_ms, "re-adopted recording controlled");
             crate::telemetry::metrics::control(want.action());
             let (s, entry) = (store.clone(), e.clone());

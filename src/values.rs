@@ -115,3 +115,11 @@ pub struct Pause {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
 }
+
+/// The pause in force in `pauses` (the last one, while it has no end).
+pub fn pause_in_force(pauses: &[Pause]) -> Option<PauseBehavior> {
+    pauses
+        .last()
+        .filter(|p| p.end_ms.is_none())
+        .map(|p| p.behavior)
+}

@@ -132,10 +132,7 @@ impl Recording {
 
     /// The pause in force, if any.
     pub fn paused(&self) -> Option<crate::values::PauseBehavior> {
-        self.pauses
-            .last()
-            .filter(|p| p.end_ms.is_none())
-            .map(|p| p.behavior)
+        crate::values::pause_in_force(&self.pauses)
     }
 
     /// When FreeSWITCH started it (RECORD_START's timestamp, µs), once known.

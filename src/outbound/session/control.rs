@@ -88,6 +88,38 @@ pub enum ControlOutcome {
     Unknown,
 }
 
+/// The `uuid_record` action that brings a recording paused as `paused` to `want`; `None` when
+/// it already is there (nothing to send).
+pub fn control_action(want: Want, paused: Option<PauseBehavior>) -> Option<&'static str> {
+    match (want, paused) {
+        (Want::Pause(_), Some(_)) | (Want::Resume, None) => None,
+        (Want::Pause(PauseBehavior::Silence), None) => Some("mask"),
+        (Want::Pause(PauseBehavior::Skip), None) => Some("pause"),
+        (Want::Resume, Some(PauseBehavior::Silence)) => Some("unmask"),
+        (Want::Resume, Some(PauseBehavior::Skip)) => Some("resume"),
+        (Want::Stop, _) => Some("stop"),
+    }
+}
+
+/// What FreeSWITCH took, in the recording's pauses: a pause begins at `offset_ms`, a resume ends
+/// the one in force there (a stop changes no pause).
+pub fn note_control(pauses: &mut Vec<Pause>, want: Want, offset_ms: u64, by: Option<String>) {
+    match want {
+        Want::Pause(behavior) => pauses.push(Pause {
+            start_ms: offset_ms,
+            end_ms: None,
+            behavior,
+            by,
+        }),
+        Want::Resume => {
+            if let Some(p) = pauses.last_mut() {
+                p.end_ms = Some(offset_ms.max(p.start_ms));
+            }
+        }
+        Want::Stop => {}
+    }
+}
+
 impl Session {
     /// The call and its recordings, as the API shows them.
     pub fn view(&self) -> CallView {
@@ -134,19 +166,12 @@ impl Session {
             ));
             return;
         }
-        let action = match (req.want, rec.paused()) {
-            (Want::Pause(_), Some(_)) | (Want::Resume, None) => {
-                out.push(Action::ControlDone(
-                    req.id,
-                    ControlOutcome::Unchanged(self.recording_view(idx)),
-                ));
-                return;
-            }
-            (Want::Pause(PauseBehavior::Silence), None) => "mask",
-            (Want::Pause(PauseBehavior::Skip), None) => "pause",
-            (Want::Resume, Some(PauseBehavior::Silence)) => "unmask",
-            (Want::Resume, Some(PauseBehavior::Skip)) => "resume",
-            (Want::Stop, _) => "stop",
+        let Some(action) = control_action(req.want, rec.paused()) else {
+            out.push(Action::ControlDone(
+                req.id,
+                ControlOutcome::Unchanged(self.recording_view(idx)),
+            ));
+            return;
         };
         self.queue.push_back(Purpose::Control { idx, req, action });
         self.next_queued(out);
@@ -182,25 +207,19 @@ impl Session {
                 let offset_ms = r
                     .started_us()
                     .map_or(0, |s| req.now_us.saturating_sub(s) / 1000);
+                note_control(&mut r.pauses, req.want, offset_ms, req.by.clone());
+                if req.want == Want::Stop {
+                    r.stop_requested = true;
+                }
                 match req.want {
                     Want::Pause(behavior) => {
-                        r.pauses.push(Pause {
-                            start_ms: offset_ms,
-                            end_ms: None,
-                            behavior,
-                            by: req.by.clone(),
-                        });
-                        info!(recording_id = %rec_id, token_id = %by, pause_behavior = behavior.as_str(), offset_ms, "recording paused");
+                        info!(recording_id = %rec_id, token_id = %by, pause_behavior = behavior.as_str(), offset_ms, "recording paused")
                     }
                     Want::Resume => {
-                        if let Some(p) = r.pauses.last_mut() {
-                            p.end_ms = Some(offset_ms.max(p.start_ms));
-                        }
-                        info!(recording_id = %rec_id, token_id = %by, offset_ms, "recording resumed");
+                        info!(recording_id = %rec_id, token_id = %by, offset_ms, "recording resumed")
                     }
                     Want::Stop => {
-                        r.stop_requested = true;
-                        info!(recording_id = %rec_id, token_id = %by, offset_ms, "recording stop requested");
+                        info!(recording_id = %rec_id, token_id = %by, offset_ms, "recording stop requested")
                     }
                 }
                 metrics::control(req.want.action());

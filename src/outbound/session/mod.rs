@@ -45,7 +45,9 @@ mod flow;
 mod lifecycle;
 mod resync;
 
-pub use control::{CallView, ControlOutcome, ControlRequest, RecordingView, Want};
+pub use control::{
+    control_action, note_control, CallView, ControlOutcome, ControlRequest, RecordingView, Want,
+};
 use flow::FlowRun;
 pub use flow::{BEEP, SILENCE_HITS, SILENCE_THRESH};
 
