@@ -220,3 +220,37 @@ async fn a_socket_closed_before_connect_leaves_the_call_waiting_even_with_socket
     assert!(r.stuck_in_park);
     assert!(!r.dialplan.iter().any(|a| a.starts_with("bridge")));
 }
+
+/// The applications the dialplan runs after the socket, as FreeSWITCH's source has them:
+/// `playback` holds the dialplan until the file has played (`switch_ivr_play_file` returns only
+/// then), and `respond` ends the call once reached (its cause, e.g. UNALLOCATED_NUMBER for 404,
+/// is mod_sofia's SIP-to-Q.850 mapping, `sofia_glue_sip_cause_to_freeswitch`).
+#[tokio::test]
+async fn playback_holds_the_dialplan_and_respond_ends_with_the_mapped_cause() {
+    let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let xml = format!(
+        r#"<include>
+        <extension name="x" continue="true"><condition field="destination_number" expression="^3000$">
+          <action application="socket" data="{addr} async full"/>
+          <action application="answer"/>
+          <action application="playback" data="tone_stream://%(1000,0,440);loops=2"/>
+          <action application="respond" data="404"/>
+        </condition></extension></include>"#
+    );
+    let dp = Arc::new(Dialplan::new().include("default", &xml).unwrap());
+    let call = place(dp, spec("3000"));
+    let r = call
+        .wait_until(|r| r.dialplan.iter().any(|a| a.starts_with("playback")))
+        .await;
+    call.sync().await;
+    assert!(!call.report().hung_up, "still playing: {:?}", r.dialplan);
+    call.advance(std::time::Duration::from_millis(1999));
+    call.sync().await;
+    assert!(!call.report().hung_up, "2 s of tone not played yet");
+    call.advance(std::time::Duration::from_millis(1));
+    let r = call.wait_until(|r| r.hung_up).await;
+    assert_eq!(r.dialplan.last().unwrap(), "respond 404");
+    assert!(r.events_sent.is_empty(), "no socket took it");
+}

@@ -22,7 +22,9 @@
 //!   must exist, else NO_ROUTE_DESTINATION); `execute_extension` hunts and runs the result
 //!   inline, then the rest of the list.
 //! - `playback` waits until its tone has played (virtual time), `bridge` until the far end
-//!   hangs up ([`CallHandle::unbridge`](super::CallHandle)), `park` until the hangup; `respond <code>` ends the call with the code's cause.
+//!   hangs up ([`CallHandle::unbridge`](super::CallHandle)), `park` until the hangup
+//!   (`switch_ivr_play_file`, `switch_ivr_multi_threaded_bridge` and `switch_ivr_park` return
+//!   only then); `respond <code>` ends the call with the code's cause.
 //!
 //! Invariant: at most one `socket` is open per channel; the list runs only while the channel
 //! is not parked, bridged or hung up.
