@@ -49,14 +49,17 @@ async fn recording(h: &Harness) -> (CallHandle, String) {
     let start = within(call.wait_for_command("api uuid_record")).await;
     call.advance(Duration::from_secs(2));
     call.sync().await;
-    let id = start
-        .line
+    (call, recording_id(&start.line))
+}
+
+/// The recording id callrec puts on `uuid_record` (`{callrec_recording_id=…}`).
+fn recording_id(uuid_record: &str) -> String {
+    uuid_record
         .split("callrec_recording_id=")
         .nth(1)
         .and_then(|s| s.split([',', '}']).next())
         .expect("the recording id rides on uuid_record")
-        .to_string();
-    (call, id)
+        .to_string()
 }
 
 async fn patch(api: &Api, token: &str, id: &str, data: Value) -> (StatusCode, Value) {
@@ -270,15 +273,7 @@ async fn freeswitch_refusing_is_502_naming_its_error() {
     let start = within(call.wait_for_command("api uuid_record")).await;
     call.advance(Duration::from_secs(3));
     call.sync().await;
-    let id = start
-        .line
-        .split("callrec_recording_id=")
-        .nth(1)
-        .unwrap()
-        .split([',', '}'])
-        .next()
-        .unwrap()
-        .to_string();
+    let id = recording_id(&start.line);
     let (s, v) = patch(&api, &token, &id, json!({"status": "paused"})).await;
     assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
     assert_eq!(
