@@ -207,12 +207,37 @@ impl Uploads {
         let wake = Arc::new(tokio::sync::Notify::new());
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
+        // Webhooks: the notices' writer and the sender, stopped with the uploads.
+        let s = store.clone();
+        let hooks_recovered =
+            tokio::task::spawn_blocking(move || s.recover_hook_events()).await??;
+        if hooks_recovered > 0 {
+            info!(
+                recovered = hooks_recovered,
+                "webhook events interrupted by a restart are pending again"
+            );
+        }
+        let hooks_wake = Arc::new(tokio::sync::Notify::new());
+        let notices = crate::hooks::Notifier::start(
+            store.clone(),
+            hooks_wake.clone(),
+            stop.clone(),
+            &tracker,
+        );
+        tracker.spawn(crate::hooks::sender::run(
+            store.clone(),
+            config.webhook_config(),
+            hooks_wake,
+            stop.clone(),
+            tracker.clone(),
+        ));
         let task = tokio::spawn(worker::run(
             store.clone(),
             http,
             worker::WorkerConfig {
                 concurrency: config.upload_concurrency,
                 keep_local_after_upload: config.keep_local_after_upload,
+                notices: Some(notices.clone()),
             },
             wake.clone(),
             stop.clone(),
@@ -228,6 +253,7 @@ impl Uploads {
                     keep_local_after_upload: config.keep_local_after_upload,
                 },
                 stop: stop.clone(),
+                notices: Some(notices),
             }),
             stop,
             tracker,

@@ -50,6 +50,20 @@ pub enum Command {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// Webhook events: list them, put failed ones back in the queue.
+    #[command(
+        after_help = "Example:\n  callrec webhooks list --state failed --config /etc/callrec/callrec.toml\n  callrec webhooks retry --all-failed --data-dir /var/lib/callrec"
+    )]
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+        /// TOML configuration file (for its data_dir or database_url).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// Directory holding callrec.db [default: the configuration's data_dir].
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// Simulated FreeSWITCH calls against a running `callrec serve` (runs `callrec-lab`, built
     /// from the `callrec-sim` crate, from the same directory as this binary or the PATH).
     #[command(
@@ -191,6 +205,36 @@ pub enum RecordingsCommand {
         #[arg(long)]
         id: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Webhook events, newest first: id (the `webhook-id` header), state, type, account,
+    /// webhook, recording, attempts, last error.
+    List {
+        /// pending, sending, delivered or failed.
+        #[arg(long, value_parser = parse_hook_state)]
+        state: Option<crate::store::webhooks::HookState>,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        recording_id: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Put failed events back in the queue (same `webhook-id`, due now): one, or every failed
+    /// one.
+    Retry {
+        #[arg(required_unless_present = "all_failed")]
+        id: Option<String>,
+        #[arg(long)]
+        all_failed: bool,
+    },
+}
+
+fn parse_hook_state(s: &str) -> Result<crate::store::webhooks::HookState, String> {
+    crate::store::webhooks::HookState::parse(s)
+        .ok_or_else(|| "expected pending, sending, delivered or failed".to_string())
 }
 
 fn parse_state(s: &str) -> Result<crate::store::RecordingState, String> {

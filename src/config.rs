@@ -67,6 +67,10 @@ pub struct Config {
     pub upload_min_rate: u64,
     /// Keep the local file after it was delivered everywhere.
     pub keep_local_after_upload: bool,
+    /// Webhooks sent to at once (each by one task, one event at a time).
+    pub webhook_concurrency: usize,
+    /// How long one webhook attempt may take (connect, send, answer).
+    pub webhook_timeout_ms: u64,
     /// The sofia profile callflows bridge devices with `sip.invite_format: route` through.
     pub bridge_profile: String,
     /// FreeSWITCH's inbound event socket (`host:port`, as `event_socket.conf.xml` listens);
@@ -146,6 +150,8 @@ impl Default for Config {
             upload_min_timeout_ms: 30_000,
             upload_min_rate: 256 * 1024,
             keep_local_after_upload: false,
+            webhook_concurrency: 16,
+            webhook_timeout_ms: 10_000,
             bridge_profile: "external".into(),
             freeswitch_esl: Some("127.0.0.1:8021".into()),
             follow: FollowMode::Inbound,
@@ -275,6 +281,8 @@ impl Config {
             "upload_min_timeout_ms",
             "upload_min_rate",
             "keep_local_after_upload",
+            "webhook_concurrency",
+            "webhook_timeout_ms",
             "bridge_profile",
             "freeswitch_esl",
             "follow",
@@ -410,15 +418,30 @@ impl Config {
         }
     }
 
+    /// The spool's retry schedule (uploads and webhooks).
+    pub fn retry_policy(&self) -> crate::net::retry::Policy {
+        crate::net::retry::Policy {
+            base: Duration::from_millis(self.upload_retry_base_ms.max(1)),
+            cap: Duration::from_millis(self.upload_retry_cap_ms.max(1)),
+            give_up_after: Duration::from_secs(self.upload_give_up_after_s),
+        }
+    }
+
+    pub fn webhook_config(&self) -> crate::hooks::sender::SenderConfig {
+        crate::hooks::sender::SenderConfig {
+            concurrency: self.webhook_concurrency.max(1),
+            timeout: Duration::from_millis(self.webhook_timeout_ms.max(100)),
+            retry: self.retry_policy(),
+            policy: self.destination_policy,
+            ..Default::default()
+        }
+    }
+
     pub fn http_config(&self) -> crate::uploader::http::HttpConfig {
         crate::uploader::http::HttpConfig {
             min_timeout: Duration::from_millis(self.upload_min_timeout_ms),
             min_rate: self.upload_min_rate.max(1),
-            policy: crate::uploader::retry::Policy {
-                base: Duration::from_millis(self.upload_retry_base_ms.max(1)),
-                cap: Duration::from_millis(self.upload_retry_cap_ms.max(1)),
-                give_up_after: Duration::from_secs(self.upload_give_up_after_s),
-            },
+            policy: self.retry_policy(),
             s3: crate::uploader::s3::S3Config {
                 endpoint: self.s3_endpoint.clone().filter(|e| !e.is_empty()),
                 region: self.s3_region.clone().filter(|e| !e.is_empty()),

@@ -5,7 +5,7 @@ use clap::Parser;
 
 use callrec::cli::{
     Cli, Command, DecodeArgs, EslCommand, RecordingsCommand, ServeArgs, TokenCommand,
-    TokenCreateArgs,
+    TokenCreateArgs, WebhooksCommand,
 };
 use callrec::esl::Limits;
 use callrec::tools::esl_decode;
@@ -26,6 +26,11 @@ fn main() -> ExitCode {
             config,
             data_dir,
         } => recordings_main(command, config, data_dir),
+        Command::Webhooks {
+            command,
+            config,
+            data_dir,
+        } => webhooks_main(command, config, data_dir),
         Command::Lab { args } => lab_main(args),
         Command::Esl {
             command: EslCommand::Decode(args),
@@ -178,6 +183,68 @@ fn token_create(args: TokenCreateArgs) -> ExitCode {
     }
 }
 
+/// The store the configuration names (for the operator tools); `Err`: the exit code.
+fn tool_store(
+    config: Option<std::path::PathBuf>,
+    data_dir: Option<std::path::PathBuf>,
+) -> Result<callrec::store::Store, ExitCode> {
+    let mut cfg = match callrec::config::Config::load_layered(config.as_deref(), callrec_env()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("callrec: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    callrec::app::open_store(&cfg).map_err(|e| {
+        eprintln!("callrec: {e:#}");
+        ExitCode::from(1)
+    })
+}
+
+fn webhooks_main(
+    command: WebhooksCommand,
+    config: Option<std::path::PathBuf>,
+    data_dir: Option<std::path::PathBuf>,
+) -> ExitCode {
+    let store = match tool_store(config, data_dir) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut out = std::io::stdout().lock();
+    let result: anyhow::Result<()> = (|| match command {
+        WebhooksCommand::List {
+            state,
+            account,
+            recording_id,
+            limit,
+        } => {
+            let f = callrec::store::webhooks::HookFilter {
+                state,
+                account_id: account,
+                recording_id,
+                limit: Some(limit),
+            };
+            callrec::tools::webhooks::list(&store, &f, &mut out)?;
+            Ok(())
+        }
+        WebhooksCommand::Retry { id, all_failed } => {
+            let n = store.retry_hook_events(if all_failed { None } else { id.as_deref() })?;
+            println!("{n} failed webhook events queued again");
+            Ok(())
+        }
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("callrec: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn recordings_main(
     command: RecordingsCommand,
     config: Option<std::path::PathBuf>,
@@ -185,22 +252,9 @@ fn recordings_main(
 ) -> ExitCode {
     use callrec::tools::recordings;
     use callrec::uploader::spool;
-    let mut cfg = match callrec::config::Config::load_layered(config.as_deref(), callrec_env()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("callrec: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Some(d) = data_dir {
-        cfg.data_dir = d;
-    }
-    let store = match callrec::app::open_store(&cfg) {
+    let store = match tool_store(config, data_dir) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("callrec: {e:#}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let mut out = std::io::stdout().lock();
     let result: anyhow::Result<ExitCode> = (|| match command {

@@ -33,9 +33,10 @@ use tracing::{error, info, warn};
 use crate::inbound::{Followed, Link};
 use crate::outbound::live::{LiveCalls, LiveMsg};
 use crate::outbound::session::{
-    control_action, note_control, CallView, ControlOutcome, RecordingView, Want,
+    control_action, control_reason, note_control, CallView, ControlOutcome, RecordingView, Want,
 };
 use crate::recorder::StopInfo;
+use crate::settings::webhook::HookEvent;
 use crate::store::{Store, StoreError};
 use crate::uploader::journal::JournalEntry;
 use crate::uploader::Delivery;
@@ -103,7 +104,7 @@ async fn finish(
                 );
                 rx
             });
-            let followed = follow(link, &mut e, store, api).await;
+            let followed = follow(link, &mut e, store, delivery, api).await;
             if let Some(l) = &live {
                 l.remove(&call_id);
             }
@@ -131,6 +132,7 @@ async fn follow(
     link: &Link,
     e: &mut JournalEntry,
     store: &Store,
+    delivery: &dyn Delivery,
     mut api: Option<tokio::sync::mpsc::UnboundedReceiver<Box<LiveMsg>>>,
 ) -> Option<Ending> {
     let uuid = e.rec.call.call_id.clone();
@@ -148,7 +150,7 @@ async fn follow(
                     None => std::future::pending().await,
                 }
             } => {
-                control(link, e, store, &mut stopped, *msg).await;
+                control(link, e, store, delivery, &mut stopped, *msg).await;
                 continue;
             }
             m = rx.recv() => match m {
@@ -218,6 +220,7 @@ async fn control(
     link: &Link,
     e: &mut JournalEntry,
     store: &Store,
+    delivery: &dyn Delivery,
     stopped: &mut bool,
     msg: LiveMsg,
 ) {
@@ -267,6 +270,7 @@ async fn control(
             *stopped |= want == Want::Stop;
             info!(recording_id = %e.rec.recording_id, call_id = %crate::telemetry::printable(&e.rec.call.call_id), token_id = %token, action, offset_ms, "re-adopted recording controlled");
             crate::telemetry::metrics::control(want.action());
+            delivery.notify(HookEvent::Controlled, &e.rec, Some(&control_reason(want)));
             let (s, entry) = (store.clone(), e.clone());
             if let Ok(Err(err)) =
                 tokio::task::spawn_blocking(move || crate::uploader::journal::record(&s, &entry))
@@ -369,6 +373,10 @@ async fn settle(store: &Store, delivery: &dyn Delivery, e: JournalEntry, path: &
         let i = id.clone();
         let _ = tokio::task::spawn_blocking(move || s.forget_recording(&i)).await;
         info!(%call_id, %account_id, recording_id = %id, reason = %end.reason, discarded = %discard, "recording re-adopted after restart: discarded");
+        let mut rec = e.rec;
+        rec.duration_ms = end.stop.record_ms;
+        rec.size = size.unwrap_or(0);
+        delivery.notify(HookEvent::Discarded, &rec, Some(&discard.to_string()));
         return;
     }
     let mut rec = e.rec;

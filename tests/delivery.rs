@@ -6,10 +6,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use callrec::net::retry::Policy;
 use callrec::rules::{AudioFormat, Destination, UploadMethod};
 use callrec::store::Store;
 use callrec::uploader::http::{Http, HttpConfig};
-use callrec::uploader::retry::Policy;
 use callrec::uploader::spool::{self, Item};
 use callrec::uploader::worker::{self, WorkerConfig};
 use callrec::uploader::FinishedRecording;
@@ -48,6 +48,7 @@ async fn rig_with(http: HttpConfig, keep_local_after_upload: bool) -> Rig {
         WorkerConfig {
             concurrency: 4,
             keep_local_after_upload,
+            notices: None,
         },
         wake.clone(),
         stop.clone(),

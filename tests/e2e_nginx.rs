@@ -75,6 +75,7 @@ async fn bytes_arrive_intact_at_nginx_webdav() {
         WorkerConfig {
             concurrency: 2,
             keep_local_after_upload: false,
+            notices: None,
         },
         Arc::new(tokio::sync::Notify::new()),
         stop.clone(),

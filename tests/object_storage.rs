@@ -7,10 +7,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use callrec::net::retry::Policy;
 use callrec::rules::{AudioFormat, Destination, UploadMethod};
 use callrec::store::{DeliveryState, RecordingState, Store};
 use callrec::uploader::http::{Http, HttpConfig};
-use callrec::uploader::retry::Policy;
 use callrec::uploader::s3::S3Config;
 use callrec::uploader::spool::{self, Item};
 use callrec::uploader::worker::{self, WorkerConfig};
@@ -60,6 +60,7 @@ fn rig(endpoint: &str, secret: &str) -> Rig {
         WorkerConfig {
             concurrency: 4,
             keep_local_after_upload: true,
+            notices: None,
         },
         wake.clone(),
         stop.clone(),

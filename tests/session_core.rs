@@ -82,6 +82,8 @@ struct Outcome {
     /// Journaled before their `uuid_record`, and journal rows dropped.
     journaled: Vec<String>,
     forgotten: Vec<String>,
+    /// Webhook notices raised: (event, recording id, reason).
+    notices: Vec<(&'static str, String, Option<String>)>,
     exited: bool,
     /// The socket was let go after the hand-back (followed over the link).
     released: bool,
@@ -204,6 +206,10 @@ fn run(capture: &str, rules: &[RecordCall], world: World) -> (Outcome, Session) 
                 Action::CreateDir(_) => {}
                 Action::Journal(e) => out.journaled.push(e.rec.recording_id.clone()),
                 Action::Forget(id) => out.forgotten.push(id),
+                Action::Notify(e, rec, reason) => {
+                    out.notices
+                        .push((e.as_str(), rec.recording_id.clone(), reason))
+                }
                 Action::Inspect { rec, measure, .. } => inputs.push_back(Input::Inspected {
                     rec,
                     size: world.files_exist.then_some(48_044),
@@ -318,6 +324,11 @@ fn row1_immediate_recording_kept_with_freeswitchs_record_ms() {
     assert_eq!(o.kept[0].0, "rec-1");
     assert!(o.kept[0].1 > 0, "record_ms from RECORD_STOP");
     assert!(o.exited && o.done);
+    // Webhooks hear RECORD_START from the session; "completed" comes from delivery.
+    assert_eq!(
+        o.notices,
+        [("recording.started", "rec-1".to_string(), None)]
+    );
 }
 
 #[test]
@@ -373,6 +384,16 @@ fn row4_min_sec_discards_and_deletes_a_short_recording() {
         "a discarded recording leaves no journal row"
     );
     assert!(o.done);
+    let events: Vec<&str> = o.notices.iter().map(|n| n.0).collect();
+    assert_eq!(events, ["recording.started", "recording.discarded"]);
+    assert!(
+        o.notices[1]
+            .2
+            .as_deref()
+            .is_some_and(|r| r.contains("record_min_sec")),
+        "{:?}",
+        o.notices[1]
+    );
 }
 
 #[test]

@@ -27,6 +27,7 @@ fn kind_of(collection: &str) -> Result<Kind, ApiError> {
         "users" => Ok(Kind::User),
         "devices" => Ok(Kind::Device),
         "callflows" => Ok(Kind::Callflow),
+        "webhooks" => Ok(Kind::Webhook),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not found")),
     }
 }
@@ -143,7 +144,20 @@ fn doc_response(doc: Doc, status: StatusCode) -> Response {
             "fields": { e.path: {"message": e.message} },
         })
     });
-    success_with_warning(status, doc.body, Some(doc.rev.to_string()), warning)
+    success_with_warning(
+        status,
+        public_body(doc.kind, doc.body),
+        Some(doc.rev.to_string()),
+        warning,
+    )
+}
+
+/// A stored document as the API shows it (a webhook without its secret and private fields).
+fn public_body(kind: Kind, body: Value) -> Value {
+    match kind {
+        Kind::Webhook => crate::settings::webhook::shown(body),
+        _ => body,
+    }
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
@@ -241,7 +255,10 @@ pub async fn list_docs(
     account_exists(&state, &account_id).await?;
     let a = account_id.clone();
     let docs = blocking(&state.store, move |s| s.list(kind, &a)).await?;
-    let data: Vec<Value> = docs.into_iter().map(|d| d.body).collect();
+    let data: Vec<Value> = docs
+        .into_iter()
+        .map(|d| public_body(d.kind, d.body))
+        .collect();
     Ok(success(StatusCode::OK, Value::Array(data), None))
 }
 
@@ -352,6 +369,12 @@ async fn write(
     data: Value,
     expect: Expect,
 ) -> ApiResult {
+    let mut data = data;
+    // A webhook's secret: kept, or made (and shown once, in this response).
+    let revealed = match kind {
+        Kind::Webhook => super::webhooks::prepare(state, scope, account_id, id, &mut data).await?,
+        _ => None,
+    };
     let settings = documents::parse(kind, &data).map_err(ApiError::invalid)?;
     check_destinations(state, scope, &data).await?;
     if let documents::Settings::Callflow(cf) = settings {
@@ -360,6 +383,13 @@ async fn write(
     let (a, i) = (account_id.to_string(), id.to_string());
     let doc = blocking(&state.store, move |s| s.put(kind, &a, &i, data, expect)).await?;
     tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, revision = doc.rev.0, "document saved");
+    if let Some(secret) = revealed {
+        // The document was just validated: no warning to add.
+        tracing::info!(account_id = %account_id, webhook_id = %id, "webhook secret generated; returned once in this response");
+        let mut body = public_body(kind, doc.body);
+        body["secret"] = Value::String(secret);
+        return Ok(success(StatusCode::OK, body, Some(doc.rev.to_string())));
+    }
     Ok(doc_response(doc, StatusCode::OK))
 }
 

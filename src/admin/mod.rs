@@ -3,8 +3,9 @@
 //! Routes (every one but `/healthz` and `/readyz` needs `X-Auth-Token`; an account token only
 //! reaches its own account; the probes reveal nothing but readiness):
 //! `GET/PUT/PATCH /v2/accounts/{account_id}`,
-//! `GET/POST /v2/accounts/{account_id}/{users|devices|callflows}`,
-//! `GET/PUT/PATCH/DELETE /v2/accounts/{account_id}/{users|devices|callflows}/{id}`,
+//! `GET/POST /v2/accounts/{account_id}/{users|devices|callflows|webhooks}`,
+//! `GET/PUT/PATCH/DELETE /v2/accounts/{account_id}/{users|devices|callflows|webhooks}/{id}`
+//! (a webhook's secret is write-only: [`webhooks`]),
 //! `GET /v2/accounts/{account_id}/recordings[?state=&call_id=&since=&until=]`,
 //! `GET /v2/accounts/{account_id}/recordings/{id}` (`Accept: audio/*` for the file itself),
 //! `PATCH /v2/accounts/{account_id}/recordings/{id}` (pause, resume or stop a live recording:
@@ -17,6 +18,7 @@
 pub mod control;
 pub mod envelope;
 pub mod handlers;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 

@@ -283,6 +283,9 @@ async fn drive(
                     }
                 }
                 Action::Forget(id) => ctx.delivery.forget(id).await,
+                Action::Notify(event, rec, reason) => {
+                    ctx.delivery.notify(event, &rec, reason.as_deref())
+                }
                 Action::Close => {
                     if let Some(c) = conn.as_mut() {
                         // The call is still parked in `socket`: without `resume` FreeSWITCH

@@ -22,6 +22,8 @@ pub enum Kind {
     User,
     Device,
     Callflow,
+    /// Where an account's recording notifications go ([`super::webhook`]).
+    Webhook,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
             Kind::User => "user",
             Kind::Device => "device",
             Kind::Callflow => "callflow",
+            Kind::Webhook => "webhook",
         }
     }
 
@@ -41,6 +44,7 @@ impl Kind {
             "user" => Kind::User,
             "device" => Kind::Device,
             "callflow" => Kind::Callflow,
+            "webhook" => Kind::Webhook,
             _ => return None,
         })
     }
@@ -311,6 +315,7 @@ pub enum Settings {
     User(EndpointSettings),
     Device(DeviceSettings),
     Callflow(CallflowSettings),
+    Webhook(Box<super::webhook::WebhookSettings>),
 }
 
 fn typed<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, FieldError> {
@@ -349,6 +354,7 @@ pub fn parse(kind: Kind, body: &Value) -> Result<Settings, FieldError> {
             }
             Settings::Callflow(cf)
         }
+        Kind::Webhook => Settings::Webhook(Box::new(super::webhook::parse(body)?)),
     })
 }
 

@@ -8,7 +8,8 @@
 //!   the API and the planner share ([`documents::FieldError`] names the field);
 //! - [`flow`]: callflows (modules, invite formats, endpoints and dial strings);
 //! - [`destination`]: where a recording may go (`s3://bucket/prefix/` parsed here);
-//! - [`policy`]: the destination policy (which addresses a written URL may lead to).
+//! - [`policy`]: the destination policy (which addresses a written URL may lead to);
+//! - [`webhook`]: webhook documents (events, signing secrets).
 //!
 //! Invariant: this module imports nothing of callrec but [`crate::values`]; `rules`,
 //! `callflow`, `config`, `admin`, the store and the uploader use it.
@@ -18,3 +19,4 @@ pub mod documents;
 pub mod flow;
 pub mod model;
 pub mod policy;
+pub mod webhook;

@@ -11,6 +11,7 @@
 //!   callflow's numbers), both filled from the stored documents;
 //! - version 4: version 5 gives every recording and delivery its node (`node_id`); rows
 //!   from before belong to the default node, `callrec`, until `Store::for_node` names another;
+//! - version 5: version 6 adds the webhook events' queue (`webhook_events`);
 //! - [`CURRENT`]: nothing to do; a newer version is refused (a newer callrec wrote it).
 //!
 //! Invariant: a migration either completes or leaves the file as it was.
@@ -19,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::StoreError;
 
-pub const CURRENT: i64 = 5;
+pub const CURRENT: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE documents (
@@ -104,6 +105,32 @@ DROP INDEX IF EXISTS deliveries_due;
 CREATE INDEX deliveries_node_due ON deliveries (node, state, next_attempt_us);
 ";
 
+/// Version 6: the durable queue of webhook events ([`super::webhooks`]).
+pub(super) const V6_WEBHOOKS: &str = "
+CREATE TABLE webhook_events (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    webhook_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    type TEXT NOT NULL,
+    recording_id TEXT,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_us INTEGER NOT NULL,
+    since_us INTEGER NOT NULL,
+    created_us INTEGER NOT NULL,
+    claimed_by TEXT,
+    claim_until_us INTEGER,
+    last_status INTEGER,
+    last_error TEXT,
+    delivered_us INTEGER
+);
+CREATE INDEX webhook_events_due ON webhook_events (state, next_attempt_us);
+CREATE INDEX webhook_events_hook ON webhook_events (account_id, webhook_id, state, next_attempt_us);
+CREATE INDEX webhook_events_created ON webhook_events (created_us);
+";
+
 /// From the first release's tables (renamed to `*_v1`) into [`SCHEMA`].
 const FROM_V1: &str = "
 INSERT INTO documents (account_id, kind, id, rev, body, modified)
@@ -160,11 +187,14 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         if version < 4 {
             tx.execute_batch(V4_LOOKUPS)?;
         }
-        tx.execute_batch(V5_NODES)?;
+        if version < 5 {
+            tx.execute_batch(V5_NODES)?;
+        }
+        tx.execute_batch(V6_WEBHOOKS)?;
         tracing::info!(
             from_version = version,
             schema_version = CURRENT,
-            "store migrated: spool queries indexed; per-call document lookups indexed; recordings carry their node"
+            "store migrated: spool queries indexed; per-call document lookups indexed; recordings carry their node; webhook events queue"
         );
     } else if has_table(&tx, "documents")? {
         let docs: i64 = tx.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
@@ -184,6 +214,7 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(FROM_V1)?;
         tx.execute_batch(V4_LOOKUPS)?;
         tx.execute_batch(V5_NODES)?;
+        tx.execute_batch(V6_WEBHOOKS)?;
         tracing::info!(
             documents = docs,
             schema_version = CURRENT,
@@ -194,6 +225,7 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(V3_INDEXES)?;
         tx.execute_batch(V4_LOOKUPS)?;
         tx.execute_batch(V5_NODES)?;
+        tx.execute_batch(V6_WEBHOOKS)?;
     }
     tx.pragma_update(None, "user_version", CURRENT)?;
     tx.commit()?;

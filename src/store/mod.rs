@@ -13,6 +13,7 @@
 //! - [`documents`]: JSON documents keyed by `(account, kind, id)`, with revisions;
 //! - [`tokens`]: API tokens, stored hashed, verified in constant time;
 //! - [`recordings`]: every kept recording and the state of each of its deliveries;
+//! - [`webhooks`]: the queue of webhook events (any node may send any of them);
 //! - [`migrations`]: SQLite's schema, versioned with `PRAGMA user_version`; PostgreSQL's is in
 //!   [`postgres`], versioned in a table;
 //! - [`inspect`]: counts and the integrity check, read-only;
@@ -35,6 +36,7 @@ mod postgres;
 pub mod recordings;
 pub mod scratch;
 pub mod tokens;
+pub mod webhooks;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;

@@ -39,6 +39,11 @@ metrics! {
     uploads_delivered_total: "counter", "Deliveries that got a 2xx.";
     uploads_retried_total: "counter", "Attempts that failed and will be retried.";
     uploads_failed_total: "counter", "Deliveries that became failed (dead letter).";
+    webhook_events_queued_total: "counter", "Webhook events written to the queue (one per subscribed webhook).";
+    webhook_events_lost_total: "counter", "Webhook events dropped before reaching the queue (the in-memory buffer was full, or the store refused them).";
+    webhooks_sent_total: "counter", "Webhook events a receiver answered with a 2xx.";
+    webhooks_retried_total: "counter", "Webhook attempts that failed and will be retried.";
+    webhooks_failed_total: "counter", "Webhook events given up on (dead letter).";
     orphaned_files: "gauge", "Recording files the spool did not know at the last start.";
     recordings_readopted_total: "counter", "Journaled recordings of a previous run finished after a restart (kept or discarded).";
     recordings_regrown_total: "counter", "Recordings judged final from a quiet file that grew afterwards and were delivered again whole.";

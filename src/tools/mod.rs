@@ -2,4 +2,5 @@
 
 pub mod esl_decode;
 pub mod recordings;
+pub mod webhooks;
 pub use callrec_esl::transcript;

@@ -8,10 +8,11 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use tokio_util::io::ReaderStream;
 
-use super::retry::{self, Policy};
 use super::s3::{S3Config, S3};
 use super::spool::{now_us, Claim, Outcome};
 use super::url;
+use crate::net::guard::Guard;
+use crate::net::retry::{self, Policy};
 use crate::values::UploadMethod;
 
 #[derive(Debug, Clone)]
@@ -51,7 +52,7 @@ const CHUNK: usize = 256 * 1024;
 impl Http {
     pub fn new(cfg: HttpConfig) -> Result<Http, reqwest::Error> {
         let client = reqwest::Client::builder()
-            .dns_resolver(std::sync::Arc::new(PolicyResolver))
+            .dns_resolver(std::sync::Arc::new(Guard::everyone()))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("callrec/", env!("CARGO_PKG_VERSION")))
@@ -128,7 +129,7 @@ impl Http {
         };
         let timeout = self.timeout_for(size);
         let (mut target, creds) = url::split_userinfo(&Self::target(claim));
-        if let Some(why) = literal_refused(&target) {
+        if let Some(why) = Guard::everyone().literal_refused(&target) {
             return Outcome::Failed {
                 error: format!("refused by destination_policy: {why}"),
                 status: None,
@@ -303,104 +304,5 @@ impl WithoutUrlRef for reqwest::Error {
                 .replace(&url::redact(u.as_str()), "<url>"),
             None => s,
         }
-    }
-}
-
-/// The uploader's name resolution: the system's, without the addresses no destination may have
-/// (link-local, unspecified, multicast: [`crate::settings::policy`]), so a name that resolves to
-/// the cloud's metadata service, now or after a DNS change, is never connected to. A name left
-/// with no address fails the attempt with the policy's reason.
-struct PolicyResolver;
-
-impl reqwest::dns::Resolve for PolicyResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let found: Vec<std::net::SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed = allowed_addrs(&found);
-            if allowed.is_empty() && !found.is_empty() {
-                let why = format!(
-                    "{host} resolves only to addresses no destination may have ({})",
-                    found
-                        .iter()
-                        .map(|a| a.ip().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                tracing::warn!(host = %host, "destination refused by destination_policy at connect time");
-                return Err(why.into());
-            }
-            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
-            Ok(addrs)
-        })
-    }
-}
-
-/// The resolved addresses a connection may use.
-fn allowed_addrs(found: &[std::net::SocketAddr]) -> Vec<std::net::SocketAddr> {
-    use crate::settings::policy::{classify, Class};
-    found
-        .iter()
-        .copied()
-        .filter(|a| classify(a.ip()) != Class::Never)
-        .collect()
-}
-
-/// A URL whose host is written as an address no destination may have (no resolver is asked
-/// for those): why.
-fn literal_refused(url: &str) -> Option<String> {
-    use crate::settings::policy::{classify, Class};
-    let u = reqwest::Url::parse(url).ok()?;
-    let host = u.host_str()?;
-    let ip: std::net::IpAddr = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()?;
-    (classify(ip) == Class::Never).then(|| format!("{ip} is link-local, unspecified or multicast"))
-}
-
-#[cfg(test)]
-mod policy_tests {
-    use super::*;
-
-    #[test]
-    fn addresses_no_destination_may_have_are_never_connected_to() {
-        let a = |s: &str| -> std::net::SocketAddr { s.parse().unwrap() };
-        assert_eq!(
-            allowed_addrs(&[
-                a("169.254.169.254:80"),
-                a("203.0.113.5:80"),
-                a("[fe80::1]:80")
-            ]),
-            [a("203.0.113.5:80")]
-        );
-        assert!(allowed_addrs(&[a("169.254.169.254:80")]).is_empty());
-        assert!(literal_refused("http://169.254.169.254/latest/meta-data/").is_some());
-        assert!(literal_refused("http://[fe80::1]:8080/x").is_some());
-        assert!(
-            literal_refused("http://127.0.0.1:8080/x").is_none(),
-            "admin-written loopback is allowed"
-        );
-        assert!(literal_refused("https://rec.example.com/x").is_none());
-    }
-
-    /// A name that resolves to the metadata service is refused when the upload connects.
-    #[tokio::test]
-    async fn a_name_resolving_to_the_metadata_service_is_refused_at_connect_time() {
-        use reqwest::dns::Resolve;
-        // No name here can be made to resolve to 169.254.169.254 (no DNS server to rebind, no
-        // /etc/hosts to edit), so the resolver is handed the address as a name: it goes through
-        // the same system lookup and the same filter a rebinding name would.
-        let name: reqwest::dns::Name = "169.254.169.254".parse().unwrap();
-        let r = PolicyResolver.resolve(name).await;
-        assert!(r.is_err(), "refused");
-        let ok: reqwest::dns::Name = "localhost".parse().unwrap();
-        let addrs: Vec<_> = PolicyResolver.resolve(ok).await.unwrap().collect();
-        assert!(
-            !addrs.is_empty(),
-            "loopback passes at connect time (its writer was checked on save)"
-        );
     }
 }

@@ -8,7 +8,8 @@
 pub mod http;
 pub mod journal;
 pub mod local;
-pub mod retry;
+pub mod notice;
+
 pub mod s3;
 pub mod spool;
 pub mod tail;
@@ -138,6 +139,16 @@ pub trait Delivery: Send + Sync + 'static {
     /// A journaled recording ended without being kept.
     fn forget(&self, _recording_id: String) -> BoxFuture<'_, ()> {
         Box::pin(async {})
+    }
+
+    /// Something happened to a recording that webhooks may want to hear (`reason`: why it
+    /// failed, was discarded, or which control it got). Never waits; the default tells nobody.
+    fn notify(
+        &self,
+        _event: crate::settings::webhook::HookEvent,
+        _rec: &FinishedRecording,
+        _reason: Option<&str>,
+    ) {
     }
 }
 

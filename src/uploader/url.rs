@@ -12,7 +12,9 @@
 //! Invariant: every value is percent-encoded, so a hostile caller name cannot add parameters or
 //! path segments.
 
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+pub use crate::net::userinfo::{redact, split_userinfo};
 
 use super::FinishedRecording;
 
@@ -108,43 +110,6 @@ pub fn upload_url(base: &str, r: &FinishedRecording) -> String {
 /// The URL a `record_caller` recording is sent to.
 pub fn caller_url(base: &str, call_id: &str, ext: &str) -> String {
     format!("{}/{}.{ext}", base.trim_end_matches('/'), encode(call_id))
-}
-
-/// Splits `user:pass@` off a URL: (URL without credentials, Basic-auth user and password).
-pub fn split_userinfo(url: &str) -> (String, Option<(String, Option<String>)>) {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return (url.to_string(), None);
-    };
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..auth_end];
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return (url.to_string(), None);
-    };
-    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-    let creds = match userinfo.split_once(':') {
-        Some((u, p)) => (decode(u), Some(decode(p))),
-        None => (decode(userinfo), None),
-    };
-    (
-        format!("{scheme}://{host}{}", &rest[auth_end..]),
-        Some(creds),
-    )
-}
-
-/// The URL with any password replaced, for logs and API responses.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..auth_end];
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:REDACTED@{host}{}", &rest[auth_end..])
-        }
-        None => url.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use super::journal::JournalEntry;
 use super::spool::{self, Claim, Outcome};
 use super::url;
 use super::{Delivery, DeliveryError, FinishedRecording, LocalStore};
+use crate::settings::webhook::HookEvent;
 use crate::store::{RecordingState, Store};
 
 /// The longest the loop sleeps without looking at the spool: other processes make deliveries
@@ -40,6 +41,8 @@ pub struct SpoolDelivery {
     pub tail: super::tail::TailSettings,
     /// Ends the tail watches on shutdown (their files stay on disk).
     pub stop: CancellationToken,
+    /// Where webhook notices go (`None`: nobody is told).
+    pub notices: Option<crate::hooks::Notifier>,
 }
 
 impl Delivery for SpoolDelivery {
@@ -53,8 +56,10 @@ impl Delivery for SpoolDelivery {
             if let Err(e) = LocalStore::write_sidecar(&rec).await {
                 warn!(recording_id = %rec.recording_id, error = %e, "cannot write the metadata file");
             }
+            self.notify(HookEvent::Completed, &rec, None);
             if state == RecordingState::Stored {
                 info!(recording_id = %rec.recording_id, path = %rec.file_path, "recording stored locally (no url)");
+                self.notify(HookEvent::Delivered, &rec, Some("stored locally"));
             } else {
                 let to: Vec<String> = rec
                     .destinations
@@ -95,6 +100,15 @@ impl Delivery for SpoolDelivery {
         })
     }
 
+    fn notify(&self, event: HookEvent, rec: &FinishedRecording, reason: Option<&str>) {
+        if let Some(n) = &self.notices {
+            if let Some(notice) = super::notice::notice(event, rec, self.store.node(), reason, None)
+            {
+                n.notify(notice);
+            }
+        }
+    }
+
     fn forget(&self, recording_id: String) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if let Err(e) = self
@@ -131,11 +145,13 @@ impl SpoolDelivery {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct WorkerConfig {
     pub concurrency: usize,
     /// Keep the local file after every delivery succeeded.
     pub keep_local_after_upload: bool,
+    /// Told when a recording is delivered everywhere or has failed (`None`: nobody).
+    pub notices: Option<crate::hooks::Notifier>,
 }
 
 /// Runs the upload loop until `stop` is cancelled.
@@ -301,5 +317,29 @@ async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
     }
     if state == RecordingState::Delivered && !removed.is_empty() {
         info!(recording_id = %m.recording_id, "recording delivered; local copy removed");
+    }
+    if let Some(n) = &cfg.notices {
+        let event = match state {
+            RecordingState::Delivered => HookEvent::Delivered,
+            RecordingState::Failed => HookEvent::Failed,
+            _ => return,
+        };
+        // The destinations' states as they are now (one read; if it fails, as claimed).
+        let (s, id) = (store.clone(), m.recording_id.clone());
+        let deliveries = tokio::task::spawn_blocking(move || spool::get(&s, &id))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten()
+            .map(|item| item.deliveries);
+        let reason = match &outcome {
+            Outcome::Failed { error, .. } => Some(error.as_str()),
+            _ => None,
+        };
+        if let Some(notice) =
+            super::notice::notice(event, m, store.node(), reason, deliveries.as_deref())
+        {
+            n.notify(notice);
+        }
     }
 }

@@ -95,6 +95,7 @@ pub mod api;
 pub mod follow;
 pub mod harness;
 pub mod nginx;
+pub mod node;
 pub mod pg;
 pub mod process;
 pub mod receiver;

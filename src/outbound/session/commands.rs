@@ -175,7 +175,7 @@ impl Session {
                     {
                         Ok(c) => c,
                         Err(e) => {
-                            self.fail(idx, format!("cannot build command: {e}"));
+                            self.fail(idx, format!("cannot build command: {e}"), out);
                             continue;
                         }
                     };
@@ -302,12 +302,12 @@ impl Session {
                     "recording requested"
                 ),
                 Ok((false, text)) => {
-                    self.fail(idx, format!("FreeSWITCH refused uuid_record: {text}"));
+                    self.fail(idx, format!("FreeSWITCH refused uuid_record: {text}"), out);
                     // Refused: nothing records, so nothing stays journaled. (Without a reply
                     // FreeSWITCH may be recording: the row stays for RECORD_STOP or a restart.)
                     out.push(Action::Forget(self.recordings[idx].id.clone()));
                 }
-                Err(e) => self.fail(idx, format!("uuid_record not acknowledged: {e}")),
+                Err(e) => self.fail(idx, format!("uuid_record not acknowledged: {e}"), out),
             },
             Purpose::Stop(idx) => match result {
                 Ok((true, _)) => {

@@ -101,6 +101,14 @@ pub fn control_action(want: Want, paused: Option<PauseBehavior>) -> Option<&'sta
     }
 }
 
+/// A control as a webhook's `reason`: `pause:silence`, `pause:skip`, `resume` or `stop`.
+pub fn control_reason(want: Want) -> String {
+    match want {
+        Want::Pause(b) => format!("pause:{}", b.as_str()),
+        w => w.action().to_string(),
+    }
+}
+
 /// What FreeSWITCH took, in the recording's pauses: a pause begins at `offset_ms`, a resume ends
 /// the one in force there (a stop changes no pause).
 pub fn note_control(pauses: &mut Vec<Pause>, want: Want, offset_ms: u64, by: Option<String>) {
@@ -226,6 +234,12 @@ impl Session {
                 // The journal row carries the pauses: a restart keeps them listed, and the
                 // recording's metadata has them however it ends.
                 out.push(Action::Journal(Box::new(self.journal_entry(idx))));
+                let meta = self.finished_meta(idx, self.recordings[idx].started_us());
+                out.push(Action::Notify(
+                    HookEvent::Controlled,
+                    Box::new(meta),
+                    Some(control_reason(req.want)),
+                ));
                 ControlOutcome::Done(self.recording_view(idx))
             }
             Ok((false, text)) => {

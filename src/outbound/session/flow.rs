@@ -229,7 +229,7 @@ impl Session {
     /// parked in the socket.
     pub(super) fn flow_failed(&mut self, why: &str, starts: Option<RecIdx>, out: &mut Vec<Action>) {
         if let Some(idx) = starts {
-            self.fail(idx, why.to_string());
+            self.fail(idx, why.to_string(), out);
             out.push(Action::Forget(self.recordings[idx].id.clone()));
         }
         let Some(run) = self.flow.take() else { return };

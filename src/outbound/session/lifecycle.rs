@@ -10,11 +10,14 @@
 use super::*;
 
 impl Session {
-    pub(super) fn fail(&mut self, idx: RecIdx, why: String) {
+    pub(super) fn fail(&mut self, idx: RecIdx, why: String, out: &mut Vec<Action>) {
         let rec = &mut self.recordings[idx];
         error!(recording_id = %rec.id, reason = %why, "recording failed");
         metrics::inc(&METRICS.recordings_failed_total);
-        rec.state = State::Failed(why);
+        let started = rec.state.started_us();
+        rec.state = State::Failed(why.clone());
+        let meta = self.finished_meta(idx, started);
+        out.push(Action::Notify(HookEvent::Failed, Box::new(meta), Some(why)));
     }
 
     pub(super) fn on_event(&mut self, e: Event, out: &mut Vec<Action>) {
@@ -43,6 +46,8 @@ impl Session {
                     }
                     info!(recording_id = %rec.id, "recording started");
                     metrics::inc(&METRICS.recordings_started_total);
+                    let meta = self.finished_meta(idx, e.timestamp_us());
+                    out.push(Action::Notify(HookEvent::Started, Box::new(meta), None));
                 }
             }
             EventName::RecordStop => {
@@ -308,11 +313,16 @@ impl Session {
                     self.fail(
                         idx,
                         "the connection was lost before FreeSWITCH acknowledged uuid_record, and no file appeared".into(),
+                        out,
                     );
                 } else if *stable_polls >= *quiet_polls {
                     self.finish_quiet(idx, out);
                 } else if *polls_left == 0 {
-                    self.fail(idx, "connection lost and the file never settled".into());
+                    self.fail(
+                        idx,
+                        "connection lost and the file never settled".into(),
+                        out,
+                    );
                 }
             }
             State::Finishing { started_us, stop } => {
@@ -397,6 +407,16 @@ impl Session {
             }
             info!(recording_id = %rec.id, reason = %reason, "recording discarded");
             metrics::inc(&METRICS.recordings_discarded_total);
+            let mut meta = self.finished_meta(idx, started_us);
+            meta.duration_ms = stop.record_ms;
+            meta.size = size.unwrap_or(0);
+            meta.completion_cause = stop.cause.clone();
+            out.push(Action::Notify(
+                HookEvent::Discarded,
+                Box::new(meta),
+                Some(reason.to_string()),
+            ));
+            let rec = &self.recordings[idx];
             out.push(Action::Forget(rec.id.clone()));
             self.recordings[idx].state = State::Finished;
             return;

@@ -33,6 +33,7 @@ use crate::esl::{Command, EventFormat, SendMsg};
 use crate::event::{Event, EventName};
 use crate::recorder::{self, paths, Recording, State, StopInfo};
 use crate::rules::{CallInfo, Plan, PlannedRecording, RecordCall, Trigger};
+use crate::settings::webhook::HookEvent;
 use crate::telemetry::metrics::{self, METRICS};
 use crate::telemetry::printable;
 use crate::uploader::journal::JournalEntry;
@@ -46,7 +47,8 @@ mod lifecycle;
 mod resync;
 
 pub use control::{
-    control_action, note_control, CallView, ControlOutcome, ControlRequest, RecordingView, Want,
+    control_action, control_reason, note_control, CallView, ControlOutcome, ControlRequest,
+    RecordingView, Want,
 };
 use flow::FlowRun;
 pub use flow::{BEEP, SILENCE_HITS, SILENCE_THRESH};
@@ -159,6 +161,9 @@ pub enum Action {
     Journal(Box<JournalEntry>),
     /// A journaled recording ended without being kept.
     Forget(String),
+    /// Tell webhooks what happened to a recording (`reason`: why it failed or was discarded,
+    /// or which control it got). Never waits.
+    Notify(HookEvent, Box<FinishedRecording>, Option<String>),
     /// Send `resume` and close our side of the socket, so the dialplan goes on after `socket`
     /// (its fallback, or the context's own routing after the drop-in extension); stop reading.
     /// Only while the call is still parked in the socket (never after a transfer: FreeSWITCH

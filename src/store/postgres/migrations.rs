@@ -4,7 +4,7 @@
 use super::*;
 
 /// The schema version this callrec writes.
-pub(super) const CURRENT: i32 = 2;
+pub(super) const CURRENT: i32 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE documents (
@@ -76,6 +76,33 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 ";
 
+/// Version 3: the durable queue of webhook events (`store::webhooks`).
+const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS webhook_events (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    webhook_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    type TEXT NOT NULL,
+    recording_id TEXT,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_us BIGINT NOT NULL,
+    since_us BIGINT NOT NULL,
+    created_us BIGINT NOT NULL,
+    claimed_by TEXT,
+    claim_until_us BIGINT,
+    last_status INTEGER,
+    last_error TEXT,
+    delivered_us BIGINT
+);
+CREATE INDEX IF NOT EXISTS webhook_events_due ON webhook_events (state, next_attempt_us);
+CREATE INDEX IF NOT EXISTS webhook_events_hook
+    ON webhook_events (account_id, webhook_id, state, next_attempt_us);
+CREATE INDEX IF NOT EXISTS webhook_events_created ON webhook_events (created_us);
+";
+
 /// The advisory lock migrations run under (any fixed number; "callrec" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0063_616c_6c72_6563;
 
@@ -110,6 +137,14 @@ impl Pg {
                 tracing::info!(
                     schema_version = 2,
                     "database schema migrated: nodes say where their API answers"
+                );
+            }
+            if version < 3 {
+                tx.batch_execute(SCHEMA_V3).await?;
+                cached_execute(&tx, "UPDATE callrec_schema SET version = 3", &[]).await?;
+                tracing::info!(
+                    schema_version = 3,
+                    "database schema migrated: webhook events queue"
                 );
             }
             tx.commit().await?;

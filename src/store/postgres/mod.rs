@@ -22,7 +22,8 @@
 //! Layout, one job a file: `mod.rs` (the handle, its pool and runtime, the statement helpers),
 //! [`migrations`] (the schema and
 //! its versions), [`tls`] (the verifying connector), [`lock`] (the node lock, read-only check),
-//! [`documents`], [`tokens`], [`recordings`] (spool, journal, deliveries, claims).
+//! [`documents`], [`tokens`], [`recordings`] (spool, journal, deliveries, claims), [`webhooks`]
+//! (the webhook events' queue).
 
 mod documents;
 mod lock;
@@ -30,6 +31,7 @@ mod migrations;
 mod recordings;
 mod tls;
 mod tokens;
+mod webhooks;
 
 use tls::tls_for;
 

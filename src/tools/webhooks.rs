@@ -1,0 +1,50 @@
+//! `callrec webhooks …`: operators' view of the webhook queue ("did the CRM hear about call X?").
+
+use std::io::Write;
+
+use crate::store::webhooks::HookFilter;
+use crate::store::Store;
+
+fn when(us: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp((us / 1_000_000) as i64)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+/// One line per event; a failing one gets its last error on the next line.
+pub fn list(store: &Store, f: &HookFilter, out: &mut impl Write) -> anyhow::Result<usize> {
+    let rows = store.hook_events(f)?;
+    writeln!(
+        out,
+        "{:<36}  {:<9}  {:<20}  {:<16}  {:<16}  {:<36}  {:<20}  attempts",
+        "event", "state", "type", "account", "webhook", "recording", "created"
+    )?;
+    for r in &rows {
+        writeln!(
+            out,
+            "{:<36}  {:<9}  {:<20}  {:<16}  {:<16}  {:<36}  {:<20}  {}",
+            r.id,
+            r.state.as_str(),
+            r.event_type,
+            crate::telemetry::printable(&r.account_id),
+            crate::telemetry::printable(&r.webhook_id),
+            r.recording_id.as_deref().unwrap_or("-"),
+            when(r.created_us),
+            r.attempts
+        )?;
+        if let Some(e) = &r.last_error {
+            if r.state.as_str() != "delivered" {
+                writeln!(
+                    out,
+                    "    last {}: {e}",
+                    r.last_status.map_or("error".to_string(), |s| s.to_string())
+                )?;
+            }
+        }
+    }
+    Ok(rows.len())
+}
