@@ -31,16 +31,6 @@ async fn record_to(n: &Node, method: &str, admin: &str, url: &str) {
     n.api(method, "/v2/accounts/acc", admin, Some(body)).await;
 }
 
-fn token(n: &Node) -> String {
-    let out = n.cli(&["token", "create", "--admin"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[tokio::test]
 async fn a_document_written_through_one_instance_applies_to_the_next_call_on_the_other() {
     let Some(db) = support::pg::new_db() else {
@@ -55,7 +45,7 @@ async fn a_document_written_through_one_instance_applies_to_the_next_call_on_the
     let _p1 = one.serve().await;
     let _p2 = two.serve().await;
     // A token made on node 1 works on node 2's API.
-    let admin = token(&one);
+    let admin = one.admin_token();
     record_to(&one, "PUT", &admin, &format!("{}/first/", receiver.base)).await;
     let first = recorded_call(&two).await;
     let got = until("the upload from fs-2", async || {
@@ -284,7 +274,7 @@ async fn while_the_database_is_unreachable_calls_connect_and_recordings_wait_loc
     let one = Node::with_url(tmp.path(), "fs-1", &db.url_via(relay.port));
     let receiver = Receiver::start(vec![]).await;
     let _p1 = one.serve().await;
-    let admin = token(&one);
+    let admin = one.admin_token();
     record_to(&one, "PUT", &admin, &format!("{}/up/", receiver.base)).await;
     let before = recorded_call(&one).await;
     until("the first upload", async || {
@@ -406,7 +396,7 @@ async fn a_live_recording_is_paused_through_the_other_nodes_api_and_a_gone_node_
     );
     let _p1 = one.serve().await;
     let p2 = two.serve().await;
-    let admin = token(&one);
+    let admin = one.admin_token();
     let body = json!({"data": {"record_call": {"format": "wav"}}});
     one.api("PUT", "/v2/accounts/acc", &admin, Some(body)).await;
     let call = callrec_sim::dial(
@@ -470,4 +460,72 @@ async fn a_live_recording_is_paused_through_the_other_nodes_api_and_a_gone_node_
     assert_eq!(resp.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["data"]["node"], "fs-2", "{v}");
+}
+
+/// Webhooks on a shared database: both nodes raise events for their own calls and both send
+/// from the one queue, yet each event reaches the receiver once.
+#[tokio::test]
+async fn each_webhook_event_is_sent_once_by_one_of_the_nodes() {
+    let Some(db) = support::pg::new_db() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (
+        Node::new(tmp.path(), "fs-1", &db),
+        Node::new(tmp.path(), "fs-2", &db),
+    );
+    let upload = Receiver::start(vec![]).await;
+    let hooks = Receiver::start(vec![]).await;
+    let _p1 = one.serve().await;
+    let _p2 = two.serve().await;
+    let admin = one.admin_token();
+    record_to(&one, "PUT", &admin, &format!("{}/rec/", upload.base)).await;
+    let events = [
+        "recording.started",
+        "recording.completed",
+        "recording.delivered",
+    ];
+    two.api(
+        "PUT",
+        "/v2/accounts/acc/webhooks/crm",
+        &admin,
+        Some(
+            json!({"data": {"name": "crm", "uri": format!("{}/h", hooks.base),
+                             "events": events}}),
+        ),
+    )
+    .await;
+    for _ in 0..3 {
+        recorded_call(&one).await;
+        recorded_call(&two).await;
+    }
+    let listed = until("every event delivered", async || {
+        let out = two.cli(&["webhooks", "list", "--state", "delivered"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (text.lines().count() == 1 + 18).then_some(text)
+    })
+    .await;
+    let got = hooks.requests();
+    assert_eq!(got.len(), 18, "each event sent once: {listed}");
+    let ids: std::collections::HashSet<&str> =
+        got.iter().filter_map(|g| g.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 18);
+    let mut per: HashMap<(String, String), usize> = HashMap::new();
+    for g in &got {
+        let v: Value = serde_json::from_slice(&g.body).unwrap();
+        *per.entry((
+            v["data"]["recording_id"].as_str().unwrap().to_string(),
+            v["type"].as_str().unwrap().to_string(),
+        ))
+        .or_default() += 1;
+    }
+    assert_eq!(per.len(), 18);
+    let nodes: std::collections::HashSet<String> = got
+        .iter()
+        .map(|g| {
+            let v: Value = serde_json::from_slice(&g.body).unwrap();
+            v["data"]["node"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(nodes.len(), 2, "events of both nodes' calls");
 }

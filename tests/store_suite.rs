@@ -10,6 +10,9 @@ use std::sync::{Arc, Barrier};
 
 use callrec::store::documents::Expect;
 use callrec::store::recordings::{Claim, Filter, NewRecording, Outcome};
+use callrec::store::webhooks::{
+    ClaimLimits, HookFilter, HookOutcome, HookRow, HookState, NewHookEvent,
+};
 use callrec::store::{
     now_us, DeliveryState, Kind, RecordingState, Revision, Scope, Store, StoreError,
 };
@@ -61,6 +64,8 @@ both!(
     racing_claims_never_share_a_delivery,
     a_replaced_recording_starts_without_its_old_deliveries,
     rows_mentioning_a_field_are_found_per_node_and_by_age,
+    webhook_claims_are_fair_skip_busy_hooks_and_settle,
+    racing_webhook_claims_never_share_an_event,
 );
 
 fn user(name: &str) -> Value {
@@ -693,4 +698,161 @@ fn rows_mentioning_a_field_are_found_per_node_and_by_age(open: Open) {
         .mentioning_since(now_us() + 1_000_000, "may_grow_until_us")
         .unwrap();
     assert!(later.is_empty(), "rows older than the window are not read");
+}
+
+fn hook_event(id: &str, hook: &str) -> NewHookEvent {
+    NewHookEvent {
+        id: id.into(),
+        account_id: "acc".into(),
+        webhook_id: hook.into(),
+        event_type: "recording.started".into(),
+        recording_id: Some("r".into()),
+        body: format!("{{\"id\":\"{id}\"}}"),
+    }
+}
+
+fn limits(busy: &[&str], hooks: usize, per_hook: usize) -> ClaimLimits {
+    ClaimLimits {
+        busy: busy
+            .iter()
+            .map(|h| ("acc".to_string(), h.to_string()))
+            .collect(),
+        hooks,
+        per_hook,
+        lease_until_us: now_us() + 60_000_000,
+    }
+}
+
+/// The webhook queue: a claim takes at most `per_hook` events of each webhook, none of a busy
+/// one; retries, failures, recovery and manual retry move events as the sender expects.
+fn webhook_claims_are_fair_skip_busy_hooks_and_settle(open: Open) {
+    let s = open().for_node("n1").unwrap();
+    let mut events: Vec<NewHookEvent> = (0..5).map(|i| hook_event(&format!("a{i}"), "a")).collect();
+    events.push(hook_event("b0", "b"));
+    events.push(hook_event("c0", "c"));
+    s.add_hook_events(&events).unwrap();
+    s.add_hook_events(&events[..1]).unwrap(); // a repeated insert is ignored
+    let got = s
+        .claim_hook_events(now_us(), &limits(&["c"], 10, 2))
+        .unwrap();
+    let mut ids: Vec<&str> = got.iter().map(|c| c.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a0", "a1", "b0"], "two of a, b's one, none of busy c");
+    assert!(got.iter().all(|c| c.attempts == 0));
+    let a0 = got.iter().find(|c| c.id == "a0").unwrap();
+    assert_eq!(a0.body, r#"{"id":"a0"}"#);
+    // Claimed events are not claimed again.
+    let again = s.claim_hook_events(now_us(), &limits(&[], 10, 10)).unwrap();
+    let mut ids: Vec<&str> = again.iter().map(|c| c.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a2", "a3", "a4", "c0"]);
+    s.settle_hook_event("a0", &HookOutcome::Delivered { status: 200 })
+        .unwrap();
+    s.settle_hook_event(
+        "a1",
+        &HookOutcome::Retry {
+            next_us: now_us() + 3_600_000_000,
+            error: "HTTP 503".into(),
+            status: Some(503),
+        },
+    )
+    .unwrap();
+    s.settle_hook_event(
+        "b0",
+        &HookOutcome::Failed {
+            error: "HTTP 410".into(),
+            status: Some(410),
+        },
+    )
+    .unwrap();
+    s.release_hook_events(&["a2".to_string()], now_us())
+        .unwrap();
+    let rows: HashMap<String, HookRow> = s
+        .hook_events(&HookFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    assert_eq!(rows.len(), 7);
+    assert_eq!(rows["a0"].state, HookState::Delivered);
+    assert_eq!(
+        (rows["a1"].state, rows["a1"].attempts),
+        (HookState::Pending, 1)
+    );
+    assert_eq!(rows["a1"].last_status, Some(503));
+    assert_eq!(
+        (rows["b0"].state, rows["b0"].attempts),
+        (HookState::Failed, 1)
+    );
+    assert_eq!(
+        (rows["a2"].state, rows["a2"].attempts),
+        (HookState::Pending, 0),
+        "released unattempted"
+    );
+    assert_eq!(rows["a3"].state, HookState::Sending);
+    assert_eq!(rows["a0"].node, "n1");
+    // A restart of n1 puts its claims back; another node's restart does not.
+    assert_eq!(
+        open()
+            .for_node("n2")
+            .unwrap()
+            .recover_hook_events()
+            .unwrap(),
+        0
+    );
+    assert_eq!(s.recover_hook_events().unwrap(), 3, "a3, a4 and c0");
+    assert_eq!(
+        s.retry_hook_events(None).unwrap(),
+        1,
+        "b0 back in the queue"
+    );
+    let failed = s
+        .hook_events(&HookFilter {
+            state: Some(HookState::Failed),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(failed.is_empty());
+    assert!(s.next_hook_due().unwrap().is_some());
+}
+
+/// Two handles claiming at once (two nodes on one database) never take the same event.
+fn racing_webhook_claims_never_share_an_event(open: Open) {
+    let handles: Vec<Store> = ["n1", "n2"]
+        .iter()
+        .map(|n| open().for_node(n).unwrap())
+        .collect();
+    let events: Vec<NewHookEvent> = (0..200)
+        .map(|i| hook_event(&format!("e{i:03}"), &format!("h{}", i % 10)))
+        .collect();
+    handles[0].add_hook_events(&events).unwrap();
+    let workers = 6;
+    let barrier = Arc::new(Barrier::new(workers));
+    let got: Vec<Vec<String>> = std::thread::scope(|sc| {
+        let joins: Vec<_> = (0..workers)
+            .map(|w| {
+                let s = handles[w % 2].clone();
+                let barrier = barrier.clone();
+                sc.spawn(move || {
+                    barrier.wait();
+                    let mut mine = Vec::new();
+                    loop {
+                        let batch = s.claim_hook_events(now_us(), &limits(&[], 3, 4)).unwrap();
+                        if batch.is_empty() {
+                            break;
+                        }
+                        mine.extend(batch.into_iter().map(|c| c.id));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        joins.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for id in got.iter().flatten() {
+        *seen.entry(id.as_str()).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 200, "every event claimed");
+    assert!(seen.values().all(|&n| n == 1), "an event claimed twice");
 }

@@ -12,11 +12,22 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::api::{start, Api};
 
-const COLLECTIONS: [(&str, Kind); 3] = [
+const COLLECTIONS: [(&str, Kind); 4] = [
     ("users", Kind::User),
     ("devices", Kind::Device),
     ("callflows", Kind::Callflow),
+    ("webhooks", Kind::Webhook),
 ];
+
+/// A document of collection `coll` named `name` (a webhook needs its `uri` and `events`).
+fn doc(coll: &str, name: &str) -> Value {
+    let mut d = json!({ "name": name });
+    if coll == "webhooks" {
+        d["uri"] = json!("https://203.0.113.10/hooks");
+        d["events"] = json!(["recording.started"]);
+    }
+    d
+}
 /// B's documents are at this revision (written three times); A's at 1.
 const B_REV: &str = "3";
 
@@ -77,11 +88,13 @@ async fn tenants() -> Tenants {
     }
     for (coll, _) in COLLECTIONS {
         for n in 0..3 {
+            let mut data = doc(coll, "secret-of-B");
+            data["n"] = json!(n);
             let (s, _) = api
                 .admin(
                     "PUT",
                     &format!("/v2/accounts/B/{coll}/b-doc"),
-                    Some(json!({"data": {"name": "secret-of-B", "n": n}})),
+                    Some(json!({ "data": data })),
                 )
                 .await;
             assert_eq!(s, StatusCode::OK);
@@ -90,7 +103,7 @@ async fn tenants() -> Tenants {
             .admin(
                 "PUT",
                 &format!("/v2/accounts/A/{coll}/a-doc"),
-                Some(json!({"data": {"name": "A's"}})),
+                Some(json!({"data": doc(coll, "A's")})),
             )
             .await;
         assert_eq!(s, StatusCode::OK);
@@ -105,7 +118,13 @@ async fn tenants() -> Tenants {
 /// Everything account B has, as text.
 fn snapshot_b(api: &Api) -> String {
     let mut out = String::new();
-    for kind in [Kind::Account, Kind::User, Kind::Device, Kind::Callflow] {
+    for kind in [
+        Kind::Account,
+        Kind::User,
+        Kind::Device,
+        Kind::Callflow,
+        Kind::Webhook,
+    ] {
         for d in api.store.list(kind, "B").unwrap() {
             out += &format!("{} {} {} {}\n", kind.as_str(), d.id, d.rev, d.body);
         }
@@ -189,7 +208,7 @@ async fn request(t: &Tenants, who: Who, verb: Verb, coll: &str, id: &str) -> (St
     };
     let one = format!("{}/v2/accounts/A/{coll}/{id}", t.api.base);
     let all = format!("{}/v2/accounts/A/{coll}", t.api.base);
-    let body = json!({"data": {"name": "from-A"}});
+    let body = json!({"data": doc(coll, "from-A")});
     let http = &t.api.http;
     let r = match verb {
         Verb::Get => http.get(&one),
@@ -200,9 +219,11 @@ async fn request(t: &Tenants, who: Who, verb: Verb, coll: &str, id: &str) -> (St
         Verb::Delete => http.delete(&one),
         Verb::DeleteIfMatch => http.delete(&one).header("If-Match", B_REV),
         Verb::List => http.get(&all),
-        Verb::Create => http
-            .post(&all)
-            .json(&json!({"data": {"id": id, "name": "from-A"}})),
+        Verb::Create => {
+            let mut data = doc(coll, "from-A");
+            data["id"] = json!(id);
+            http.post(&all).json(&json!({ "data": data }))
+        }
     };
     t.api.send(r.header("X-Auth-Token", token)).await
 }
@@ -257,7 +278,7 @@ async fn isolation_matrix_documents() {
             }
         }
     }
-    assert_eq!(cells, 3 * 3 * 9 * 2);
+    assert_eq!(cells, 4 * 3 * 9 * 2);
 }
 
 #[tokio::test]
@@ -442,7 +463,7 @@ async fn another_accounts_user_cannot_be_taken_by_guessing_its_id() {
 
 /// The destination policy by writer (docs/api.md "Where recordings may go"): link-local is
 /// refused for every token, this host's own addresses for account tokens; the refused field is
-/// named, in a document's `record_call.url` and in a callflow module's `url`.
+/// named, in a document's `record_call.url`, a webhook's `uri` and a callflow module's `url`.
 #[tokio::test]
 async fn destination_policy_by_writer_names_the_refused_field() {
     let t = tenants().await;
@@ -458,28 +479,37 @@ async fn destination_policy_by_writer_names_the_refused_field() {
             (Who::Admin, t.api.admin.clone(), admin_ok),
             (Who::Own, t.a.clone(), account_ok),
         ] {
-            let before = snapshot_b(&t.api);
-            let (s, v) = t
-                .api
-                .call(
-                    "PATCH",
+            // The same policy for a recording's URL and for a webhook's `uri`.
+            for (path, patch, field) in [
+                (
                     "/v2/accounts/A/users/a-doc",
-                    Some(&token),
-                    Some(json!({"data": {"record_call": {"format": "wav", "url": url}}})),
-                )
-                .await;
-            if ok {
-                assert_eq!(s, StatusCode::OK, "{url} by {who:?}: {v}");
-            } else {
-                assert_eq!(s, StatusCode::BAD_REQUEST, "{url} by {who:?}: {v}");
-                assert!(
-                    v["data"]["record_call.url"]["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("destination_policy")),
-                    "{url} by {who:?}: {v}"
-                );
+                    json!({"record_call": {"format": "wav", "url": url}}),
+                    "record_call.url",
+                ),
+                (
+                    "/v2/accounts/A/webhooks/a-doc",
+                    json!({ "uri": url }),
+                    "uri",
+                ),
+            ] {
+                let before = snapshot_b(&t.api);
+                let (s, v) = t
+                    .api
+                    .call("PATCH", path, Some(&token), Some(json!({ "data": patch })))
+                    .await;
+                if ok {
+                    assert_eq!(s, StatusCode::OK, "{url} by {who:?} in {field}: {v}");
+                } else {
+                    assert_eq!(s, StatusCode::BAD_REQUEST, "{url} by {who:?}: {v}");
+                    assert!(
+                        v["data"][field]["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("destination_policy")),
+                        "{url} by {who:?} in {field}: {v}"
+                    );
+                }
+                assert_eq!(snapshot_b(&t.api), before);
             }
-            assert_eq!(snapshot_b(&t.api), before);
         }
     }
     let flow = json!({"data": {"numbers": ["5000"], "flow": {"module": "record_call",

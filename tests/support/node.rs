@@ -115,6 +115,17 @@ impl Node {
             .unwrap()
     }
 
+    /// A new admin token, made with the CLI.
+    pub fn admin_token(&self) -> String {
+        let out = self.cli(&["token", "create", "--admin"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
     pub async fn api(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut r = reqwest::Client::new()

@@ -71,6 +71,11 @@ impl Receiver {
         Receiver::start_on("127.0.0.1:0", script).await
     }
 
+    /// Replaces what is left of the script.
+    pub fn set_script(&self, script: Vec<Act>) {
+        *self.script.lock().unwrap() = script;
+    }
+
     pub fn requests(&self) -> Vec<Got> {
         self.got.lock().unwrap().clone()
     }
