@@ -765,8 +765,9 @@ fn webhook_claims_are_fair_skip_busy_hooks_and_settle(open: Open) {
         },
     )
     .unwrap();
-    s.release_hook_events(&["a2".to_string()], now_us())
-        .unwrap();
+    // a's receiver is failing: its other events wait with a1, unattempted.
+    let later = now_us() + 7_200_000_000;
+    s.defer_hook("acc", "a", later).unwrap();
     let rows: HashMap<String, HookRow> = s
         .hook_events(&HookFilter::default())
         .unwrap()
@@ -784,12 +785,20 @@ fn webhook_claims_are_fair_skip_busy_hooks_and_settle(open: Open) {
         (rows["b0"].state, rows["b0"].attempts),
         (HookState::Failed, 1)
     );
+    for id in ["a1", "a2", "a3", "a4"] {
+        assert_eq!(rows[id].state, HookState::Pending, "{id}");
+        assert_eq!(rows[id].next_attempt_us, later, "{id} waits with a1");
+    }
+    assert_eq!(rows["a2"].attempts, 0, "deferred unattempted");
     assert_eq!(
-        (rows["a2"].state, rows["a2"].attempts),
-        (HookState::Pending, 0),
-        "released unattempted"
+        rows["c0"].state,
+        HookState::Sending,
+        "another webhook's claim stays"
     );
-    assert_eq!(rows["a3"].state, HookState::Sending);
+    assert!(s
+        .claim_hook_events(now_us(), &limits(&[], 10, 10))
+        .unwrap()
+        .is_empty());
     assert_eq!(rows["a0"].node, "n1");
     // A restart of n1 puts its claims back; another node's restart does not.
     assert_eq!(
@@ -800,7 +809,7 @@ fn webhook_claims_are_fair_skip_busy_hooks_and_settle(open: Open) {
             .unwrap(),
         0
     );
-    assert_eq!(s.recover_hook_events().unwrap(), 3, "a3, a4 and c0");
+    assert_eq!(s.recover_hook_events().unwrap(), 1, "c0");
     assert_eq!(
         s.retry_hook_events(None).unwrap(),
         1,

@@ -10,8 +10,9 @@
 //!
 //! Invariants: at most `concurrency` webhooks are being sent to at once and each by one task,
 //! so a receiver that never answers holds one slot and its own events only (never an upload,
-//! never another account's webhook); when an attempt is to be retried, the rest of that
-//! webhook's claimed events go back unattempted to wait with it; the signing key is read from
+//! never another account's webhook); when an attempt is to be retried, every other event of
+//! that webhook goes back unattempted to wait with it (a dead receiver is tried once per
+//! backoff step, not once per event); the signing key is read from
 //! the webhook document at send time and never logged; every attempt is one log line.
 
 use std::collections::HashSet;
@@ -190,6 +191,17 @@ pub async fn run(
         if started > 0 {
             continue;
         }
+        if busy.lock().map(|b| !b.is_empty()).unwrap_or(false) {
+            // Whatever is due belongs to webhooks being sent to: the next claim can take
+            // something only once one of them is done (it wakes us) or new events are queued
+            // (the notifier wakes us). Claiming meanwhile would spin.
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            continue;
+        }
         let s = store.clone();
         let next = tokio::task::spawn_blocking(move || s.next_hook_due())
             .await
@@ -234,9 +246,8 @@ async fn send_group(store: &Store, clients: &Clients, cfg: &SenderConfig, group:
         Ok(d) => d,
         Err(e) => {
             warn!(account_id = %printable(&account), webhook_id = %printable(&hook), error = %e, "cannot read the webhook; its events wait");
-            let ids: Vec<String> = group.iter().map(|c| c.id.clone()).collect();
             let later = now_us() + 5_000_000;
-            let _ = blocking(store, move |s| s.release_hook_events(&ids, later)).await;
+            let _ = blocking(store, move |s| s.defer_hook(&account, &hook, later)).await;
             return;
         }
     };
@@ -271,7 +282,7 @@ async fn send_group(store: &Store, clients: &Clients, cfg: &SenderConfig, group:
             return;
         }
     };
-    for (i, c) in group.iter().enumerate() {
+    for c in &group {
         let outcome = attempt(clients, cfg, &w, c).await;
         let retry_at = match &outcome {
             HookOutcome::Retry { next_us, .. } => Some(*next_us),
@@ -279,10 +290,11 @@ async fn send_group(store: &Store, clients: &Clients, cfg: &SenderConfig, group:
         };
         settle(store, c, outcome).await;
         if let Some(next) = retry_at {
-            // The receiver is failing: its other events wait with this one, unattempted.
-            let rest: Vec<String> = group[i + 1..].iter().map(|c| c.id.clone()).collect();
-            if !rest.is_empty() {
-                let _ = blocking(store, move |s| s.release_hook_events(&rest, next)).await;
+            // The receiver is failing: every other event of this webhook waits with this one,
+            // unattempted (the rest of this group included).
+            let (a, h) = (account.clone(), hook.clone());
+            if let Err(e) = blocking(store, move |s| s.defer_hook(&a, &h, next)).await {
+                warn!(account_id = %printable(&account), webhook_id = %printable(&hook), error = %e, "cannot defer the webhook's other events; their claims run out");
             }
             return;
         }

@@ -134,13 +134,15 @@ pub struct ClaimLimits {
     pub lease_until_us: u64,
 }
 
-/// Which `(account, webhook)` pairs of `due` (oldest first) to claim from.
+/// Which `(account, webhook)` pairs to claim from: the first `hooks` distinct, not busy ones
+/// of `due` (the webhooks of the oldest due events, in that order).
 pub(super) fn pick_hooks(
     due: Vec<(String, String)>,
     limits: &ClaimLimits,
 ) -> Vec<(String, String)> {
+    let mut seen = HashSet::new();
     due.into_iter()
-        .filter(|h| !limits.busy.contains(h))
+        .filter(|h| !limits.busy.contains(h) && seen.insert(h.clone()))
         .take(limits.hooks)
         .collect()
 }
@@ -149,9 +151,17 @@ pub(super) fn state_of(s: &str) -> Result<HookState, StoreError> {
     HookState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown event state {s:?}")))
 }
 
-/// Due: pending and its time has come, or claimed by a worker whose lease ran out.
-const DUE: &str = "((state = 'pending' AND next_attempt_us <= ?1)
-                    OR (state = 'sending' AND claim_until_us < ?1))";
+/// The pairs `(account, webhook)` of busy hooks as `'account/webhook'` keys, for SQL.
+pub(super) fn busy_keys(limits: &ClaimLimits) -> Vec<String> {
+    limits
+        .busy
+        .iter()
+        .map(|(a, h)| format!("{a}/{h}"))
+        .collect()
+}
+
+/// Candidate rows read to find the webhooks with due events (oldest first).
+pub(super) const CANDIDATES: i64 = 500;
 
 impl Store {
     /// Queues events (one transaction).
@@ -199,29 +209,43 @@ impl Store {
         if let Some(pg) = &self.pg {
             return pg.claim_hook_events(&self.node, now as i64, limits);
         }
+        let busy = busy_keys(limits);
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // Claims whose worker is gone (its lease ran out) are due again.
+            tx.prepare_cached(
+                "UPDATE webhook_events SET state = 'pending', claimed_by = NULL,
+                   claim_until_us = NULL
+                 WHERE state = 'sending' AND claim_until_us < ?1",
+            )?
+            .execute(params![now as i64])?;
+            // The oldest due events name the webhooks to serve (busy ones skipped).
             let due: Vec<(String, String)> = {
-                let mut st = tx.prepare_cached(&format!(
-                    "SELECT account_id, webhook_id FROM webhook_events WHERE {DUE}
-                     GROUP BY account_id, webhook_id ORDER BY MIN(next_attempt_us) LIMIT ?2"
-                ))?;
-                let rows = st.query_map(
-                    params![now as i64, (limits.hooks + limits.busy.len()) as i64],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                let mut st = tx.prepare_cached(
+                    "SELECT account_id, webhook_id FROM webhook_events
+                     WHERE state = 'pending' AND next_attempt_us <= ?1
+                       AND account_id || '/' || webhook_id NOT IN (SELECT value FROM json_each(?2))
+                     ORDER BY next_attempt_us LIMIT ?3",
                 )?;
+                let busy =
+                    serde_json::to_string(&busy).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let rows = st.query_map(params![now as i64, busy, CANDIDATES], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
                 rows.collect::<Result<_, _>>()?
             };
             let mut out = Vec::new();
             for (account, hook) in pick_hooks(due, limits) {
-                let mut st = tx.prepare_cached(&format!(
+                let mut st = tx.prepare_cached(
                     "UPDATE webhook_events SET state = 'sending', claimed_by = ?4,
                        claim_until_us = ?5
                      WHERE id IN (SELECT id FROM webhook_events
-                                  WHERE account_id = ?2 AND webhook_id = ?3 AND {DUE}
-                                  ORDER BY next_attempt_us, created_us LIMIT ?6)
-                     RETURNING id, account_id, webhook_id, type, body, attempts, since_us"
-                ))?;
+                                  WHERE account_id = ?2 AND webhook_id = ?3
+                                    AND state = 'pending' AND next_attempt_us <= ?1
+                                  ORDER BY next_attempt_us LIMIT ?6)
+                     RETURNING id, account_id, webhook_id, type, body, attempts, since_us,
+                               next_attempt_us, created_us",
+                )?;
                 let rows = st.query_map(
                     params![
                         now as i64,
@@ -232,21 +256,24 @@ impl Store {
                         limits.per_hook as i64
                     ],
                     |r| {
-                        Ok(HookClaim {
-                            id: r.get(0)?,
-                            account_id: r.get(1)?,
-                            webhook_id: r.get(2)?,
-                            event_type: r.get(3)?,
-                            body: r.get(4)?,
-                            attempts: r.get::<_, i64>(5)? as u32,
-                            since_us: r.get::<_, i64>(6)? as u64,
-                        })
+                        Ok((
+                            (r.get::<_, i64>(7)?, r.get::<_, i64>(8)?),
+                            HookClaim {
+                                id: r.get(0)?,
+                                account_id: r.get(1)?,
+                                webhook_id: r.get(2)?,
+                                event_type: r.get(3)?,
+                                body: r.get(4)?,
+                                attempts: r.get::<_, i64>(5)? as u32,
+                                since_us: r.get::<_, i64>(6)? as u64,
+                            },
+                        ))
                     },
                 )?;
-                let mut batch: Vec<HookClaim> = rows.collect::<Result<_, _>>()?;
+                let mut batch: Vec<((i64, i64), HookClaim)> = rows.collect::<Result<_, _>>()?;
                 // RETURNING does not keep the subquery's order.
-                batch.sort_by_key(|c| c.since_us);
-                out.extend(batch);
+                batch.sort_by_key(|(k, _)| *k);
+                out.extend(batch.into_iter().map(|(_, c)| c));
             }
             tx.commit()?;
             Ok(out)
@@ -289,26 +316,26 @@ impl Store {
         })
     }
 
-    /// Puts claimed events back, unattempted, due at `next_us` (their webhook just failed, so
-    /// they wait with it instead of each trying a dead receiver).
-    pub fn release_hook_events(&self, ids: &[String], next_us: u64) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
+    /// A webhook's receiver is failing: its events wait until `until_us` with the one that
+    /// failed (none is due before), and those this node claimed go back unattempted, instead of
+    /// each trying a dead receiver in turn.
+    pub fn defer_hook(
+        &self,
+        account: &str,
+        webhook: &str,
+        until_us: u64,
+    ) -> Result<(), StoreError> {
         if let Some(pg) = &self.pg {
-            return pg.release_hook_events(ids, next_us as i64);
+            return pg.defer_hook(&self.node, account, webhook, until_us as i64);
         }
         self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            for id in ids {
-                tx.execute(
-                    "UPDATE webhook_events SET state = 'pending', next_attempt_us = ?2,
-                       claimed_by = NULL, claim_until_us = NULL
-                     WHERE id = ?1 AND state = 'sending'",
-                    params![id, next_us as i64],
-                )?;
-            }
-            tx.commit()?;
+            c.prepare_cached(
+                "UPDATE webhook_events SET state = 'pending', claimed_by = NULL,
+                   claim_until_us = NULL, next_attempt_us = MAX(next_attempt_us, ?4)
+                 WHERE account_id = ?1 AND webhook_id = ?2
+                   AND (state = 'pending' OR (state = 'sending' AND claimed_by = ?3))",
+            )?
+            .execute(params![account, webhook, &*self.node, until_us as i64])?;
             Ok(())
         })
     }

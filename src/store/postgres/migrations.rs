@@ -97,7 +97,8 @@ CREATE TABLE IF NOT EXISTS webhook_events (
     last_error TEXT,
     delivered_us BIGINT
 );
-CREATE INDEX IF NOT EXISTS webhook_events_due ON webhook_events (state, next_attempt_us);
+CREATE INDEX IF NOT EXISTS webhook_events_due
+    ON webhook_events (state, next_attempt_us, account_id, webhook_id);
 CREATE INDEX IF NOT EXISTS webhook_events_hook
     ON webhook_events (account_id, webhook_id, state, next_attempt_us);
 CREATE INDEX IF NOT EXISTS webhook_events_created ON webhook_events (created_us);

@@ -3,12 +3,9 @@
 
 use super::*;
 use crate::store::webhooks::{
-    pick_hooks, state_of, ClaimLimits, HookClaim, HookFilter, HookOutcome, HookRow, HookState,
-    NewHookEvent,
+    busy_keys, pick_hooks, state_of, ClaimLimits, HookClaim, HookFilter, HookOutcome, HookRow,
+    HookState, NewHookEvent, CANDIDATES,
 };
-
-const DUE: &str = "((state = 'pending' AND next_attempt_us <= $1)
-                    OR (state = 'sending' AND claim_until_us < $1))";
 
 fn status_i32(s: &Option<u16>) -> Option<i32> {
     s.map(i32::from)
@@ -55,16 +52,25 @@ impl Pg {
         now: i64,
         limits: &ClaimLimits,
     ) -> Result<Vec<HookClaim>, StoreError> {
+        let busy = busy_keys(limits);
         self.run(async {
             let c = self.client().await?;
-            let want = (limits.hooks + limits.busy.len()) as i64;
+            // Claims whose worker is gone (its lease ran out) are due again.
+            cached_execute(
+                &c,
+                "UPDATE webhook_events SET state = 'pending', claimed_by = NULL,
+                   claim_until_us = NULL
+                 WHERE state = 'sending' AND claim_until_us < $1",
+                &[&now],
+            )
+            .await?;
             let due: Vec<(String, String)> = cached_query(
                 &c,
-                &format!(
-                    "SELECT account_id, webhook_id FROM webhook_events WHERE {DUE}
-                     GROUP BY account_id, webhook_id ORDER BY MIN(next_attempt_us) LIMIT $2"
-                ),
-                &[&now, &want],
+                "SELECT account_id, webhook_id FROM webhook_events
+                 WHERE state = 'pending' AND next_attempt_us <= $1
+                   AND NOT (account_id || '/' || webhook_id = ANY($2))
+                 ORDER BY next_attempt_us LIMIT $3",
+                &[&now, &busy, &CANDIDATES],
             )
             .await?
             .iter()
@@ -77,35 +83,39 @@ impl Pg {
                 // Rows another node holds are skipped, not waited for.
                 let rows = cached_query(
                     &c,
-                    &format!(
-                        "WITH picked AS (
-                           SELECT id FROM webhook_events
-                           WHERE account_id = $2 AND webhook_id = $3 AND {DUE}
-                           ORDER BY next_attempt_us, created_us LIMIT $6
-                           FOR UPDATE SKIP LOCKED)
-                         UPDATE webhook_events w SET state = 'sending', claimed_by = $4,
-                           claim_until_us = $5
-                         FROM picked WHERE w.id = picked.id
-                         RETURNING w.id, w.account_id, w.webhook_id, w.type, w.body, w.attempts,
-                                   w.since_us"
-                    ),
+                    "WITH picked AS (
+                       SELECT id FROM webhook_events
+                       WHERE account_id = $2 AND webhook_id = $3
+                         AND state = 'pending' AND next_attempt_us <= $1
+                       ORDER BY next_attempt_us, created_us LIMIT $6
+                       FOR UPDATE SKIP LOCKED)
+                     UPDATE webhook_events w SET state = 'sending', claimed_by = $4,
+                       claim_until_us = $5
+                     FROM picked WHERE w.id = picked.id
+                     RETURNING w.id, w.account_id, w.webhook_id, w.type, w.body, w.attempts,
+                               w.since_us, w.next_attempt_us, w.created_us",
                     &[&now, &account, &hook, &node, &lease, &per_hook],
                 )
                 .await?;
-                let mut batch: Vec<HookClaim> = rows
+                let mut batch: Vec<((i64, i64), HookClaim)> = rows
                     .iter()
-                    .map(|r| HookClaim {
-                        id: r.get(0),
-                        account_id: r.get(1),
-                        webhook_id: r.get(2),
-                        event_type: r.get(3),
-                        body: r.get(4),
-                        attempts: r.get::<_, i32>(5) as u32,
-                        since_us: r.get::<_, i64>(6) as u64,
+                    .map(|r| {
+                        (
+                            (r.get::<_, i64>(7), r.get::<_, i64>(8)),
+                            HookClaim {
+                                id: r.get(0),
+                                account_id: r.get(1),
+                                webhook_id: r.get(2),
+                                event_type: r.get(3),
+                                body: r.get(4),
+                                attempts: r.get::<_, i32>(5) as u32,
+                                since_us: r.get::<_, i64>(6) as u64,
+                            },
+                        )
                     })
                     .collect();
-                batch.sort_by_key(|c| c.since_us);
-                out.extend(batch);
+                batch.sort_by_key(|(k, _)| *k);
+                out.extend(batch.into_iter().map(|(_, c)| c));
             }
             Ok(out)
         })
@@ -161,19 +171,22 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn release_hook_events(
+    pub(in crate::store) fn defer_hook(
         &self,
-        ids: &[String],
-        next_us: i64,
+        node: &str,
+        account: &str,
+        webhook: &str,
+        until_us: i64,
     ) -> Result<(), StoreError> {
         self.run(async {
             let c = self.client().await?;
             cached_execute(
                 &c,
-                "UPDATE webhook_events SET state = 'pending', next_attempt_us = $2,
-                   claimed_by = NULL, claim_until_us = NULL
-                 WHERE id = ANY($1) AND state = 'sending'",
-                &[&ids, &next_us],
+                "UPDATE webhook_events SET state = 'pending', claimed_by = NULL,
+                   claim_until_us = NULL, next_attempt_us = GREATEST(next_attempt_us, $4)
+                 WHERE account_id = $1 AND webhook_id = $2
+                   AND (state = 'pending' OR (state = 'sending' AND claimed_by = $3))",
+                &[&account, &webhook, &node, &until_us],
             )
             .await?;
             Ok(())
