@@ -10,6 +10,9 @@
 //! - [`recorder`]: recordings of a call, their `uuid_record` commands and files;
 //! - [`store`]: the embedded SQLite store, the only place that speaks SQL;
 //! - [`uploader`]: delivery of finished recordings (durable spool, HTTP PUT/POST, local store);
+//! - [`hooks`]: webhooks (notices queued in the store, signed POSTs to each account's receivers);
+//! - [`net`]: what outgoing HTTP shares (the retry schedule, the connect-time destination
+//!   guard, credentials in URLs);
 //! - [`settings`]: the typed settings model (documents, recording parameters, flows,
 //!   destinations), parsed once where it enters; it imports nothing above [`values`];
 //! - [`values`]: small value types every layer shares;
@@ -19,7 +22,8 @@
 //! - [`cli`]: the command line.
 //!
 //! Data flows one way: socket → `esl` frames → `event`s → per-call sessions → recorder →
-//! spool → uploader. Nothing imports "upward".
+//! spool → uploader → hooks (sessions and the uploader raise webhook notices; the hooks never
+//! call back into either). Nothing imports "upward".
 
 pub use callrec_esl as esl;
 pub use callrec_esl::event;
