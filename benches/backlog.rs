@@ -89,6 +89,7 @@ fn recording(i: usize, dir: &Path, url: &str) -> FinishedRecording {
         destinations: vec![Destination {
             url: url.to_string(),
             method: UploadMethod::Put,
+            by_account: false,
         }],
         keep_local: false,
         origin: "bench".into(),

@@ -442,6 +442,7 @@ impl Config {
             min_timeout: Duration::from_millis(self.upload_min_timeout_ms),
             min_rate: self.upload_min_rate.max(1),
             policy: self.retry_policy(),
+            destination_policy: self.destination_policy,
             s3: crate::uploader::s3::S3Config {
                 endpoint: self.s3_endpoint.clone().filter(|e| !e.is_empty()),
                 region: self.s3_region.clone().filter(|e| !e.is_empty()),

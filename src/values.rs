@@ -64,6 +64,10 @@ pub struct Destination {
     pub url: String,
     #[serde(default)]
     pub method: UploadMethod,
+    /// Written through an account token: every connection to it is held to the account row of
+    /// the destination policy (`settings::policy`), not only the save.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_account: bool,
 }
 
 /// What a recording is of: the call (`record_call`, rules or callflow) or the caller alone

@@ -422,6 +422,7 @@ async fn recordings_are_listed_and_served_per_account() {
         destinations: vec![callrec::values::Destination {
             url: "https://bob:pw@rec.example.com/x/".into(),
             method: Default::default(),
+            by_account: false,
         }],
         keep_local: false,
         origin: "test".into(),

@@ -109,6 +109,7 @@ fn recording(rig: &Rig, id: &str, urls: Vec<String>, size: usize) -> FinishedRec
             .map(|url| Destination {
                 url,
                 method: UploadMethod::Put,
+                by_account: false,
             })
             .collect(),
         keep_local: false,
@@ -406,4 +407,65 @@ async fn files_unknown_to_the_spool_are_reported() {
     std::fs::write(rig.dir.path().join("notes.txt"), b"x").unwrap();
     let found = callrec::uploader::orphans(&rig.store, rig.dir.path()).unwrap();
     assert_eq!(found, vec![orphan]);
+}
+
+/// The destination policy when an upload connects: a URL an account token wrote is held to the
+/// account row (no address of this host, whether written as one or reached through a name),
+/// redirects included; the same URL written by an admin is delivered.
+#[tokio::test]
+async fn an_accounts_url_never_reaches_this_host_when_it_connects() {
+    let r = rig().await;
+    let receiver = Receiver::start(vec![]).await;
+    let port = receiver.base.rsplit(':').next().unwrap().to_string();
+    let by_account = |rec: &mut FinishedRecording| {
+        for d in &mut rec.destinations {
+            d.by_account = true;
+        }
+    };
+    // Written as an address: refused at once, never retried.
+    let mut literal = recording(&r, "lit", vec![format!("{}/up/", receiver.base)], 100);
+    by_account(&mut literal);
+    enqueue(&r, &literal).await;
+    let item = settled(&r, "lit").await;
+    assert_eq!(item.state, "failed");
+    let err = item.deliveries[0].last_error.clone().unwrap_or_default();
+    assert!(
+        err.contains("destination_policy") && err.contains("127.0.0.1"),
+        "{err}"
+    );
+    // Through a name that resolves to this host (as a rebinding name would, after the save).
+    let mut named = recording(
+        &r,
+        "named",
+        vec![format!("http://localhost:{port}/up/")],
+        100,
+    );
+    by_account(&mut named);
+    enqueue(&r, &named).await;
+    let err = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let item = spool::get(&r.store, "named").unwrap().unwrap();
+            if let Some(e) = item.deliveries[0].last_error.clone() {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert!(err.contains("destination_policy"), "{err}");
+    // The same URL an admin wrote goes through.
+    let admin = recording(
+        &r,
+        "admin",
+        vec![format!("http://localhost:{port}/up/")],
+        100,
+    );
+    enqueue(&r, &admin).await;
+    assert_eq!(settled(&r, "admin").await.state, "delivered");
+    assert_eq!(
+        receiver.requests().len(),
+        1,
+        "only the admin's URL connected"
+    );
 }

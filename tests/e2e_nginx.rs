@@ -58,6 +58,7 @@ async fn bytes_arrive_intact_at_nginx_webdav() {
         destinations: vec![Destination {
             url: format!("http://127.0.0.1:{port}/calls/acc-1/"),
             method: UploadMethod::Put,
+            by_account: false,
         }],
         keep_local: false,
         origin: "test".into(),

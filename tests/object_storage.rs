@@ -51,6 +51,7 @@ fn rig(endpoint: &str, secret: &str) -> Rig {
             multipart_threshold: 1024 * 1024,
             part_size: 5 * 1024 * 1024,
         },
+        destination_policy: Default::default(),
     };
     let wake = Arc::new(tokio::sync::Notify::new());
     let stop = CancellationToken::new();
@@ -109,6 +110,7 @@ fn spool_one(rig: &Rig, id: &str, url: &str, size: usize) -> Vec<u8> {
         destinations: vec![Destination {
             url: url.into(),
             method: UploadMethod::Put,
+            by_account: false,
         }],
         keep_local: true,
         origin: "test".into(),

@@ -126,6 +126,7 @@ fn spooled(node: &str, i: usize, dir: &Path, url: &str) -> FinishedRecording {
         destinations: vec![Destination {
             url: url.to_string(),
             method: UploadMethod::Put,
+            by_account: false,
         }],
         keep_local: true,
         origin: "test".into(),

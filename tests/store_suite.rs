@@ -364,6 +364,7 @@ fn dest(url: &str, method: UploadMethod) -> Destination {
     Destination {
         url: url.into(),
         method,
+        by_account: false,
     }
 }
 

@@ -63,6 +63,7 @@ fn recording(id: &str, account: &str) -> FinishedRecording {
         destinations: vec![Destination {
             url: "https://rec.example.com/x/".into(),
             method: UploadMethod::Put,
+            by_account: false,
         }],
         keep_local: false,
         origin: "test".into(),
@@ -525,4 +526,70 @@ async fn destination_policy_by_writer_names_the_refused_field() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["data"]["flow.data.url"].is_object(), "{v}");
+}
+
+/// Who wrote a document is recorded (`pvt_writer`, never shown, never taken from a request), so
+/// its URLs are held to the writer's row when a recording connects: an admin's patch of an
+/// account's document leaves it the account's; an admin's whole write makes it the admin's.
+#[tokio::test]
+async fn the_writer_of_a_document_is_recorded_and_its_urls_carry_it() {
+    use callrec::rules::documents::{parse, Settings};
+    let t = tenants().await;
+    let url = "https://203.0.113.7/x/";
+    let body =
+        json!({"data": {"record_call": {"format": "wav", "url": url}, "pvt_writer": "admin"}});
+    let writer = |api: &Api| {
+        let d = api.store.get(Kind::User, "A", "w").unwrap().unwrap();
+        let by_account = match parse(Kind::User, &d.body).unwrap() {
+            Settings::User(u) => u.record_call.unwrap().url.unwrap().by_account(),
+            _ => unreachable!(),
+        };
+        (
+            d.body["pvt_writer"].as_str().unwrap().to_string(),
+            by_account,
+        )
+    };
+    let (s, v) = t
+        .api
+        .call(
+            "PUT",
+            "/v2/accounts/A/users/w",
+            Some(&t.a),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["data"].get("pvt_writer").is_none(), "never shown: {v}");
+    assert_eq!(
+        writer(&t.api),
+        ("account".into(), true),
+        "the request's pvt_writer is ignored"
+    );
+    let (s, _) = t
+        .api
+        .admin(
+            "PATCH",
+            "/v2/accounts/A/users/w",
+            Some(json!({"data": {"first_name": "Ann"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        writer(&t.api),
+        ("account".into(), true),
+        "an admin's patch keeps it"
+    );
+    let (s, v) = t.api.admin("GET", "/v2/accounts/A/users/w", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["data"].get("pvt_writer").is_none(), "{v}");
+    let (s, _) = t
+        .api
+        .admin("PUT", "/v2/accounts/A/users/w", Some(body))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        writer(&t.api),
+        ("admin".into(), false),
+        "an admin's whole write"
+    );
 }

@@ -152,12 +152,47 @@ fn doc_response(doc: Doc, status: StatusCode) -> Response {
     )
 }
 
-/// A stored document as the API shows it (a webhook without its secret and private fields).
-fn public_body(kind: Kind, body: Value) -> Value {
+/// A stored document as the API shows it: without callrec's private fields (`pvt_…`), and a
+/// webhook without its secret.
+fn public_body(kind: Kind, mut body: Value) -> Value {
     match kind {
         Kind::Webhook => crate::settings::webhook::shown(body),
-        _ => body,
+        _ => {
+            strip_private(&mut body);
+            body
+        }
     }
+}
+
+/// Removes callrec's private fields (`pvt_…`): a request never sets them.
+fn strip_private(v: &mut Value) {
+    if let Some(obj) = v.as_object_mut() {
+        obj.retain(|k, _| !k.starts_with(crate::settings::webhook::PRIVATE_PREFIX));
+    }
+}
+
+/// `{"data": {...}}` of a document write, without private fields.
+fn request_data(body: &Bytes) -> Result<Value, ApiError> {
+    let mut data = data_of(body)?;
+    strip_private(&mut data);
+    Ok(data)
+}
+
+/// Records who writes the document (`pvt_writer`): an account token makes it account-written;
+/// an admin token makes it admin-written unless it only patches a document an account wrote
+/// (the account's URLs stay held to the account row of the destination policy).
+fn stamp_writer(scope: &Scope, data: &mut Value) {
+    use crate::settings::webhook::WRITER_FIELD;
+    let Some(obj) = data.as_object_mut() else {
+        return;
+    };
+    let was_account = obj.get(WRITER_FIELD).and_then(Value::as_str) == Some("account");
+    let writer = match scope {
+        Scope::Account(_) => "account",
+        Scope::Admin if was_account => "account",
+        Scope::Admin => "admin",
+    };
+    obj.insert(WRITER_FIELD.into(), Value::String(writer.into()));
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
@@ -213,7 +248,7 @@ pub async fn put_account(
 ) -> ApiResult {
     let scope = authorize(&state, &headers, Some(&account_id)).await?;
     check_id(&account_id)?;
-    let data = data_of(&body)?;
+    let data = request_data(&body)?;
     write(
         &state,
         &scope,
@@ -271,7 +306,7 @@ pub async fn create_doc(
     let scope = authorize(&state, &headers, Some(&account_id)).await?;
     let kind = kind_of(&collection)?;
     account_exists(&state, &account_id).await?;
-    let data = data_of(&body)?;
+    let data = request_data(&body)?;
     let id = match data.get("id") {
         Some(Value::String(s)) => s.clone(),
         _ => uuid::Uuid::new_v4().simple().to_string(),
@@ -308,7 +343,7 @@ pub async fn put_doc(
     let kind = kind_of(&collection)?;
     check_id(&id)?;
     account_exists(&state, &account_id).await?;
-    let data = data_of(&body)?;
+    let data = request_data(&body)?;
     write(
         &state,
         &scope,
@@ -370,9 +405,10 @@ async fn write(
     expect: Expect,
 ) -> ApiResult {
     let mut data = data;
+    stamp_writer(scope, &mut data);
     // A webhook's secret: kept, or made (and shown once, in this response).
     let revealed = match kind {
-        Kind::Webhook => super::webhooks::prepare(state, scope, account_id, id, &mut data).await?,
+        Kind::Webhook => super::webhooks::prepare(state, account_id, id, &mut data).await?,
         _ => None,
     };
     let settings = documents::parse(kind, &data).map_err(ApiError::invalid)?;
@@ -459,7 +495,7 @@ async fn patch(
     body: &Bytes,
     headers: &HeaderMap,
 ) -> ApiResult {
-    let patch = data_of(body)?;
+    let patch = request_data(body)?;
     let current = get_one(state, kind, account_id, id)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "document not found"))?;

@@ -1,25 +1,24 @@
 //! What the API does for webhook documents beyond the other collections: the secret is
 //! write-only (kept across writes that do not name one, made when there is none and shown in
-//! that one response), and the writer is recorded (`pvt_writer`) so a notification connects
-//! under the destination policy row of whoever last wrote the `uri`.
+//! that one response). (Like every document, a webhook records its writer, `pvt_writer`, so a
+//! notification connects under the destination policy row of whoever wrote the `uri`.)
 //!
-//! Invariants: a request never sets a `pvt_` field; a stored webhook always has a secret; a
-//! secret leaves callrec only in the response to the write that generated it.
+//! Invariants: a stored webhook always has a secret; a secret leaves callrec only in the
+//! response to the write that generated it.
 
 use serde_json::Value;
 
 use super::envelope::ApiError;
 use super::handlers::blocking;
 use super::ApiState;
-use crate::settings::webhook::{Secret, PRIVATE_PREFIX, WRITER_FIELD};
-use crate::store::{Kind, Scope};
+use crate::settings::webhook::Secret;
+use crate::store::Kind;
 use axum::http::StatusCode;
 
-/// Readies `data` for storing: private fields from the request dropped, the writer recorded,
-/// the secret kept or generated. Returns the generated secret (`whsec_…`) to show once.
+/// Readies `data` for storing: the secret kept or generated. Returns the generated secret
+/// (`whsec_…`) to show once.
 pub(super) async fn prepare(
     state: &ApiState,
-    scope: &Scope,
     account_id: &str,
     id: &str,
     data: &mut Value,
@@ -27,12 +26,6 @@ pub(super) async fn prepare(
     let Some(obj) = data.as_object_mut() else {
         return Ok(None); // not an object: the parser says so
     };
-    obj.retain(|k, _| !k.starts_with(PRIVATE_PREFIX));
-    let writer = match scope {
-        Scope::Admin => "admin",
-        Scope::Account(_) => "account",
-    };
-    obj.insert(WRITER_FIELD.into(), Value::String(writer.into()));
     if obj.get("secret").is_some_and(|s| !s.is_null()) {
         return Ok(None);
     }

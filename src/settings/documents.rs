@@ -343,7 +343,7 @@ pub fn parse(kind: Kind, body: &Value) -> Result<Settings, FieldError> {
             message: "must be a string".into(),
         });
     }
-    Ok(match kind {
+    let mut settings = match kind {
         Kind::Account => Settings::Account(Box::new(typed(body)?)),
         Kind::User => Settings::User(typed(body)?),
         Kind::Device => Settings::Device(typed(body)?),
@@ -355,7 +355,66 @@ pub fn parse(kind: Kind, body: &Value) -> Result<Settings, FieldError> {
             Settings::Callflow(cf)
         }
         Kind::Webhook => Settings::Webhook(Box::new(super::webhook::parse(body)?)),
-    })
+    };
+    if obj
+        .get(super::webhook::WRITER_FIELD)
+        .and_then(Value::as_str)
+        == Some("account")
+    {
+        settings.mark_urls_by_account();
+    }
+    Ok(settings)
+}
+
+impl Settings {
+    /// Marks every recording URL of the document as written through an account token.
+    fn mark_urls_by_account(&mut self) {
+        fn params(p: &mut Params) {
+            p.urls_mut().for_each(super::model::Url::mark_by_account);
+        }
+        fn cells(c: &mut Cells) {
+            for n in [&mut c.inbound, &mut c.outbound, &mut c.any]
+                .into_iter()
+                .flatten()
+            {
+                for p in [&mut n.onnet, &mut n.offnet, &mut n.any]
+                    .into_iter()
+                    .flatten()
+                {
+                    params(p);
+                }
+            }
+        }
+        fn endpoint(rc: &mut Option<Params>, cr: &mut Option<Cells>) {
+            rc.iter_mut().for_each(params);
+            cr.iter_mut().for_each(cells);
+        }
+        fn flow(f: &mut super::flow::Flow) {
+            match &mut f.module {
+                super::flow::Module::RecordCall { params: p, .. } => params(p),
+                super::flow::Module::RecordCaller(rc) => rc
+                    .url
+                    .iter_mut()
+                    .for_each(super::model::Url::mark_by_account),
+                _ => {}
+            }
+            f.children.values_mut().for_each(flow);
+        }
+        match self {
+            Settings::Account(a) => {
+                a.record_call.iter_mut().for_each(params);
+                if let Some(cr) = &mut a.call_recording {
+                    cr.account.iter_mut().for_each(cells);
+                    cr.endpoint.iter_mut().for_each(cells);
+                }
+            }
+            Settings::User(u) => endpoint(&mut u.record_call, &mut u.call_recording),
+            Settings::Device(d) => endpoint(&mut d.record_call, &mut d.call_recording),
+            Settings::Callflow(cf) => cf.flow.iter_mut().for_each(flow),
+            // A webhook's `uri` carries its writer in the document itself.
+            Settings::Webhook(_) => {}
+        }
+    }
 }
 
 /// Numbers and patterns of `new` (callflow `id`) that another callflow of the same account
@@ -410,6 +469,49 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 #[cfg(test)]
 mod tests {
+
+    /// Every recording URL of an account-written document carries its writer to the
+    /// destination a recording gets: `record_call`, Kazoo 4 cells, callflow modules.
+    #[test]
+    fn an_account_written_documents_urls_reach_their_destinations_marked() {
+        let body = serde_json::json!({
+            "pvt_writer": "account",
+            "record_call": {"url": "https://a.example/x/"},
+            "call_recording": {"any": {"any": {"url": "https://b.example/x/"}}},
+        });
+        let Ok(Settings::User(u)) = parse(Kind::User, &body) else {
+            panic!("parses")
+        };
+        let rc = u.record_call.unwrap().resolve(true).unwrap();
+        assert!(rc.destination().unwrap().by_account);
+        let cell = u.call_recording.unwrap().any.unwrap().any.unwrap();
+        assert!(
+            cell.resolve(true)
+                .unwrap()
+                .destination()
+                .unwrap()
+                .by_account
+        );
+        let flow = serde_json::json!({"pvt_writer": "account", "numbers": ["1"],
+            "flow": {"module": "record_call", "data": {"action": "start", "url": "https://c.example/"}}});
+        let Ok(Settings::Callflow(cf)) = parse(Kind::Callflow, &flow) else {
+            panic!("parses")
+        };
+        let Some(super::super::flow::Module::RecordCall { params, .. }) = cf.flow.map(|f| f.module)
+        else {
+            panic!("a record_call module")
+        };
+        assert!(params.url.unwrap().by_account());
+        // Without the stamp (an admin's, or written before writers were recorded): unmarked.
+        let Ok(Settings::User(u)) = parse(
+            Kind::User,
+            &serde_json::json!({"record_call": {"url": "https://a.example/x/"}}),
+        ) else {
+            panic!("parses")
+        };
+        assert!(!u.record_call.unwrap().url.unwrap().by_account());
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -92,18 +92,40 @@ impl<'de> Deserialize<'de> for MinSec {
     }
 }
 
-/// An absolute `http://` or `https://` URL with a host and no whitespace.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct Url(String);
+/// An absolute `http://` or `https://` URL with a host and no whitespace, and whether a token
+/// of one account wrote it (then every connection to it is held to the account row of the
+/// destination policy, not only the save: [`super::policy`]). Written as the bare string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Url {
+    text: String,
+    by_account: bool,
+}
 
 impl Url {
     pub fn parse(s: &str) -> Result<Url, String> {
-        check_url(s).map(|()| Url(s.to_string()))
+        check_url(s).map(|()| Url {
+            text: s.to_string(),
+            by_account: false,
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// Written through an account token (set by `documents::parse` from `pvt_writer`).
+    pub fn by_account(&self) -> bool {
+        self.by_account
+    }
+
+    pub fn mark_by_account(&mut self) {
+        self.by_account = true;
+    }
+}
+
+impl Serialize for Url {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
     }
 }
 
@@ -184,8 +206,14 @@ impl Params {
             record_stereo: self.record_stereo.unwrap_or(false),
             time_limit: self.time_limit.map_or(DEFAULT_TIME_LIMIT, TimeLimit::get),
             url: self.url.as_ref().map(|u| u.as_str().to_string()),
+            url_by_account: self.url.as_ref().is_some_and(Url::by_account),
             method: self.method.unwrap_or_default(),
         })
+    }
+
+    /// Every URL of this layer (to mark who wrote them).
+    pub fn urls_mut(&mut self) -> impl Iterator<Item = &mut Url> {
+        self.url.iter_mut()
     }
 }
 
@@ -200,6 +228,8 @@ pub struct RecordCall {
     pub record_stereo: bool,
     pub time_limit: u32,
     pub url: Option<String>,
+    /// `url` was written through an account token (see [`Url`]).
+    pub url_by_account: bool,
     pub method: UploadMethod,
 }
 
@@ -214,6 +244,7 @@ impl Default for RecordCall {
             record_stereo: false,
             time_limit: DEFAULT_TIME_LIMIT,
             url: None,
+            url_by_account: false,
             method: UploadMethod::default(),
         }
     }
@@ -241,6 +272,7 @@ impl RecordCall {
         self.url.as_ref().map(|u| Destination {
             url: u.clone(),
             method: self.method,
+            by_account: self.url_by_account,
         })
     }
 

@@ -10,9 +10,10 @@
 //! | anything else | allowed | allowed |
 //!
 //! Checked twice: when a document is saved (the writer's row; a name is resolved then, and a
-//! name that does not resolve is let through) and when an upload connects (the first row, for
-//! every destination: the uploader's resolver drops refused addresses, so a name that resolves
-//! differently later, DNS rebinding, still cannot reach them).
+//! name that does not resolve is let through) and when an upload or a webhook connects (the row
+//! of the URL's writer, recorded in the document as `pvt_writer` and carried by each URL:
+//! `net::guard`'s resolver drops the refused addresses, so a name that resolves differently
+//! later, DNS rebinding, still cannot reach them).
 //!
 //! Invariants: link-local is refused for every writer and at every connection, whatever the
 //! configuration; the checks see the address that is connected to, never only the name.

@@ -153,7 +153,11 @@ pub fn adopt(
             .first()
             .map(|d| d.method)
             .unwrap_or_default();
-        rec.destinations = vec![crate::values::Destination { url: u, method }];
+        rec.destinations = vec![crate::values::Destination {
+            url: u,
+            method,
+            by_account: false,
+        }];
         rec.keep_local = false;
     } else if rec.destinations.iter().any(|d| d.url.contains("REDACTED")) {
         anyhow::bail!(

@@ -24,6 +24,8 @@ pub struct HttpConfig {
     pub policy: Policy,
     /// `s3://` destinations.
     pub s3: S3Config,
+    /// Which addresses a URL an account token wrote may reach when it connects.
+    pub destination_policy: crate::settings::policy::DestinationPolicy,
 }
 
 impl Default for HttpConfig {
@@ -33,12 +35,17 @@ impl Default for HttpConfig {
             min_rate: 256 * 1024,
             policy: Policy::default(),
             s3: S3Config::default(),
+            destination_policy: Default::default(),
         }
     }
 }
 
 pub struct Http {
+    /// For URLs the operator or an admin token wrote: [`Guard::everyone`].
     client: reqwest::Client,
+    /// For URLs an account token wrote: the account row of the destination policy.
+    account_client: reqwest::Client,
+    account_guard: Guard,
     pub cfg: HttpConfig,
     s3: S3,
 }
@@ -51,14 +58,27 @@ const CHUNK: usize = 256 * 1024;
 
 impl Http {
     pub fn new(cfg: HttpConfig) -> Result<Http, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .dns_resolver(std::sync::Arc::new(Guard::everyone()))
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("callrec/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = |guard: Guard| {
+            reqwest::Client::builder()
+                .dns_resolver(std::sync::Arc::new(guard))
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(10))
+                .user_agent(concat!("callrec/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
+        let account_guard = Guard {
+            policy: cfg.destination_policy,
+            writer: crate::settings::policy::Writer::Account,
+            ..Guard::everyone()
+        };
         let s3 = S3::new(cfg.s3.clone());
-        Ok(Http { client, cfg, s3 })
+        Ok(Http {
+            client: client(Guard::everyone())?,
+            account_client: client(account_guard.clone())?,
+            account_guard,
+            cfg,
+            s3,
+        })
     }
 
     /// Where this delivery goes.
@@ -129,12 +149,19 @@ impl Http {
         };
         let timeout = self.timeout_for(size);
         let (mut target, creds) = url::split_userinfo(&Self::target(claim));
-        if let Some(why) = Guard::everyone().literal_refused(&target) {
-            return Outcome::Failed {
-                error: format!("refused by destination_policy: {why}"),
-                status: None,
-            };
-        }
+        // An account's URL connects under the account row of the policy (and so do its
+        // redirects); every other under the row every writer has.
+        let by_account = claim
+            .meta
+            .destinations
+            .iter()
+            .any(|d| d.by_account && d.url == claim.url && d.method == claim.method);
+        let everyone = Guard::everyone();
+        let (client, guard) = if by_account {
+            (&self.account_client, &self.account_guard)
+        } else {
+            (&self.client, &everyone)
+        };
         let origin_host = host_of(&target);
         let method = match claim.method {
             UploadMethod::Put => reqwest::Method::PUT,
@@ -159,8 +186,13 @@ impl Http {
                     }
                 }
             };
-            let mut req = self
-                .client
+            if let Some(why) = guard.literal_refused(&target) {
+                return Outcome::Failed {
+                    error: format!("refused by destination_policy: {why}"),
+                    status: None,
+                };
+            }
+            let mut req = client
                 .request(method.clone(), &target)
                 .header(CONTENT_TYPE, claim.meta.format.mime())
                 .header(CONTENT_LENGTH, size)

@@ -75,6 +75,7 @@ pub fn settle(
     let dest = Destination {
         url: claim.url.clone(),
         method: claim.method,
+        by_account: false, // the delivery is keyed by URL and method
     };
     store.settle(&claim.meta.recording_id, &dest, outcome)
 }

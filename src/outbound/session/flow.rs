@@ -301,6 +301,7 @@ impl Session {
             format: rc.format.unwrap_or_default(),
             time_limit: rc.time_limit(),
             url: rc.url.as_ref().map(|u| u.as_str().to_string()),
+            url_by_account: rc.url.as_ref().is_some_and(|u| u.by_account()),
             method: rc.method.unwrap_or_default(),
             ..RecordCall::default()
         };
