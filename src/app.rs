@@ -217,6 +217,11 @@ impl Uploads {
                 "webhook events interrupted by a restart are pending again"
             );
         }
+        tracker.spawn(crate::uploader::retention::run(
+            store.clone(),
+            config.retention_config(),
+            stop.clone(),
+        ));
         let hooks_wake = Arc::new(tokio::sync::Notify::new());
         let notices = crate::hooks::Notifier::start(
             store.clone(),

@@ -36,7 +36,7 @@ pub enum Command {
         after_help = "Example:\n  callrec check-config --config /etc/callrec/callrec.toml\n  CALLREC_LISTEN=0.0.0.0:8084 callrec check-config"
     )]
     CheckConfig(ServeArgs),
-    /// Where recordings are: list, show, retry failed uploads, adopt orphaned files.
+    /// Where recordings are: list, show, retry failed uploads, adopt orphaned files, erase.
     #[command(
         after_help = "Example:\n  callrec recordings list --state failed --config /etc/callrec/callrec.toml\n  callrec recordings retry --all-failed --data-dir /var/lib/callrec"
     )]
@@ -189,6 +189,20 @@ pub enum RecordingsCommand {
         path: PathBuf,
         #[arg(long)]
         url: Option<String>,
+    },
+    /// Erase recordings: the file, its `.json`, its row and deliveries (what was delivered to
+    /// a server is that server's to delete). One recording, or every recording of a call.
+    #[command(
+        after_help = "Example:\n  callrec recordings delete 8c0f2b6e4d1a4f6b --config /etc/callrec/callrec.toml\n  callrec recordings delete --call-id 5f0c8a2e-1b7d-4c1e-9a53-2d7e4f1a9b60 --account acc-1"
+    )]
+    Delete {
+        #[arg(required_unless_present = "call_id")]
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        call_id: Option<String>,
+        /// Only recordings of this account.
+        #[arg(long)]
+        account: Option<String>,
     },
     /// Hand the recordings of a node that is gone for good to another node, after moving their
     /// files (same paths) to it: that node's callrec then delivers them (its journaled ones at

@@ -67,6 +67,11 @@ pub struct Config {
     pub upload_min_rate: u64,
     /// Keep the local file after it was delivered everywhere.
     pub keep_local_after_upload: bool,
+    /// Kept recordings (stored locally, or delivered) are erased this many days after they
+    /// were kept, unless their account sets `recording_retention_days`; 0: kept for ever.
+    pub retention_days: u32,
+    /// Between retention passes.
+    pub retention_every_s: u64,
     /// Webhooks sent to at once (each by one task, one event at a time).
     pub webhook_concurrency: usize,
     /// How long one webhook attempt may take (connect, send, answer).
@@ -150,6 +155,8 @@ impl Default for Config {
             upload_min_timeout_ms: 30_000,
             upload_min_rate: 256 * 1024,
             keep_local_after_upload: false,
+            retention_days: 0,
+            retention_every_s: 3600,
             webhook_concurrency: 16,
             webhook_timeout_ms: 10_000,
             bridge_profile: "external".into(),
@@ -281,6 +288,8 @@ impl Config {
             "upload_min_timeout_ms",
             "upload_min_rate",
             "keep_local_after_upload",
+            "retention_days",
+            "retention_every_s",
             "webhook_concurrency",
             "webhook_timeout_ms",
             "bridge_profile",
@@ -354,6 +363,9 @@ impl Config {
         if self.max_calls == 0 {
             return bad("max_calls must be at least 1");
         }
+        if self.retention_days > crate::settings::model::RETENTION_DAYS_RANGE.1 {
+            return bad("retention_days must be 0 (keep for ever) to 36500");
+        }
         if let Some(u) = &self.api_url {
             let ok = reqwest::Url::parse(u)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
@@ -424,6 +436,15 @@ impl Config {
             base: Duration::from_millis(self.upload_retry_base_ms.max(1)),
             cap: Duration::from_millis(self.upload_retry_cap_ms.max(1)),
             give_up_after: Duration::from_secs(self.upload_give_up_after_s),
+        }
+    }
+
+    pub fn retention_config(&self) -> crate::uploader::retention::RetentionConfig {
+        crate::uploader::retention::RetentionConfig {
+            default_days: (self.retention_days > 0).then_some(self.retention_days),
+            batch: 500,
+            every: Duration::from_secs(self.retention_every_s.max(1)),
+            recordings_dir: self.data_dir.join("recordings"),
         }
     }
 

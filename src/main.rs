@@ -294,6 +294,48 @@ fn recordings_main(
             println!("{n} recordings of node {from} now belong to node {to}");
             Ok(ExitCode::SUCCESS)
         }
+        RecordingsCommand::Delete {
+            id,
+            call_id,
+            account,
+        } => {
+            use callrec::store::retention::Erasure;
+            let ids = match (id, call_id) {
+                (Some(id), _) => vec![id],
+                (None, Some(call)) => store.recordings_of_call(account.as_deref(), &call)?,
+                (None, None) => vec![],
+            };
+            if ids.is_empty() {
+                eprintln!("callrec: no such recording");
+                return Ok(ExitCode::from(1));
+            }
+            let mut code = ExitCode::SUCCESS;
+            for id in ids {
+                let (outcome, files) =
+                    callrec::uploader::retention::erase(&store, &id, account.as_deref())?;
+                match outcome {
+                    Erasure::Removed(r) => println!(
+                        "erased {} of call {} ({} files, {} bytes)",
+                        r.id, r.call_id, files.files, files.bytes
+                    ),
+                    Erasure::Unknown => {
+                        eprintln!("callrec: no recording {id}");
+                        code = ExitCode::from(1);
+                    }
+                    Erasure::Busy(s) => {
+                        eprintln!(
+                            "callrec: recording {id} is {s}: not erased; try again once it is kept"
+                        );
+                        code = ExitCode::from(1);
+                    }
+                    Erasure::Elsewhere(node) => {
+                        eprintln!("callrec: recording {id}'s file is on node {node}: erase it there (or through the API)");
+                        code = ExitCode::from(1);
+                    }
+                }
+            }
+            Ok(code)
+        }
         RecordingsCommand::Adopt { path, url } => {
             let (id, state) = recordings::adopt(&store, &path, url)?;
             println!("adopted {} as {id} ({state})", path.display());

@@ -82,3 +82,36 @@ fn adopt_list_show_retry() {
     assert!(ok);
     assert!(out.contains("0 failed deliveries queued again"));
 }
+
+/// `callrec recordings delete`: one recording, or every recording of a call; the file and its
+/// `.json` go with the row; an unknown id exits 1.
+#[test]
+fn delete_by_id_and_by_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let dir = data.join("recordings/acc-7/2026/11/23");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ids = vec![];
+    for name in ["one", "two", "three"] {
+        let wav = dir.join(format!("{name}.wav"));
+        std::fs::write(&wav, vec![0u8; 100]).unwrap();
+        let (ok, out, err) = callrec(data, &["adopt", wav.to_str().unwrap()]);
+        assert!(ok, "{err}");
+        let id = out.split(" as ").nth(1).unwrap().split(' ').next().unwrap();
+        ids.push((wav, id.to_string()));
+    }
+    let (ok, out, err) = callrec(data, &["delete", &ids[0].1]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&format!("erased {} of call ", ids[0].1)),
+        "{out}"
+    );
+    assert!(!ids[0].0.exists());
+    let (ok, _, err) = callrec(data, &["delete", &ids[0].1]);
+    assert!(!ok && err.contains("no recording"), "{err}");
+    // Adopted files without metadata carry the call id "unknown": both remaining go.
+    let (ok, out, err) = callrec(data, &["delete", "--call-id", "unknown"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(!ids[1].0.exists() && !ids[2].0.exists());
+}

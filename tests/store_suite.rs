@@ -66,6 +66,8 @@ both!(
     rows_mentioning_a_field_are_found_per_node_and_by_age,
     webhook_claims_are_fair_skip_busy_hooks_and_settle,
     racing_webhook_claims_never_share_an_event,
+    erasure_refuses_busy_foreign_and_other_nodes_recordings,
+    retention_takes_only_kept_recordings_past_their_cutoff,
 );
 
 fn user(name: &str) -> Value {
@@ -865,4 +867,175 @@ fn racing_webhook_claims_never_share_an_event(open: Open) {
     }
     assert_eq!(seen.len(), 200, "every event claimed");
     assert!(seen.values().all(|&n| n == 1), "an event claimed twice");
+}
+
+fn add_to(s: &Store, id: &str, account: &str, dests: &[Destination]) -> RecordingState {
+    s.add_recording(&NewRecording {
+        id,
+        account_id: Some(account),
+        call_id: &format!("call-{id}"),
+        file_path: &format!("/d/{id}.wav"),
+        destinations: dests,
+        meta: &json!({"recording_id": id}),
+    })
+    .unwrap()
+}
+
+/// Erasure on request: never a recording still recording or uploading, never through another
+/// account, never another node's; a removed recording takes its deliveries with it.
+fn erasure_refuses_busy_foreign_and_other_nodes_recordings(open: Open) {
+    use callrec::store::retention::Erasure;
+    let s = open().for_node("n1").unwrap();
+    let other_node = open().for_node("n2").unwrap();
+    let d = [
+        dest("http://a/", UploadMethod::Put),
+        dest("http://b/", UploadMethod::Put),
+    ];
+    add_to(&s, "kept", "acc", &d);
+    add_to(&s, "up", "acc", &d[..1]);
+    add_to(&other_node, "there", "acc", &[]);
+    s.journal_recording(&NewRecording {
+        id: "live",
+        account_id: Some("acc"),
+        call_id: "call-live",
+        file_path: "/d/live.wav",
+        destinations: &[],
+        meta: &json!({"recording_id": "live"}),
+    })
+    .unwrap();
+    let up = claim(&s, 10);
+    assert!(up.iter().any(|c| c.meta["recording_id"] == "up"));
+    assert_eq!(
+        s.erase_recording("nope", Some("acc")).unwrap(),
+        Erasure::Unknown
+    );
+    assert_eq!(
+        s.erase_recording("kept", Some("other")).unwrap(),
+        Erasure::Unknown
+    );
+    assert_eq!(
+        s.erase_recording("live", Some("acc")).unwrap(),
+        Erasure::Busy(RecordingState::Recording)
+    );
+    assert_eq!(
+        s.erase_recording("up", Some("acc")).unwrap(),
+        Erasure::Busy(RecordingState::Uploading)
+    );
+    assert_eq!(
+        s.erase_recording("there", Some("acc")).unwrap(),
+        Erasure::Elsewhere("n2".into())
+    );
+    // "kept" had both deliveries claimed above: settle them back to pending first.
+    for c in up.iter().filter(|c| c.meta["recording_id"] == "kept") {
+        s.settle(
+            "kept",
+            &dest(&c.url, c.method),
+            &Outcome::Retry {
+                next_us: now_us() + 3_600_000_000,
+                error: "x".into(),
+                status: None,
+            },
+        )
+        .unwrap();
+    }
+    let Erasure::Removed(r) = s.erase_recording("kept", Some("acc")).unwrap() else {
+        panic!("removed")
+    };
+    assert_eq!(
+        (r.file_path.as_str(), r.call_id.as_str()),
+        ("/d/kept.wav", "call-kept")
+    );
+    assert!(s.recording::<Value>("kept").unwrap().is_none());
+    assert!(
+        claim(&s, 10).is_empty(),
+        "its pending deliveries are cancelled"
+    );
+    assert_eq!(
+        s.recordings_of_call(Some("acc"), "call-there").unwrap(),
+        ["there"]
+    );
+    assert!(s
+        .recordings_of_call(Some("x"), "call-there")
+        .unwrap()
+        .is_empty());
+    let Erasure::Removed(_) = other_node.erase_recording("there", None).unwrap() else {
+        panic!("its own node erases it")
+    };
+}
+
+/// Retention: only `stored` and `delivered` recordings of this node created before their
+/// cutoff; an account's own limit replaces the default for it.
+fn retention_takes_only_kept_recordings_past_their_cutoff(open: Open) {
+    use callrec::store::retention::Cutoffs;
+    let s = open().for_node("n1").unwrap();
+    let other_node = open().for_node("n2").unwrap();
+    add_to(&s, "old-stored", "a", &[]);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    add_to(&s, "old-stored-2", "a", &[]);
+    add_to(
+        &s,
+        "old-pending",
+        "a",
+        &[dest("http://a/", UploadMethod::Put)],
+    );
+    add_to(
+        &s,
+        "old-failed",
+        "a",
+        &[dest("http://f/", UploadMethod::Put)],
+    );
+    add_to(&s, "old-own", "b", &[]);
+    add_to(&other_node, "old-there", "a", &[]);
+    for c in claim(&s, 10) {
+        let id = c.meta["recording_id"].as_str().unwrap().to_string();
+        let failed = Outcome::Failed {
+            error: "HTTP 404".into(),
+            status: Some(404),
+        };
+        let retry = Outcome::Retry {
+            next_us: now_us() + 3_600_000_000,
+            error: "x".into(),
+            status: None,
+        };
+        let o = if id == "old-failed" { failed } else { retry };
+        s.settle(&id, &dest(&c.url, c.method), &o).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let boundary = now_us();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    add_to(&s, "new-stored", "a", &[]);
+    // Default cutoff at the boundary; account b keeps everything (its cutoff is long ago).
+    let cut = Cutoffs {
+        default_before_us: Some(boundary),
+        accounts: vec![("b".into(), 1)],
+    };
+    let mut taken: Vec<String> = s
+        .take_expired(&cut, 1)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(taken.len(), 1, "bounded by the batch");
+    taken.extend(s.take_expired(&cut, 100).unwrap().into_iter().map(|r| r.id));
+    assert_eq!(taken, ["old-stored", "old-stored-2"], "oldest first");
+    for id in ["old-pending", "old-failed", "old-own", "new-stored"] {
+        assert!(s.recording::<Value>(id).unwrap().is_some(), "{id} stays");
+    }
+    assert!(other_node
+        .recording::<Value>("old-there")
+        .unwrap()
+        .is_some());
+    // b's own limit, now past: its recording goes; without a default, a's stay.
+    let cut = Cutoffs {
+        default_before_us: None,
+        accounts: vec![("b".into(), boundary)],
+    };
+    let taken: Vec<String> = s
+        .take_expired(&cut, 100)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(taken, ["old-own"]);
+    assert!(s.recording::<Value>("new-stored").unwrap().is_some());
 }

@@ -371,6 +371,35 @@ async fn isolation_matrix_accounts_and_recordings() {
             assert_eq!(s, want, "PATCH recording {id} by {who:?}: {v}");
             assert_eq!(snapshot_b(&t.api), before);
             assert!(!v.to_string().contains("secret-of-B"));
+            // Erasure, by id and by call: B's recording is never reached through A's path.
+            if !own {
+                for path in [
+                    format!("/v2/accounts/A/recordings/{id}"),
+                    format!("/v2/accounts/A/recordings?call_id=call-{id}"),
+                ] {
+                    let (s, v) = t.api.call("DELETE", &path, Some(&token), None).await;
+                    let want = match who {
+                        Who::Other => StatusCode::FORBIDDEN,
+                        _ => StatusCode::NOT_FOUND,
+                    };
+                    assert_eq!(s, want, "DELETE {path} by {who:?}: {v}");
+                    assert_eq!(snapshot_b(&t.api), before, "DELETE {path} by {who:?}");
+                    assert!(!v.to_string().contains("secret-of-B"));
+                }
+            }
+        }
+        // A's own recording, erased by B's token: refused before anything is looked at.
+        if who == Who::Other {
+            let (s, _) = t
+                .api
+                .call(
+                    "DELETE",
+                    "/v2/accounts/A/recordings/rec-a",
+                    Some(&token),
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::FORBIDDEN);
         }
         let (s, v) = t
             .api

@@ -120,6 +120,7 @@ pub async fn patch_recording(
         )),
         Some(ControlOutcome::Unknown) | None => {
             let req = Forward {
+                method: reqwest::Method::PATCH,
                 path: format!("/v2/accounts/{account_id}/recordings/{id}"),
                 token: &token,
                 body: &body,
@@ -130,21 +131,23 @@ pub async fn patch_recording(
     }
 }
 
-/// The request as received, to send on to the node that records the recording.
-struct Forward<'a> {
-    path: String,
-    token: &'a str,
-    body: &'a Bytes,
+/// The request as received, to send on to the node that records the recording (or holds its
+/// file).
+pub(super) struct Forward<'a> {
+    pub method: reqwest::Method,
+    pub path: String,
+    pub token: &'a str,
+    pub body: &'a Bytes,
     /// It came from another node already: never sent on again.
-    forwarded: bool,
+    pub forwarded: bool,
 }
 
 /// The header a forwarded request carries, so it is never forwarded twice.
-const FORWARDED: &str = "x-callrec-forwarded-from";
+pub(super) const FORWARDED: &str = "x-callrec-forwarded-from";
 
 /// Sends the request to node `node`'s API and answers with what it answered; 503 naming the
 /// node when it cannot be reached (or the request already came from another node).
-async fn forward(state: &ApiState, node: &str, req: Forward<'_>) -> ApiResult {
+pub(super) async fn forward(state: &ApiState, node: &str, req: Forward<'_>) -> ApiResult {
     let unreachable = |why: String| ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,
         message: format!(
@@ -164,7 +167,7 @@ async fn forward(state: &ApiState, node: &str, req: Forward<'_>) -> ApiResult {
         .build()
         .map_err(|e| unreachable(e.to_string()))?;
     let resp = client
-        .patch(format!("{base}{}", req.path))
+        .request(req.method.clone(), format!("{base}{}", req.path))
         .header("x-auth-token", req.token)
         .header(FORWARDED, state.store.node())
         .header("content-type", "application/json")
@@ -178,7 +181,7 @@ async fn forward(state: &ApiState, node: &str, req: Forward<'_>) -> ApiResult {
         .json()
         .await
         .map_err(|e| unreachable(format!("unreadable answer: {e}")))?;
-    tracing::info!(node = %node, status = status.as_u16(), "recording control forwarded to the node recording it");
+    tracing::info!(node = %node, method = %req.method, status = status.as_u16(), "request forwarded to the node holding the recording");
     Ok((status, axum::Json(body)).into_response())
 }
 

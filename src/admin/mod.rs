@@ -9,7 +9,9 @@
 //! `GET /v2/accounts/{account_id}/recordings[?state=&call_id=&since=&until=]`,
 //! `GET /v2/accounts/{account_id}/recordings/{id}` (`Accept: audio/*` for the file itself),
 //! `PATCH /v2/accounts/{account_id}/recordings/{id}` (pause, resume or stop a live recording:
-//! [`control`]), `GET /v2/accounts/{account_id}/channels` (live calls and their recordings).
+//! [`control`]), `DELETE /v2/accounts/{account_id}/recordings/{id}` and
+//! `DELETE /v2/accounts/{account_id}/recordings?call_id=…` (erasure: [`erasure`]),
+//! `GET /v2/accounts/{account_id}/channels` (live calls and their recordings).
 //! Bodies are `{"data": {...}}`; PATCH merges (JSON merge patch: `null` deletes a key);
 //! `If-Match: <revision>` makes a write conditional (409 when the document moved on).
 //!
@@ -17,6 +19,7 @@
 
 pub mod control;
 pub mod envelope;
+pub mod erasure;
 pub mod handlers;
 pub mod webhooks;
 
@@ -62,11 +65,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(handlers::readyz))
         .route(
             "/v2/accounts/{account_id}/recordings",
-            get(handlers::list_recordings),
+            get(handlers::list_recordings).delete(erasure::delete_call),
         )
         .route(
             "/v2/accounts/{account_id}/recordings/{id}",
-            get(handlers::get_recording).patch(control::patch_recording),
+            get(handlers::get_recording)
+                .patch(control::patch_recording)
+                .delete(erasure::delete_recording),
         )
         .route(
             "/v2/accounts/{account_id}/channels",

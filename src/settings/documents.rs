@@ -167,6 +167,9 @@ pub struct AccountSettings {
     pub realm: Option<DialPart>,
     pub record_call: Option<Params>,
     pub call_recording: Option<AccountCallRecording>,
+    /// Kept recordings of this account are erased this many days after they were kept
+    /// (overrides the configuration's `retention_days`).
+    pub recording_retention_days: Option<super::model::RetentionDays>,
 }
 
 /// A user's or device's recording settings.

@@ -92,6 +92,26 @@ impl<'de> Deserialize<'de> for MinSec {
     }
 }
 
+/// `recording_retention_days` (and the config's `retention_days`): whole days, 1 to 36,500.
+pub const RETENTION_DAYS_RANGE: (u32, u32) = (1, 36_500);
+
+/// How long an account's kept recordings are kept: days within [`RETENTION_DAYS_RANGE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RetentionDays(u32);
+
+impl RetentionDays {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for RetentionDays {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        bounded(d, RETENTION_DAYS_RANGE.0, RETENTION_DAYS_RANGE.1).map(RetentionDays)
+    }
+}
+
 /// An absolute `http://` or `https://` URL with a host and no whitespace, and whether a token
 /// of one account wrote it (then every connection to it is held to the account row of the
 /// destination policy, not only the save: [`super::policy`]). Written as the bare string.

@@ -14,6 +14,8 @@
 //! - [`tokens`]: API tokens, stored hashed, verified in constant time;
 //! - [`recordings`]: every kept recording and the state of each of its deliveries;
 //! - [`webhooks`]: the queue of webhook events (any node may send any of them);
+//! - [`retention`]: recordings taken out (erasure on request, retention), their files left to
+//!   the caller;
 //! - [`migrations`]: SQLite's schema, versioned with `PRAGMA user_version`; PostgreSQL's is in
 //!   [`postgres`], versioned in a table;
 //! - [`inspect`]: counts and the integrity check, read-only;
@@ -34,6 +36,7 @@ mod migrations;
 mod nodes;
 mod postgres;
 pub mod recordings;
+pub mod retention;
 pub mod scratch;
 pub mod tokens;
 pub mod webhooks;

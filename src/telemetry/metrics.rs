@@ -54,6 +54,20 @@ metrics! {
     freeswitch_restarts_total: "counter", "FreeSWITCH restarts seen by the link (Core-UUID changed).";
     disk_low: "gauge", "1 while the recordings directory has less free space than min_free_mb (or cannot be checked).";
     disk_low_total: "counter", "Times the recordings directory went below min_free_mb.";
+    recordings_erased_total: "counter", "Recordings erased by retention (kept past their account's limit).";
+    recordings_erased_on_request_total: "counter", "Recordings erased through the API or the CLI.";
+}
+
+/// Bytes of recording files on this node's disk per account directory, as of the last
+/// retention pass (`callrec_local_bytes{account}`).
+static LOCAL_BYTES: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Replaces the per-account local bytes.
+pub fn set_local_bytes(by_account: std::collections::BTreeMap<String, u64>) {
+    if let Ok(mut m) = LOCAL_BYTES.lock() {
+        *m = by_account;
+    }
 }
 
 /// The control API's actions, counted per action (`callrec_recording_controls_total{action}`).
@@ -77,6 +91,15 @@ pub fn render_labelled() -> String {
             "callrec_recording_controls_total{{action=\"{a}\"}} {}\n",
             c.load(Ordering::Relaxed)
         ));
+    }
+    s.push_str("# HELP callrec_local_bytes Bytes of recording files on this node's disk, by account directory (last retention pass).\n# TYPE callrec_local_bytes gauge\n");
+    if let Ok(m) = LOCAL_BYTES.lock() {
+        for (account, bytes) in m.iter() {
+            // Account directories are already made safe for paths; quotes and backslashes
+            // cannot occur in them, but escape anyway.
+            let a = account.replace('\\', "\\\\").replace('"', "\\\"");
+            s.push_str(&format!("callrec_local_bytes{{account=\"{a}\"}} {bytes}\n"));
+        }
     }
     s
 }

@@ -9,6 +9,7 @@ pub mod http;
 pub mod journal;
 pub mod local;
 pub mod notice;
+pub mod retention;
 
 pub mod s3;
 pub mod spool;

@@ -23,12 +23,13 @@
 //! [`migrations`] (the schema and
 //! its versions), [`tls`] (the verifying connector), [`lock`] (the node lock, read-only check),
 //! [`documents`], [`tokens`], [`recordings`] (spool, journal, deliveries, claims), [`webhooks`]
-//! (the webhook events' queue).
+//! (the webhook events' queue), [`retention`] (erasure and retention).
 
 mod documents;
 mod lock;
 mod migrations;
 mod recordings;
+mod retention;
 mod tls;
 mod tokens;
 mod webhooks;

@@ -1,0 +1,151 @@
+//! Erasure and retention on PostgreSQL: the same rules as SQLite's (`store::retention`), rows
+//! locked while they are checked and removed, and each node removing only its own recordings.
+
+use super::*;
+use crate::store::retention::{Cutoffs, Erasure, Removed};
+
+fn state_of(s: &str) -> Result<RecordingState, StoreError> {
+    RecordingState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown state {s:?}")))
+}
+
+fn removed(r: &Row) -> Result<Removed, StoreError> {
+    Ok(Removed {
+        id: r.get(0),
+        account_id: r.get(1),
+        call_id: r.get(2),
+        file_path: r.get(3),
+        state: state_of(r.get(4))?,
+    })
+}
+
+impl Pg {
+    pub(in crate::store) fn erase_recording(
+        &self,
+        node: &str,
+        id: &str,
+        account: Option<&str>,
+    ) -> Result<Erasure, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let Some(row) = cached_query_opt(
+                &tx,
+                "SELECT node, account_id, call_id, file_path, state FROM recordings
+                 WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await?
+            else {
+                return Ok(Erasure::Unknown);
+            };
+            let (owner, account_id, call_id, file_path, state): (
+                String,
+                Option<String>,
+                String,
+                String,
+                String,
+            ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+            if account.is_some_and(|a| account_id.as_deref() != Some(a)) {
+                return Ok(Erasure::Unknown);
+            }
+            if matches!(state.as_str(), "recording" | "uploading") {
+                return Ok(Erasure::Busy(state_of(&state)?));
+            }
+            if owner != node {
+                return Ok(Erasure::Elsewhere(owner));
+            }
+            cached_execute(
+                &tx,
+                "DELETE FROM deliveries WHERE recording_id = $1",
+                &[&id],
+            )
+            .await?;
+            cached_execute(&tx, "DELETE FROM recordings WHERE id = $1", &[&id]).await?;
+            tx.commit().await?;
+            Ok(Erasure::Removed(Removed {
+                id: id.to_string(),
+                account_id,
+                call_id,
+                file_path,
+                state: state_of(&state)?,
+            }))
+        })
+    }
+
+    pub(in crate::store) fn recordings_of_call(
+        &self,
+        account: Option<&str>,
+        call_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = cached_query(
+                &c,
+                "SELECT id FROM recordings WHERE call_id = $1
+                   AND ($2::text IS NULL OR account_id = $2) ORDER BY created_us, id",
+                &[&call_id, &account],
+            )
+            .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    pub(in crate::store) fn take_expired(
+        &self,
+        node: &str,
+        cutoffs: &Cutoffs,
+        limit: i64,
+    ) -> Result<Vec<Removed>, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let mut found: Vec<Removed> = Vec::new();
+            for (account, before) in &cutoffs.accounts {
+                let left = limit - found.len() as i64;
+                if left <= 0 {
+                    break;
+                }
+                for r in cached_query(
+                    &tx,
+                    "SELECT id, account_id, call_id, file_path, state FROM recordings
+                     WHERE node = $1 AND account_id = $2 AND state IN ('stored', 'delivered')
+                       AND created_us < $3
+                     ORDER BY created_us LIMIT $4 FOR UPDATE SKIP LOCKED",
+                    &[&node, account, &(*before as i64), &left],
+                )
+                .await?
+                {
+                    found.push(removed(&r)?);
+                }
+            }
+            if let Some(before) = cutoffs.default_before_us {
+                let left = limit - found.len() as i64;
+                let own: Vec<&str> = cutoffs.accounts.iter().map(|(a, _)| a.as_str()).collect();
+                if left > 0 {
+                    for r in cached_query(
+                        &tx,
+                        "SELECT id, account_id, call_id, file_path, state FROM recordings
+                         WHERE node = $1 AND state IN ('stored', 'delivered') AND created_us < $2
+                           AND (account_id IS NULL OR NOT (account_id = ANY($3)))
+                         ORDER BY created_us LIMIT $4 FOR UPDATE SKIP LOCKED",
+                        &[&node, &(before as i64), &own, &left],
+                    )
+                    .await?
+                    {
+                        found.push(removed(&r)?);
+                    }
+                }
+            }
+            let ids: Vec<&str> = found.iter().map(|r| r.id.as_str()).collect();
+            cached_execute(
+                &tx,
+                "DELETE FROM deliveries WHERE recording_id = ANY($1)",
+                &[&ids],
+            )
+            .await?;
+            cached_execute(&tx, "DELETE FROM recordings WHERE id = ANY($1)", &[&ids]).await?;
+            tx.commit().await?;
+            Ok(found)
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! Retention and erasure: taking a recording out of callrec entirely (its file, its `.json`
+//! metadata file, its row and deliveries) because its time is up, or because someone asked.
+//!
+//! - [`erase`]: one recording, on request (the API's `DELETE`, `callrec recordings delete`);
+//! - [`pass`]: one retention pass: every kept recording of this node older than its account's
+//!   limit (`recording_retention_days` on the account, else `retention_days`), in batches of
+//!   [`RetentionConfig::batch`], one log line per batch; then the bytes left on disk per account;
+//! - [`run`]: passes every [`RetentionConfig::every`] until shutdown.
+//!
+//! Invariants: rows go first (in the store, which refuses recordings still recording or
+//! uploading, and other nodes' recordings), files after, so no upload can start on a file being
+//! removed; a file already gone is not an error; only `stored` and `delivered` recordings are
+//! ever taken by retention (failed ones wait for an operator); nothing here logs caller data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::LocalStore;
+use crate::settings::documents::{parse, Settings};
+use crate::store::retention::{Cutoffs, Erasure, Removed};
+use crate::store::{now_us, Kind, Store, StoreError};
+use crate::telemetry::metrics::{self, METRICS};
+
+const DAY_US: u64 = 86_400_000_000;
+
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    /// `retention_days`: `None` keeps recordings of accounts without their own limit.
+    pub default_days: Option<u32>,
+    /// Recordings taken out per store transaction.
+    pub batch: usize,
+    /// Between passes.
+    pub every: Duration,
+    /// `<data_dir>/recordings`: where the per-account bytes are counted.
+    pub recordings_dir: PathBuf,
+}
+
+/// The files of one recording removed: how many and how many bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilesRemoved {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Removes a recording's audio file and its `.json` beside it (either may be gone already).
+pub fn remove_files(r: &Removed) -> FilesRemoved {
+    let mut out = FilesRemoved::default();
+    for p in [r.file_path.clone(), LocalStore::sidecar_path(&r.file_path)] {
+        let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {
+                out.files += 1;
+                out.bytes += size;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(recording_id = %r.id, path = %p, error = %e, "cannot remove an erased recording's file")
+            }
+        }
+    }
+    out
+}
+
+/// Erases recording `id` (of `account`, when given): its row, deliveries, file and metadata
+/// file. Blocking.
+pub fn erase(
+    store: &Store,
+    id: &str,
+    account: Option<&str>,
+) -> Result<(Erasure, FilesRemoved), StoreError> {
+    let e = store.erase_recording(id, account)?;
+    let files = match &e {
+        Erasure::Removed(r) => remove_files(r),
+        _ => FilesRemoved::default(),
+    };
+    if matches!(e, Erasure::Removed(_)) {
+        metrics::inc(&METRICS.recordings_erased_on_request_total);
+    }
+    Ok((e, files))
+}
+
+/// Which kept recordings are past their time at `now_us`.
+pub fn cutoffs(
+    store: &Store,
+    default_days: Option<u32>,
+    now_us: u64,
+) -> Result<Cutoffs, StoreError> {
+    let before = |days: u32| now_us.saturating_sub(u64::from(days) * DAY_US);
+    let accounts = store
+        .documents_of_kind(Kind::Account)?
+        .into_iter()
+        .filter_map(|d| match parse(Kind::Account, &d.body) {
+            Ok(Settings::Account(a)) => a
+                .recording_retention_days
+                .map(|days| (d.account_id.clone(), before(days.get()))),
+            _ => None,
+        })
+        .collect();
+    Ok(Cutoffs {
+        default_before_us: default_days.filter(|d| *d > 0).map(before),
+        accounts,
+    })
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub erased: usize,
+    pub bytes: u64,
+    pub batches: usize,
+}
+
+/// One retention pass at `now_us`. Blocking.
+pub fn pass(store: &Store, cfg: &RetentionConfig, now_us: u64) -> Result<PassReport, StoreError> {
+    let cut = cutoffs(store, cfg.default_days, now_us)?;
+    let mut report = PassReport::default();
+    if cut.default_before_us.is_some() || !cut.accounts.is_empty() {
+        loop {
+            let taken = store.take_expired(&cut, cfg.batch.max(1))?;
+            if taken.is_empty() {
+                break;
+            }
+            let n = taken.len();
+            let mut bytes = 0;
+            let mut accounts: BTreeMap<&str, usize> = BTreeMap::new();
+            for r in &taken {
+                bytes += remove_files(r).bytes;
+                *accounts
+                    .entry(r.account_id.as_deref().unwrap_or("-"))
+                    .or_default() += 1;
+            }
+            let per_account: Vec<String> =
+                accounts.iter().map(|(a, n)| format!("{a}:{n}")).collect();
+            info!(
+                erased = n,
+                bytes,
+                accounts = %crate::telemetry::printable(&per_account.join(",")),
+                "retention: recordings kept past their limit erased"
+            );
+            for _ in 0..n {
+                metrics::inc(&METRICS.recordings_erased_total);
+            }
+            report.erased += n;
+            report.bytes += bytes;
+            report.batches += 1;
+            if n < cfg.batch.max(1) {
+                break;
+            }
+        }
+    }
+    metrics::set_local_bytes(local_bytes(&cfg.recordings_dir));
+    Ok(report)
+}
+
+/// Bytes of files under each account directory of `dir`.
+pub fn local_bytes(dir: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(accounts) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for a in accounts.flatten() {
+        if !a.path().is_dir() {
+            continue;
+        }
+        let mut total = 0u64;
+        let mut stack = vec![a.path()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                match e.metadata() {
+                    Ok(m) if m.is_dir() => stack.push(e.path()),
+                    Ok(m) => total += m.len(),
+                    Err(_) => {}
+                }
+            }
+        }
+        out.insert(a.file_name().to_string_lossy().into_owned(), total);
+    }
+    out
+}
+
+/// Runs a pass a minute after start, then every `cfg.every`, until `stop`.
+pub async fn run(store: Store, cfg: RetentionConfig, stop: CancellationToken) {
+    let mut wait = Duration::from_secs(60).min(cfg.every);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = cfg.every;
+        let (s, c) = (store.clone(), cfg.clone());
+        match tokio::task::spawn_blocking(move || pass(&s, &c, now_us())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "retention pass failed; the next one tries again"),
+            Err(e) => warn!(error = %e, "retention pass task failed"),
+        }
+    }
+}
