@@ -98,6 +98,7 @@ fn recording(i: usize, dir: &Path, url: &str) -> FinishedRecording {
         kind: RecordingKind::default(),
         may_grow_until_us: None,
         pauses: Vec::new(),
+        encryption: None,
     }
 }
 

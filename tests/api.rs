@@ -431,6 +431,7 @@ async fn recordings_are_listed_and_served_per_account() {
         kind: Default::default(),
         may_grow_until_us: None,
         pauses: Vec::new(),
+        encryption: None,
     };
     callrec::uploader::spool::enqueue(&api.store, &rec).unwrap();
     let (s, v) = api

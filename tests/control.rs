@@ -316,6 +316,7 @@ async fn a_recording_not_live_here_is_409_when_finished_and_503_naming_its_node(
         kind: Default::default(),
         may_grow_until_us: None,
         pauses: Vec::new(),
+        encryption: None,
     };
     callrec::uploader::spool::enqueue(&api.store, &meta("r-done")).unwrap();
     let live = meta("r-live");

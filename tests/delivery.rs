@@ -119,6 +119,7 @@ fn recording(rig: &Rig, id: &str, urls: Vec<String>, size: usize) -> FinishedRec
         kind: Default::default(),
         may_grow_until_us: None,
         pauses: Vec::new(),
+        encryption: None,
     }
 }
 

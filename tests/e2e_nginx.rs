@@ -67,6 +67,7 @@ async fn bytes_arrive_intact_at_nginx_webdav() {
         kind: Default::default(),
         may_grow_until_us: None,
         pauses: Vec::new(),
+        encryption: None,
     };
     spool::enqueue(&store, &rec).unwrap();
     let stop = CancellationToken::new();

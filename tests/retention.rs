@@ -56,6 +56,7 @@ fn meta(path: &Path, id: &str, account: &str, call: &str, url: Option<&str>) -> 
         kind: Default::default(),
         may_grow_until_us: None,
         pauses: vec![],
+        encryption: None,
     }
 }
 

@@ -135,6 +135,7 @@ fn spooled(node: &str, i: usize, dir: &Path, url: &str) -> FinishedRecording {
         kind: RecordingKind::default(),
         may_grow_until_us: None,
         pauses: Vec::new(),
+        encryption: None,
     }
 }
 

@@ -72,6 +72,7 @@ fn recording(id: &str, account: &str) -> FinishedRecording {
         kind: Default::default(),
         may_grow_until_us: None,
         pauses: Vec::new(),
+        encryption: None,
     }
 }
 

@@ -595,7 +595,7 @@ pub async fn get_recording(
     Ok((
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, item.meta.format.mime().to_string()),
+            (header::CONTENT_TYPE, item.meta.mime().to_string()),
             (header::CONTENT_LENGTH, len.to_string()),
         ],
         body,

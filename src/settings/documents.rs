@@ -170,6 +170,9 @@ pub struct AccountSettings {
     /// Kept recordings of this account are erased this many days after they were kept
     /// (overrides the configuration's `retention_days`).
     pub recording_retention_days: Option<super::model::RetentionDays>,
+    /// Every kept recording of this account is encrypted to this age recipient before it
+    /// enters the spool (callrec never holds the private key).
+    pub recording_public_key: Option<super::model::AgeRecipient>,
 }
 
 /// A user's or device's recording settings.

@@ -112,6 +112,33 @@ impl<'de> Deserialize<'de> for RetentionDays {
     }
 }
 
+/// `recording_public_key`: an age X25519 recipient (`age1…`), checked by the age library.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct AgeRecipient(String);
+
+impl AgeRecipient {
+    pub fn parse(s: &str) -> Result<AgeRecipient, String> {
+        s.parse::<age::x25519::Recipient>()
+            .map(|_| AgeRecipient(s.to_string()))
+            .map_err(|_| {
+                "must be an age X25519 recipient (age1…), as `age-keygen -y` prints".into()
+            })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for AgeRecipient {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)
+            .map_err(|_: D::Error| D::Error::custom("must be a string (age1…)"))?;
+        AgeRecipient::parse(s.trim()).map_err(D::Error::custom)
+    }
+}
+
 /// An absolute `http://` or `https://` URL with a host and no whitespace, and whether a token
 /// of one account wrote it (then every connection to it is held to the account row of the
 /// destination policy, not only the save: [`super::policy`]). Written as the bare string.

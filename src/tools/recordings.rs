@@ -141,6 +141,7 @@ pub fn adopt(
                 kind: Default::default(),
                 may_grow_until_us: None,
                 pauses: Vec::new(),
+                encryption: None,
             }
         }
     };

@@ -89,11 +89,9 @@ impl Http {
         }
         match claim.meta.kind {
             crate::values::RecordingKind::Call => url::upload_url(&claim.url, &claim.meta),
-            crate::values::RecordingKind::Caller => url::caller_url(
-                &claim.url,
-                &claim.meta.call.call_id,
-                claim.meta.format.ext(),
-            ),
+            crate::values::RecordingKind::Caller => {
+                url::caller_url(&claim.url, &claim.meta.call.call_id, &claim.meta.ext())
+            }
         }
     }
 
@@ -194,7 +192,7 @@ impl Http {
             }
             let mut req = client
                 .request(method.clone(), &target)
-                .header(CONTENT_TYPE, claim.meta.format.mime())
+                .header(CONTENT_TYPE, claim.meta.mime())
                 .header(CONTENT_LENGTH, size)
                 .timeout(timeout)
                 .body(body);

@@ -5,6 +5,7 @@
 //! tables) and the upload worker delivers it to each destination; [`LocalStore`] only keeps
 //! the file and writes its metadata beside it (`<recording_id>.json`).
 
+pub mod encrypt;
 pub mod http;
 pub mod journal;
 pub mod local;
@@ -113,6 +114,37 @@ pub struct FinishedRecording {
     /// the recording's start; an `end_ms` of `null`: in force until the recording ended).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pauses: Vec<crate::values::Pause>,
+    /// The file is encrypted (age, to the account's `recording_public_key`): its bytes, its
+    /// name (`….wav.age`) and its uploads are the encrypted ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// How a recording's file is encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Encryption {
+    /// `age`.
+    pub scheme: String,
+    /// The recipient it is encrypted to (`age1…`).
+    pub recipient: String,
+}
+
+impl FinishedRecording {
+    /// The file name extension: the format's, plus `.age` when encrypted.
+    pub fn ext(&self) -> String {
+        match self.encryption {
+            Some(_) => format!("{}.age", self.format.ext()),
+            None => self.format.ext().to_string(),
+        }
+    }
+
+    /// The file's media type: the format's, or `application/age` when encrypted.
+    pub fn mime(&self) -> &'static str {
+        match self.encryption {
+            Some(_) => "application/age",
+            None => self.format.mime(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,11 +235,24 @@ pub fn orphans(
         // account, whatever the spool holds.
         if !audio.is_empty() {
             let known = store.recording_paths_in(&d.to_string_lossy())?;
-            out.extend(
-                audio
-                    .into_iter()
-                    .filter(|p| !known.contains(p.to_string_lossy().as_ref())),
-            );
+            for p in audio {
+                if known.contains(p.to_string_lossy().as_ref()) {
+                    continue;
+                }
+                if encrypt::plain_left_over(&p, &known) {
+                    // A crash between the spool taking the encrypted twin and this removal.
+                    match std::fs::remove_file(&p) {
+                        Ok(()) => {
+                            tracing::info!(path = %p.display(), "plain file of an encrypted recording removed (left by a crash)")
+                        }
+                        Err(e) => {
+                            tracing::warn!(path = %p.display(), error = %e, "cannot remove the plain file of an encrypted recording")
+                        }
+                    }
+                    continue;
+                }
+                out.push(p);
+            }
         }
     }
     out.sort();

@@ -68,6 +68,7 @@ pub fn notice(
         "ended_at": if finished && rec.duration_ms > 0 { rfc3339(ended_us) } else { None },
         "duration_ms": if finished { Some(rec.duration_ms) } else { None },
         "format": rec.format.ext(),
+        "encryption": rec.encryption.as_ref().map(|e| e.scheme.as_str()),
         "sample_rate": rec.sample_rate,
         "channels": if rec.stereo { 2 } else { 1 },
         "size_bytes": if finished { Some(rec.size) } else { None },

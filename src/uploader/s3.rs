@@ -79,7 +79,7 @@ pub fn key(prefix: &str, claim: &Claim) -> ObjectPath {
     let name = match claim.meta.kind {
         crate::values::RecordingKind::Call => url::file_name(&claim.meta),
         crate::values::RecordingKind::Caller => {
-            format!("{}.{}", claim.meta.call.call_id, claim.meta.format.ext())
+            format!("{}.{}", claim.meta.call.call_id, claim.meta.ext())
         }
     };
     prefix
@@ -271,10 +271,7 @@ enum Failure {
 /// The call's metadata as object metadata, and the format's content type.
 fn attributes(claim: &Claim) -> Attributes {
     let mut a = Attributes::new();
-    a.insert(
-        Attribute::ContentType,
-        claim.meta.format.mime().to_string().into(),
-    );
+    a.insert(Attribute::ContentType, claim.meta.mime().to_string().into());
     for pair in url::metadata_query(&claim.meta).split('&') {
         if let Some((k, v)) = pair.split_once('=') {
             if !k.is_empty() {

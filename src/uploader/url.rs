@@ -79,7 +79,7 @@ pub fn pauses_param(pauses: &[crate::values::Pause]) -> String {
 
 /// `call_recording_<call_id>.<ext>`; further recordings of the same call add their id.
 pub fn file_name(r: &FinishedRecording) -> String {
-    let ext = r.format.ext();
+    let ext = r.ext();
     match r.sequence {
         0 => format!("call_recording_{}.{ext}", r.call.call_id),
         _ => format!("call_recording_{}_{}.{ext}", r.call.call_id, r.recording_id),
@@ -148,6 +148,7 @@ mod tests {
             kind: Default::default(),
             may_grow_until_us: None,
             pauses: Vec::new(),
+            encryption: None,
         }
     }
 

@@ -48,9 +48,22 @@ pub struct SpoolDelivery {
 impl Delivery for SpoolDelivery {
     fn accept(&self, rec: FinishedRecording) -> BoxFuture<'_, Result<(), DeliveryError>> {
         Box::pin(async move {
+            let mut rec = rec;
+            // An account with a public key gets the encrypted file only.
+            let plain = self.encrypt_if_wanted(&mut rec).await?;
             // The spool is the record of truth: it goes first.
             let r = rec.clone();
             let state = self.blocking(move |s| spool::enqueue(s, &r)).await?;
+            if let Some(plain) = plain {
+                // The spool names the encrypted file now: the plain one goes.
+                for p in [plain.clone(), LocalStore::sidecar_path(&plain)] {
+                    if let Err(e) = tokio::fs::remove_file(&p).await {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            warn!(recording_id = %rec.recording_id, path = %p, error = %e, "cannot remove the plain file of an encrypted recording");
+                        }
+                    }
+                }
+            }
             // The metadata file beside the recording lets an operator (or `adopt`) trace it;
             // failing to write it (a full disk) does not lose the recording.
             if let Err(e) = LocalStore::write_sidecar(&rec).await {
@@ -122,6 +135,65 @@ impl Delivery for SpoolDelivery {
 }
 
 impl SpoolDelivery {
+    /// Encrypts `rec`'s file when its account has a `recording_public_key` (and it is not
+    /// encrypted yet), pointing `rec` at the encrypted file; returns the plain file's path, to
+    /// remove once the spool holds the encrypted one.
+    async fn encrypt_if_wanted(
+        &self,
+        rec: &mut FinishedRecording,
+    ) -> Result<Option<String>, DeliveryError> {
+        use crate::settings::documents::{parse, Settings};
+        use crate::store::Kind;
+        let Some(account) = rec
+            .call
+            .account_id
+            .clone()
+            .filter(|_| rec.encryption.is_none())
+        else {
+            return Ok(None);
+        };
+        let key = self
+            .blocking(move |s| {
+                Ok(s.get(Kind::Account, &account, &account)?.and_then(|d| {
+                    match parse(Kind::Account, &d.body) {
+                        Ok(Settings::Account(a)) => a.recording_public_key,
+                        _ => None,
+                    }
+                }))
+            })
+            .await?;
+        let Some(key) = key else { return Ok(None) };
+        let plain = rec.file_path.clone();
+        if !std::path::Path::new(&plain).exists() {
+            return Ok(None); // nothing to encrypt: the file rule reports it missing
+        }
+        let (p, k) = (plain.clone(), key.as_str().to_string());
+        let done = tokio::task::spawn_blocking(move || {
+            super::encrypt::encrypt_file(std::path::Path::new(&p), &k)
+        })
+        .await
+        .map_err(|e| DeliveryError::Spool(e.to_string()))?;
+        let (path, size) = done.map_err(|source| {
+            error!(recording_id = %rec.recording_id, error = %source, "cannot encrypt the recording; it stays journaled and is offered again");
+            DeliveryError::Io {
+                path: plain.clone(),
+                source,
+            }
+        })?;
+        if rec.may_grow_until_us.is_some() {
+            warn!(recording_id = %rec.recording_id, "recording judged final from a quiet file was encrypted as judged: audio FreeSWITCH writes to it later is not delivered");
+            rec.may_grow_until_us = None;
+        }
+        rec.file_path = path.to_string_lossy().into_owned();
+        rec.size = size;
+        rec.encryption = Some(super::Encryption {
+            scheme: "age".into(),
+            recipient: key.as_str().to_string(),
+        });
+        info!(recording_id = %rec.recording_id, bytes = size, "recording encrypted to the account's public key");
+        Ok(Some(plain))
+    }
+
     /// Takes up the watches of files FreeSWITCH may still write that a previous run left.
     pub async fn resume_watches(&self) -> usize {
         super::tail::resume(

@@ -450,6 +450,7 @@ impl Session {
             kind: rec.kind,
             may_grow_until_us: None,
             pauses: rec.pauses.clone(),
+            encryption: None,
         }
     }
 
