@@ -442,7 +442,8 @@ impl Config {
     pub fn retention_config(&self) -> crate::uploader::retention::RetentionConfig {
         crate::uploader::retention::RetentionConfig {
             default_days: (self.retention_days > 0).then_some(self.retention_days),
-            batch: 500,
+            batch: 50,
+            pause: Duration::from_millis(10),
             every: Duration::from_secs(self.retention_every_s.max(1)),
             recordings_dir: self.data_dir.join("recordings"),
         }

@@ -222,6 +222,7 @@ fn config(dir: &Path, days: Option<u32>) -> RetentionConfig {
     RetentionConfig {
         default_days: days,
         batch: 2,
+        pause: Duration::ZERO,
         every: Duration::from_secs(3600),
         recordings_dir: dir.join("recordings"),
     }

@@ -172,19 +172,25 @@ impl Store {
                     &mut found,
                 )?;
             }
-            if let Some(before) = cutoffs.default_before_us {
+            // One state at a time: each is an ordered range of `(state, created_us)`, read only
+            // as far as the batch needs (both at once would sort every expired row).
+            for state in ["stored", "delivered"] {
+                let Some(before) = cutoffs.default_before_us else {
+                    break;
+                };
                 let left = limit.saturating_sub(found.len()) as i64;
-                if left > 0 {
-                    read(
-                        "SELECT id, account_id, call_id, file_path, state FROM recordings
-                         WHERE node = ?1 AND state IN ('stored', 'delivered') AND created_us < ?2
-                           AND (account_id IS NULL
-                                OR account_id NOT IN (SELECT value FROM json_each(?3)))
-                         ORDER BY created_us LIMIT ?4",
-                        &[&node, &(before as i64), &own, &left],
-                        &mut found,
-                    )?;
+                if left == 0 {
+                    break;
                 }
+                read(
+                    "SELECT id, account_id, call_id, file_path, state FROM recordings
+                     WHERE state = ?5 AND created_us < ?2 AND node = ?1
+                       AND (account_id IS NULL
+                            OR account_id NOT IN (SELECT value FROM json_each(?3)))
+                     ORDER BY created_us LIMIT ?4",
+                    &[&node, &(before as i64), &own, &left, &state],
+                    &mut found,
+                )?;
             }
             for r in &found {
                 tx.execute(

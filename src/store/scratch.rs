@@ -33,6 +33,47 @@ pub fn first_release_file(data_dir: &Path, docs: &[FirstReleaseDoc]) -> Result<(
     Ok(())
 }
 
+/// Adds `n` kept (`stored`) recordings of `account` on `node` to the SQLite file of `data_dir`
+/// in one transaction, each with `meta` (its `recording_id` set to `<prefix><i>`): the deep
+/// spools the benchmarks measure, written in seconds instead of one transaction each.
+pub fn kept_rows(
+    data_dir: &Path,
+    node: &str,
+    account: &str,
+    prefix: &str,
+    n: usize,
+    meta: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let mut c = Connection::open(data_dir.join("callrec.db"))?;
+    let tx = c.transaction()?;
+    {
+        let mut st = tx.prepare(
+            "INSERT INTO recordings (id, node, account_id, call_id, file_path, state, meta,
+                                     created_us, updated_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'stored', ?6, ?7, ?7)",
+        )?;
+        let now = super::now_us() as i64;
+        let mut m = meta.clone();
+        for i in 0..n {
+            let id = format!("{prefix}{i}");
+            m["recording_id"] = serde_json::Value::String(id.clone());
+            let path = format!("/nowhere/{id}.wav");
+            m["file_path"] = serde_json::Value::String(path.clone());
+            st.execute(params![
+                id,
+                node,
+                account,
+                format!("call-{i}"),
+                path,
+                m.to_string(),
+                now
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 fn checked(name: &str) -> Result<&str, StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 63

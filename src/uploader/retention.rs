@@ -4,7 +4,8 @@
 //! - [`erase`]: one recording, on request (the API's `DELETE`, `callrec recordings delete`);
 //! - [`pass`]: one retention pass: every kept recording of this node older than its account's
 //!   limit (`recording_retention_days` on the account, else `retention_days`), in batches of
-//!   [`RetentionConfig::batch`], one log line per batch; then the bytes left on disk per account;
+//!   [`RetentionConfig::batch`] with [`RetentionConfig::pause`] between them (serving keeps
+//!   the store), one log line per batch; then the bytes left on disk per account;
 //! - [`run`]: passes every [`RetentionConfig::every`] until shutdown.
 //!
 //! Invariants: rows go first (in the store, which refuses recordings still recording or
@@ -33,6 +34,8 @@ pub struct RetentionConfig {
     pub default_days: Option<u32>,
     /// Recordings taken out per store transaction.
     pub batch: usize,
+    /// Rest between batches, so calls, uploads and the API get the store in between.
+    pub pause: Duration,
     /// Between passes.
     pub every: Duration,
     /// `<data_dir>/recordings`: where the per-account bytes are counted.
@@ -150,6 +153,7 @@ pub fn pass(store: &Store, cfg: &RetentionConfig, now_us: u64) -> Result<PassRep
             if n < cfg.batch.max(1) {
                 break;
             }
+            std::thread::sleep(cfg.pause);
         }
     }
     metrics::set_local_bytes(local_bytes(&cfg.recordings_dir));

@@ -118,22 +118,27 @@ impl Pg {
                     found.push(removed(&r)?);
                 }
             }
-            if let Some(before) = cutoffs.default_before_us {
+            let own: Vec<&str> = cutoffs.accounts.iter().map(|(a, _)| a.as_str()).collect();
+            // One state at a time: each an ordered range of `(node, state, created_us)`.
+            for state in ["stored", "delivered"] {
+                let Some(before) = cutoffs.default_before_us else {
+                    break;
+                };
                 let left = limit - found.len() as i64;
-                let own: Vec<&str> = cutoffs.accounts.iter().map(|(a, _)| a.as_str()).collect();
-                if left > 0 {
-                    for r in cached_query(
-                        &tx,
-                        "SELECT id, account_id, call_id, file_path, state FROM recordings
-                         WHERE node = $1 AND state IN ('stored', 'delivered') AND created_us < $2
-                           AND (account_id IS NULL OR NOT (account_id = ANY($3)))
-                         ORDER BY created_us LIMIT $4 FOR UPDATE SKIP LOCKED",
-                        &[&node, &(before as i64), &own, &left],
-                    )
-                    .await?
-                    {
-                        found.push(removed(&r)?);
-                    }
+                if left <= 0 {
+                    break;
+                }
+                for r in cached_query(
+                    &tx,
+                    "SELECT id, account_id, call_id, file_path, state FROM recordings
+                     WHERE node = $1 AND state = $5 AND created_us < $2
+                       AND (account_id IS NULL OR NOT (account_id = ANY($3)))
+                     ORDER BY created_us LIMIT $4 FOR UPDATE SKIP LOCKED",
+                    &[&node, &(before as i64), &own, &left, &state],
+                )
+                .await?
+                {
+                    found.push(removed(&r)?);
                 }
             }
             let ids: Vec<&str> = found.iter().map(|r| r.id.as_str()).collect();
