@@ -259,6 +259,7 @@ impl Uploads {
                 },
                 stop: stop.clone(),
                 notices: Some(notices),
+                keys: Default::default(),
             }),
             stop,
             tracker,

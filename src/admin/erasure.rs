@@ -22,13 +22,18 @@ use super::ApiState;
 use crate::store::retention::Erasure;
 use crate::uploader::retention::{self, FilesRemoved};
 
-fn token_id(headers: &HeaderMap) -> String {
-    let token = headers
+/// The request's token as sent (to send the request on to another node).
+fn raw_token(headers: &HeaderMap) -> String {
+    headers
         .get("x-auth-token")
         .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .unwrap_or_default();
-    crate::store::tokens::token_id(token)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn token_id(headers: &HeaderMap) -> String {
+    crate::store::tokens::token_id(&raw_token(headers))
 }
 
 fn audit(token: &str, account_id: &str, r: &crate::store::retention::Removed, f: FilesRemoved) {
@@ -75,12 +80,7 @@ pub async fn delete_recording(
         )),
         Erasure::Busy(s) => Err(busy(&id, s)),
         Erasure::Elsewhere(node) => {
-            let raw = headers
-                .get("x-auth-token")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .trim()
-                .to_string();
+            let raw = raw_token(&headers);
             let empty = Bytes::new();
             let req = Forward {
                 method: reqwest::Method::DELETE,
@@ -163,12 +163,7 @@ pub async fn delete_call(
         });
     }
     if let Some((_, _, node)) = states.iter().find(|(_, _, n)| n != state.store.node()) {
-        let raw = headers
-            .get("x-auth-token")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        let raw = raw_token(&headers);
         let empty = Bytes::new();
         let path = format!(
             "/v2/accounts/{account_id}/recordings?call_id={}",

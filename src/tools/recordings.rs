@@ -9,7 +9,8 @@ use crate::store::Store;
 use crate::uploader::spool::{self, Filter};
 use crate::uploader::{CallMeta, FinishedRecording, LocalStore};
 
-fn when(us: u64) -> String {
+/// RFC 3339 of µs since the epoch (`-` when out of range).
+pub(crate) fn when(us: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp((us / 1_000_000) as i64)
         .ok()
         .and_then(|t| {

@@ -4,16 +4,7 @@ use std::io::Write;
 
 use crate::store::webhooks::HookFilter;
 use crate::store::Store;
-
-fn when(us: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp((us / 1_000_000) as i64)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "-".into())
-}
+use crate::tools::recordings::when;
 
 /// One line per event; a failing one gets its last error on the next line.
 pub fn list(store: &Store, f: &HookFilter, out: &mut impl Write) -> anyhow::Result<usize> {

@@ -43,6 +43,10 @@ pub struct SpoolDelivery {
     pub stop: CancellationToken,
     /// Where webhook notices go (`None`: nobody is told).
     pub notices: Option<crate::hooks::Notifier>,
+    /// Each account's `recording_public_key` as last read (`None`: it has none), so a
+    /// recording kept while the shared database is unreachable is still encrypted (or known
+    /// not to need it); an account never read then waits, journaled, for the database.
+    pub keys: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
 }
 
 impl Delivery for SpoolDelivery {
@@ -152,22 +156,47 @@ impl SpoolDelivery {
         else {
             return Ok(None);
         };
-        let key = self
-            .blocking(move |s| {
-                Ok(s.get(Kind::Account, &account, &account)?.and_then(|d| {
-                    match parse(Kind::Account, &d.body) {
+        let a = account.clone();
+        let store = self.store.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::store::StoreError>(
+                store
+                    .get(Kind::Account, &a, &a)?
+                    .and_then(|d| match parse(Kind::Account, &d.body) {
                         Ok(Settings::Account(a)) => a.recording_public_key,
                         _ => None,
+                    })
+                    .map(|k| k.as_str().to_string()),
+            )
+        })
+        .await
+        .map_err(|e| DeliveryError::Spool(e.to_string()))?;
+        let key = match read {
+            Ok(k) => {
+                if let Ok(mut keys) = self.keys.lock() {
+                    keys.insert(account, k.clone());
+                }
+                k
+            }
+            Err(crate::store::StoreError::Unreachable(e)) => {
+                let known = self.keys.lock().ok().and_then(|k| k.get(&account).cloned());
+                match known {
+                    Some(k) => k,
+                    None => {
+                        return Err(DeliveryError::Spool(format!(
+                            "cannot tell whether account {account} encrypts its recordings: {e}"
+                        )))
                     }
-                }))
-            })
-            .await?;
+                }
+            }
+            Err(e) => return Err(DeliveryError::Spool(e.to_string())),
+        };
         let Some(key) = key else { return Ok(None) };
         let plain = rec.file_path.clone();
         if !std::path::Path::new(&plain).exists() {
             return Ok(None); // nothing to encrypt: the file rule reports it missing
         }
-        let (p, k) = (plain.clone(), key.as_str().to_string());
+        let (p, k) = (plain.clone(), key.clone());
         let done = tokio::task::spawn_blocking(move || {
             super::encrypt::encrypt_file(std::path::Path::new(&p), &k)
         })
@@ -188,7 +217,7 @@ impl SpoolDelivery {
         rec.size = size;
         rec.encryption = Some(super::Encryption {
             scheme: "age".into(),
-            recipient: key.as_str().to_string(),
+            recipient: key,
         });
         info!(recording_id = %rec.recording_id, bytes = size, "recording encrypted to the account's public key");
         Ok(Some(plain))
