@@ -1,7 +1,7 @@
 //! Retention and encryption (a bench binary; figures in BENCHMARKS.md).
 //!
 //! 1. A retention pass over a spool of `n` kept recordings, all past their limit (SQLite, as
-//!    `callrec serve` opens it, with serve's batch of 50 and 10 ms between batches): its time, and what serving costs meanwhile: the latency of the
+//!    `callrec serve` opens it, with serve's batch of 50 and 10 ms between batches, on a connection of its own): its time, and what serving costs meanwhile: the latency of the
 //!    API's listing query (`recordings`, one account, newest 100) and of keeping a new recording
 //!    (`add_recording`), measured idle and then while the pass runs on another thread.
 //! 2. Encrypting a recording file with age (what a kept recording of an account with a
@@ -96,7 +96,9 @@ fn retention_bench(rows: usize) {
         recordings_dir: dir.join("recordings"),
     };
     let done = Arc::new(AtomicBool::new(false));
-    let (s, d, c) = (store.clone(), done.clone(), cfg.clone());
+    // As `callrec serve` runs it: on a connection of its own.
+    let own = Store::open(dir).unwrap().for_node("fs-1").unwrap();
+    let (s, d, c) = (own, done.clone(), cfg.clone());
     let pass = std::thread::spawn(move || {
         let t = Instant::now();
         let r = retention::pass(&s, &c, callrec::store::now_us() + 2 * DAY_US).unwrap();

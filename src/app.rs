@@ -217,8 +217,14 @@ impl Uploads {
                 "webhook events interrupted by a restart are pending again"
             );
         }
+        // Its own handle: on SQLite a connection of its own, so the API's reads never wait
+        // behind a retention batch (WAL readers do not wait for the writer).
+        let retention_store = match store.backend() {
+            "sqlite" => open_store(config)?,
+            _ => store.clone(),
+        };
         tracker.spawn(crate::uploader::retention::run(
-            store.clone(),
+            retention_store,
             config.retention_config(),
             stop.clone(),
         ));
