@@ -240,7 +240,10 @@ impl Pg {
             let c = self.client().await?;
             // One statement: rows another worker holds are skipped, not waited for (each
             // claim is one worker's alone); a recording with a delivery `uploading` is
-            // `uploading` whatever its others are, so its state is set, not recomputed.
+            // `uploading` whatever its others are, so its state is set, not recomputed. Two
+            // workers may claim deliveries of the same recordings: their rows are locked in id
+            // order, so neither waits for the other in a cycle (a deadlock, seen in the store
+            // suite's racing claims).
             let rows = cached_query(
                 &c,
                 "WITH due AS (
@@ -254,9 +257,12 @@ impl Pg {
                        AND d.method = due.method
                      RETURNING d.recording_id, d.url, d.method, d.attempts, d.since_us,
                                d.next_attempt_us),
+                 ordered AS (
+                     SELECT id FROM recordings WHERE id IN (SELECT recording_id FROM claimed)
+                     ORDER BY id FOR UPDATE),
                  marked AS (
                      UPDATE recordings SET state = 'uploading', updated_us = $4
-                     WHERE id IN (SELECT recording_id FROM claimed))
+                     WHERE id IN (SELECT id FROM ordered))
                  SELECT c.recording_id, c.url, c.method, c.attempts, c.since_us, r.meta,
                         c.next_attempt_us
                  FROM claimed c JOIN recordings r ON r.id = c.recording_id
