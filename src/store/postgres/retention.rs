@@ -28,6 +28,14 @@ impl Pg {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
+            // Deliveries first, then the recording: the order claims and settles lock them in,
+            // so an erasure racing a claim waits instead of deadlocking.
+            cached_query(
+                &tx,
+                "SELECT 1 FROM deliveries WHERE recording_id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await?;
             let Some(row) = cached_query_opt(
                 &tx,
                 "SELECT node, account_id, call_id, file_path, state FROM recordings
