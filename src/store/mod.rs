@@ -29,6 +29,31 @@
 //! states only inside a transaction that also recomputes its recording's state; a delivery is
 //! claimed by one worker at a time (SQLite: one writer; PostgreSQL: `FOR UPDATE SKIP LOCKED`).
 
+/// `as_str`, `parse`, `Display` and comparison with a name for a state enum stored as text.
+macro_rules! text_enum {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$v),)* _ => None }
+            }
+        }
+        /// Compares with the state's name (`"pending"`…), as shown in the API and CLI.
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod documents;
 mod fallback;
 mod inspect;

@@ -47,30 +47,6 @@ pub enum RecordingState {
     Stored,
 }
 
-macro_rules! text_enum {
-    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
-        impl $t {
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$v => $s),* }
-            }
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($s => Some(Self::$v),)* _ => None }
-            }
-        }
-        /// Compares with the state's name (`"pending"`…), as shown in the API and CLI.
-        impl PartialEq<&str> for $t {
-            fn eq(&self, other: &&str) -> bool {
-                self.as_str() == *other
-            }
-        }
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 text_enum!(DeliveryState { Pending => "pending", Uploading => "uploading", Delivered => "delivered", Failed => "failed" });
 text_enum!(RecordingState { Recording => "recording", Pending => "pending", Uploading => "uploading", Delivered => "delivered", Failed => "failed", Stored => "stored" });
 

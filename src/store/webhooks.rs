@@ -28,27 +28,7 @@ pub enum HookState {
     Failed,
 }
 
-impl HookState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HookState::Pending => "pending",
-            HookState::Sending => "sending",
-            HookState::Delivered => "delivered",
-            HookState::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<HookState> {
-        [
-            HookState::Pending,
-            HookState::Sending,
-            HookState::Delivered,
-            HookState::Failed,
-        ]
-        .into_iter()
-        .find(|h| h.as_str() == s)
-    }
-}
+text_enum!(HookState { Pending => "pending", Sending => "sending", Delivered => "delivered", Failed => "failed" });
 
 /// An event to queue.
 #[derive(Debug, Clone)]
