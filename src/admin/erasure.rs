@@ -149,7 +149,7 @@ pub async fn delete_call(
     .await?;
     let held: Vec<Value> = states
         .iter()
-        .filter(|(_, s, _)| matches!(s.as_str(), "recording" | "uploading"))
+        .filter(|(_, s, _)| s.held())
         .map(|(id, s, _)| json!({"recording_id": id, "state": s.as_str()}))
         .collect();
     if !held.is_empty() {

@@ -115,6 +115,33 @@ impl Store {
         })
     }
 
+    /// Every document of `kind`, of every account (retention reads the accounts' limits).
+    pub fn documents_of_kind(&self, kind: Kind) -> Result<Vec<Doc>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.documents_of_kind(kind);
+        }
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT account_id, id, rev, body FROM documents WHERE kind = ?1
+                 ORDER BY account_id, id",
+            )?;
+            let rows = st.query_map(params![kind.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (account, id, rev, body) = row?;
+                out.push(row_to_doc(kind, account, id, rev, &body)?);
+            }
+            Ok(out)
+        })
+    }
+
     /// Every document of every account (the start-up check of stored settings).
     pub fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
         if let Some(pg) = &self.pg {

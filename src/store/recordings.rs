@@ -50,6 +50,13 @@ pub enum RecordingState {
 text_enum!(DeliveryState { Pending => "pending", Uploading => "uploading", Delivered => "delivered", Failed => "failed" });
 text_enum!(RecordingState { Recording => "recording", Pending => "pending", Uploading => "uploading", Delivered => "delivered", Failed => "failed", Stored => "stored" });
 
+impl RecordingState {
+    /// FreeSWITCH may still write it, or a worker is uploading it: nothing may take it away.
+    pub fn held(self) -> bool {
+        matches!(self, RecordingState::Recording | RecordingState::Uploading)
+    }
+}
+
 fn corrupt(what: &str, v: &str) -> StoreError {
     StoreError::Corrupt(format!("unknown {what} {v:?}"))
 }

@@ -11,7 +11,6 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::{Store, StoreError};
-use crate::store::documents::{Doc, Kind};
 use crate::store::RecordingState;
 
 /// A recording taken out of the store: what its files are, for the caller to remove.
@@ -46,24 +45,15 @@ pub struct Cutoffs {
 }
 
 /// States a request may not remove.
-fn busy(state: &str) -> bool {
-    matches!(state, "recording" | "uploading")
+pub(super) fn busy(state: &str) -> bool {
+    RecordingState::parse(state).is_some_and(RecordingState::held)
 }
 
-fn state_of(s: &str) -> Result<RecordingState, StoreError> {
+pub(super) fn state_of(s: &str) -> Result<RecordingState, StoreError> {
     RecordingState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown state {s:?}")))
 }
 
 impl Store {
-    /// Every document of `kind`, of every account.
-    pub fn documents_of_kind(&self, kind: Kind) -> Result<Vec<Doc>, StoreError> {
-        Ok(self
-            .all_documents()?
-            .into_iter()
-            .filter(|d| d.kind == kind)
-            .collect())
-    }
-
     /// Removes recording `id` (of `account`, when given) with its deliveries, unless it is busy
     /// or on another node.
     pub fn erase_recording(&self, id: &str, account: Option<&str>) -> Result<Erasure, StoreError> {

@@ -59,6 +59,20 @@ impl Pg {
         })
     }
 
+    pub(in crate::store) fn documents_of_kind(&self, kind: Kind) -> Result<Vec<Doc>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = cached_query(
+                &c,
+                "SELECT account_id, id, rev, body FROM documents WHERE kind = $1
+                     ORDER BY account_id COLLATE \"C\", id COLLATE \"C\"",
+                &[&kind.as_str()],
+            )
+            .await?;
+            rows.iter().map(|r| doc_of(kind, r.get(0), r, 1)).collect()
+        })
+    }
+
     pub(in crate::store) fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
         self.run(async {
             let c = self.client().await?;

@@ -2,11 +2,7 @@
 //! locked while they are checked and removed, and each node removing only its own recordings.
 
 use super::*;
-use crate::store::retention::{Cutoffs, Erasure, Removed};
-
-fn state_of(s: &str) -> Result<RecordingState, StoreError> {
-    RecordingState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown state {s:?}")))
-}
+use crate::store::retention::{busy, state_of, Cutoffs, Erasure, Removed};
 
 fn removed(r: &Row) -> Result<Removed, StoreError> {
     Ok(Removed {
@@ -56,7 +52,7 @@ impl Pg {
             if account.is_some_and(|a| account_id.as_deref() != Some(a)) {
                 return Ok(Erasure::Unknown);
             }
-            if matches!(state.as_str(), "recording" | "uploading") {
+            if busy(&state) {
                 return Ok(Erasure::Busy(state_of(&state)?));
             }
             if owner != node {
