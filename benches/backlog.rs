@@ -99,6 +99,7 @@ fn recording(i: usize, dir: &Path, url: &str) -> FinishedRecording {
         may_grow_until_us: None,
         pauses: Vec::new(),
         encryption: None,
+        encrypt_to: None,
     }
 }
 

@@ -265,7 +265,6 @@ impl Uploads {
                 },
                 stop: stop.clone(),
                 notices: Some(notices),
-                keys: Default::default(),
             }),
             stop,
             tracker,

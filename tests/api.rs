@@ -432,6 +432,7 @@ async fn recordings_are_listed_and_served_per_account() {
         may_grow_until_us: None,
         pauses: Vec::new(),
         encryption: None,
+        encrypt_to: None,
     };
     callrec::uploader::spool::enqueue(&api.store, &rec).unwrap();
     let (s, v) = api

@@ -317,6 +317,7 @@ async fn a_recording_not_live_here_is_409_when_finished_and_503_naming_its_node(
         may_grow_until_us: None,
         pauses: Vec::new(),
         encryption: None,
+        encrypt_to: None,
     };
     callrec::uploader::spool::enqueue(&api.store, &meta("r-done")).unwrap();
     let live = meta("r-live");

@@ -120,6 +120,7 @@ fn recording(rig: &Rig, id: &str, urls: Vec<String>, size: usize) -> FinishedRec
         may_grow_until_us: None,
         pauses: Vec::new(),
         encryption: None,
+        encrypt_to: None,
     }
 }
 

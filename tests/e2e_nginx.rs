@@ -68,6 +68,7 @@ async fn bytes_arrive_intact_at_nginx_webdav() {
         may_grow_until_us: None,
         pauses: Vec::new(),
         encryption: None,
+        encrypt_to: None,
     };
     spool::enqueue(&store, &rec).unwrap();
     let stop = CancellationToken::new();

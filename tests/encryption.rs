@@ -203,6 +203,8 @@ async fn a_kill_mid_encryption_resumes_from_the_plain_file_which_is_then_removed
             may_grow_until_us: None,
             pauses: vec![],
             encryption: None,
+            // As the session journals it: the account's key when the call was planned.
+            encrypt_to: Some(public.clone()),
         };
         callrec::uploader::journal::record(
             &store,

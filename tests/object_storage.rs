@@ -120,6 +120,7 @@ fn spool_one(rig: &Rig, id: &str, url: &str, size: usize) -> Vec<u8> {
         may_grow_until_us: None,
         pauses: Vec::new(),
         encryption: None,
+        encrypt_to: None,
     };
     spool::enqueue(&rig.store, &rec).unwrap();
     rig.wake.notify_one();

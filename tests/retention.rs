@@ -57,6 +57,7 @@ fn meta(path: &Path, id: &str, account: &str, call: &str, url: Option<&str>) -> 
         may_grow_until_us: None,
         pauses: vec![],
         encryption: None,
+        encrypt_to: None,
     }
 }
 

@@ -136,6 +136,7 @@ fn spooled(node: &str, i: usize, dir: &Path, url: &str) -> FinishedRecording {
         may_grow_until_us: None,
         pauses: Vec::new(),
         encryption: None,
+        encrypt_to: None,
     }
 }
 

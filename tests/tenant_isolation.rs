@@ -73,6 +73,7 @@ fn recording(id: &str, account: &str) -> FinishedRecording {
         may_grow_until_us: None,
         pauses: Vec::new(),
         encryption: None,
+        encrypt_to: None,
     }
 }
 

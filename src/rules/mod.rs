@@ -171,6 +171,9 @@ pub struct Plan {
     /// No rule could record a callee the call is bridged to (no document has recording
     /// settings, no global rule): with nothing planned either, the call need not be followed.
     pub callee_never_records: bool,
+    /// The account's `recording_public_key`: its recordings are encrypted to it before they
+    /// are kept (read with the other documents, so also while the database is unreachable).
+    pub encrypt_to: Option<String>,
 }
 
 impl From<Vec<PlannedRecording>> for Plan {

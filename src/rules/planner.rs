@@ -56,7 +56,14 @@ impl Planner for DocumentPlanner {
                 .map_err(|e| PlanError::Store(e.to_string()))?
                 .map_err(|e| PlanError::Store(e.to_string()))?;
             let callflow = parties.callflow.clone();
+            let encrypt_to = parties
+                .account
+                .as_ref()
+                .and_then(|a| a.settings.as_ref())
+                .and_then(|a| a.recording_public_key.as_ref())
+                .map(|k| k.as_str().to_string());
             Ok(Plan {
+                encrypt_to,
                 recordings,
                 callflow,
                 account_id: parties.account_id,

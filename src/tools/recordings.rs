@@ -143,6 +143,7 @@ pub fn adopt(
                 may_grow_until_us: None,
                 pauses: Vec::new(),
                 encryption: None,
+                encrypt_to: None,
             }
         }
     };

@@ -118,6 +118,10 @@ pub struct FinishedRecording {
     /// name (`….wav.age`) and its uploads are the encrypted ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
+    /// The age recipient (`age1…`, the account's `recording_public_key` when the call was
+    /// planned) the file is to be encrypted to before it is kept; `encryption` once it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt_to: Option<String>,
 }
 
 /// How a recording's file is encrypted.

@@ -149,6 +149,7 @@ mod tests {
             may_grow_until_us: None,
             pauses: Vec::new(),
             encryption: None,
+            encrypt_to: None,
         }
     }
 

@@ -43,10 +43,6 @@ pub struct SpoolDelivery {
     pub stop: CancellationToken,
     /// Where webhook notices go (`None`: nobody is told).
     pub notices: Option<crate::hooks::Notifier>,
-    /// Each account's `recording_public_key` as last read (`None`: it has none), so a
-    /// recording kept while the shared database is unreachable is still encrypted (or known
-    /// not to need it); an account never read then waits, journaled, for the database.
-    pub keys: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
 }
 
 impl Delivery for SpoolDelivery {
@@ -139,59 +135,16 @@ impl Delivery for SpoolDelivery {
 }
 
 impl SpoolDelivery {
-    /// Encrypts `rec`'s file when its account has a `recording_public_key` (and it is not
-    /// encrypted yet), pointing `rec` at the encrypted file; returns the plain file's path, to
-    /// remove once the spool holds the encrypted one.
+    /// Encrypts `rec`'s file to `rec.encrypt_to` (the account's `recording_public_key` when
+    /// the call was planned) unless it is encrypted already, pointing `rec` at the encrypted
+    /// file; returns the plain file's path, to remove once the spool holds the encrypted one.
     async fn encrypt_if_wanted(
         &self,
         rec: &mut FinishedRecording,
     ) -> Result<Option<String>, DeliveryError> {
-        use crate::settings::documents::{parse, Settings};
-        use crate::store::Kind;
-        let Some(account) = rec
-            .call
-            .account_id
-            .clone()
-            .filter(|_| rec.encryption.is_none())
-        else {
+        let Some(key) = rec.encrypt_to.clone().filter(|_| rec.encryption.is_none()) else {
             return Ok(None);
         };
-        let a = account.clone();
-        let store = self.store.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            Ok::<_, crate::store::StoreError>(
-                store
-                    .get(Kind::Account, &a, &a)?
-                    .and_then(|d| match parse(Kind::Account, &d.body) {
-                        Ok(Settings::Account(a)) => a.recording_public_key,
-                        _ => None,
-                    })
-                    .map(|k| k.as_str().to_string()),
-            )
-        })
-        .await
-        .map_err(|e| DeliveryError::Spool(e.to_string()))?;
-        let key = match read {
-            Ok(k) => {
-                if let Ok(mut keys) = self.keys.lock() {
-                    keys.insert(account, k.clone());
-                }
-                k
-            }
-            Err(crate::store::StoreError::Unreachable(e)) => {
-                let known = self.keys.lock().ok().and_then(|k| k.get(&account).cloned());
-                match known {
-                    Some(k) => k,
-                    None => {
-                        return Err(DeliveryError::Spool(format!(
-                            "cannot tell whether account {account} encrypts its recordings: {e}"
-                        )))
-                    }
-                }
-            }
-            Err(e) => return Err(DeliveryError::Spool(e.to_string())),
-        };
-        let Some(key) = key else { return Ok(None) };
         let plain = rec.file_path.clone();
         if !std::path::Path::new(&plain).exists() {
             return Ok(None); // nothing to encrypt: the file rule reports it missing

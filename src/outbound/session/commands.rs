@@ -152,6 +152,9 @@ impl Session {
         if self.info.device_id.is_none() {
             self.info.device_id = plan.device_id.clone();
         }
+        if self.encrypt_to.is_none() {
+            self.encrypt_to = plan.encrypt_to.clone();
+        }
     }
 
     pub(super) fn dir(&self) -> PathBuf {

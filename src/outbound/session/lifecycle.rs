@@ -451,6 +451,7 @@ impl Session {
             may_grow_until_us: None,
             pauses: rec.pauses.clone(),
             encryption: None,
+            encrypt_to: self.encrypt_to.clone(),
         }
     }
 

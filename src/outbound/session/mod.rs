@@ -237,6 +237,8 @@ enum Purpose {
 pub struct Session {
     settings: Settings,
     info: CallInfo,
+    /// The account's public key its recordings are encrypted to before they are kept.
+    encrypt_to: Option<String>,
     recordings: Vec<Recording>,
     phase: Phase,
     next_cmd: CmdId,
@@ -337,6 +339,7 @@ impl Session {
             closed: false,
             bridge_planned: false,
             flow: None,
+            encrypt_to: None,
             ids: Box::new(ids),
         }
     }
