@@ -121,6 +121,67 @@ pub struct Filter {
     pub limit: Option<u32>,
 }
 
+/// One value bound to a listing's placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Bound {
+    Text(String),
+    Int(i64),
+}
+
+impl rusqlite::ToSql for Bound {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Bound::Text(t) => t.to_sql(),
+            Bound::Int(i) => i.to_sql(),
+        }
+    }
+}
+
+impl Filter {
+    /// The listing's statement with only the conditions this filter sets (a condition written
+    /// as `(? IS NULL OR col = ?)` hides the column from the planner, which then walks the
+    /// newest-first index past every other account's rows), and the values for its
+    /// placeholders, spelled by `ph(n)` (`?n` for SQLite, `$n` for PostgreSQL).
+    pub(super) fn sql(&self, ph: impl Fn(usize) -> String) -> (String, Vec<Bound>) {
+        let mut values = Vec::new();
+        let mut conds = Vec::new();
+        let mut bind = |cond: &str, v: Bound, values: &mut Vec<Bound>| {
+            values.push(v);
+            conds.push(cond.replace('#', &ph(values.len())));
+        };
+        if let Some(s) = self.state {
+            bind("state = #", Bound::Text(s.as_str().into()), &mut values);
+        }
+        if let Some(a) = &self.account_id {
+            bind("account_id = #", Bound::Text(a.clone()), &mut values);
+        }
+        if let Some(c) = &self.call_id {
+            bind("call_id = #", Bound::Text(c.clone()), &mut values);
+        }
+        if let Some(v) = self.since_us {
+            bind("created_us >= #", Bound::Int(v as i64), &mut values);
+        }
+        if let Some(v) = self.until_us {
+            bind("created_us < #", Bound::Int(v as i64), &mut values);
+        }
+        if let Some(n) = &self.node {
+            bind("node = #", Bound::Text(n.clone()), &mut values);
+        }
+        let mut sql =
+            String::from("SELECT id, node, state, created_us, updated_us, meta FROM recordings");
+        if !conds.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conds.join(" AND "));
+        }
+        values.push(Bound::Int(i64::from(self.limit.unwrap_or(1000))));
+        sql.push_str(&format!(
+            " ORDER BY created_us DESC LIMIT {}",
+            ph(values.len())
+        ));
+        (sql, values)
+    }
+}
+
 /// The outcome of one attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -647,22 +708,9 @@ impl Store {
         let raw = match &self.pg {
             Some(pg) => pg.recordings(f)?,
             None => self.with(|c| {
-                let mut st = c.prepare(
-                    "SELECT id, node, state, created_us, updated_us, meta FROM recordings
-                     WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR account_id = ?2)
-                       AND (?3 IS NULL OR call_id = ?3) AND (?4 IS NULL OR created_us >= ?4)
-                       AND (?5 IS NULL OR created_us < ?5) AND (?6 IS NULL OR node = ?6)
-                     ORDER BY created_us DESC LIMIT ?7",
-                )?;
-                let mut rows = st.query(params![
-                    f.state.map(|s| s.as_str()),
-                    f.account_id,
-                    f.call_id,
-                    f.since_us.map(|v| v as i64),
-                    f.until_us.map(|v| v as i64),
-                    f.node,
-                    f.limit.unwrap_or(1000) as i64
-                ])?;
+                let (sql, values) = f.sql(|n| format!("?{n}"));
+                let mut st = c.prepare_cached(&sql)?;
+                let mut rows = st.query(rusqlite::params_from_iter(values.iter()))?;
                 let mut out = Vec::new();
                 while let Some(r) = rows.next()? {
                     out.push(recording_row(c, r)?);

@@ -117,6 +117,24 @@ impl Store {
         })
     }
 
+    /// After a batch of erasures, copies the write-ahead log back into the database on this
+    /// (the retention pass's) connection, so the log's checkpoint, and its sync, does not fall
+    /// to whichever serving write crosses SQLite's auto-checkpoint size next (SQLite
+    /// `wal_checkpoint(PASSIVE)`: takes no lock readers or writers wait for; nothing on
+    /// PostgreSQL). Returns whether frames were left for readers of older snapshots.
+    pub fn checkpoint_log(&self) -> Result<bool, StoreError> {
+        if self.pg.is_some() {
+            return Ok(false);
+        }
+        self.with(|c| {
+            let (busy, frames, done): (i64, i64, i64) =
+                c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+            Ok(busy != 0 || done < frames)
+        })
+    }
+
     /// Removes up to `limit` of this node's kept recordings (`stored`, `delivered`) older than
     /// their cutoff, with their deliveries; returns them, for their files to be removed.
     pub fn take_expired(

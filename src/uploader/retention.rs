@@ -147,6 +147,9 @@ pub fn pass(store: &Store, cfg: &RetentionConfig, now_us: u64) -> Result<PassRep
             for _ in 0..n {
                 metrics::inc(&METRICS.recordings_erased_total);
             }
+            if let Err(e) = store.checkpoint_log() {
+                warn!(error = %e, "retention: checkpointing the store's log failed");
+            }
             report.erased += n;
             report.bytes += bytes;
             report.batches += 1;

@@ -421,25 +421,10 @@ impl Pg {
     pub(in crate::store) fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let rows = cached_query(&c,
-                    "SELECT id, node, state, created_us, updated_us, meta FROM recordings
-                     WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR account_id = $2)
-                       AND ($3::text IS NULL OR call_id = $3)
-                       AND ($4::bigint IS NULL OR created_us >= $4)
-                       AND ($5::bigint IS NULL OR created_us < $5)
-                       AND ($6::text IS NULL OR node = $6)
-                     ORDER BY created_us DESC LIMIT $7",
-                    &[
-                        &f.state.map(|s| s.as_str()),
-                        &f.account_id,
-                        &f.call_id,
-                        &f.since_us.map(|v| v as i64),
-                        &f.until_us.map(|v| v as i64),
-                        &f.node,
-                        &i64::from(f.limit.unwrap_or(1000)),
-                    ],
-                )
-                .await?;
+            let (sql, values) = f.sql(|n| format!("${n}"));
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                values.iter().map(|v| v as _).collect();
+            let rows = cached_query(&c, &sql, &params).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
                 out.push(recording_of(&c, r).await?);
@@ -612,4 +597,24 @@ impl Pg {
             Ok(())
         })
     }
+}
+
+impl tokio_postgres::types::ToSql for crate::store::recordings::Bound {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Self::Text(t) => t.to_sql(ty, out),
+            Self::Int(i) => i.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <String as tokio_postgres::types::ToSql>::accepts(ty)
+            || <i64 as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
