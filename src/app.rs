@@ -341,10 +341,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         Err(e) => warn!(error = %e, "cannot check the stored documents"),
     }
+    // Every call's decision record, written off the call's path (the console explains calls
+    // from it); stopped after the calls, so the last ones are kept.
+    let decisions_stop = CancellationToken::new();
+    let decisions_tracker = tokio_util::task::TaskTracker::new();
+    let decisions = crate::hooks::decisions::DecisionLog::start(
+        store.clone(),
+        decisions_stop.clone(),
+        &decisions_tracker,
+    );
     let planner: Arc<dyn Planner> = Arc::new(DocumentPlanner {
         store: store.clone(),
         global: config.global_rule(),
         memory: Default::default(),
+        decisions: Some(Arc::new(decisions)),
     });
     let api_stop = CancellationToken::new();
     let api_listener = TcpListener::bind(config.api_listen)
@@ -415,6 +425,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .store(false, std::sync::atomic::Ordering::Relaxed);
     info!("shutdown requested");
     server.shutdown().await;
+    decisions_stop.cancel();
+    decisions_tracker.close();
+    decisions_tracker.wait().await;
     uploads.shutdown(Duration::from_secs(5)).await;
     api_stop.cancel();
     let _ = api.await;

@@ -27,6 +27,7 @@ async fn document_server(api: &Api) -> (callrec::app::Server, Arc<Collect>, temp
         store: api.store.clone(),
         global: None,
         memory: Default::default(),
+        decisions: None,
     });
     let server = callrec::app::Server::start(config, planner, delivery.clone())
         .await

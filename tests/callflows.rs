@@ -31,6 +31,7 @@ async fn server(api: &Api, dir: &std::path::Path, delivery: Arc<dyn Delivery>) -
         store: api.store.clone(),
         global: None,
         memory: Default::default(),
+        decisions: None,
     });
     let switch = support::follow::configure(&mut config).await;
     let server = callrec::app::Server::start(config, planner, delivery)

@@ -129,6 +129,7 @@ async fn api_and_planner_agree_on_every_input() {
         store: api.store.clone(),
         global: None,
         memory: Default::default(),
+        decisions: None,
     };
     for (i, (rc, want)) in table().into_iter().enumerate() {
         // Through the API.

@@ -68,6 +68,7 @@ both!(
     racing_webhook_claims_never_share_an_event,
     erasure_refuses_busy_foreign_and_other_nodes_recordings,
     retention_takes_only_kept_recordings_past_their_cutoff,
+    decision_records_are_found_by_party_call_and_outcome_and_pruned,
 );
 
 fn user(name: &str) -> Value {
@@ -1038,4 +1039,135 @@ fn retention_takes_only_kept_recordings_past_their_cutoff(open: Open) {
         .collect();
     assert_eq!(taken, ["old-own"]);
     assert!(s.recording::<Value>("new-stored").unwrap().is_some());
+}
+
+fn decision_records_are_found_by_party_call_and_outcome_and_pruned(open: Open) {
+    use callrec::store::decisions::{DecisionFilter, NewDecision, Outcome as Happened};
+    let s = open().for_node("n1").unwrap();
+    let other = open().for_node("n2").unwrap();
+    let d = |id: &str,
+             call: &str,
+             acc: Option<&str>,
+             at: u64,
+             caller: &str,
+             callee: &str,
+             planned: u32| {
+        NewDecision {
+            id: id.into(),
+            call_id: call.into(),
+            account_id: acc.map(str::to_string),
+            created_us: at,
+            caller: caller.into(),
+            callee: callee.into(),
+            planned,
+            body: json!({"call_id": call, "planned": planned}).to_string(),
+        }
+    };
+    s.add_decisions(&[
+        d("d1", "c1", Some("a"), 1_000, "+100", "200", 0),
+        d("d2", "c2", Some("a"), 2_000, "300", "+100", 2),
+        d("d3", "c3", Some("b"), 3_000, "+100", "200", 1),
+    ])
+    .unwrap();
+    other
+        .add_decisions(&[d("d4", "c4", None, 4_000, "9", "8", 0)])
+        .unwrap();
+    // The same record twice is kept once.
+    s.add_decisions(&[d("d1", "c1", Some("a"), 1_000, "+100", "200", 0)])
+        .unwrap();
+    let ids = |f: DecisionFilter| -> Vec<String> {
+        s.decisions(&DecisionFilter { limit: 100, ..f })
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(ids(DecisionFilter::default()), ["d4", "d3", "d2", "d1"]);
+    let in_a = DecisionFilter {
+        account_id: Some("a".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(in_a.clone()), ["d2", "d1"]);
+    // As caller or as callee, within the account only.
+    assert_eq!(
+        ids(DecisionFilter {
+            party: Some("+100".into()),
+            ..in_a.clone()
+        }),
+        ["d2", "d1"]
+    );
+    assert_eq!(
+        ids(DecisionFilter {
+            party: Some("+100".into()),
+            ..Default::default()
+        }),
+        ["d3", "d2", "d1"]
+    );
+    assert_eq!(
+        ids(DecisionFilter {
+            recorded: Some(false),
+            ..in_a.clone()
+        }),
+        ["d1"]
+    );
+    assert_eq!(
+        ids(DecisionFilter {
+            since_us: Some(1_500),
+            until_us: Some(3_500),
+            ..Default::default()
+        }),
+        ["d3", "d2"]
+    );
+    // Pages follow (created_us, id), never repeating or skipping a row.
+    let first = s
+        .decisions(&DecisionFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .unwrap();
+    let last = first.last().unwrap();
+    assert_eq!(
+        ids(DecisionFilter {
+            after: Some((last.created_us, last.id.clone())),
+            ..Default::default()
+        }),
+        ["d2", "d1"]
+    );
+    assert_eq!(first[1].node, "n1");
+    assert_eq!(first[0].node, "n2");
+    assert_eq!(first[1].body["planned"], 1);
+    // Outcomes, written before or after the record, come with the call's newest record.
+    s.add_outcomes(&[
+        Happened {
+            call_id: "c2".into(),
+            at_us: 2_500,
+            event: "recording.started".into(),
+            recording_id: Some("r1".into()),
+            reason: None,
+        },
+        Happened {
+            call_id: "c2".into(),
+            at_us: 2_600,
+            event: "recording.discarded".into(),
+            recording_id: Some("r1".into()),
+            reason: Some("shorter than record_min_sec".into()),
+        },
+    ])
+    .unwrap();
+    let (row, outcomes) = s.decision_of_call(Some("a"), "c2").unwrap().unwrap();
+    assert_eq!(row.id, "d2");
+    let events: Vec<&str> = outcomes.iter().map(|o| o.event.as_str()).collect();
+    assert_eq!(events, ["recording.started", "recording.discarded"]);
+    assert!(
+        s.decision_of_call(Some("b"), "c2").unwrap().is_none(),
+        "another account's call"
+    );
+    assert!(s.decision_of_call(None, "c2").unwrap().is_some());
+    // Pruning: by age, then by the row bound, a batch at a time.
+    assert_eq!(s.prune_decisions(1_500, 1_000, 10).unwrap(), 1);
+    assert_eq!(ids(DecisionFilter::default()), ["d4", "d3", "d2"]);
+    assert_eq!(s.prune_decisions(0, 2, 10).unwrap(), 1);
+    assert_eq!(ids(DecisionFilter::default()), ["d4", "d3"]);
+    assert!(s.decision_of_call(None, "c2").unwrap().is_none());
+    assert_eq!(s.prune_decisions(0, 2, 10).unwrap(), 0);
 }

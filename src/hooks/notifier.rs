@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::settings::webhook::{self, HookEvent};
+use crate::store::decisions::Outcome;
 use crate::store::webhooks::NewHookEvent;
 use crate::store::{Kind, Store, StoreError};
 use crate::telemetry::metrics::{self, METRICS};
@@ -79,11 +80,9 @@ impl Notifier {
         Notifier { tx }
     }
 
-    /// Queues a notice (never waits). Without an account there is no webhook to tell.
+    /// Queues a notice (never waits). Without an account there is no webhook to tell, but
+    /// the call's decision record still gets its outcome.
     pub fn notify(&self, n: Notice) {
-        if n.account_id.is_empty() {
-            return;
-        }
         if self.tx.send(n).is_err() {
             // The writer ended (shutdown): nothing can be written any more.
             metrics::inc(&METRICS.webhook_events_lost_total);
@@ -198,6 +197,9 @@ fn events_for(store: &Store, batch: &[Notice]) -> Result<Vec<(NewHookEvent, Noti
     let mut hooks: HashMap<&str, Vec<(String, webhook::WebhookSettings)>> = HashMap::new();
     let mut out = Vec::new();
     for n in batch {
+        if n.account_id.is_empty() {
+            continue;
+        }
         if !hooks.contains_key(n.account_id.as_str()) {
             let docs = store.list(Kind::Webhook, &n.account_id)?;
             let parsed = docs
@@ -231,6 +233,21 @@ fn events_for(store: &Store, batch: &[Notice]) -> Result<Vec<(NewHookEvent, Noti
     }
     let rows: Vec<NewHookEvent> = out.iter().map(|(e, _)| e.clone()).collect();
     store.add_hook_events(&rows)?;
+    let outcomes: Vec<Outcome> = batch
+        .iter()
+        .map(|n| Outcome {
+            call_id: n.call_id.clone(),
+            at_us: n.at_us,
+            event: n.event.as_str().to_string(),
+            recording_id: Some(n.recording_id.clone()),
+            reason: n
+                .data
+                .get("reason")
+                .and_then(|r| r.as_str())
+                .map(str::to_string),
+        })
+        .collect();
+    store.add_outcomes(&outcomes)?;
     Ok(out)
 }
 

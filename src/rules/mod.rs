@@ -7,6 +7,7 @@
 //!   made ([`planner::DocumentPlanner`] reads the documents from the store).
 
 pub use crate::settings::{documents, model};
+pub mod decision;
 pub mod lookups;
 pub mod planner;
 pub mod resolve;

@@ -8,6 +8,7 @@
 
 use futures::future::BoxFuture;
 
+use super::decision::{DecisionSink, Identification};
 use super::lookups::{Lookups, Memory, Remembering};
 use super::resolve::{self, Found, Parties, Party};
 use super::{CallInfo, Plan, PlanError, Planner, RecordCall};
@@ -19,6 +20,8 @@ pub struct DocumentPlanner {
     pub global: Option<RecordCall>,
     /// What the lookups last read, answered while a shared database is unreachable.
     pub memory: std::sync::Arc<Memory>,
+    /// Where each call's decision record goes (`None`: nowhere).
+    pub decisions: Option<std::sync::Arc<dyn DecisionSink>>,
 }
 
 impl Planner for DocumentPlanner {
@@ -27,6 +30,7 @@ impl Planner for DocumentPlanner {
         let memory = self.memory.clone();
         let call = call.clone();
         let global = self.global.clone();
+        let decisions = self.decisions.clone();
         // The call's span follows the lookup, so a document that does not parse is logged
         // with the call it affected.
         let span = tracing::Span::current();
@@ -42,7 +46,17 @@ impl Planner for DocumentPlanner {
                             global,
                             ..find_parties(&store, &call)?
                         };
-                        let recordings = resolve::plan(&parties);
+                        let explained = resolve::explain(&parties);
+                        if let Some(sink) = &decisions {
+                            sink.keep(super::decision::record(
+                                &call,
+                                &parties,
+                                &parties.how,
+                                &explained,
+                                crate::store::now_us(),
+                            ));
+                        }
+                        let recordings = explained.recordings;
                         // Only a call with nothing planned asks whether any document could
                         // record a bridged callee (the answer lets it go unfollowed).
                         let never = recordings.is_empty()
@@ -220,36 +234,78 @@ fn owner(
 
 /// Looks up the documents of a call's parties.
 pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, StoreError> {
+    let mut how = Identification::default();
     let mut account_id = call.account_id.clone();
+    if account_id.is_some() {
+        how.account = "channel variable".into();
+    }
     let mut caller_doc = None;
     if let (Some(a), Some(d)) = (&account_id, &call.device_id) {
         caller_doc = store.get(Kind::Device, a, d)?;
+        how.caller = match caller_doc {
+            Some(_) => "device from channel variable".into(),
+            None => format!("channel variable names device {d}, which does not exist"),
+        };
     }
     if caller_doc.is_none() {
-        let sip = call
-            .sip_auth_username
-            .as_ref()
-            .or(call.sip_from_user.as_ref());
-        if let Some(user) = sip {
+        let sip = match (&call.sip_auth_username, &call.sip_from_user) {
+            (Some(u), _) => Some((u, "sip_auth_username")),
+            (None, Some(u)) => Some((u, "sip_from_user")),
+            _ => None,
+        };
+        if let Some((user, var)) = sip {
             let found = store.devices_by_sip_username(account_id.as_deref(), user)?;
             // Only an unambiguous match identifies the caller.
-            if let [d] = found.as_slice() {
-                caller_doc = Some(d.clone());
+            match found.as_slice() {
+                [d] => {
+                    caller_doc = Some(d.clone());
+                    how.caller = format!("device sip.username = {var}");
+                }
+                [] => how.caller = format!("no device has sip.username = {var}"),
+                many => {
+                    how.caller = format!(
+                        "{} devices have sip.username = {var}: not guessed",
+                        many.len()
+                    )
+                }
             }
+        } else if how.caller.is_empty() {
+            how.caller = "no sip_auth_username or sip_from_user".into();
         }
     }
     if account_id.is_none() {
         account_id = caller_doc.as_ref().map(|d| d.account_id.clone());
+        if account_id.is_some() {
+            how.account = "the caller's device".into();
+        }
     }
     if account_id.is_none() && !call.destination.is_empty() {
         // An outside caller dialling a DID: the number identifies the account when exactly one
         // account's callflow holds it (as Kazoo's number database does).
-        if let [only] = store.accounts_with_number(&call.destination)?.as_slice() {
-            account_id = Some(only.clone());
+        match store.accounts_with_number(&call.destination)?.as_slice() {
+            [only] => {
+                account_id = Some(only.clone());
+                how.account = "the one callflow holding the destination number".into();
+            }
+            [] => {}
+            many => {
+                how.account = format!(
+                    "{} accounts' callflows hold the destination number: not guessed",
+                    many.len()
+                )
+            }
         }
     }
     let Some(account_id) = account_id else {
-        return Ok(Parties::default());
+        if how.account.is_empty() {
+            how.account =
+                "not identified (no channel variable, no known device, no callflow number)".into();
+        }
+        how.callee = "no account to look in".into();
+        return Ok(Parties {
+            how,
+            ..Parties::default()
+        });
     };
     let mut caller = Party {
         device: caller_doc.as_ref().map(Found::device),
@@ -264,14 +320,29 @@ pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, St
     };
     let mut callee = Party::default();
     if !call.destination.is_empty() {
-        if let [d] = store
+        match store
             .devices_by_sip_username(Some(&account_id), &call.destination)?
             .as_slice()
         {
-            let dev = Found::device(d);
-            callee.user = owner(store, d, &dev)?;
-            callee.device = Some(dev);
+            [d] => {
+                let dev = Found::device(d);
+                callee.user = owner(store, d, &dev)?;
+                callee.device = Some(dev);
+                how.callee = "device sip.username = destination number".into();
+            }
+            [] => {
+                how.callee =
+                    "no device of the account has the destination number as sip.username".into()
+            }
+            many => {
+                how.callee = format!(
+                    "{} devices have the destination number as sip.username: not guessed",
+                    many.len()
+                )
+            }
         }
+    } else {
+        how.callee = "no destination number".into();
     }
     let mut callflow = find_callflow(store, &account_id, &call.destination)?;
     if let Some(cf) = callflow.as_mut() {
@@ -286,6 +357,7 @@ pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, St
         caller,
         callee,
         global: None,
+        how,
     })
 }
 

@@ -113,6 +113,8 @@ pub struct Parties {
     pub global: Option<RecordCall>,
     /// The callflow the destination matched, if any.
     pub callflow: Option<super::CallflowPlan>,
+    /// How the account and the parties were found (for the decision record).
+    pub how: super::decision::Identification,
 }
 
 /// One user's or device's contribution: its cell, and whether it is a legacy `record_call`
@@ -130,115 +132,324 @@ fn endpoint_layer(
         .map(|p| (p.clone(), "record_call".to_string(), true))
 }
 
-/// The endpoint plan for one party, if any: layers merged field by field, most specific last.
+/// One rule the decision looked at, and what came of it (kept in the call's decision record).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Considered {
+    /// Which rule: `config record_call`, `account acc-1 account-wide`, `caller endpoint`,
+    /// `callee endpoint`.
+    pub rule: String,
+    pub matched: bool,
+    /// Why it matched (the reason a recording carries) or why not.
+    pub why: String,
+}
+
+impl Considered {
+    fn new(rule: impl Into<String>, matched: bool, why: impl Into<String>) -> Considered {
+        Considered {
+            rule: rule.into(),
+            matched,
+            why: why.into(),
+        }
+    }
+}
+
+/// One document's contribution to an endpoint's merged settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    /// Where: `account acc-1 endpoint outbound any`, `user u-1 record_call`, …
+    pub source: String,
+    pub params: Params,
+    /// A legacy `record_call` (its `enabled` defaults to true).
+    pub legacy: bool,
+}
+
+/// The layers of one party's endpoint settings for `dir`/`net`, least specific first, or why
+/// none can apply (a document that no longer parses records nothing).
+pub fn endpoint_layers(
+    account: Option<&Found<AccountSettings>>,
+    party: &Party,
+    dir: Direction,
+    net: Network,
+) -> Result<Vec<Layer>, String> {
+    let unparsable =
+        |what: &str, id: &str| format!("{what} {id} does not parse: nothing of it applies");
+    let mut layers = Vec::new();
+    if let Some(a) = account {
+        let Some(settings) = a.settings.as_ref() else {
+            return Err(unparsable("account", &a.id));
+        };
+        let endpoint = settings
+            .call_recording
+            .as_ref()
+            .and_then(|c| c.endpoint.as_ref());
+        if let Some((p, w)) = endpoint.and_then(|c| c.cell(dir, net)) {
+            layers.push(Layer {
+                source: format!("account {} endpoint {w}", a.id),
+                params: p.clone(),
+                legacy: false,
+            });
+        }
+    }
+    let user = match &party.user {
+        Some(u) => match &u.settings {
+            Some(s) => Some((&u.id, s.clone())),
+            None => return Err(unparsable("user", &u.id)),
+        },
+        None => None,
+    };
+    let device = match &party.device {
+        Some(d) => match &d.settings {
+            Some(s) => Some((&d.id, s.endpoint())),
+            None => return Err(unparsable("device", &d.id)),
+        },
+        None => None,
+    };
+    for (what, layer) in [("user", user), ("device", device)] {
+        let Some((id, s)) = layer else { continue };
+        if let Some((p, w, legacy)) = endpoint_layer(&s, dir, net) {
+            layers.push(Layer {
+                source: format!("{what} {id} {w}"),
+                params: p,
+                legacy,
+            });
+        }
+    }
+    Ok(layers)
+}
+
+/// The endpoint plan for one party: layers merged field by field, most specific last; or why
+/// there is none.
 fn endpoint_plan(
     account: Option<&Found<AccountSettings>>,
     party: &Party,
     dir: Direction,
     net: Network,
-) -> Option<PlannedRecording> {
+) -> Result<PlannedRecording, String> {
+    let layers = endpoint_layers(account, party, dir, net)?;
+    let Some(last) = layers.last() else {
+        return Err(format!(
+            "no record_call or call_recording cell for {} {} on the account's endpoint defaults, the user or the device",
+            dir.as_str(),
+            net.as_str()
+        ));
+    };
+    let why = last.source.clone();
     let mut merged = Params::default();
-    let mut decided_by = None;
     let mut legacy = false;
-    if let Some(a) = account {
-        let endpoint = a
-            .settings
-            .as_ref()?
-            .call_recording
-            .as_ref()
-            .and_then(|c| c.endpoint.as_ref());
-        if let Some((p, w)) = endpoint.and_then(|c| c.cell(dir, net)) {
-            merged.overlay(p);
-            decided_by = Some(format!("account {} endpoint {w}", a.id));
-        }
+    for l in &layers {
+        merged.overlay(&l.params);
+        legacy |= l.legacy;
     }
-    let user = match &party.user {
-        Some(u) => Some((&u.id, u.settings.clone()?)),
-        None => None,
-    };
-    let device = match &party.device {
-        Some(d) => Some((&d.id, d.settings.as_ref()?.endpoint())),
-        None => None,
-    };
-    for (what, layer) in [("user", user), ("device", device)] {
-        let Some((id, s)) = layer else { continue };
-        if let Some((p, w, is_legacy)) = endpoint_layer(&s, dir, net) {
-            merged.overlay(&p);
-            legacy |= is_legacy;
-            decided_by = Some(format!("{what} {id} {w}"));
-        }
+    match merged.resolve(legacy) {
+        Some(settings) => Ok(PlannedRecording::new(
+            settings,
+            format!("{why}: {} {} enabled", dir.as_str(), net.as_str()),
+        )),
+        None => Err(format!(
+            "merged settings are not enabled for {} {} (last set by {why})",
+            dir.as_str(),
+            net.as_str()
+        )),
     }
-    let why = decided_by?;
-    let settings = merged.resolve(legacy)?;
-    Some(PlannedRecording::new(
-        settings,
-        format!("{why}: {} {} enabled", dir.as_str(), net.as_str()),
-    ))
 }
 
 fn account_plan(
     account: &Found<AccountSettings>,
     dir: Direction,
     net: Network,
-) -> Option<PlannedRecording> {
-    let s = account.settings.as_ref()?;
+) -> Result<PlannedRecording, String> {
+    let Some(s) = account.settings.as_ref() else {
+        return Err(format!(
+            "account {} does not parse: nothing of it applies",
+            account.id
+        ));
+    };
     let wide = s.call_recording.as_ref().and_then(|c| c.account.as_ref());
     if let Some((p, w)) = wide.and_then(|c| c.cell(dir, net)) {
-        return Some(PlannedRecording::new(
-            p.resolve(false)?,
-            format!(
-                "account {} call_recording.account {w}: {} {} enabled",
-                account.id,
-                dir.as_str(),
-                net.as_str()
-            ),
-        ));
+        return match p.resolve(false) {
+            Some(settings) => Ok(PlannedRecording::new(
+                settings,
+                format!(
+                    "account {} call_recording.account {w}: {} {} enabled",
+                    account.id,
+                    dir.as_str(),
+                    net.as_str()
+                ),
+            )),
+            None => Err(format!("call_recording.account {w} is not enabled")),
+        };
     }
-    Some(PlannedRecording::new(
-        s.record_call.as_ref()?.resolve(true)?,
-        format!("account {} record_call: all calls", account.id),
-    ))
+    match &s.record_call {
+        Some(rc) => match rc.resolve(true) {
+            Some(settings) => Ok(PlannedRecording::new(
+                settings,
+                format!("account {} record_call: all calls", account.id),
+            )),
+            None => Err("record_call is not enabled".into()),
+        },
+        None => Err(format!(
+            "no call_recording.account cell for {} {} and no record_call",
+            dir.as_str(),
+            net.as_str()
+        )),
+    }
+}
+
+/// The decision, explained: the planned recordings (collapsed) and every rule looked at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explained {
+    pub recordings: Vec<PlannedRecording>,
+    pub considered: Vec<Considered>,
+    pub network: Network,
 }
 
 /// The planned recordings of a call: collapsed, each with its reason.
 pub fn plan(p: &Parties) -> Vec<PlannedRecording> {
+    explain(p).recordings
+}
+
+/// [`plan`], with why each rule matched or not.
+pub fn explain(p: &Parties) -> Explained {
     let net = if p.caller.known() && p.callee.known() {
         Network::Onnet
     } else {
         Network::Offnet
     };
     let mut plans = Vec::new();
-    if let Some(g) = &p.global {
-        plans.push(PlannedRecording::new(
-            g.clone(),
-            "config record_call: all calls",
-        ));
+    let mut considered = Vec::new();
+    let mut take = |rule: String, r: Result<PlannedRecording, String>| match r {
+        Ok(plan) => {
+            considered.push(Considered::new(rule, true, plan.reason.clone()));
+            plans.push(plan);
+        }
+        Err(why) => considered.push(Considered::new(rule, false, why)),
+    };
+    take(
+        "config record_call".into(),
+        match &p.global {
+            Some(g) => Ok(PlannedRecording::new(
+                g.clone(),
+                "config record_call: all calls",
+            )),
+            None => Err("no record_call in callrec's configuration".into()),
+        },
+    );
+    match &p.account {
+        Some(a) => {
+            let dir = if p.caller.known() {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            };
+            take(
+                format!("account {} account-wide", a.id),
+                account_plan(a, dir, net),
+            );
+        }
+        None => take(
+            "account-wide".into(),
+            Err(match &p.account_id {
+                Some(id) => format!("account {id} has no document"),
+                None => "no account identified".into(),
+            }),
+        ),
     }
-    if let Some(a) = &p.account {
-        let dir = if p.caller.known() {
-            Direction::Outbound
-        } else {
-            Direction::Inbound
-        };
-        plans.extend(account_plan(a, dir, net));
+    for (rule, party, dir) in [
+        ("caller endpoint", &p.caller, Direction::Outbound),
+        ("callee endpoint", &p.callee, Direction::Inbound),
+    ] {
+        take(
+            rule.into(),
+            if party.device.is_some() || party.user.is_some() {
+                endpoint_plan(p.account.as_ref(), party, dir, net)
+            } else {
+                Err("not identified as a device or user of the account".into())
+            },
+        );
     }
-    if p.caller.device.is_some() || p.caller.user.is_some() {
-        plans.extend(endpoint_plan(
-            p.account.as_ref(),
-            &p.caller,
-            Direction::Outbound,
-            net,
-        ));
+    Explained {
+        recordings: collapse(plans),
+        considered,
+        network: net,
     }
-    if p.callee.device.is_some() || p.callee.user.is_some() {
-        plans.extend(endpoint_plan(
-            p.account.as_ref(),
-            &p.callee,
-            Direction::Inbound,
-            net,
-        ));
+}
+
+/// One field of an endpoint's effective `record_call`, and the document it came from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EffectiveField {
+    pub field: String,
+    pub value: serde_json::Value,
+    /// The layer that set it (`device d-1 record_call`), or `default`.
+    pub source: String,
+}
+
+/// What a user's or device's calls get for one direction and network, field by field: the
+/// same merge [`plan`] applies (the console shows exactly what a call gets).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Effective {
+    pub direction: &'static str,
+    pub network: &'static str,
+    /// The endpoint merge records these calls.
+    pub records: bool,
+    /// Why not, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why_not: Option<String>,
+    pub fields: Vec<EffectiveField>,
+    /// The layers, least specific first.
+    pub layers: Vec<String>,
+}
+
+/// The effective endpoint settings of `party` for `dir`/`net`.
+pub fn effective(
+    account: Option<&Found<AccountSettings>>,
+    party: &Party,
+    dir: Direction,
+    net: Network,
+) -> Effective {
+    let (layers, problem) = match endpoint_layers(account, party, dir, net) {
+        Ok(l) => (l, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let legacy = layers.iter().any(|l| l.legacy);
+    let mut fields: Vec<EffectiveField> = Params::defaults(legacy)
+        .into_iter()
+        .map(|(name, value)| EffectiveField {
+            field: name.to_string(),
+            value,
+            source: "default".into(),
+        })
+        .collect();
+    let mut merged = Params::default();
+    for l in &layers {
+        merged.overlay(&l.params);
+        if let Ok(serde_json::Value::Object(set)) = serde_json::to_value(&l.params) {
+            for (k, v) in set {
+                if let Some(f) = fields.iter_mut().find(|f| f.field == k) {
+                    f.value = v;
+                    f.source = l.source.clone();
+                }
+            }
+        }
     }
-    collapse(plans)
+    let records = problem.is_none() && !layers.is_empty() && merged.resolve(legacy).is_some();
+    let why_not = match (problem, layers.is_empty(), records) {
+        (Some(p), _, _) => Some(p),
+        (None, true, _) => Some(format!(
+            "no record_call or call_recording cell for {} {}",
+            dir.as_str(),
+            net.as_str()
+        )),
+        (None, false, false) => Some("the merged settings are not enabled".into()),
+        _ => None,
+    };
+    Effective {
+        direction: dir.as_str(),
+        network: net.as_str(),
+        records,
+        why_not,
+        fields,
+        layers: layers.into_iter().map(|l| l.source).collect(),
+    }
 }
 
 /// Plans that make the same recording (where it goes aside) become one recording delivered
@@ -303,13 +514,13 @@ mod tests {
     }
 
     impl Case {
-        fn plan(self) -> Vec<PlannedRecording> {
+        fn parties(self) -> Parties {
             let mut dev = self.alice_device;
             crate::rules::documents::merge_patch(
                 &mut dev,
                 &json!({"owner_id": "u-alice", "sip": {"username": "alice"}}),
             );
-            let p = Parties {
+            Parties {
                 account_id: Some("acc".into()),
                 account: Some(Found::account(&doc(Kind::Account, "acc", self.account))),
                 caller: Party {
@@ -323,15 +534,100 @@ mod tests {
                     user: None,
                 },
                 global: None,
+                how: Default::default(),
                 callflow: None,
-            };
-            plan(&p)
+            }
+        }
+
+        fn plan(self) -> Vec<PlannedRecording> {
+            plan(&self.parties())
         }
     }
 
     #[test]
     fn row01_nothing_configured_records_nothing() {
         assert!(Case::default().plan().is_empty());
+    }
+
+    #[test]
+    fn every_rule_looked_at_says_why_it_matched_or_not() {
+        let e = explain(
+            &Case {
+                alice_user: json!({"record_call": {"format": "wav"}}),
+                alice_device: json!({"owner_id": "u-alice", "sip": {"username": "alice"}, "record_call": {"enabled": false}}),
+                ..Case::default()
+            }
+            .parties(),
+        );
+        let why: Vec<(&str, bool, &str)> = e
+            .considered
+            .iter()
+            .map(|c| (c.rule.as_str(), c.matched, c.why.as_str()))
+            .collect();
+        assert_eq!(
+            why,
+            [
+                ("config record_call", false, "no record_call in callrec's configuration"),
+                ("account acc account-wide", false, "no call_recording.account cell for outbound offnet and no record_call"),
+                ("caller endpoint", false, "merged settings are not enabled for outbound offnet (last set by device d-alice record_call)"),
+                ("callee endpoint", false, "not identified as a device or user of the account"),
+            ]
+        );
+        assert!(e.recordings.is_empty());
+        let e = explain(
+            &Case {
+                account: json!({"record_call": {}}),
+                ..Case::default()
+            }
+            .parties(),
+        );
+        assert_eq!(
+            (e.considered[1].matched, e.considered[1].why.as_str()),
+            (true, "account acc record_call: all calls")
+        );
+    }
+
+    #[test]
+    fn effective_settings_name_the_document_of_each_field() {
+        let p = Case {
+            account: json!({"call_recording": {"endpoint": {"any": {"any": {"enabled": true, "format": "wav", "time_limit": 600}}}}}),
+            alice_user: json!({"call_recording": {"outbound": {"any": {"time_limit": 300}}}}),
+            ..Case::default()
+        }
+        .parties();
+        let e = effective(
+            p.account.as_ref(),
+            &p.caller,
+            Direction::Outbound,
+            Network::Offnet,
+        );
+        assert!(e.records);
+        let field = |n: &str| {
+            let f = e.fields.iter().find(|f| f.field == n).unwrap();
+            (f.value.clone(), f.source.clone())
+        };
+        assert_eq!(
+            field("format"),
+            (json!("wav"), "account acc endpoint any any".into())
+        );
+        assert_eq!(
+            field("time_limit"),
+            (
+                json!(300),
+                "user u-alice call_recording outbound any".into()
+            )
+        );
+        assert_eq!(field("record_min_sec"), (json!(0), "default".into()));
+        // The same merge the plan makes.
+        let planned = plan(&p);
+        assert_eq!(planned[0].settings.time_limit, 300);
+        let e = effective(
+            p.account.as_ref(),
+            &p.caller,
+            Direction::Inbound,
+            Network::Onnet,
+        );
+        assert_eq!(e.layers, ["account acc endpoint any any"]);
     }
 
     #[test]

@@ -258,6 +258,29 @@ impl Params {
         })
     }
 
+    /// Each field's value when no layer sets it, in field order (what [`Params::resolve`]
+    /// fills in; `url` null is local storage, `record_sample_rate` null the channel's rate).
+    pub fn defaults(default_enabled: bool) -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            ("enabled", default_enabled.into()),
+            (
+                "format",
+                serde_json::to_value(AudioFormat::default()).unwrap_or_default(),
+            ),
+            ("record_min_sec", 0.into()),
+            ("record_on_answer", false.into()),
+            ("record_on_bridge", false.into()),
+            ("record_sample_rate", serde_json::Value::Null),
+            ("record_stereo", false.into()),
+            ("time_limit", DEFAULT_TIME_LIMIT.into()),
+            ("url", serde_json::Value::Null),
+            (
+                "method",
+                serde_json::to_value(UploadMethod::default()).unwrap_or_default(),
+            ),
+        ]
+    }
+
     /// Every URL of this layer (to mark who wrote them).
     pub fn urls_mut(&mut self) -> impl Iterator<Item = &mut Url> {
         self.url.iter_mut()

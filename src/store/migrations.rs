@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::StoreError;
 
-pub const CURRENT: i64 = 6;
+pub const CURRENT: i64 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE documents (
@@ -131,6 +131,41 @@ CREATE INDEX webhook_events_hook ON webhook_events (account_id, webhook_id, stat
 CREATE INDEX webhook_events_created ON webhook_events (created_us);
 ";
 
+/// Version 7: the console's questions. Every call's decision record and what became of its
+/// recordings ([`super::decisions`]); the recordings listing filtered by caller or callee stays
+/// indexed at a million rows.
+pub(super) const V7_DECISIONS: &str = "
+CREATE TABLE decisions (
+    id TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    account_id TEXT,
+    node TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    caller TEXT NOT NULL,
+    callee TEXT NOT NULL,
+    planned INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX decisions_call ON decisions (call_id, created_us);
+CREATE INDEX decisions_account ON decisions (account_id, created_us);
+CREATE INDEX decisions_created ON decisions (created_us);
+CREATE INDEX decisions_caller ON decisions (account_id, caller, created_us);
+CREATE INDEX decisions_callee ON decisions (account_id, callee, created_us);
+CREATE TABLE decision_outcomes (
+    call_id TEXT NOT NULL,
+    at_us INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    recording_id TEXT,
+    reason TEXT
+);
+CREATE INDEX decision_outcomes_call ON decision_outcomes (call_id, at_us);
+CREATE INDEX decision_outcomes_at ON decision_outcomes (at_us);
+CREATE INDEX recordings_caller
+    ON recordings (account_id, json_extract(meta, '$.caller_id_number'), created_us);
+CREATE INDEX recordings_callee
+    ON recordings (account_id, json_extract(meta, '$.callee_number'), created_us);
+";
+
 /// From the first release's tables (renamed to `*_v1`) into [`SCHEMA`].
 const FROM_V1: &str = "
 INSERT INTO documents (account_id, kind, id, rev, body, modified)
@@ -190,11 +225,14 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         if version < 5 {
             tx.execute_batch(V5_NODES)?;
         }
-        tx.execute_batch(V6_WEBHOOKS)?;
+        if version < 6 {
+            tx.execute_batch(V6_WEBHOOKS)?;
+        }
+        tx.execute_batch(V7_DECISIONS)?;
         tracing::info!(
             from_version = version,
             schema_version = CURRENT,
-            "store migrated: spool queries indexed; per-call document lookups indexed; recordings carry their node; webhook events queue"
+            "store migrated: spool queries indexed; per-call document lookups indexed; recordings carry their node; webhook events queue; decision records"
         );
     } else if has_table(&tx, "documents")? {
         let docs: i64 = tx.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
@@ -215,6 +253,7 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(V4_LOOKUPS)?;
         tx.execute_batch(V5_NODES)?;
         tx.execute_batch(V6_WEBHOOKS)?;
+        tx.execute_batch(V7_DECISIONS)?;
         tracing::info!(
             documents = docs,
             schema_version = CURRENT,
@@ -226,6 +265,7 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(V4_LOOKUPS)?;
         tx.execute_batch(V5_NODES)?;
         tx.execute_batch(V6_WEBHOOKS)?;
+        tx.execute_batch(V7_DECISIONS)?;
     }
     tx.pragma_update(None, "user_version", CURRENT)?;
     tx.commit()?;

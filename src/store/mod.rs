@@ -54,6 +54,7 @@ macro_rules! text_enum {
     };
 }
 
+pub mod decisions;
 pub mod documents;
 mod fallback;
 mod inspect;

@@ -41,6 +41,9 @@ metrics! {
     uploads_failed_total: "counter", "Deliveries that became failed (dead letter).";
     webhook_events_queued_total: "counter", "Webhook events written to the queue (one per subscribed webhook).";
     webhook_events_lost_total: "counter", "Webhook events dropped before reaching the queue (the in-memory buffer was full, or the store refused them).";
+    decisions_kept_total: "counter", "Decision records kept (one per call the planner decided on).";
+    decisions_lost_total: "counter", "Decision records dropped (the store refused them, or too many were held while it was unreachable).";
+    decisions_pruned_total: "counter", "Decision records removed by retention (age or row bound).";
     webhooks_sent_total: "counter", "Webhook events a receiver answered with a 2xx.";
     webhooks_retried_total: "counter", "Webhook attempts that failed and will be retried.";
     webhooks_failed_total: "counter", "Webhook events given up on (dead letter).";

@@ -19,7 +19,8 @@ fn rfc3339(us: u64) -> Option<String> {
         .ok()
 }
 
-/// The notice of `event` for `rec` (`None` when the call has no account: no webhook to tell).
+/// The notice of `event` for `rec` (without an account its `account_id` is empty: no webhook
+/// is told, but the call's decision record gets the outcome).
 /// `deliveries`: the destinations' states when known (else each is shown `pending`).
 pub fn notice(
     event: HookEvent,
@@ -28,7 +29,7 @@ pub fn notice(
     reason: Option<&str>,
     deliveries: Option<&[DeliveryRow]>,
 ) -> Option<Notice> {
-    let account_id = rec.call.account_id.clone().filter(|a| !a.is_empty())?;
+    let account_id = rec.call.account_id.clone().unwrap_or_default();
     let destinations: Vec<Value> = match deliveries {
         Some(ds) => ds
             .iter()

@@ -4,7 +4,7 @@
 use super::*;
 
 /// The schema version this callrec writes.
-pub(super) const CURRENT: i32 = 3;
+pub(super) const CURRENT: i32 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE documents (
@@ -74,6 +74,40 @@ CREATE TABLE IF NOT EXISTS nodes (
     api_url TEXT NOT NULL,
     seen_us BIGINT NOT NULL
 );
+";
+
+/// Version 4: decision records, their outcomes, and the listing by caller or callee
+/// (SQLite's version 7).
+const SCHEMA_V4: &str = "
+CREATE TABLE IF NOT EXISTS decisions (
+    id TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    account_id TEXT,
+    node TEXT NOT NULL,
+    created_us BIGINT NOT NULL,
+    caller TEXT NOT NULL,
+    callee TEXT NOT NULL,
+    planned INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_call ON decisions (call_id, created_us);
+CREATE INDEX IF NOT EXISTS decisions_account ON decisions (account_id, created_us);
+CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created_us);
+CREATE INDEX IF NOT EXISTS decisions_caller ON decisions (account_id, caller, created_us);
+CREATE INDEX IF NOT EXISTS decisions_callee ON decisions (account_id, callee, created_us);
+CREATE TABLE IF NOT EXISTS decision_outcomes (
+    call_id TEXT NOT NULL,
+    at_us BIGINT NOT NULL,
+    event TEXT NOT NULL,
+    recording_id TEXT,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS decision_outcomes_call ON decision_outcomes (call_id, at_us);
+CREATE INDEX IF NOT EXISTS decision_outcomes_at ON decision_outcomes (at_us);
+CREATE INDEX IF NOT EXISTS recordings_caller
+    ON recordings (account_id, ((meta::jsonb) ->> 'caller_id_number'), created_us);
+CREATE INDEX IF NOT EXISTS recordings_callee
+    ON recordings (account_id, ((meta::jsonb) ->> 'callee_number'), created_us);
 ";
 
 /// Version 3: the durable queue of webhook events (`store::webhooks`).
@@ -146,6 +180,14 @@ impl Pg {
                 tracing::info!(
                     schema_version = 3,
                     "database schema migrated: webhook events queue"
+                );
+            }
+            if version < 4 {
+                tx.batch_execute(SCHEMA_V4).await?;
+                cached_execute(&tx, "UPDATE callrec_schema SET version = 4", &[]).await?;
+                tracing::info!(
+                    schema_version = 4,
+                    "database schema migrated: decision records"
                 );
             }
             tx.commit().await?;

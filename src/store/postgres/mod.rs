@@ -25,6 +25,7 @@
 //! [`documents`], [`tokens`], [`recordings`] (spool, journal, deliveries, claims), [`webhooks`]
 //! (the webhook events' queue), [`retention`] (erasure and retention).
 
+mod decisions;
 mod documents;
 mod lock;
 mod migrations;

@@ -1,0 +1,153 @@
+//! Decision records on PostgreSQL: the same statements as SQLite's (`store::decisions`).
+
+use super::*;
+use crate::store::decisions::{DecisionFilter, DecisionRow, NewDecision, Outcome};
+
+fn decision_row(r: &Row) -> Result<DecisionRow, StoreError> {
+    let body: String = r.get(8);
+    Ok(DecisionRow {
+        id: r.get(0),
+        call_id: r.get(1),
+        account_id: r.get(2),
+        node: r.get(3),
+        created_us: r.get::<_, i64>(4) as u64,
+        caller: r.get(5),
+        callee: r.get(6),
+        planned: r.get::<_, i32>(7) as u32,
+        body: serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("decision body: {e}")))?,
+    })
+}
+
+impl Pg {
+    pub(in crate::store) fn add_decisions(
+        &self,
+        node: &str,
+        rows: &[NewDecision],
+    ) -> Result<(), StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            for d in rows {
+                cached_execute(
+                    &tx,
+                    "INSERT INTO decisions
+                     (id, call_id, account_id, node, created_us, caller, callee, planned, body)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+                    &[
+                        &d.id,
+                        &d.call_id,
+                        &d.account_id,
+                        &node,
+                        &(d.created_us as i64),
+                        &d.caller,
+                        &d.callee,
+                        &(d.planned as i32),
+                        &d.body,
+                    ],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub(in crate::store) fn add_outcomes(&self, rows: &[Outcome]) -> Result<(), StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            for o in rows {
+                cached_execute(
+                    &tx,
+                    "INSERT INTO decision_outcomes (call_id, at_us, event, recording_id, reason)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &o.call_id,
+                        &(o.at_us as i64),
+                        &o.event,
+                        &o.recording_id,
+                        &o.reason,
+                    ],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub(in crate::store) fn decisions(
+        &self,
+        f: &DecisionFilter,
+    ) -> Result<Vec<DecisionRow>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let (sql, values) = f.sql(|n| format!("${n}"));
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                values.iter().map(|v| v as _).collect();
+            let rows = cached_query(&c, &sql, &params).await?;
+            rows.iter().map(decision_row).collect()
+        })
+    }
+
+    pub(in crate::store) fn outcomes(&self, call_id: &str) -> Result<Vec<Outcome>, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let rows = cached_query(
+                &c,
+                "SELECT call_id, at_us, event, recording_id, reason FROM decision_outcomes
+                 WHERE call_id = $1 ORDER BY at_us, ctid",
+                &[&call_id],
+            )
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| Outcome {
+                    call_id: r.get(0),
+                    at_us: r.get::<_, i64>(1) as u64,
+                    event: r.get(2),
+                    recording_id: r.get(3),
+                    reason: r.get(4),
+                })
+                .collect())
+        })
+    }
+
+    pub(in crate::store) fn prune_decisions(
+        &self,
+        before_us: i64,
+        keep_rows: i64,
+        batch: i64,
+    ) -> Result<usize, StoreError> {
+        self.run(async {
+            let c = self.client().await?;
+            let bound: Option<i64> = cached_query_opt(
+                &c,
+                "SELECT created_us FROM decisions ORDER BY created_us DESC LIMIT 1 OFFSET $1",
+                &[&keep_rows],
+            )
+            .await?
+            .map(|r| r.get(0));
+            let cutoff = match bound {
+                Some(b) => before_us.max(b + 1),
+                None => before_us,
+            };
+            let n = cached_execute(
+                &c,
+                "DELETE FROM decisions WHERE id IN
+                 (SELECT id FROM decisions WHERE created_us < $1 ORDER BY created_us LIMIT $2)",
+                &[&cutoff, &batch],
+            )
+            .await?;
+            cached_execute(
+                &c,
+                "DELETE FROM decision_outcomes WHERE ctid IN
+                 (SELECT ctid FROM decision_outcomes WHERE at_us < $1 ORDER BY at_us LIMIT $2)",
+                &[&cutoff, &(batch * 4)],
+            )
+            .await?;
+            Ok(n as usize)
+        })
+    }
+}
