@@ -94,6 +94,8 @@ fn retention_bench(rows: usize) {
         pause: Duration::from_millis(10),
         every: Duration::from_secs(3600),
         recordings_dir: dir.join("recordings"),
+        decision_days: 30,
+        decision_max_rows: 1_000_000,
     };
     let done = Arc::new(AtomicBool::new(false));
     // As `callrec serve` runs it: on a connection of its own.

@@ -384,6 +384,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             readiness: Some(readiness.clone()),
             live: Some(live.clone()),
             policy: config.destination_policy,
+            links: Default::default(),
         },
         api_stop.clone(),
     ));

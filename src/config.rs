@@ -72,6 +72,10 @@ pub struct Config {
     pub retention_days: u32,
     /// Between retention passes.
     pub retention_every_s: u64,
+    /// Calls' decision records (why each call was or was not recorded) are kept this many days.
+    pub decision_retention_days: u32,
+    /// At most this many decision records are kept (the oldest go first).
+    pub decision_max_rows: u64,
     /// Webhooks sent to at once (each by one task, one event at a time).
     pub webhook_concurrency: usize,
     /// How long one webhook attempt may take (connect, send, answer).
@@ -157,6 +161,8 @@ impl Default for Config {
             keep_local_after_upload: false,
             retention_days: 0,
             retention_every_s: 3600,
+            decision_retention_days: 30,
+            decision_max_rows: 1_000_000,
             webhook_concurrency: 16,
             webhook_timeout_ms: 10_000,
             bridge_profile: "external".into(),
@@ -290,6 +296,8 @@ impl Config {
             "keep_local_after_upload",
             "retention_days",
             "retention_every_s",
+            "decision_retention_days",
+            "decision_max_rows",
             "webhook_concurrency",
             "webhook_timeout_ms",
             "bridge_profile",
@@ -365,6 +373,12 @@ impl Config {
         }
         if self.retention_days > crate::settings::model::RETENTION_DAYS_RANGE.1 {
             return bad("retention_days must be 0 (keep for ever) to 36500");
+        }
+        if !(1..=3650).contains(&self.decision_retention_days) {
+            return bad("decision_retention_days must be 1 to 3650");
+        }
+        if self.decision_max_rows < 1000 {
+            return bad("decision_max_rows must be at least 1000");
         }
         if let Some(u) = &self.api_url {
             let ok = reqwest::Url::parse(u)
@@ -446,6 +460,8 @@ impl Config {
             pause: Duration::from_millis(10),
             every: Duration::from_secs(self.retention_every_s.max(1)),
             recordings_dir: self.data_dir.join("recordings"),
+            decision_days: self.decision_retention_days,
+            decision_max_rows: self.decision_max_rows,
         }
     }
 

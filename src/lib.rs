@@ -10,7 +10,10 @@
 //! - [`recorder`]: recordings of a call, their `uuid_record` commands and files;
 //! - [`store`]: the embedded SQLite store, the only place that speaks SQL;
 //! - [`uploader`]: delivery of finished recordings (durable spool, HTTP PUT/POST, local store);
-//! - [`hooks`]: webhooks (notices queued in the store, signed POSTs to each account's receivers);
+//! - [`hooks`]: webhooks and the decision log: notices queued in the store, signed POSTs to each
+//!   account's receivers; each call's "why (not) recorded", kept off the call's path;
+//! - [`media`]: reading a kept recording's audio (the console's waveform);
+//! - [`admin`]: the HTTP API and the operators' console (`/ui/`);
 //! - [`net`]: what outgoing HTTP shares (the retry schedule, the connect-time destination
 //!   guard, credentials in URLs);
 //! - [`settings`]: the typed settings model (documents, recording parameters, flows,
@@ -36,6 +39,7 @@ pub mod config;
 pub mod connection;
 pub mod hooks;
 pub mod inbound;
+pub mod media;
 pub mod net;
 pub mod outbound;
 pub mod recorder;

@@ -225,6 +225,8 @@ fn config(dir: &Path, days: Option<u32>) -> RetentionConfig {
         batch: 2,
         pause: Duration::ZERO,
         every: Duration::from_secs(3600),
+        decision_days: 30,
+        decision_max_rows: 1_000_000,
         recordings_dir: dir.join("recordings"),
     }
 }

@@ -84,6 +84,16 @@ pub fn success(status: StatusCode, data: Value, revision: Option<String>) -> Res
     success_with_warning(status, data, revision, None)
 }
 
+/// A page of a listing: `next_start_key` (absent on the last page) asks for the next one as
+/// `?start_key=…` (Kazoo's paging).
+pub fn success_paged(data: Value, next_start_key: Option<String>) -> Response {
+    let mut body = json!({"data": data, "request_id": request_id(), "status": "success"});
+    if let Some(k) = next_start_key {
+        body["next_start_key"] = Value::String(k);
+    }
+    (StatusCode::OK, Json(body)).into_response()
+}
+
 /// A success that also carries a `warning` (a stored document that no longer parses).
 pub fn success_with_warning(
     status: StatusCode,

@@ -32,7 +32,8 @@ fn raw_token(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-fn token_id(headers: &HeaderMap) -> String {
+/// The id of the request's token (never the token): what audit lines name.
+pub(super) fn token_id(headers: &HeaderMap) -> String {
     crate::store::tokens::token_id(&raw_token(headers))
 }
 

@@ -83,16 +83,7 @@ pub(super) async fn authorize(
     headers: &HeaderMap,
     account_id: Option<&str>,
 ) -> Result<Scope, ApiError> {
-    let token = headers
-        .get("x-auth-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing X-Auth-Token"))?
-        .to_string();
-    let scope = blocking(&state.store, move |s| s.verify_token(&token))
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid credentials"))?;
+    let scope = token_scope(state, headers).await?;
     match (&scope, account_id) {
         (Scope::Admin, _) => Ok(scope),
         (Scope::Account(a), Some(path)) if a == path => Ok(scope),
@@ -105,6 +96,20 @@ pub(super) async fn authorize(
             "this needs an admin token",
         )),
     }
+}
+
+/// What `X-Auth-Token` gives access to (401 without a valid one).
+pub(super) async fn token_scope(state: &ApiState, headers: &HeaderMap) -> Result<Scope, ApiError> {
+    let token = headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing X-Auth-Token"))?
+        .to_string();
+    blocking(&state.store, move |s| s.verify_token(&token))
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid credentials"))
 }
 
 /// What `If-Match` asks for. A value that is not a revision can never match (409).
@@ -527,9 +532,35 @@ pub struct RecordingQuery {
     /// Only the recordings on this node (every node's by default).
     pub node: Option<String>,
     pub call_id: Option<String>,
+    /// The caller's or the callee's number.
+    pub party: Option<String>,
     pub since: Option<u64>,
     pub until: Option<u64>,
     pub limit: Option<u32>,
+    /// A previous page's `next_start_key`.
+    pub start_key: Option<String>,
+}
+
+/// A page key: `<created_us>.<id>` of the last row shown.
+pub(super) fn page_key(created_us: u64, id: &str) -> String {
+    format!("{created_us}.{id}")
+}
+
+/// Reads a page key; 400 for anything that is not one.
+pub(super) fn parse_page_key(k: &str) -> Result<(u64, String), ApiError> {
+    k.split_once('.')
+        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_string())))
+        .filter(|(_, id)| !id.is_empty())
+        .ok_or_else(|| ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: "invalid query".into(),
+            data: json!({"start_key": {"message": "must be a next_start_key this API returned"}}),
+        })
+}
+
+/// An optional text filter: empty means unset.
+pub(super) fn given(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
 pub async fn list_recordings(
@@ -539,26 +570,37 @@ pub async fn list_recordings(
     headers: HeaderMap,
 ) -> ApiResult {
     authorize(&state, &headers, Some(&account_id)).await?;
-    let wanted = match q.state.as_deref() {
+    let wanted = match given(q.state) {
         None => None,
-        Some(s) => Some(RecordingState::parse(s).ok_or_else(|| ApiError {
+        Some(s) => Some(RecordingState::parse(&s).ok_or_else(|| ApiError {
             status: StatusCode::BAD_REQUEST,
             message: "invalid query".into(),
-            data: json!({"state": {"message": "must be pending, uploading, delivered, failed or stored"}}),
+            data: json!({"state": {"message": "must be recording, pending, uploading, delivered, failed or stored"}}),
         })?),
     };
+    let after = given(q.start_key).map(|k| parse_page_key(&k)).transpose()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let f = spool::Filter {
-        node: q.node,
+        node: given(q.node),
         state: wanted,
         account_id: Some(account_id),
-        call_id: q.call_id,
-        since_us: q.since.map(|s| s * 1_000_000),
-        until_us: q.until.map(|s| s * 1_000_000),
-        limit: Some(q.limit.unwrap_or(100).min(1000)),
+        call_id: given(q.call_id),
+        party: given(q.party),
+        since_us: q.since.map(|s| s.saturating_mul(1_000_000)),
+        until_us: q.until.map(|s| s.saturating_mul(1_000_000)),
+        limit: Some(limit),
+        after,
     };
     let items = blocking(&state.store, move |s| spool::list(s, &f)).await?;
+    let next = (items.len() == limit as usize)
+        .then(|| {
+            items
+                .last()
+                .map(|i| page_key(i.created_us, &i.meta.recording_id))
+        })
+        .flatten();
     let data = serde_json::to_value(items).unwrap_or(Value::Null);
-    Ok(success(StatusCode::OK, data, None))
+    Ok(super::envelope::success_paged(data, next))
 }
 
 pub async fn get_recording(

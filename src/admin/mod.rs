@@ -17,15 +17,18 @@
 //!
 //! Invariants: nothing is stored that fails validation; tokens are never logged.
 
+pub mod console;
 pub mod control;
 pub mod envelope;
 pub mod erasure;
 pub mod handlers;
+pub mod links;
+pub mod ui;
 pub mod webhooks;
 
 use std::net::SocketAddr;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +43,8 @@ pub struct ApiState {
     pub live: Option<std::sync::Arc<crate::outbound::live::LiveCalls>>,
     /// Where written URLs may lead, checked on save.
     pub policy: crate::settings::policy::DestinationPolicy,
+    /// Signs the console's short-lived audio links (random per process).
+    pub links: links::LinkKey,
 }
 
 /// The state `/readyz` reports on.
@@ -77,6 +82,33 @@ pub fn router(state: ApiState) -> Router {
             "/v2/accounts/{account_id}/channels",
             get(control::list_channels),
         )
+        .route("/v2/accounts", get(console::list_accounts))
+        .route("/v2/accounts/{account_id}/calls", get(console::list_calls))
+        .route(
+            "/v2/accounts/{account_id}/calls/{call_id}/decision",
+            get(console::get_decision),
+        )
+        .route(
+            "/v2/accounts/{account_id}/recordings/{id}/retry",
+            post(console::retry_recording),
+        )
+        .route(
+            "/v2/accounts/{account_id}/recordings/{id}/waveform",
+            get(console::waveform),
+        )
+        .route(
+            "/v2/accounts/{account_id}/recordings/{id}/link",
+            post(links::make_link),
+        )
+        .route(
+            "/v2/accounts/{account_id}/recordings/{id}/audio",
+            get(links::audio),
+        )
+        .route(
+            "/v2/accounts/{account_id}/{collection}/{id}/effective_record_call",
+            get(console::effective_record_call),
+        )
+        .merge(ui::router())
         .route(
             "/v2/accounts/{account_id}/{collection}",
             get(handlers::list_docs).post(handlers::create_doc),

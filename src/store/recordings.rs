@@ -119,6 +119,10 @@ pub struct Filter {
     pub since_us: Option<u64>,
     pub until_us: Option<u64>,
     pub limit: Option<u32>,
+    /// The caller's or the callee's number (`caller_id_number`, `callee_number`).
+    pub party: Option<String>,
+    /// The page after this `(created_us, id)` (newest first).
+    pub after: Option<(u64, String)>,
 }
 
 /// One value bound to a listing's placeholder.
@@ -137,35 +141,96 @@ impl rusqlite::ToSql for Bound {
     }
 }
 
+/// Which SQL a statement is spelled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    /// A top-level text field of the recording's metadata, as the party indexes spell it.
+    fn meta_field(self, field: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract(meta, '$.{field}')"),
+            Dialect::Postgres => format!("((meta::jsonb) ->> '{field}')"),
+        }
+    }
+}
+
 impl Filter {
     /// The listing's statement with only the conditions this filter sets (a condition written
     /// as `(? IS NULL OR col = ?)` hides the column from the planner, which then walks the
     /// newest-first index past every other account's rows), and the values for its
-    /// placeholders, spelled by `ph(n)` (`?n` for SQLite, `$n` for PostgreSQL).
-    pub(super) fn sql(&self, ph: impl Fn(usize) -> String) -> (String, Vec<Bound>) {
+    /// placeholders.
+    pub(super) fn sql(&self, d: Dialect) -> (String, Vec<Bound>) {
         let mut values = Vec::new();
-        let mut conds = Vec::new();
-        let mut bind = |cond: &str, v: Bound, values: &mut Vec<Bound>| {
+        let mut conds: Vec<String> = Vec::new();
+        let next = |v: Bound, values: &mut Vec<Bound>| {
             values.push(v);
-            conds.push(cond.replace('#', &ph(values.len())));
+            d.placeholder(values.len())
         };
         if let Some(s) = self.state {
-            bind("state = #", Bound::Text(s.as_str().into()), &mut values);
+            let p = next(Bound::Text(s.as_str().into()), &mut values);
+            conds.push(format!("state = {p}"));
         }
-        if let Some(a) = &self.account_id {
-            bind("account_id = #", Bound::Text(a.clone()), &mut values);
+        match (&self.party, &self.account_id) {
+            (Some(party), Some(a)) => {
+                // Each branch names the account: one range of a party index each.
+                let branch = |field: &str, values: &mut Vec<Bound>| {
+                    let pa = next(Bound::Text(a.clone()), values);
+                    let pp = next(Bound::Text(party.clone()), values);
+                    format!("(account_id = {pa} AND {} = {pp})", d.meta_field(field))
+                };
+                let caller = branch("caller_id_number", &mut values);
+                let callee = branch("callee_number", &mut values);
+                conds.push(format!("({caller} OR {callee})"));
+            }
+            (Some(party), None) => {
+                let p1 = next(Bound::Text(party.clone()), &mut values);
+                let p2 = next(Bound::Text(party.clone()), &mut values);
+                conds.push(format!(
+                    "({} = {p1} OR {} = {p2})",
+                    d.meta_field("caller_id_number"),
+                    d.meta_field("callee_number")
+                ));
+            }
+            (None, Some(a)) => {
+                let p = next(Bound::Text(a.clone()), &mut values);
+                conds.push(format!("account_id = {p}"));
+            }
+            (None, None) => {}
         }
         if let Some(c) = &self.call_id {
-            bind("call_id = #", Bound::Text(c.clone()), &mut values);
+            let p = next(Bound::Text(c.clone()), &mut values);
+            conds.push(format!("call_id = {p}"));
         }
         if let Some(v) = self.since_us {
-            bind("created_us >= #", Bound::Int(v as i64), &mut values);
+            let p = next(Bound::Int(v as i64), &mut values);
+            conds.push(format!("created_us >= {p}"));
         }
         if let Some(v) = self.until_us {
-            bind("created_us < #", Bound::Int(v as i64), &mut values);
+            let p = next(Bound::Int(v as i64), &mut values);
+            conds.push(format!("created_us < {p}"));
         }
         if let Some(n) = &self.node {
-            bind("node = #", Bound::Text(n.clone()), &mut values);
+            let p = next(Bound::Text(n.clone()), &mut values);
+            conds.push(format!("node = {p}"));
+        }
+        if let Some((at, id)) = &self.after {
+            let p1 = next(Bound::Int(*at as i64), &mut values);
+            let p2 = next(Bound::Int(*at as i64), &mut values);
+            let p3 = next(Bound::Text(id.clone()), &mut values);
+            conds.push(format!(
+                "(created_us < {p1} OR (created_us = {p2} AND id < {p3}))"
+            ));
         }
         let mut sql =
             String::from("SELECT id, node, state, created_us, updated_us, meta FROM recordings");
@@ -173,11 +238,11 @@ impl Filter {
             sql.push_str(" WHERE ");
             sql.push_str(&conds.join(" AND "));
         }
-        values.push(Bound::Int(i64::from(self.limit.unwrap_or(1000))));
-        sql.push_str(&format!(
-            " ORDER BY created_us DESC LIMIT {}",
-            ph(values.len())
-        ));
+        let p = next(
+            Bound::Int(i64::from(self.limit.unwrap_or(1000))),
+            &mut values,
+        );
+        sql.push_str(&format!(" ORDER BY created_us DESC, id DESC LIMIT {p}"));
         (sql, values)
     }
 }
@@ -708,7 +773,7 @@ impl Store {
         let raw = match &self.pg {
             Some(pg) => pg.recordings(f)?,
             None => self.with(|c| {
-                let (sql, values) = f.sql(|n| format!("?{n}"));
+                let (sql, values) = f.sql(Dialect::Sqlite);
                 let mut st = c.prepare_cached(&sql)?;
                 let mut rows = st.query(rusqlite::params_from_iter(values.iter()))?;
                 let mut out = Vec::new();

@@ -40,6 +40,10 @@ pub struct RetentionConfig {
     pub every: Duration,
     /// `<data_dir>/recordings`: where the per-account bytes are counted.
     pub recordings_dir: PathBuf,
+    /// `decision_retention_days`: calls' decision records older than this go.
+    pub decision_days: u32,
+    /// `decision_max_rows`: and beyond this many, the oldest go.
+    pub decision_max_rows: u64,
 }
 
 /// The files of one recording removed: how many and how many bytes.
@@ -115,6 +119,8 @@ pub struct PassReport {
     pub erased: usize,
     pub bytes: u64,
     pub batches: usize,
+    /// Decision records removed.
+    pub decisions: usize,
 }
 
 /// One retention pass at `now_us`. Blocking.
@@ -160,7 +166,35 @@ pub fn pass(store: &Store, cfg: &RetentionConfig, now_us: u64) -> Result<PassRep
         }
     }
     metrics::set_local_bytes(local_bytes(&cfg.recordings_dir));
+    report.decisions = prune_decisions(store, cfg, now_us)?;
     Ok(report)
+}
+
+/// Removes decision records past `decision_days` or beyond `decision_max_rows`, in batches of
+/// 500 with the pass's pause between them, one log line per pass that removed any.
+fn prune_decisions(store: &Store, cfg: &RetentionConfig, now_us: u64) -> Result<usize, StoreError> {
+    let before = now_us.saturating_sub(u64::from(cfg.decision_days) * DAY_US);
+    let mut total = 0;
+    loop {
+        let n = store.prune_decisions(before, cfg.decision_max_rows, 500)?;
+        total += n;
+        for _ in 0..n {
+            metrics::inc(&METRICS.decisions_pruned_total);
+        }
+        if n < 500 {
+            break;
+        }
+        std::thread::sleep(cfg.pause);
+    }
+    if total > 0 {
+        info!(
+            removed = total,
+            days = cfg.decision_days,
+            max_rows = cfg.decision_max_rows,
+            "retention: decision records past their time or beyond the row bound removed"
+        );
+    }
+    Ok(total)
 }
 
 /// Bytes of files under each account directory of `dir`.

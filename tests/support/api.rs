@@ -33,6 +33,7 @@ pub async fn start_with(live: Option<std::sync::Arc<callrec::outbound::live::Liv
             readiness: None,
             live,
             policy: Default::default(),
+            links: Default::default(),
         },
         CancellationToken::new(),
     ));

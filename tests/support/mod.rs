@@ -92,6 +92,7 @@ pub fn fingerprint(f: &Frame) -> (u64, Vec<(String, String)>, Vec<u8>) {
     )
 }
 pub mod api;
+pub mod browser;
 pub mod follow;
 pub mod harness;
 pub mod nginx;
