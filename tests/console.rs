@@ -563,8 +563,10 @@ async fn console_in_a_browser() {
     let c = &browser.client;
     // Sign in.
     c.goto(&base).await.unwrap();
-    browser.fill("#token", &lab.admin).await;
-    browser.click("#signin-form button[type=submit]").await;
+    // By keyboard: the token, then Enter.
+    browser
+        .fill("#token", &format!("{}\u{E007}", lab.admin))
+        .await;
     browser.wait_text("#recordings tbody", "1001").await;
     assert!(
         !c.current_url().await.unwrap().as_str().contains(&lab.admin),
@@ -576,6 +578,25 @@ async fn console_in_a_browser() {
     assert_eq!(stored, json!(lab.admin), "kept in session storage");
     let rows = browser.count("#recordings tbody tr").await;
     assert_eq!(rows, 2);
+    // Every control has a label a screen reader reads; times carry UTC on hover.
+    let unlabelled = browser
+        .eval(
+            "return [...document.querySelectorAll('input, select')].filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.name || e.id)",
+            vec![],
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]));
+    assert!(browser.count("#recordings time[title$='UTC']").await >= 2);
+    // On a phone: the page itself never scrolls sideways (tables scroll in their box).
+    browser.client.set_window_size(390, 844).await.unwrap();
+    let overflow = browser
+        .eval(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await;
+    assert_eq!(overflow, json!(0), "no sideways scrolling at 390 px");
+    browser.client.set_window_size(1280, 900).await.unwrap();
     browser
         .screenshot("docs/screenshots/console-recordings.png")
         .await;
@@ -632,6 +653,43 @@ async fn console_in_a_browser() {
             "no call_recording.account cell for inbound offnet",
         )
         .await;
+
+    // Live: a call in progress, paused and resumed from the page.
+    let call = callrec_sim::dial(
+        format!("127.0.0.1:{}", lab.node.listen).parse().unwrap(),
+        CallSpec::new("1001", "15550002222")
+            .auth_username("alice")
+            .var("callrec_account_id", "acc"),
+    )
+    .await
+    .unwrap();
+    call.wait_for_command("sendmsg").await;
+    call.answer();
+    call.wait_for_commands("api uuid_record", 2).await;
+    c.goto(&format!("{base}#/live")).await.unwrap();
+    browser.wait_text("#live", "15550002222").await;
+    browser.click("#live button").await;
+    browser.wait_text("#live", "paused").await;
+    browser.wait_present("#live button").await;
+    browser
+        .until("both recordings to offer Pause or Resume", async || {
+            (browser.count("#live button").await == 2).then_some(())
+        })
+        .await;
+    browser.click("#live button").await;
+    browser
+        .until("no recording paused any more", async || {
+            let t = browser
+                .client
+                .find(fantoccini::Locator::Css("#live"))
+                .await
+                .ok()?;
+            let text = t.text().await.ok()?;
+            (!text.contains("paused")).then_some(())
+        })
+        .await;
+    call.hangup("NORMAL_CLEARING");
+    call.closed().await;
 
     // An account token sees its account only.
     browser.click("#signout").await;

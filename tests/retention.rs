@@ -308,3 +308,43 @@ async fn the_account_field_is_validated() {
         .await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[test]
+fn the_pass_prunes_decision_records_by_age_and_by_the_row_bound() {
+    use callrec::store::decisions::NewDecision;
+    const DAY: u64 = 86_400_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = callrec::store::now_us();
+    let d = |i: u64, age_days: u64| NewDecision {
+        id: format!("d{i}"),
+        call_id: format!("c{i}"),
+        account_id: Some("acc".into()),
+        created_us: now - age_days * DAY - i,
+        caller: "1".into(),
+        callee: "2".into(),
+        planned: 0,
+        body: "{}".into(),
+    };
+    // Two past 30 days, 1,200 within them.
+    let mut rows = vec![d(0, 31), d(1, 45)];
+    rows.extend((2..1202).map(|i| d(i, 1)));
+    store.add_decisions(&rows).unwrap();
+    let mut cfg = config(dir.path(), None);
+    let r = retention::pass(&store, &cfg, now).unwrap();
+    assert_eq!(r.decisions, 2, "only the two past decision_retention_days");
+    assert!(store.decision_of_call(None, "c0").unwrap().is_none());
+    assert!(store.decision_of_call(None, "c2").unwrap().is_some());
+    // The row bound: the oldest beyond it go, the newest stay.
+    cfg.decision_max_rows = 1000;
+    let r = retention::pass(&store, &cfg, now).unwrap();
+    assert_eq!(r.decisions, 200);
+    assert!(
+        store.decision_of_call(None, "c2").unwrap().is_some(),
+        "the newest stay"
+    );
+    assert!(
+        store.decision_of_call(None, "c1201").unwrap().is_none(),
+        "the oldest go"
+    );
+}

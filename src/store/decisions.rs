@@ -104,7 +104,14 @@ impl DecisionFilter {
             }
         } else if let Some(a) = &self.account_id {
             let a = next(Bound::Text(a.clone()), &mut values);
-            conds.push(format!("account_id = {a}"));
+            // With a call id, the call's index: a unary `+` keeps SQLite from taking the
+            // account's (and walking the account); harmless on PostgreSQL.
+            let col = if self.call_id.is_some() {
+                "+account_id"
+            } else {
+                "account_id"
+            };
+            conds.push(format!("{col} = {a}"));
         }
         if let Some(c) = &self.call_id {
             let c = next(Bound::Text(c.clone()), &mut values);

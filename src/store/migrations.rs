@@ -160,6 +160,7 @@ CREATE TABLE decision_outcomes (
 );
 CREATE INDEX decision_outcomes_call ON decision_outcomes (call_id, at_us);
 CREATE INDEX decision_outcomes_at ON decision_outcomes (at_us);
+CREATE INDEX recordings_account_state ON recordings (account_id, state, created_us);
 CREATE INDEX recordings_caller
     ON recordings (account_id, json_extract(meta, '$.caller_id_number'), created_us);
 CREATE INDEX recordings_callee

@@ -204,7 +204,14 @@ impl Filter {
             }
             (None, Some(a)) => {
                 let p = next(Bound::Text(a.clone()), &mut values);
-                conds.push(format!("account_id = {p}"));
+                // With a call id the call's index is the one to take: SQLite would take the
+                // account's (it gives the order) and walk every row of the account. A unary `+`
+                // takes a term out of SQLite's index choice (PostgreSQL has statistics).
+                let col = match (d, &self.call_id) {
+                    (Dialect::Sqlite, Some(_)) => "+account_id",
+                    _ => "account_id",
+                };
+                conds.push(format!("{col} = {p}"));
             }
             (None, None) => {}
         }

@@ -1,7 +1,8 @@
 //! Stores made on purpose, for the test suite, the benchmarks and upgrade checks: a new
 //! PostgreSQL database beside an administrative URL (and dropping it), a SQLite file as the
 //! first release wrote it, and the unindexed document lookups of schema version 3, which the
-//! benchmarks measure the indexed ones against. Like the rest of `store`, the only place their
+//! benchmarks measure the indexed ones against, and a console-shaped month of recordings and
+//! decision records (`console_rows`). Like the rest of `store`, the only place their
 //! SQL lives; a running callrec never calls them.
 //!
 //! Invariants: a database name is checked (`[a-z0-9_]`, at most 63 bytes) before it reaches a
@@ -169,6 +170,92 @@ impl Unindexed {
         )?;
         Ok(n.max(0) as u64)
     }
+}
+
+/// Adds `n` recordings and `n` decision records on `node` to the SQLite file of `data_dir`,
+/// shaped like a site's month: 10 accounts (`acc-0` holds 90% of the rows), callers from
+/// 10,000 numbers (`+1555000xxxx`), callees from 1,000 (`1xxx`), created over 30 days before
+/// now (newest last), 80% `stored`, 15% `delivered`, 5% `failed`. Each recording's metadata is
+/// `meta` with its ids, numbers and path set; each decision's body is a small record. One
+/// transaction: what the console's benchmark lists from.
+pub fn console_rows(
+    data_dir: &Path,
+    node: &str,
+    n: usize,
+    meta: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let mut c = Connection::open(data_dir.join("callrec.db"))?;
+    let tx = c.transaction()?;
+    {
+        let mut rec = tx.prepare(
+            "INSERT INTO recordings (id, node, account_id, call_id, file_path, state, meta,
+                                     created_us, updated_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        )?;
+        let mut dec = tx.prepare(
+            "INSERT INTO decisions (id, call_id, account_id, node, created_us, caller, callee,
+                                    planned, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let now = super::now_us() as i64;
+        let span: i64 = 30 * 86_400 * 1_000_000;
+        let mut m = meta.clone();
+        for i in 0..n {
+            // A cheap, fixed scramble: the same rows every run.
+            let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
+            let account = if h.is_multiple_of(10) {
+                format!("acc-{}", 1 + (h / 10) % 9)
+            } else {
+                "acc-0".to_string()
+            };
+            let caller = format!("+1555000{:04}", h % 10_000);
+            let callee = format!("1{:03}", (h / 7) % 1000);
+            let state = match (h >> 8) % 20 {
+                0 => "failed",
+                1..=3 => "delivered",
+                _ => "stored",
+            };
+            let at = now - span + (i as i64) * span / (n.max(1) as i64);
+            let id = format!("rec-{i:07}");
+            let call = format!("call-{i:07}");
+            let path = format!("/nowhere/{id}.wav");
+            for (k, v) in [
+                ("recording_id", &id),
+                ("call_id", &call),
+                ("file_path", &path),
+                ("caller_id_number", &caller),
+                ("callee_number", &callee),
+                ("account_id", &account),
+            ] {
+                m[k] = serde_json::Value::String(v.clone());
+            }
+            rec.execute(params![
+                id,
+                node,
+                account,
+                call,
+                path,
+                state,
+                m.to_string(),
+                at
+            ])?;
+            let body = serde_json::json!({"call_id": call, "caller": {"number": caller},
+                "callee": {"number": callee}, "rules": [], "planned": []});
+            dec.execute(params![
+                format!("d-{i:07}"),
+                call,
+                account,
+                node,
+                at,
+                caller,
+                callee,
+                i64::from(!h.is_multiple_of(3)),
+                body.to_string()
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 #[cfg(test)]
