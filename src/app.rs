@@ -345,7 +345,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // from it); stopped after the calls, so the last ones are kept.
     let decisions_stop = CancellationToken::new();
     let decisions_tracker = tokio_util::task::TaskTracker::new();
-    let decisions = crate::hooks::decisions::DecisionLog::start(
+    let decisions = crate::rules::decision_log::DecisionLog::start(
         store.clone(),
         decisions_stop.clone(),
         &decisions_tracker,

@@ -6,12 +6,12 @@
 //! - [`connection`]: one socket: commands out, replies matched in order, events in;
 //! - [`inbound`]: the one long-lived link to FreeSWITCH's event socket, following calls by UUID;
 //! - [`outbound`]: the listener and the per-call session;
-//! - [`rules`]: recording settings and the decision which recordings a call gets;
+//! - [`rules`]: recording settings and the decision which recordings a call gets, with its
+//!   record (each call's "why (not) recorded", kept off the call's path);
 //! - [`recorder`]: recordings of a call, their `uuid_record` commands and files;
 //! - [`store`]: the embedded SQLite store, the only place that speaks SQL;
 //! - [`uploader`]: delivery of finished recordings (durable spool, HTTP PUT/POST, local store);
-//! - [`hooks`]: webhooks and the decision log: notices queued in the store, signed POSTs to each
-//!   account's receivers; each call's "why (not) recorded", kept off the call's path;
+//! - [`hooks`]: webhooks (notices queued in the store, signed POSTs to each account's receivers);
 //! - [`media`]: reading a kept recording's audio (the console's waveform);
 //! - [`admin`]: the HTTP API and the operators' console (`/ui/`);
 //! - [`net`]: what outgoing HTTP shares (the retry schedule, the connect-time destination

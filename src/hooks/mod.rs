@@ -1,8 +1,6 @@
-//! What callrec tells beyond the recording itself: webhooks, signed, durable notifications of a
-//! recording's life to the receivers an account names in its webhook documents
-//! (`settings::webhook`), and the decision log the console explains calls from.
+//! Webhooks: signed, durable notifications of a recording's life to the receivers an account
+//! names in its webhook documents (`settings::webhook`).
 //!
-//! - [`decisions`]: keeps each call's decision record (from the planner, never waiting);
 //! - [`notifier`]: sessions and the uploader raise [`Notice`]s (never waiting); one writer turns
 //!   each into one queued event per subscribed webhook (the store's `webhook_events`), and into
 //!   one outcome row of the call's decision record;
@@ -18,7 +16,6 @@
 //! never logged; delivery is at least once (a crash between a receiver's 2xx and the settle
 //! sends it again, with the same `webhook-id`, for the receiver to de-duplicate).
 
-pub mod decisions;
 pub mod notifier;
 pub mod sender;
 pub mod sign;

@@ -4,10 +4,13 @@
 //! - [`resolve`]: the precedence of settings (a pure function);
 //! - [`CallInfo`]: who is on the call, read from FreeSWITCH's channel data;
 //! - [`Planner`]: the decision, channel data → planned recordings, each with the reason it was
-//!   made ([`planner::DocumentPlanner`] reads the documents from the store).
+//!   made ([`planner::DocumentPlanner`] reads the documents from the store);
+//! - [`decision`], [`decision_log`]: each call's decision record ("why (not) recorded") and
+//!   the writer that keeps it in the store, off the call's path.
 
 pub use crate::settings::{documents, model};
 pub mod decision;
+pub mod decision_log;
 pub mod lookups;
 pub mod planner;
 pub mod resolve;

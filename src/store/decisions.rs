@@ -11,7 +11,7 @@
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::recordings::Bound;
+use super::recordings::{Bound, Dialect};
 use super::{Store, StoreError};
 
 /// A decision record to keep.
@@ -73,7 +73,8 @@ pub struct DecisionFilter {
 impl DecisionFilter {
     /// The statement with only the conditions this filter sets, and its values (`ph(n)` spells
     /// placeholder `n`).
-    pub(super) fn sql(&self, ph: impl Fn(usize) -> String) -> (String, Vec<Bound>) {
+    pub(super) fn sql(&self, d: Dialect) -> (String, Vec<Bound>) {
+        let ph = |n: usize| d.placeholder(n);
         let mut values: Vec<Bound> = Vec::new();
         let mut conds: Vec<String> = Vec::new();
         let next = |v: Bound, values: &mut Vec<Bound>| {
@@ -105,11 +106,11 @@ impl DecisionFilter {
         } else if let Some(a) = &self.account_id {
             let a = next(Bound::Text(a.clone()), &mut values);
             // With a call id, the call's index: a unary `+` keeps SQLite from taking the
-            // account's (and walking the account); harmless on PostgreSQL.
-            let col = if self.call_id.is_some() {
-                "+account_id"
-            } else {
-                "account_id"
+            // account's (and walking the account). PostgreSQL has statistics (and no unary `+`
+            // for text).
+            let col = match (d, &self.call_id) {
+                (Dialect::Sqlite, Some(_)) => "+account_id",
+                _ => "account_id",
             };
             conds.push(format!("{col} = {a}"));
         }
@@ -247,7 +248,7 @@ impl Store {
             return pg.decisions(f);
         }
         self.with(|c| {
-            let (sql, values) = f.sql(|n| format!("?{n}"));
+            let (sql, values) = f.sql(Dialect::Sqlite);
             let mut st = c.prepare_cached(&sql)?;
             let mut rows = st.query(rusqlite::params_from_iter(values.iter()))?;
             let mut out = Vec::new();

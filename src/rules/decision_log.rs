@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, warn};
 
-use crate::rules::decision::{Decision, DecisionSink};
+use super::decision::{Decision, DecisionSink};
 use crate::store::decisions::NewDecision;
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics::{self, METRICS};
