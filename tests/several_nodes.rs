@@ -532,3 +532,74 @@ async fn each_webhook_event_is_sent_once_by_one_of_the_nodes() {
         .collect();
     assert_eq!(nodes.len(), 2, "events of both nodes' calls");
 }
+
+/// The console on one node plays and draws a recording whose file is on the other: the link is
+/// made by the recording's node and the audio relayed (ranges too); the waveform is drawn there.
+#[tokio::test]
+async fn a_recording_on_the_other_node_plays_and_draws_through_this_ones_api() {
+    let Some(db) = support::pg::new_db() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (
+        Node::new(tmp.path(), "fs-1", &db),
+        Node::new(tmp.path(), "fs-2", &db),
+    );
+    let _p1 = one.serve().await;
+    let _p2 = two.serve().await;
+    let admin = one.admin_token();
+    let body = json!({"data": {"record_call": {"format": "wav"}}});
+    one.api("PUT", "/v2/accounts/acc", &admin, Some(body)).await;
+    let call_id = recorded_call(&two).await;
+    let item = until("the recording kept on fs-2", async || {
+        let v = one
+            .api(
+                "GET",
+                &format!("/v2/accounts/acc/recordings?call_id={call_id}"),
+                &admin,
+                None,
+            )
+            .await;
+        let r = v["data"][0].clone();
+        (r["state"] == "stored").then_some(r)
+    })
+    .await;
+    assert_eq!(item["node"], "fs-2");
+    let id = item["recording_id"].as_str().unwrap();
+    let size = item["size"].as_u64().unwrap();
+    let w = one
+        .api(
+            "GET",
+            &format!("/v2/accounts/acc/recordings/{id}/waveform?points=50"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(w["data"]["points"], 50, "{w}");
+    let link = one
+        .api(
+            "POST",
+            &format!("/v2/accounts/acc/recordings/{id}/link"),
+            &admin,
+            None,
+        )
+        .await;
+    let path = link["data"]["url"].as_str().unwrap();
+    assert!(path.ends_with("&node=fs-2"), "{path}");
+    let url = format!("http://127.0.0.1:{}{path}", one.api);
+    let whole = reqwest::get(&url).await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["content-type"], "audio/wav");
+    assert_eq!(whole.bytes().await.unwrap().len() as u64, size);
+    let part = reqwest::Client::new()
+        .get(&url)
+        .header("Range", "bytes=0-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(&part.bytes().await.unwrap()[..], b"RIFF");
+    // fs-1's own key does not sign fs-2's links: without the relay the link is refused.
+    let local = url.replace("&node=fs-2", "");
+    assert_eq!(reqwest::get(&local).await.unwrap().status(), 403);
+}

@@ -297,6 +297,19 @@ pub async fn waveform(
     let item = recording_of(&state, &account_id, &id).await?;
     super::links::playable(&item)?;
     let points = q.points.unwrap_or(800).clamp(16, 4000);
+    if item.node != state.store.node() {
+        // The file is on the node that recorded it: that node draws it.
+        let token = super::erasure::raw_token(&headers);
+        let empty = axum::body::Bytes::new();
+        let req = super::control::Forward {
+            method: reqwest::Method::GET,
+            path: format!("/v2/accounts/{account_id}/recordings/{id}/waveform?points={points}"),
+            token: &token,
+            body: &empty,
+            forwarded: headers.contains_key(super::control::FORWARDED),
+        };
+        return super::control::forward(&state, &item.node, req).await;
+    }
     let path = std::path::PathBuf::from(&item.meta.file_path);
     let peaks = tokio::task::spawn_blocking(move || crate::media::peaks(&path, points))
         .await

@@ -23,7 +23,7 @@ use crate::store::retention::Erasure;
 use crate::uploader::retention::{self, FilesRemoved};
 
 /// The request's token as sent (to send the request on to another node).
-fn raw_token(headers: &HeaderMap) -> String {
+pub(super) fn raw_token(headers: &HeaderMap) -> String {
     headers
         .get("x-auth-token")
         .and_then(|v| v.to_str().ok())

@@ -5,6 +5,11 @@
 //! path `…/recordings/{id}/audio?expires=<unix s>&sig=<hex>`; `GET` of that path serves the
 //! file, with `Range` requests (`206`), to whoever holds the link until it expires.
 //!
+//! On a shared database the file is on the node that recorded it: a link asked of another node
+//! is made by the recording's node (the request forwarded with the caller's token) and carries
+//! `&node=<it>`; this node then relays the audio from that node's API (its address as the node
+//! wrote it; `Range` passed on), and that node checks its own signature.
+//!
 //! Why a signed link rather than fetching the file with the token into a blob: the element
 //! streams and seeks with range requests instead of holding a whole hour (57.6 MB of WAV) in
 //! the page first; the link names one recording of one account and dies after [`TTL_S`]
@@ -126,6 +131,9 @@ pub async fn make_link(
     authorize(&state, &headers, Some(&account_id)).await?;
     let item = recording_of(&state, &account_id, &id).await?;
     playable(&item)?;
+    if item.node != state.store.node() {
+        return remote_link(&state, &headers, &account_id, &id, &item.node).await;
+    }
     let expires = now_s() + TTL_S;
     let sig = state.links.sign(&account_id, &id, expires);
     let url = format!(
@@ -140,10 +148,115 @@ pub async fn make_link(
     ))
 }
 
+/// A link made by `node` (which holds the file), pointed back at this node's relay.
+async fn remote_link(
+    state: &ApiState,
+    headers: &HeaderMap,
+    account_id: &str,
+    id: &str,
+    node: &str,
+) -> ApiResult {
+    let token = super::erasure::raw_token(headers);
+    let empty = axum::body::Bytes::new();
+    let req = super::control::Forward {
+        method: reqwest::Method::POST,
+        path: format!(
+            "/v2/accounts/{}/recordings/{}/link",
+            enc(account_id),
+            enc(id)
+        ),
+        token: &token,
+        body: &empty,
+        forwarded: headers.contains_key(super::control::FORWARDED),
+    };
+    let resp = super::control::forward(state, node, req).await?;
+    if !resp.status().is_success() {
+        return Ok(resp);
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("node {node}: {e}")))?;
+    let mut v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("node {node}: {e}")))?;
+    let Some(url) = v["data"]["url"].as_str().map(str::to_string) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("node {node} answered without a link"),
+        ));
+    };
+    v["data"]["url"] = json!(format!("{url}&node={}", enc(node)));
+    v["data"]["node"] = json!(node);
+    Ok(success(StatusCode::OK, v["data"].take(), None))
+}
+
 #[derive(Debug, serde::Deserialize)]
 pub struct LinkQuery {
     pub expires: u64,
     pub sig: String,
+    /// The node whose link this is, when not this one (see the module note).
+    pub node: Option<String>,
+}
+
+/// Relays a link's audio from `node`, which checks its own signature.
+async fn relay(
+    state: &ApiState,
+    headers: &HeaderMap,
+    node: &str,
+    account_id: &str,
+    id: &str,
+    q: &LinkQuery,
+) -> ApiResult {
+    let unreachable = |why: String| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: format!("the file is on node {node}, which cannot be reached: {why}"),
+        data: json!({"node": node}),
+    };
+    if headers.contains_key(super::control::FORWARDED) {
+        return Err(unreachable(
+            "the request came from another node already".into(),
+        ));
+    }
+    let n = node.to_string();
+    let Some(base) = super::handlers::blocking(&state.store, move |s| s.node_api(&n)).await? else {
+        return Err(unreachable("it never said where its API answers".into()));
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| unreachable(e.to_string()))?;
+    let mut req = client
+        .get(format!(
+            "{base}/v2/accounts/{}/recordings/{}/audio?expires={}&sig={}",
+            enc(account_id),
+            enc(id),
+            q.expires,
+            enc(&q.sig)
+        ))
+        .header(super::control::FORWARDED, state.store.node());
+    if let Some(r) = headers.get(header::RANGE) {
+        req = req.header(header::RANGE, r.clone());
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| unreachable(crate::telemetry::error_chain(&e)))?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut out = axum::http::Response::builder().status(status);
+    for h in [
+        header::CONTENT_TYPE,
+        header::CONTENT_LENGTH,
+        header::CONTENT_RANGE,
+        header::ACCEPT_RANGES,
+        header::CACHE_CONTROL,
+    ] {
+        if let Some(v) = resp.headers().get(h.as_str()) {
+            if let Ok(v) = axum::http::HeaderValue::from_bytes(v.as_bytes()) {
+                out = out.header(h, v);
+            }
+        }
+    }
+    out.body(Body::from_stream(resp.bytes_stream()))
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))
 }
 
 /// The byte range a `Range: bytes=a-b` header asks of a `len`-byte file (one range only);
@@ -178,6 +291,9 @@ pub async fn audio(
     Query(q): Query<LinkQuery>,
     headers: HeaderMap,
 ) -> ApiResult {
+    if let Some(node) = q.node.as_deref().filter(|n| *n != state.store.node()) {
+        return relay(&state, &headers, node, &account_id, &id, &q).await;
+    }
     if !state.links.verify(&account_id, &id, q.expires, &q.sig) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
