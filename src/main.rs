@@ -300,12 +300,23 @@ fn recordings_main(
             account,
         } => {
             use callrec::store::retention::Erasure;
-            let ids = match (id, call_id) {
-                (Some(id), _) => vec![id],
-                (None, Some(call)) => store.recordings_of_call(account.as_deref(), &call)?,
+            let ids = match (&id, &call_id) {
+                (Some(id), _) => vec![id.clone()],
+                (None, Some(call)) => store.recordings_of_call(account.as_deref(), call)?,
                 (None, None) => vec![],
             };
+            // A call's decision record (its parties, its rules) goes with its recordings.
+            let decisions = match (&id, &call_id) {
+                (None, Some(call)) => store.erase_decisions(account.as_deref(), call)?,
+                _ => 0,
+            };
+            if decisions > 0 {
+                println!("erased {decisions} decision record(s) of the call");
+            }
             if ids.is_empty() {
+                if decisions > 0 {
+                    return Ok(ExitCode::SUCCESS);
+                }
                 eprintln!("callrec: no such recording");
                 return Ok(ExitCode::from(1));
             }

@@ -185,6 +185,11 @@ impl Lab {
         http(&self.node, "GET", path, Some(token), None).await
     }
 
+    async fn post(&self, path: &str, token: &str) -> (u16, Value) {
+        let (s, v, _) = http(&self.node, "POST", path, Some(token), None).await;
+        (s, v)
+    }
+
     async fn recording(&self, state: &str) -> Value {
         let (_, v, _) = self
             .get(
@@ -302,6 +307,24 @@ async fn decisions_explain_a_call_recorded_twice_and_a_call_not_recorded() {
         .get("/v2/accounts/acc/calls?start_key=nonsense", &lab.admin)
         .await;
     assert_eq!(s, 400);
+
+    // Erasure on request takes a call's decision record too (its parties are personal data),
+    // also for a call with no recording.
+    let erase = format!("/v2/accounts/acc/recordings?call_id={}", lab.none);
+    let (s, v, _) = http(&lab.node, "DELETE", &erase, Some(&lab.other_token), None).await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v, _) = http(&lab.node, "DELETE", &erase, Some(&lab.acc_token), None).await;
+    assert_eq!((s, &v["data"]["decision_records"]), (200, &json!(1)), "{v}");
+    let (s, _, _) = lab
+        .get(
+            &format!("/v2/accounts/acc/calls/{}/decision", lab.none),
+            &lab.acc_token,
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, _, _) = http(&lab.node, "DELETE", &erase, Some(&lab.acc_token), None).await;
+    assert_eq!(s, 404, "nothing left of the call");
+    assert_eq!(calls("").await, [lab.two.as_str()]);
 }
 
 #[tokio::test]
@@ -349,14 +372,12 @@ async fn recordings_filter_page_play_draw_and_retry() {
     let stored = lab.recording("stored").await;
     let id = stored["recording_id"].as_str().unwrap().to_string();
     let size = stored["size"].as_u64().unwrap();
-    let (s, link, _) = http(
-        &lab.node,
-        "POST",
-        &format!("/v2/accounts/acc/recordings/{id}/link"),
-        Some(&lab.acc_token),
-        None,
-    )
-    .await;
+    let (s, link) = lab
+        .post(
+            &format!("/v2/accounts/acc/recordings/{id}/link"),
+            &lab.acc_token,
+        )
+        .await;
     assert_eq!(s, 200, "{link}");
     let url = format!(
         "http://127.0.0.1:{}{}",
@@ -410,14 +431,12 @@ async fn recordings_filter_page_play_draw_and_retry() {
     // Retry puts the failed delivery back in the queue.
     let failed = lab.recording("failed").await;
     let fid = failed["recording_id"].as_str().unwrap();
-    let (s, r, _) = http(
-        &lab.node,
-        "POST",
-        &format!("/v2/accounts/acc/recordings/{fid}/retry"),
-        Some(&lab.acc_token),
-        None,
-    )
-    .await;
+    let (s, r) = lab
+        .post(
+            &format!("/v2/accounts/acc/recordings/{fid}/retry"),
+            &lab.acc_token,
+        )
+        .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["data"]["retried"], 1);
     assert_ne!(r["data"]["recording"]["state"], "failed");

@@ -1170,4 +1170,9 @@ fn decision_records_are_found_by_party_call_and_outcome_and_pruned(open: Open) {
     assert_eq!(ids(DecisionFilter::default()), ["d4", "d3"]);
     assert!(s.decision_of_call(None, "c2").unwrap().is_none());
     assert_eq!(s.prune_decisions(0, 2, 10).unwrap(), 0);
+    // Erasure on request: a call's records, in its account only.
+    assert_eq!(s.erase_decisions(Some("a"), "c3").unwrap(), 0, "c3 is b's");
+    assert_eq!(s.erase_decisions(Some("b"), "c3").unwrap(), 1);
+    assert_eq!(ids(DecisionFilter::default()), ["d4"]);
+    assert_eq!(other.erase_decisions(None, "c4").unwrap(), 1);
 }

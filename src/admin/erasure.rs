@@ -129,9 +129,18 @@ pub async fn delete_call(
     let (a, c) = (account_id.clone(), call_id.clone());
     let ids = blocking(&state.store, move |s| s.recordings_of_call(Some(&a), &c)).await?;
     if ids.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no recording of call {call_id} in this account"),
+        // No recording, but the call's decision record holds its parties too.
+        let n = erase_decisions(&state, &token, &account_id, &call_id).await?;
+        if n == 0 {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no recording or decision record of call {call_id} in this account"),
+            ));
+        }
+        return Ok(success(
+            StatusCode::OK,
+            json!({"call_id": call_id, "erased": [], "decision_records": n}),
+            None,
         ));
     }
     // Nothing is erased while any of the call's recordings is busy.
@@ -202,9 +211,32 @@ pub async fn delete_call(
             data: json!({"busy": busy_now, "erased": erased}),
         });
     }
+    let n = erase_decisions(&state, &token, &account_id, &call_id).await?;
     Ok(success(
         StatusCode::OK,
-        json!({"call_id": call_id, "erased": erased}),
+        json!({"call_id": call_id, "erased": erased, "decision_records": n}),
         None,
     ))
+}
+
+/// Erases the call's decision records (its parties, its rules) with one audit line.
+async fn erase_decisions(
+    state: &ApiState,
+    token: &str,
+    account_id: &str,
+    call_id: &str,
+) -> Result<usize, ApiError> {
+    let (a, c) = (account_id.to_string(), call_id.to_string());
+    let n = blocking(&state.store, move |s| s.erase_decisions(Some(&a), &c)).await?;
+    if n > 0 {
+        tracing::info!(
+            target: "callrec::audit",
+            token_id = %token,
+            account_id = %crate::telemetry::printable(account_id),
+            call_id = %crate::telemetry::printable(call_id),
+            records = n,
+            "decision records erased on request"
+        );
+    }
+    Ok(n)
 }

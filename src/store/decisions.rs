@@ -6,7 +6,8 @@
 //! written with the body and never change; outcomes are their own rows (appending never
 //! rewrites a record, and an outcome written before its record is still found); listings are
 //! newest first and paged by `(created_us, id)`, never by offset; pruning removes rows older
-//! than the retention or beyond the row bound, in batches.
+//! than the retention or beyond the row bound, in batches; an erasure request for a call takes
+//! its records and outcomes at once.
 
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
@@ -295,6 +296,39 @@ impl Store {
             })?,
         };
         Ok(Some((row, outcomes)))
+    }
+
+    /// Erasure on request: removes every decision record of `call_id` (in `account`, when
+    /// given) and the outcomes of its recordings. Returns how many records went.
+    pub fn erase_decisions(
+        &self,
+        account: Option<&str>,
+        call_id: &str,
+    ) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.erase_decisions(account, call_id);
+        }
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM decisions WHERE call_id = ?1 AND (?2 IS NULL OR account_id = ?2)",
+                params![call_id, account],
+            )?;
+            // Outcomes carry no account: a call id is one call, whose records are all gone.
+            let left: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM decisions WHERE call_id = ?1",
+                params![call_id],
+                |r| r.get(0),
+            )?;
+            if left == 0 {
+                tx.execute(
+                    "DELETE FROM decision_outcomes WHERE call_id = ?1",
+                    params![call_id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
     }
 
     /// Removes up to `batch` decision records (and outcomes) made before `before_us`, or older

@@ -114,6 +114,40 @@ impl Pg {
         })
     }
 
+    pub(in crate::store) fn erase_decisions(
+        &self,
+        account: Option<&str>,
+        call_id: &str,
+    ) -> Result<usize, StoreError> {
+        self.run(async {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            let n = cached_execute(
+                &tx,
+                "DELETE FROM decisions WHERE call_id = $1 AND ($2::text IS NULL OR account_id = $2)",
+                &[&call_id, &account],
+            )
+            .await?;
+            let left: i64 = cached_query_one(
+                &tx,
+                "SELECT COUNT(*) FROM decisions WHERE call_id = $1",
+                &[&call_id],
+            )
+            .await?
+            .get(0);
+            if left == 0 {
+                cached_execute(
+                    &tx,
+                    "DELETE FROM decision_outcomes WHERE call_id = $1",
+                    &[&call_id],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(n as usize)
+        })
+    }
+
     pub(in crate::store) fn prune_decisions(
         &self,
         before_us: i64,
