@@ -26,7 +26,11 @@
 //!
 //! Data flows one way: socket → `esl` frames → `event`s → per-call sessions → recorder →
 //! spool → uploader → hooks (sessions and the uploader raise webhook notices; the hooks never
-//! call back into either). Nothing imports "upward".
+//! call back into either). Nothing imports "upward". The layers, lowest first (a module names
+//! only modules of lower layers; `tests/layering.rs` checks it from the source):
+//! `values`, `telemetry`, `esl`, `event`, `media` → `settings` → `net`, `store`, `callflow`,
+//! `connection` → `rules`, `hooks`, `inbound` → `recorder` → `uploader` → `outbound` →
+//! `supervisor` → `admin`, `tools`, `config` → `cli`, `app`.
 
 pub use callrec_esl as esl;
 pub use callrec_esl::event;
