@@ -3,6 +3,9 @@
 //! notice into one event per subscribed, enabled webhook of the recording's account, and writes
 //! them in batches.
 //!
+//! Each notice is also an outcome of the call's decision record (`store::decisions`), written by
+//! a second task in lingering batches (the call's path never waits for either).
+//!
 //! Invariants: notices are written in the order they were raised; a notice whose account has
 //! no webhook for its type costs one read and writes nothing; while the store cannot be reached
 //! notices wait in memory (at most [`BUFFER`], oldest dropped first, each drop logged and
@@ -31,6 +34,12 @@ pub const BUFFER: usize = 100_000;
 
 /// Notices written per store transaction.
 const BATCH: usize = 512;
+
+/// How long decision outcomes gather before they are written.
+const OUTCOME_LINGER: Duration = Duration::from_millis(250);
+
+/// Outcomes per store transaction: small, so a call's own write never waits long behind them.
+const OUTCOME_TX_ROWS: usize = 8;
 
 /// Something that happened to one recording.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +72,7 @@ impl Notice {
 #[derive(Clone, Debug)]
 pub struct Notifier {
     tx: mpsc::UnboundedSender<Notice>,
+    outcomes: mpsc::UnboundedSender<Outcome>,
 }
 
 impl Notifier {
@@ -76,13 +86,29 @@ impl Notifier {
         tracker: &TaskTracker,
     ) -> Notifier {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (otx, orx) = mpsc::unbounded_channel();
+        tracker.spawn(outcome_loop(store.clone(), orx, stop.clone()));
         tracker.spawn(write_loop(store, rx, wake, stop));
-        Notifier { tx }
+        Notifier { tx, outcomes: otx }
     }
 
-    /// Queues a notice (never waits). Without an account there is no webhook to tell, but
-    /// the call's decision record still gets its outcome.
+    /// Queues a notice (never waits): an outcome for the call's decision record, and, with an
+    /// account, the webhook events.
     pub fn notify(&self, n: Notice) {
+        let _ = self.outcomes.send(Outcome {
+            call_id: n.call_id.clone(),
+            at_us: n.at_us,
+            event: n.event.as_str().to_string(),
+            recording_id: Some(n.recording_id.clone()),
+            reason: n
+                .data
+                .get("reason")
+                .and_then(|r| r.as_str())
+                .map(str::to_string),
+        });
+        if n.account_id.is_empty() {
+            return;
+        }
         if self.tx.send(n).is_err() {
             // The writer ended (shutdown): nothing can be written any more.
             metrics::inc(&METRICS.webhook_events_lost_total);
@@ -144,6 +170,105 @@ async fn write_loop(
     }
 }
 
+/// Outcomes gather for [`OUTCOME_LINGER`] and go in one transaction (a few commits a second
+/// whatever the call rate, so calls' own writes seldom wait behind them); held while the store
+/// is unreachable (at most [`BUFFER`], oldest dropped first); one more try at shutdown.
+async fn outcome_loop(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<Outcome>,
+    stop: CancellationToken,
+) {
+    let mut held: Vec<Outcome> = Vec::new();
+    let mut wait = OUTCOME_LINGER;
+    loop {
+        if held.is_empty() {
+            tokio::select! {
+                o = rx.recv() => match o {
+                    Some(o) => held.push(o),
+                    None => return,
+                },
+                _ = stop.cancelled() => {}
+            }
+        }
+        if !stop.is_cancelled() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+        while let Ok(o) = rx.try_recv() {
+            held.push(o);
+        }
+        if held.len() > BUFFER {
+            let drop = held.len() - BUFFER;
+            held.drain(..drop);
+            warn!(
+                dropped = drop,
+                "decision outcomes dropped: too many held while the store is unreachable"
+            );
+        }
+        if !held.is_empty() {
+            let batch = std::mem::take(&mut held);
+            let s = store.clone();
+            let mut result = Ok(Ok(()));
+            let mut rest = batch;
+            while !rest.is_empty() && matches!(result, Ok(Ok(()))) {
+                let tail = rest.split_off(rest.len().min(OUTCOME_TX_ROWS));
+                let (s, chunk) = (s.clone(), rest);
+                rest = tail;
+                // Each transaction on its own blocking hop: calls' writes get the store between.
+                result = tokio::task::spawn_blocking(move || match s.add_outcomes(&chunk) {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err((e, chunk)),
+                })
+                .await;
+            }
+            let result = match result {
+                Ok(Err((e, mut failed))) => {
+                    failed.extend(rest);
+                    Ok(Err((e, failed)))
+                }
+                other => other,
+            };
+            match result {
+                Ok(Ok(())) => wait = OUTCOME_LINGER,
+                Ok(Err((StoreError::Unreachable(_), batch))) => {
+                    held = batch;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Ok(Err((e, batch))) => {
+                    warn!(count = batch.len(), error = %e, "decision outcomes not kept: store error");
+                }
+                Err(e) => error!(error = %e, "decision outcome writer task failed"),
+            }
+        }
+        if stop.is_cancelled() {
+            // One more try for what is held and what arrived meanwhile, then the end.
+            rx.close();
+            while let Ok(o) = rx.try_recv() {
+                held.push(o);
+            }
+            if !held.is_empty() {
+                let (s, batch) = (store.clone(), std::mem::take(&mut held));
+                let n = batch.len();
+                let done = tokio::task::spawn_blocking(move || {
+                    batch
+                        .chunks(OUTCOME_TX_ROWS)
+                        .try_for_each(|c| s.add_outcomes(c))
+                })
+                .await;
+                if !matches!(done, Ok(Ok(()))) {
+                    warn!(
+                        count = n,
+                        "decision outcomes not kept at shutdown: the store is unreachable"
+                    );
+                }
+            }
+            return;
+        }
+    }
+}
+
 /// Shutdown: one more try for everything held; what stays unwritten is logged.
 async fn flush_once(store: &Store, held: &mut VecDeque<Notice>) {
     while !held.is_empty() {
@@ -197,9 +322,6 @@ fn events_for(store: &Store, batch: &[Notice]) -> Result<Vec<(NewHookEvent, Noti
     let mut hooks: HashMap<&str, Vec<(String, webhook::WebhookSettings)>> = HashMap::new();
     let mut out = Vec::new();
     for n in batch {
-        if n.account_id.is_empty() {
-            continue;
-        }
         if !hooks.contains_key(n.account_id.as_str()) {
             let docs = store.list(Kind::Webhook, &n.account_id)?;
             let parsed = docs
@@ -233,21 +355,6 @@ fn events_for(store: &Store, batch: &[Notice]) -> Result<Vec<(NewHookEvent, Noti
     }
     let rows: Vec<NewHookEvent> = out.iter().map(|(e, _)| e.clone()).collect();
     store.add_hook_events(&rows)?;
-    let outcomes: Vec<Outcome> = batch
-        .iter()
-        .map(|n| Outcome {
-            call_id: n.call_id.clone(),
-            at_us: n.at_us,
-            event: n.event.as_str().to_string(),
-            recording_id: Some(n.recording_id.clone()),
-            reason: n
-                .data
-                .get("reason")
-                .and_then(|r| r.as_str())
-                .map(str::to_string),
-        })
-        .collect();
-    store.add_outcomes(&outcomes)?;
     Ok(out)
 }
 

@@ -1,7 +1,8 @@
 //! The decision log: keeps every call's decision record (from the planner) in the store, off the
 //! call's path. [`DecisionLog::keep`] never waits; one writer task writes records in batches.
 //!
-//! Invariants: records are written in the order they were made; while the store cannot be
+//! Invariants: records are written in the order they were made, gathered for at most
+//! [`LINGER`] (a few transactions a second, whatever the call rate); while the store cannot be
 //! reached they wait in memory (at most [`BUFFER`], oldest dropped first, drops logged with the
 //! call's id and counted); on shutdown the writer tries once more with what it holds. A record
 //! is explanation, not a recording: losing one never touches a call or a file.
@@ -23,8 +24,15 @@ use crate::telemetry::printable;
 /// Records held while the store is unreachable.
 pub const BUFFER: usize = 50_000;
 
-/// Records written per store transaction.
-const BATCH: usize = 256;
+/// Records gathered before they are written without waiting out [`LINGER`].
+const BATCH: usize = 512;
+
+/// Records per store transaction: small, so a call's own write (its journal row) never waits
+/// behind more than a fraction of a millisecond of these.
+const TX_ROWS: usize = 4;
+
+/// How long records gather before they are written.
+const LINGER: Duration = Duration::from_millis(250);
 
 /// Hands decision records to the writer; cheap to clone.
 #[derive(Clone, Debug)]
@@ -87,6 +95,14 @@ async fn write_loop(
                 }
             }
         }
+        // Records gather for a moment and go in one transaction: a few commits a second however
+        // many calls arrive, so calls' own writes (the journal) seldom wait behind them.
+        if held.len() < BATCH {
+            tokio::select! {
+                _ = tokio::time::sleep(LINGER) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
         while let Ok(d) = rx.try_recv() {
             held.push_back(row(&d));
         }
@@ -111,12 +127,12 @@ async fn write_loop(
     }
 }
 
-/// Writes held records, a batch at a time (all of them when `all`). `Err`: the store is
-/// unreachable (they stay held, or with `all` are logged as lost); any other store error drops
-/// the batch with a log line per record (it would fail again).
+/// Writes every held record, [`TX_ROWS`] per transaction. `Err`: the store is unreachable (they
+/// stay held, or at shutdown (`all`) are logged as lost); any other store error drops that
+/// transaction's records with a log line each (they would fail again).
 async fn write_batch(store: &Store, held: &mut VecDeque<NewDecision>, all: bool) -> Result<(), ()> {
     loop {
-        let batch: Vec<NewDecision> = held.iter().take(BATCH).cloned().collect();
+        let batch: Vec<NewDecision> = held.iter().take(TX_ROWS).cloned().collect();
         if batch.is_empty() {
             return Ok(());
         }
@@ -153,8 +169,6 @@ async fn write_batch(store: &Store, held: &mut VecDeque<NewDecision>, all: bool)
                 return Err(());
             }
         }
-        if !all {
-            return Ok(());
-        }
+        let _ = all;
     }
 }

@@ -177,21 +177,40 @@ impl Filter {
             values.push(v);
             d.placeholder(values.len())
         };
+        // The listing's indexes leave out live (`recording`) rows (see migrations v7): a
+        // condition that names them lets the planner take them.
+        const KEPT: &str = "state != 'recording'";
         if let Some(s) = self.state {
             let p = next(Bound::Text(s.as_str().into()), &mut values);
-            conds.push(format!("state = {p}"));
+            if s == RecordingState::Recording {
+                conds.push(format!("state = {p}"));
+            } else {
+                conds.push(format!("state = {p} AND {KEPT}"));
+            }
         }
         match (&self.party, &self.account_id) {
             (Some(party), Some(a)) => {
-                // Each branch names the account: one range of a party index each.
+                // Each kept branch names the account: one range of a party index each; live
+                // rows (few, outside those indexes) through the state index.
                 let branch = |field: &str, values: &mut Vec<Bound>| {
                     let pa = next(Bound::Text(a.clone()), values);
                     let pp = next(Bound::Text(party.clone()), values);
-                    format!("(account_id = {pa} AND {} = {pp})", d.meta_field(field))
+                    format!(
+                        "(account_id = {pa} AND {} = {pp} AND {KEPT})",
+                        d.meta_field(field)
+                    )
                 };
                 let caller = branch("caller_id_number", &mut values);
                 let callee = branch("callee_number", &mut values);
-                conds.push(format!("({caller} OR {callee})"));
+                let pa = next(Bound::Text(a.clone()), &mut values);
+                let p1 = next(Bound::Text(party.clone()), &mut values);
+                let p2 = next(Bound::Text(party.clone()), &mut values);
+                let live = format!(
+                    "(state = 'recording' AND account_id = {pa} AND ({} = {p1} OR {} = {p2}))",
+                    d.meta_field("caller_id_number"),
+                    d.meta_field("callee_number")
+                );
+                conds.push(format!("({caller} OR {callee} OR {live})"));
             }
             (Some(party), None) => {
                 let p1 = next(Bound::Text(party.clone()), &mut values);

@@ -104,11 +104,14 @@ CREATE TABLE IF NOT EXISTS decision_outcomes (
 );
 CREATE INDEX IF NOT EXISTS decision_outcomes_call ON decision_outcomes (call_id, at_us);
 CREATE INDEX IF NOT EXISTS decision_outcomes_at ON decision_outcomes (at_us);
-CREATE INDEX IF NOT EXISTS recordings_account_state ON recordings (account_id, state, created_us);
+CREATE INDEX IF NOT EXISTS recordings_account_state ON recordings (account_id, state, created_us)
+    WHERE state <> 'recording';
 CREATE INDEX IF NOT EXISTS recordings_caller
-    ON recordings (account_id, ((meta::jsonb) ->> 'caller_id_number'), created_us);
+    ON recordings (account_id, ((meta::jsonb) ->> 'caller_id_number'), created_us)
+    WHERE state <> 'recording';
 CREATE INDEX IF NOT EXISTS recordings_callee
-    ON recordings (account_id, ((meta::jsonb) ->> 'callee_number'), created_us);
+    ON recordings (account_id, ((meta::jsonb) ->> 'callee_number'), created_us)
+    WHERE state <> 'recording';
 ";
 
 /// Version 3: the durable queue of webhook events (`store::webhooks`).
