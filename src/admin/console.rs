@@ -27,7 +27,7 @@ use super::handlers::{
 };
 use super::ApiState;
 use crate::rules::documents::{Direction, Network};
-use crate::rules::resolve::{self, Found, Party};
+use crate::rules::resolve::{Found, Party};
 use crate::store::decisions::DecisionFilter;
 use crate::store::{Kind, Scope};
 use crate::uploader::spool;
@@ -226,7 +226,12 @@ pub async fn effective_record_call(
     let mut out = Vec::new();
     for d in &directions {
         for n in &networks {
-            out.push(resolve::effective(account.as_ref(), &party, *d, *n));
+            out.push(crate::rules::effective::effective(
+                account.as_ref(),
+                &party,
+                *d,
+                *n,
+            ));
         }
     }
     Ok(success(

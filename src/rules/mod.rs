@@ -11,6 +11,7 @@
 pub use crate::settings::{documents, model};
 pub mod decision;
 pub mod decision_log;
+pub mod effective;
 pub mod lookups;
 pub mod planner;
 pub mod resolve;

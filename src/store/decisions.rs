@@ -12,7 +12,7 @@
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::recordings::{Bound, Dialect};
+use super::listing::{Bound, Dialect};
 use super::{Store, StoreError};
 
 /// A decision record to keep.

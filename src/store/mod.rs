@@ -58,6 +58,7 @@ pub mod decisions;
 pub mod documents;
 mod fallback;
 mod inspect;
+mod listing;
 mod migrations;
 mod nodes;
 mod postgres;

@@ -83,7 +83,7 @@ impl Pg {
     ) -> Result<Vec<DecisionRow>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let (sql, values) = f.sql(crate::store::recordings::Dialect::Postgres);
+            let (sql, values) = f.sql(crate::store::listing::Dialect::Postgres);
             let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 values.iter().map(|v| v as _).collect();
             let rows = cached_query(&c, &sql, &params).await?;

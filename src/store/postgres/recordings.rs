@@ -421,7 +421,7 @@ impl Pg {
     pub(in crate::store) fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError> {
         self.run(async {
             let c = self.client().await?;
-            let (sql, values) = f.sql(crate::store::recordings::Dialect::Postgres);
+            let (sql, values) = f.sql(crate::store::listing::Dialect::Postgres);
             let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 values.iter().map(|v| v as _).collect();
             let rows = cached_query(&c, &sql, &params).await?;
@@ -599,7 +599,7 @@ impl Pg {
     }
 }
 
-impl tokio_postgres::types::ToSql for crate::store::recordings::Bound {
+impl tokio_postgres::types::ToSql for crate::store::listing::Bound {
     fn to_sql(
         &self,
         ty: &tokio_postgres::types::Type,
