@@ -169,6 +169,5 @@ async fn write_batch(store: &Store, held: &mut VecDeque<NewDecision>, all: bool)
                 return Err(());
             }
         }
-        let _ = all;
     }
 }
