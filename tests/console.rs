@@ -61,6 +61,24 @@ fn token(node: &Node, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Alice (device `d-alice`, `1001`) calls `to` out of account `acc` and it is answered; returns
+/// once callrec has started both her recordings.
+async fn alice_calls(node: &Node, to: &str) -> callrec_sim::CallHandle {
+    let call = callrec_sim::dial(
+        format!("127.0.0.1:{}", node.listen).parse().unwrap(),
+        CallSpec::new("1001", to)
+            .caller_name("Alice")
+            .auth_username("alice")
+            .var("callrec_account_id", "acc"),
+    )
+    .await
+    .unwrap();
+    call.wait_for_command("sendmsg").await;
+    call.answer();
+    call.wait_for_commands("api uuid_record", 2).await;
+    call
+}
+
 impl Lab {
     async fn start() -> Lab {
         let tmp = tempfile::tempdir().unwrap();
@@ -95,18 +113,7 @@ impl Lab {
         .await;
         let addr = format!("127.0.0.1:{}", node.listen).parse().unwrap();
         // Alice calls out: two recordings.
-        let call = callrec_sim::dial(
-            addr,
-            CallSpec::new("1001", "15557654321")
-                .caller_name("Alice")
-                .auth_username("alice")
-                .var("callrec_account_id", "acc"),
-        )
-        .await
-        .unwrap();
-        call.wait_for_command("sendmsg").await;
-        call.answer();
-        call.wait_for_commands("api uuid_record", 2).await;
+        let call = alice_calls(&node, "15557654321").await;
         call.advance(Duration::from_millis(1500));
         // Paused for a second mid-call (silence in the file: the waveform shows the gap).
         let live = node
@@ -674,17 +681,7 @@ async fn console_in_a_browser() {
         .await;
 
     // Live: a call in progress, paused and resumed from the page.
-    let call = callrec_sim::dial(
-        format!("127.0.0.1:{}", lab.node.listen).parse().unwrap(),
-        CallSpec::new("1001", "15550002222")
-            .auth_username("alice")
-            .var("callrec_account_id", "acc"),
-    )
-    .await
-    .unwrap();
-    call.wait_for_command("sendmsg").await;
-    call.answer();
-    call.wait_for_commands("api uuid_record", 2).await;
+    let call = alice_calls(&lab.node, "15550002222").await;
     c.goto(&format!("{base}#/live")).await.unwrap();
     browser.wait_text("#live", "15550002222").await;
     browser.click("#live button").await;

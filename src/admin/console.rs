@@ -23,11 +23,10 @@ use serde_json::{json, Value};
 
 use super::envelope::{success, success_paged, ApiError};
 use super::handlers::{
-    authorize, blocking, given, page_key, parse_page_key, token_scope, ApiResult,
+    authorize, blocking, given, page_key, parse_page_key, recording_of, token_scope, ApiResult,
 };
 use super::ApiState;
 use crate::rules::documents::{Direction, Network};
-use crate::rules::resolve::{Found, Party};
 use crate::store::decisions::DecisionFilter;
 use crate::store::{Kind, Scope};
 use crate::uploader::spool;
@@ -191,33 +190,11 @@ pub async fn effective_record_call(
         Some(_) => return Err(bad_query("network", "must be onnet or offnet")),
     };
     let (a, i) = (account_id.clone(), id.clone());
-    let (account, party) = blocking(&state.store, move |s| {
-        let account = s.get(Kind::Account, &a, &a)?.map(|d| Found::account(&d));
-        let Some(doc) = s.get(kind, &a, &i)? else {
-            return Ok((account, None));
-        };
-        let party = match kind {
-            Kind::Device => {
-                let device = Found::device(&doc);
-                let owner = device.settings.as_ref().and_then(|d| d.owner_id.clone());
-                let user = match owner {
-                    Some(u) => s.get(Kind::User, &a, &u)?.map(|d| Found::user(&d)),
-                    None => None,
-                };
-                Party {
-                    device: Some(device),
-                    user,
-                }
-            }
-            _ => Party {
-                device: None,
-                user: Some(Found::user(&doc)),
-            },
-        };
-        Ok((account, Some(party)))
+    let found = blocking(&state.store, move |s| {
+        crate::rules::planner::party_of(s, kind, &a, &i)
     })
     .await?;
-    let Some(party) = party else {
+    let Some(parties) = found else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("{collection}/{id} not found"),
@@ -227,8 +204,8 @@ pub async fn effective_record_call(
     for d in &directions {
         for n in &networks {
             out.push(crate::rules::effective::effective(
-                account.as_ref(),
-                &party,
+                parties.account.as_ref(),
+                &parties.caller,
                 *d,
                 *n,
             ));
@@ -244,19 +221,6 @@ pub async fn effective_record_call(
         }),
         None,
     ))
-}
-
-/// The recording `id` of `account_id`, or 404.
-pub(super) async fn recording_of(
-    state: &ApiState,
-    account_id: &str,
-    id: &str,
-) -> Result<spool::Item, ApiError> {
-    let i = id.to_string();
-    blocking(&state.store, move |s| spool::get(s, &i))
-        .await?
-        .filter(|it| it.meta.call.account_id.as_deref() == Some(account_id))
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("recordings/{id} not found")))
 }
 
 /// `POST /v2/accounts/{a}/recordings/{id}/retry`.

@@ -27,7 +27,6 @@ use super::handlers::{authorize, blocking, data_of, ApiResult};
 use super::ApiState;
 use crate::outbound::session::{ControlOutcome, Want};
 use crate::store::RecordingState;
-use crate::uploader::spool;
 use crate::values::PauseBehavior;
 
 fn invalid(field: &str, message: &str) -> ApiError {
@@ -193,13 +192,7 @@ async fn not_live(
     id: &str,
     forward_req: Forward<'_>,
 ) -> ApiResult {
-    let i = id.to_string();
-    let item = blocking(&state.store, move |s| spool::get(s, &i))
-        .await?
-        .filter(|it| it.meta.call.account_id.as_deref() == Some(account_id))
-        .ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, format!("recordings/{id} not found"))
-        })?;
+    let item = super::handlers::recording_of(state, account_id, id).await?;
     if item.state == RecordingState::Recording {
         if item.node != state.store.node() {
             return forward(state, &item.node, forward_req).await;

@@ -603,19 +603,26 @@ pub async fn list_recordings(
     Ok(super::envelope::success_paged(data, next))
 }
 
+/// The recording `id` of `account_id`, or 404.
+pub(super) async fn recording_of(
+    state: &ApiState,
+    account_id: &str,
+    id: &str,
+) -> Result<spool::Item, ApiError> {
+    let i = id.to_string();
+    blocking(&state.store, move |s| spool::get(s, &i))
+        .await?
+        .filter(|it| it.meta.call.account_id.as_deref() == Some(account_id))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("recordings/{id} not found")))
+}
+
 pub async fn get_recording(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult {
     authorize(&state, &headers, Some(&account_id)).await?;
-    let i = id.clone();
-    let item = blocking(&state.store, move |s| spool::get(s, &i))
-        .await?
-        .filter(|it| it.meta.call.account_id.as_deref() == Some(account_id.as_str()))
-        .ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, format!("recordings/{id} not found"))
-        })?;
+    let item = recording_of(&state, &account_id, &id).await?;
     let wants_audio = headers
         .get(header::ACCEPT)
         .and_then(|a| a.to_str().ok())

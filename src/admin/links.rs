@@ -2,7 +2,7 @@
 //! (and seek in) a file without the API token in its URL.
 //!
 //! `POST /v2/accounts/{a}/recordings/{id}/link` (token checked as for every route) answers a
-//! path `…/recordings/{id}/audio?expires=<unix s>&sig=<hex>`; `GET` of that path serves the
+//! path `…/recordings/{id}/audio?expires=<unix s>&sig=<base64url>`; `GET` of that path serves the
 //! file, with `Range` requests (`206`), to whoever holds the link until it expires.
 //!
 //! On a shared database the file is on the node that recorded it: a link asked of another node
@@ -25,23 +25,24 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::console::recording_of;
 use super::envelope::{success, ApiError};
-use super::handlers::{authorize, ApiResult};
+use super::handlers::{authorize, recording_of, ApiResult};
 use super::ApiState;
 use crate::uploader::spool;
 
 /// How long a link works.
 pub const TTL_S: u64 = 300;
 
-/// The process's link key.
+/// The process's link key: one HMAC-SHA256 block, so keying cannot fail.
 #[derive(Clone)]
-pub struct LinkKey(std::sync::Arc<[u8; 32]>);
+pub struct LinkKey(std::sync::Arc<[u8; 64]>);
 
 impl std::fmt::Debug for LinkKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,18 +51,19 @@ impl std::fmt::Debug for LinkKey {
 }
 
 impl Default for LinkKey {
-    /// A fresh random key.
+    /// A fresh random key (version 4 UUIDs: the operating system's randomness).
     fn default() -> Self {
-        let mut k = [0u8; 32];
-        k[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        k[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        let mut k = [0u8; 64];
+        for part in k.chunks_mut(16) {
+            part.copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        }
         LinkKey(std::sync::Arc::new(k))
     }
 }
 
 impl LinkKey {
     fn mac(&self, account_id: &str, id: &str, expires: u64) -> Hmac<Sha256> {
-        let mut m = Hmac::<Sha256>::new_from_slice(&self.0[..]).expect("HMAC takes any key length");
+        let mut m = <Hmac<Sha256> as hmac::digest::KeyInit>::new(&(*self.0).into());
         m.update(account_id.as_bytes());
         m.update(b"\n");
         m.update(id.as_bytes());
@@ -70,30 +72,19 @@ impl LinkKey {
         m
     }
 
-    /// The signature of a link (hex).
+    /// The signature of a link (URL-safe base64).
     pub fn sign(&self, account_id: &str, id: &str, expires: u64) -> String {
-        hex(&self.mac(account_id, id, expires).finalize().into_bytes())
+        URL_SAFE_NO_PAD.encode(self.mac(account_id, id, expires).finalize().into_bytes())
     }
 
-    /// Whether `sig` signs this link (constant time).
+    /// Whether `sig` signs this link (constant time; a signature of the wrong length or
+    /// alphabet never does).
     pub fn verify(&self, account_id: &str, id: &str, expires: u64, sig: &str) -> bool {
-        let Some(raw) = unhex(sig) else { return false };
+        let Ok(raw) = URL_SAFE_NO_PAD.decode(sig) else {
+            return false;
+        };
         self.mac(account_id, id, expires).verify_slice(&raw).is_ok()
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
 }
 
 /// A path segment, percent-encoded (RFC 3986's unreserved characters stay as they are).

@@ -131,10 +131,10 @@ fn steps(flow: &Flow) -> Vec<String> {
 pub fn record(
     call: &CallInfo,
     parties: &super::resolve::Parties,
-    how: &Identification,
     explained: &Explained,
     at_us: u64,
 ) -> Decision {
+    let how = &parties.how;
     let party = |p: &super::resolve::Party, number: &str, name: &str, how: &str| PartyRecord {
         number: number.to_string(),
         name: name.to_string(),

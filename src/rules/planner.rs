@@ -51,7 +51,6 @@ impl Planner for DocumentPlanner {
                             sink.keep(super::decision::record(
                                 &call,
                                 &parties,
-                                &parties.how,
                                 &explained,
                                 crate::store::now_us(),
                             ));
@@ -230,6 +229,42 @@ fn owner(
             .map(|d| Found::user(&d))),
         None => Ok(None),
     }
+}
+
+/// The party a user or device document stands for, as the planner finds it for a call (a
+/// device brings its owner), put as the caller beside the account's document; `None` when
+/// there is no such document. What effective settings are computed from.
+pub fn party_of(
+    store: &impl Lookups,
+    kind: Kind,
+    account_id: &str,
+    id: &str,
+) -> Result<Option<Parties>, StoreError> {
+    let account = store
+        .get(Kind::Account, account_id, account_id)?
+        .map(|d| Found::account(&d));
+    let Some(doc) = store.get(kind, account_id, id)? else {
+        return Ok(None);
+    };
+    let party = match kind {
+        Kind::Device => {
+            let device = Found::device(&doc);
+            Party {
+                user: owner(store, &doc, &device)?,
+                device: Some(device),
+            }
+        }
+        _ => Party {
+            device: None,
+            user: Some(Found::user(&doc)),
+        },
+    };
+    Ok(Some(Parties {
+        account_id: Some(account_id.to_string()),
+        account,
+        caller: party,
+        ..Parties::default()
+    }))
 }
 
 /// Looks up the documents of a call's parties.

@@ -121,17 +121,14 @@ impl Store {
     /// (the retention pass's) connection, so the log's checkpoint, and its sync, does not fall
     /// to whichever serving write crosses SQLite's auto-checkpoint size next (SQLite
     /// `wal_checkpoint(PASSIVE)`: takes no lock readers or writers wait for; nothing on
-    /// PostgreSQL). Returns whether frames were left for readers of older snapshots.
-    pub fn checkpoint_log(&self) -> Result<bool, StoreError> {
+    /// PostgreSQL).
+    pub fn checkpoint_log(&self) -> Result<(), StoreError> {
         if self.pg.is_some() {
-            return Ok(false);
+            return Ok(());
         }
         self.with(|c| {
-            let (busy, frames, done): (i64, i64, i64) =
-                c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?;
-            Ok(busy != 0 || done < frames)
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+            Ok(())
         })
     }
 
