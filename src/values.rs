@@ -1,5 +1,5 @@
 //! Small value types that every layer speaks: the disk format of a recording, the HTTP method
-//! of a delivery, and a destination (URL + method).
+//! of a delivery, a destination (URL + method), and the call's record ([`CallMeta`]).
 //!
 //! Invariant: this module imports nothing from the crate, so the store, the rules, the recorder
 //! and the uploader can all use it without importing each other.
@@ -126,4 +126,25 @@ pub fn pause_in_force(pauses: &[Pause]) -> Option<PauseBehavior> {
         .last()
         .filter(|p| p.end_ms.is_none())
         .map(|p| p.behavior)
+}
+
+/// The call, as every record of it carries it: the planner's view (`rules::CallInfo` embeds
+/// it), each journal entry and kept recording, each upload's metadata. One shape, made once
+/// from the channel data and never copied field by field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallMeta {
+    pub call_id: String,
+    pub account_id: Option<String>,
+    pub user_id: Option<String>,
+    pub device_id: Option<String>,
+    pub caller_id_name: String,
+    pub caller_id_number: String,
+    pub callee_number: String,
+    /// The callee's name when FreeSWITCH knows it (`Caller-Callee-ID-Name`).
+    #[serde(default)]
+    pub callee_name: String,
+    pub direction: String,
+    /// Kazoo's interaction id (channel variable `interaction_id`), when set.
+    #[serde(default)]
+    pub interaction_id: Option<String>,
 }

@@ -130,7 +130,7 @@ async fn a_call_in_context_default_is_recorded_and_then_reaches_the_contexts_own
         assert!(r.hunted[0] == "default/callrec", "{:?}", r.hunted);
         // The rules saw the account the extension set, from the directory domain.
         let seen = h.planner.seen.lock().unwrap().clone();
-        assert_eq!(seen[0].account_id.as_deref(), Some("example.org"));
+        assert_eq!(seen[0].call.account_id.as_deref(), Some("example.org"));
         assert!(seen[0].in_place);
         let handback: Vec<_> = r
             .commands
@@ -392,8 +392,8 @@ async fn every_example_drops_in_first_and_the_context_routes_its_calls() {
                 "{name}"
             );
             let seen = h.planner.seen.lock().unwrap()[0].clone();
-            assert_eq!(seen.account_id.as_deref(), account, "{name}");
-            assert_eq!(seen.user_id.as_deref(), user, "{name}");
+            assert_eq!(seen.call.account_id.as_deref(), account, "{name}");
+            assert_eq!(seen.call.user_id.as_deref(), user, "{name}");
             assert!(seen.in_place, "{name}");
             talk_and_hang_up(&h, &call, 1).await;
             assert_eq!(h.delivered().len(), 1, "{name} link={link}");

@@ -97,7 +97,7 @@ async fn a_recording_waiting_for_bridge_starts_when_the_link_returns() {
     h.idle().await;
     let seen = h.planner.seen.lock().unwrap().clone();
     assert!(
-        seen.iter().any(|c| c.destination == "1001"),
+        seen.iter().any(|c| c.call.callee_number == "1001"),
         "the callee was planned: {seen:?}"
     );
     let got = h.delivered();

@@ -706,7 +706,7 @@ fn record_event(s: &Session, name: &str, extra: &[(&str, &str)]) -> Event {
     let path = r.path_str();
     let mut pairs = vec![
         ("Event-Name", name),
-        ("Unique-ID", s.info().call_id.as_str()),
+        ("Unique-ID", s.info().call.call_id.as_str()),
         ("Record-File-Path", path.as_str()),
         ("Recording-Variable-callrec_recording_id", r.id.as_str()),
         ("Event-Date-Timestamp", "1795459961000000"),

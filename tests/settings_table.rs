@@ -6,7 +6,7 @@
 mod support;
 
 use callrec::rules::planner::{report_invalid_documents, DocumentPlanner};
-use callrec::rules::{CallInfo, Planner, RecordCall};
+use callrec::rules::{CallInfo, CallMeta, Planner, RecordCall};
 use callrec::store::documents::Expect;
 use callrec::store::{Kind, Scope};
 use reqwest::StatusCode;
@@ -179,9 +179,12 @@ async fn api_and_planner_agree_on_every_input() {
             )
             .unwrap();
         let call = CallInfo {
-            call_id: format!("call-{i}"),
-            account_id: Some("acc".into()),
-            device_id: Some(device),
+            call: CallMeta {
+                call_id: format!("call-{i}"),
+                account_id: Some("acc".into()),
+                device_id: Some(device),
+                ..CallMeta::default()
+            },
             ..CallInfo::default()
         };
         let plan = planner.plan(&call).await.unwrap();

@@ -72,16 +72,18 @@ pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
     // rules have identified it (or found none: "-"), so the field appears once on every line.
     let span = info_span!(
         "call",
-        call_id = %printable(&info.call_id),
+        call_id = %printable(&info.call.call_id),
         account_id = tracing::field::Empty
     );
-    if let Some(a) = &info.account_id {
+    if let Some(a) = &info.call.account_id {
         span.record("account_id", tracing::field::display(printable(a)));
     }
     let _enter = span.enter();
     let mut settings = ctx.session.clone();
     let link_rx = match (&ctx.link, &settings.follow_tag) {
-        (Some(link), Some(_)) if link.state() == LinkState::Up => Some(link.attach(&info.call_id)),
+        (Some(link), Some(_)) if link.state() == LinkState::Up => {
+            Some(link.attach(&info.call.call_id))
+        }
         (Some(link), Some(_)) => {
             crate::telemetry::metrics::inc(
                 &crate::telemetry::metrics::METRICS.follow_fallbacks_total,
@@ -97,9 +99,9 @@ pub async fn run(stream: TcpStream, ctx: Arc<SessionContext>) {
             None
         }
     };
-    let uuid = info.call_id.clone();
+    let uuid = info.call.call_id.clone();
     drop(_enter);
-    let api = ctx.live.register(&uuid, info.account_id.clone());
+    let api = ctx.live.register(&uuid, info.call.account_id.clone());
     let session = Session::new(info, settings);
     let link = ctx.link.clone().filter(|_| link_rx.is_some());
     drive(
@@ -408,11 +410,11 @@ async fn drive(
         actions.extend(session.handle(input));
         // What the API can reach: the account once identified, every planned recording.
         let n = session.recordings().len();
-        if known.0 != n || known.1.as_deref() != session.info().account_id.as_deref() {
-            known = (n, session.info().account_id.clone());
+        if known.0 != n || known.1.as_deref() != session.info().call.account_id.as_deref() {
+            known = (n, session.info().call.account_id.clone());
             ctx.live.update(
-                &session.info().call_id,
-                session.info().account_id.as_deref(),
+                &session.info().call.call_id,
+                session.info().call.account_id.as_deref(),
                 session.recordings().iter().map(|r| r.id.as_str()),
             );
         }

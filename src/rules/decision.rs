@@ -143,22 +143,22 @@ pub fn record(
         how: how.to_string(),
     };
     Decision {
-        call_id: call.call_id.clone(),
+        call_id: call.call.call_id.clone(),
         account_id: parties.account_id.clone(),
         at_us,
-        direction: call.direction.clone(),
+        direction: call.call.direction.clone(),
         network: explained.network.as_str().to_string(),
         account_how: how.account.clone(),
         caller: party(
             &parties.caller,
-            &call.caller_id_number,
-            &call.caller_id_name,
+            &call.call.caller_id_number,
+            &call.call.caller_id_name,
             &how.caller,
         ),
         callee: party(
             &parties.callee,
-            &call.destination,
-            &call.callee_id_name,
+            &call.call.callee_number,
+            &call.call.callee_name,
             &how.callee,
         ),
         rules: explained.considered.clone(),

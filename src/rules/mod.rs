@@ -21,6 +21,7 @@ use std::borrow::Cow;
 use futures::future::BoxFuture;
 
 use crate::event::Event;
+pub use crate::values::CallMeta;
 pub use model::{AudioFormat, Destination, RecordCall, Trigger, UploadMethod};
 
 /// Channel variables that name the parties (set by the dialplan), configurable.
@@ -41,22 +42,14 @@ impl Default for PartyVariables {
     }
 }
 
-/// What callrec knows about a call when it decides.
+/// What callrec knows about a call when it decides: the call's record ([`CallMeta`], carried
+/// unchanged into every recording of it) and what only the decision reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallInfo {
-    pub call_id: String,
-    pub account_id: Option<String>,
-    pub user_id: Option<String>,
-    pub device_id: Option<String>,
-    pub caller_id_name: String,
-    pub caller_id_number: String,
-    pub destination: String,
-    pub callee_id_name: String,
+    pub call: CallMeta,
     pub context: String,
-    pub direction: String,
     pub sip_from_user: Option<String>,
     pub sip_auth_username: Option<String>,
-    pub interaction_id: Option<String>,
     /// `Answer-State` at connect time.
     pub answered: bool,
     /// Event-Date-Timestamp of the channel data, µs since the epoch.
@@ -104,19 +97,21 @@ impl CallInfo {
     /// Reads the channel data once; every value bounded to [`MAX_CHANNEL_VALUE`] bytes.
     pub fn from_channel_data(data: &Event, vars: &PartyVariables) -> CallInfo {
         CallInfo {
-            call_id: bounded(data.unique_id()),
-            account_id: non_empty(data.variable(&vars.account)),
-            user_id: non_empty(data.variable(&vars.user)),
-            device_id: non_empty(data.variable(&vars.device)),
-            caller_id_name: bounded(data.caller_id_name()),
-            caller_id_number: bounded(data.caller_id_number()),
-            destination: bounded(data.destination_number()),
-            callee_id_name: bounded(data.caller("Callee-ID-Name")),
+            call: CallMeta {
+                call_id: bounded(data.unique_id()),
+                account_id: non_empty(data.variable(&vars.account)),
+                user_id: non_empty(data.variable(&vars.user)),
+                device_id: non_empty(data.variable(&vars.device)),
+                caller_id_name: bounded(data.caller_id_name()),
+                caller_id_number: bounded(data.caller_id_number()),
+                callee_number: bounded(data.destination_number()),
+                callee_name: bounded(data.caller("Callee-ID-Name")),
+                direction: bounded(data.call_direction()),
+                interaction_id: non_empty(data.variable("interaction_id")),
+            },
             context: bounded(data.caller("Context")),
-            direction: bounded(data.call_direction()),
             sip_from_user: non_empty(data.variable("sip_from_user")),
             sip_auth_username: non_empty(data.variable("sip_auth_username")),
-            interaction_id: non_empty(data.variable("interaction_id")),
             answered: data.answer_state().as_deref() == Some("answered"),
             started_us: data.timestamp_us().unwrap_or(0),
             in_place: data

@@ -270,12 +270,12 @@ pub fn party_of(
 /// Looks up the documents of a call's parties.
 pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, StoreError> {
     let mut how = Identification::default();
-    let mut account_id = call.account_id.clone();
+    let mut account_id = call.call.account_id.clone();
     if account_id.is_some() {
         how.account = "channel variable".into();
     }
     let mut caller_doc = None;
-    if let (Some(a), Some(d)) = (&account_id, &call.device_id) {
+    if let (Some(a), Some(d)) = (&account_id, &call.call.device_id) {
         caller_doc = store.get(Kind::Device, a, d)?;
         how.caller = match caller_doc {
             Some(_) => "device from channel variable".into(),
@@ -314,10 +314,13 @@ pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, St
             how.account = "the caller's device".into();
         }
     }
-    if account_id.is_none() && !call.destination.is_empty() {
+    if account_id.is_none() && !call.call.callee_number.is_empty() {
         // An outside caller dialling a DID: the number identifies the account when exactly one
         // account's callflow holds it (as Kazoo's number database does).
-        match store.accounts_with_number(&call.destination)?.as_slice() {
+        match store
+            .accounts_with_number(&call.call.callee_number)?
+            .as_slice()
+        {
             [only] => {
                 account_id = Some(only.clone());
                 how.account = "the one callflow holding the destination number".into();
@@ -346,7 +349,7 @@ pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, St
         device: caller_doc.as_ref().map(Found::device),
         user: None,
     };
-    caller.user = match (&call.user_id, &caller_doc, &caller.device) {
+    caller.user = match (&call.call.user_id, &caller_doc, &caller.device) {
         (Some(u), _, _) => store
             .get(Kind::User, &account_id, u)?
             .map(|d| Found::user(&d)),
@@ -354,9 +357,9 @@ pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, St
         _ => None,
     };
     let mut callee = Party::default();
-    if !call.destination.is_empty() {
+    if !call.call.callee_number.is_empty() {
         match store
-            .devices_by_sip_username(Some(&account_id), &call.destination)?
+            .devices_by_sip_username(Some(&account_id), &call.call.callee_number)?
             .as_slice()
         {
             [d] => {
@@ -379,7 +382,7 @@ pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, St
     } else {
         how.callee = "no destination number".into();
     }
-    let mut callflow = find_callflow(store, &account_id, &call.destination)?;
+    let mut callflow = find_callflow(store, &account_id, &call.call.callee_number)?;
     if let Some(cf) = callflow.as_mut() {
         resolve_endpoints(store, &account_id, cf)?;
     }
@@ -400,6 +403,7 @@ pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, St
 mod tests {
     use super::*;
     use crate::store::documents::Expect;
+    use crate::values::CallMeta;
     use serde_json::json;
 
     fn store() -> Store {
@@ -433,8 +437,11 @@ mod tests {
     fn channel_variables_come_first() {
         let s = store();
         let call = CallInfo {
-            account_id: Some("acc".into()),
-            device_id: Some("d-b".into()),
+            call: CallMeta {
+                account_id: Some("acc".into()),
+                device_id: Some("d-b".into()),
+                ..CallMeta::default()
+            },
             sip_auth_username: Some("alice".into()),
             ..CallInfo::default()
         };
@@ -453,12 +460,18 @@ mod tests {
         for call in [
             CallInfo {
                 sip_auth_username: Some("alice".into()),
-                destination: "bob".into(),
+                call: CallMeta {
+                    callee_number: "bob".into(),
+                    ..CallMeta::default()
+                },
                 ..CallInfo::default()
             },
             CallInfo {
                 sip_from_user: Some("alice".into()),
-                destination: "bob".into(),
+                call: CallMeta {
+                    callee_number: "bob".into(),
+                    ..CallMeta::default()
+                },
                 ..CallInfo::default()
             },
         ] {
@@ -499,7 +512,10 @@ mod tests {
         let p = find_parties(
             &s,
             &CallInfo {
-                account_id: Some("acc".into()),
+                call: CallMeta {
+                    account_id: Some("acc".into()),
+                    ..CallMeta::default()
+                },
                 sip_from_user: Some("alice".into()),
                 ..CallInfo::default()
             },

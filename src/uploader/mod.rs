@@ -54,27 +54,8 @@ impl FinishedRecording {
     }
 }
 
-pub use crate::values::RecordingKind;
 use crate::values::{AudioFormat, Destination};
-
-/// What every recording of a call says about the call.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct CallMeta {
-    pub call_id: String,
-    pub account_id: Option<String>,
-    pub user_id: Option<String>,
-    pub device_id: Option<String>,
-    pub caller_id_name: String,
-    pub caller_id_number: String,
-    pub callee_number: String,
-    /// The callee's name when FreeSWITCH knows it (`Caller-Callee-ID-Name`).
-    #[serde(default)]
-    pub callee_name: String,
-    pub direction: String,
-    /// Kazoo's interaction id (channel variable `interaction_id`), when set.
-    #[serde(default)]
-    pub interaction_id: Option<String>,
-}
+pub use crate::values::{CallMeta, RecordingKind};
 
 /// Everything known about a kept recording: the call's metadata and the recording's own.
 /// (Serialized flat: the call's fields sit beside the recording's, as in the first release.)

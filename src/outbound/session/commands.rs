@@ -74,7 +74,7 @@ impl Session {
             self.advance_flow(out);
             return;
         }
-        let dest = self.info.destination.clone();
+        let dest = self.info.call.callee_number.clone();
         self.hand_back(&dest, None, out);
     }
 
@@ -140,17 +140,17 @@ impl Session {
 
     /// Takes the parties the rules identified where the channel variables were silent.
     pub(super) fn identified(&mut self, plan: &Plan) {
-        if self.info.account_id.is_none() {
+        if self.info.call.account_id.is_none() {
             let shown = plan.account_id.as_deref().unwrap_or("-");
             tracing::Span::current()
                 .record("account_id", tracing::field::display(printable(shown)));
-            self.info.account_id = plan.account_id.clone();
+            self.info.call.account_id = plan.account_id.clone();
         }
-        if self.info.user_id.is_none() {
-            self.info.user_id = plan.user_id.clone();
+        if self.info.call.user_id.is_none() {
+            self.info.call.user_id = plan.user_id.clone();
         }
-        if self.info.device_id.is_none() {
-            self.info.device_id = plan.device_id.clone();
+        if self.info.call.device_id.is_none() {
+            self.info.call.device_id = plan.device_id.clone();
         }
         if self.encrypt_to.is_none() {
             self.encrypt_to = plan.encrypt_to.clone();
@@ -160,7 +160,7 @@ impl Session {
     pub(super) fn dir(&self) -> PathBuf {
         paths::recording_dir(
             &self.settings.data_dir,
-            self.info.account_id.as_deref(),
+            self.info.call.account_id.as_deref(),
             self.info.started_us,
         )
     }
@@ -174,7 +174,7 @@ impl Session {
             match p {
                 Purpose::Start(idx) => {
                     let cmd = match self.recordings[idx]
-                        .start_command(&self.info.call_id, self.settings.write_buffer)
+                        .start_command(&self.info.call.call_id, self.settings.write_buffer)
                     {
                         Ok(c) => c,
                         Err(e) => {
@@ -197,7 +197,7 @@ impl Session {
                     if !self.lets_socket_go() {
                         // The link fell back to the socket since the hand-back was queued:
                         // the socket stays, so the call moves by transfer instead.
-                        let dest = self.info.destination.clone();
+                        let dest = self.info.call.callee_number.clone();
                         let ctx = self.info.context.clone();
                         self.hand_back(&dest, Some(&ctx), out);
                         return;
@@ -207,7 +207,7 @@ impl Session {
                 Purpose::ClearResume => {
                     let cmd = Command::Api(format!(
                         "uuid_setvar {} socket_resume false",
-                        self.info.call_id
+                        self.info.call.call_id
                     ));
                     out.push(self.send(cmd, Purpose::ClearResume));
                     // Pipelined: the transfer goes right behind it, without waiting for this
@@ -216,7 +216,7 @@ impl Session {
                     continue;
                 }
                 Purpose::Stop(idx) => {
-                    let cmd = self.recordings[idx].stop_command(&self.info.call_id);
+                    let cmd = self.recordings[idx].stop_command(&self.info.call.call_id);
                     out.push(self.send(cmd, Purpose::Stop(idx)));
                 }
                 Purpose::Execute {
@@ -248,7 +248,7 @@ impl Session {
                     let tag = self.settings.follow_tag.clone().unwrap_or_default();
                     let cmd = Command::Api(format!(
                         "uuid_setvar {} {} {tag}",
-                        self.info.call_id,
+                        self.info.call.call_id,
                         crate::inbound::FOLLOW_VARIABLE
                     ));
                     if cmd.validate().is_err() {

@@ -132,10 +132,10 @@ impl Session {
     /// The call and its recordings, as the API shows them.
     pub fn view(&self) -> CallView {
         CallView {
-            call_id: self.info.call_id.clone(),
-            account_id: self.info.account_id.clone(),
-            caller_id_number: self.info.caller_id_number.clone(),
-            destination: self.info.destination.clone(),
+            call_id: self.info.call.call_id.clone(),
+            account_id: self.info.call.account_id.clone(),
+            caller_id_number: self.info.call.caller_id_number.clone(),
+            destination: self.info.call.callee_number.clone(),
             started_us: self.info.started_us,
             recordings: (0..self.recordings.len())
                 .map(|i| self.recording_view(i))
@@ -147,7 +147,7 @@ impl Session {
         let r = &self.recordings[idx];
         RecordingView {
             id: r.id.clone(),
-            call_id: self.info.call_id.clone(),
+            call_id: self.info.call.call_id.clone(),
             status: r.status(),
             pause_behavior: r.paused(),
             pauses: r.pauses.clone(),
@@ -192,9 +192,9 @@ impl Session {
         action: &'static str,
     ) -> Action {
         let cmd = if action == "stop" {
-            self.recordings[idx].stop_command(&self.info.call_id)
+            self.recordings[idx].stop_command(&self.info.call.call_id)
         } else {
-            self.recordings[idx].control_command(&self.info.call_id, action)
+            self.recordings[idx].control_command(&self.info.call.call_id, action)
         };
         self.send(cmd, Purpose::Control { idx, req, action })
     }

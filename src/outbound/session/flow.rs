@@ -214,7 +214,7 @@ impl Session {
                 Step::RecordStop => self.flow_record_stop(out),
                 Step::RecordCaller(rc) => self.flow_record_caller(&id, &rc),
                 Step::HandBack { extension, context } => {
-                    let ext = extension.unwrap_or_else(|| self.info.destination.clone());
+                    let ext = extension.unwrap_or_else(|| self.info.call.callee_number.clone());
                     self.hand_back(&ext, context.as_deref(), out);
                 }
                 Step::Failed(why) => {
@@ -237,7 +237,7 @@ impl Session {
         if self.hangup_complete || self.closed {
             return;
         }
-        let dest = self.info.destination.clone();
+        let dest = self.info.call.callee_number.clone();
         self.hand_back(&dest, None, out);
     }
 

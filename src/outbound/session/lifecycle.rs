@@ -88,10 +88,10 @@ impl Session {
         self.start_waiting(Trigger::OnBridge, out);
         if let Some(target) = e.get("Other-Leg-Destination-Number") {
             let target = target.into_owned();
-            if target != self.info.destination && !self.bridge_planned {
+            if target != self.info.call.callee_number && !self.bridge_planned {
                 self.bridge_planned = true;
                 let mut call = self.info.clone();
-                call.destination = target.clone();
+                call.call.callee_number = target.clone();
                 out.push(Action::Plan {
                     call,
                     bridge_target: Some(target),
@@ -433,7 +433,7 @@ impl Session {
     pub(super) fn finished_meta(&self, idx: RecIdx, started_us: Option<u64>) -> FinishedRecording {
         let rec = &self.recordings[idx];
         FinishedRecording {
-            call: call_meta(&self.info),
+            call: self.info.call.clone(),
             recording_id: rec.id.clone(),
             start_us: started_us.unwrap_or(self.info.started_us),
             duration_ms: 0,
@@ -464,21 +464,5 @@ impl Session {
             time_limit: r.settings.time_limit,
             write_buffer: r.write_buffer(self.settings.write_buffer),
         }
-    }
-}
-
-/// What every recording of the call carries about the call itself.
-pub(super) fn call_meta(i: &CallInfo) -> CallMeta {
-    CallMeta {
-        call_id: i.call_id.clone(),
-        account_id: i.account_id.clone(),
-        user_id: i.user_id.clone(),
-        device_id: i.device_id.clone(),
-        caller_id_name: i.caller_id_name.clone(),
-        caller_id_number: i.caller_id_number.clone(),
-        callee_number: i.destination.clone(),
-        callee_name: i.callee_id_name.clone(),
-        direction: i.direction.clone(),
-        interaction_id: i.interaction_id.clone(),
     }
 }

@@ -37,7 +37,7 @@ use crate::settings::webhook::HookEvent;
 use crate::telemetry::metrics::{self, METRICS};
 use crate::telemetry::printable;
 use crate::uploader::journal::JournalEntry;
-use crate::uploader::{CallMeta, FinishedRecording, RecordingKind};
+use crate::uploader::{FinishedRecording, RecordingKind};
 use crate::values::AudioFormat;
 
 mod commands;
@@ -361,11 +361,11 @@ impl Session {
     pub fn start(&mut self) -> Vec<Action> {
         let i = &self.info;
         info!(
-            caller = %printable(&i.caller_id_number),
-            caller_name = %printable(&i.caller_id_name),
-            destination = %printable(&i.destination),
-            user_id = %printable(i.user_id.as_deref().unwrap_or("-")),
-            device_id = %printable(i.device_id.as_deref().unwrap_or("-")),
+            caller = %printable(&i.call.caller_id_number),
+            caller_name = %printable(&i.call.caller_id_name),
+            destination = %printable(&i.call.callee_number),
+            user_id = %printable(i.call.user_id.as_deref().unwrap_or("-")),
+            device_id = %printable(i.call.device_id.as_deref().unwrap_or("-")),
             "call accepted"
         );
         let mut out = Vec::new();
