@@ -9,7 +9,6 @@
 //! than the retention or beyond the row bound, in batches; an erasure request for a call takes
 //! its records and outcomes at once.
 
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::listing::{Bound, Dialect};
@@ -157,23 +156,44 @@ impl DecisionFilter {
     }
 }
 
-fn body_of(text: &str) -> Result<serde_json::Value, StoreError> {
+pub(super) fn body_of(text: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("decision body: {e}")))
 }
 
-fn decision_row(r: &rusqlite::Row<'_>) -> Result<DecisionRow, StoreError> {
-    let body: String = r.get(8)?;
-    Ok(DecisionRow {
-        id: r.get(0)?,
-        call_id: r.get(1)?,
-        account_id: r.get(2)?,
-        node: r.get(3)?,
-        created_us: r.get::<_, i64>(4)? as u64,
-        caller: r.get(5)?,
-        callee: r.get(6)?,
-        planned: r.get::<_, i64>(7)? as u32,
-        body: body_of(&body)?,
-    })
+/// With `bound`, the creation time of the newest record past the `keep_rows` kept, the time
+/// before which pruning removes records: older than the retention's cutoff, or beyond the
+/// row limit (records at or below the bound go too).
+pub(super) fn prune_cutoff(before_us: i64, bound: Option<i64>) -> i64 {
+    match bound {
+        Some(b) => before_us.max(b + 1),
+        None => before_us,
+    }
+}
+
+/// Outcomes pruned per decision record pruned (a call's recordings leave a few each).
+pub(super) const OUTCOMES_PER_DECISION: i64 = 4;
+
+/// What a backend does with decision records: statements only.
+pub(super) trait DecisionRows {
+    /// Keeps `rows` as `node`'s, in one transaction (a record already kept stays as it is).
+    fn add_decisions(&self, node: &str, rows: &[NewDecision]) -> Result<(), StoreError>;
+    /// Appends outcomes, in one transaction.
+    fn add_outcomes(&self, rows: &[Outcome]) -> Result<(), StoreError>;
+    /// The records matching `f` ([`DecisionFilter::sql`]), newest first.
+    fn decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError>;
+    /// Every outcome of `call_id`'s recordings, oldest first.
+    fn outcomes(&self, call_id: &str) -> Result<Vec<Outcome>, StoreError>;
+    /// Removes `call_id`'s records (in `account`, when given), and its outcomes once none of
+    /// its records is left, in one transaction; how many records went.
+    fn erase_decisions(&self, account: Option<&str>, call_id: &str) -> Result<usize, StoreError>;
+    /// Removes up to `batch` records made before [`prune_cutoff`], and up to
+    /// [`OUTCOMES_PER_DECISION`] × `batch` outcomes; how many records went.
+    fn prune_decisions(
+        &self,
+        before_us: i64,
+        keep_rows: i64,
+        batch: i64,
+    ) -> Result<usize, StoreError>;
 }
 
 impl Store {
@@ -182,35 +202,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        if let Some(pg) = &self.pg {
-            return pg.add_decisions(&self.node, rows);
-        }
-        let node: &str = &self.node;
-        self.with(|c| {
-            let tx = c.transaction()?;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO decisions
-                     (id, call_id, account_id, node, created_us, caller, callee, planned, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?;
-                for d in rows {
-                    st.execute(params![
-                        d.id,
-                        d.call_id,
-                        d.account_id,
-                        node,
-                        d.created_us as i64,
-                        d.caller,
-                        d.callee,
-                        d.planned,
-                        d.body
-                    ])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
+        self.db().add_decisions(&self.node, rows)
     }
 
     /// Appends outcomes of calls' recordings, in one transaction.
@@ -218,46 +210,12 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        if let Some(pg) = &self.pg {
-            return pg.add_outcomes(rows);
-        }
-        self.with(|c| {
-            let tx = c.transaction()?;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO decision_outcomes (call_id, at_us, event, recording_id, reason)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for o in rows {
-                    st.execute(params![
-                        o.call_id,
-                        o.at_us as i64,
-                        o.event,
-                        o.recording_id,
-                        o.reason
-                    ])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
+        self.db().add_outcomes(rows)
     }
 
     /// Decision records matching `f`, newest first.
     pub fn decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
-        if let Some(pg) = &self.pg {
-            return pg.decisions(f);
-        }
-        self.with(|c| {
-            let (sql, values) = f.sql(Dialect::Sqlite);
-            let mut st = c.prepare_cached(&sql)?;
-            let mut rows = st.query(rusqlite::params_from_iter(values.iter()))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(decision_row(r)?);
-            }
-            Ok(out)
-        })
+        self.db().decisions(f)
     }
 
     /// The newest decision record of `call_id` (in `account`, when given), with every outcome
@@ -276,26 +234,7 @@ impl Store {
         let Some(row) = self.decisions(&f)?.into_iter().next() else {
             return Ok(None);
         };
-        let outcomes = match &self.pg {
-            Some(pg) => pg.outcomes(call_id)?,
-            None => self.with(|c| {
-                let mut st = c.prepare_cached(
-                    "SELECT call_id, at_us, event, recording_id, reason FROM decision_outcomes
-                     WHERE call_id = ?1 ORDER BY at_us, rowid",
-                )?;
-                let rows = st.query_map(params![call_id], |r| {
-                    Ok(Outcome {
-                        call_id: r.get(0)?,
-                        at_us: r.get::<_, i64>(1)? as u64,
-                        event: r.get(2)?,
-                        recording_id: r.get(3)?,
-                        reason: r.get(4)?,
-                    })
-                })?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })?,
-        };
-        Ok(Some((row, outcomes)))
+        Ok(Some((row, self.db().outcomes(call_id)?)))
     }
 
     /// Erasure on request: removes every decision record of `call_id` (in `account`, when
@@ -305,30 +244,7 @@ impl Store {
         account: Option<&str>,
         call_id: &str,
     ) -> Result<usize, StoreError> {
-        if let Some(pg) = &self.pg {
-            return pg.erase_decisions(account, call_id);
-        }
-        self.with(|c| {
-            let tx = c.transaction()?;
-            let n = tx.execute(
-                "DELETE FROM decisions WHERE call_id = ?1 AND (?2 IS NULL OR account_id = ?2)",
-                params![call_id, account],
-            )?;
-            // Outcomes carry no account: a call id is one call, whose records are all gone.
-            let left: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM decisions WHERE call_id = ?1",
-                params![call_id],
-                |r| r.get(0),
-            )?;
-            if left == 0 {
-                tx.execute(
-                    "DELETE FROM decision_outcomes WHERE call_id = ?1",
-                    params![call_id],
-                )?;
-            }
-            tx.commit()?;
-            Ok(n)
-        })
+        self.db().erase_decisions(account, call_id)
     }
 
     /// Removes up to `batch` decision records (and outcomes) made before `before_us`, or older
@@ -340,35 +256,7 @@ impl Store {
         keep_rows: u64,
         batch: usize,
     ) -> Result<usize, StoreError> {
-        if let Some(pg) = &self.pg {
-            return pg.prune_decisions(before_us as i64, keep_rows as i64, batch as i64);
-        }
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let bound: Option<i64> = tx
-                .query_row(
-                    "SELECT created_us FROM decisions ORDER BY created_us DESC LIMIT 1 OFFSET ?1",
-                    params![keep_rows as i64],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            // Rows at or below the (keep_rows+1)-th newest go too.
-            let cutoff = match bound {
-                Some(b) => (before_us as i64).max(b + 1),
-                None => before_us as i64,
-            };
-            let n = tx.execute(
-                "DELETE FROM decisions WHERE id IN
-                 (SELECT id FROM decisions WHERE created_us < ?1 ORDER BY created_us LIMIT ?2)",
-                params![cutoff, batch as i64],
-            )?;
-            tx.execute(
-                "DELETE FROM decision_outcomes WHERE rowid IN
-                 (SELECT rowid FROM decision_outcomes WHERE at_us < ?1 ORDER BY at_us LIMIT ?2)",
-                params![cutoff, batch as i64 * 4],
-            )?;
-            tx.commit()?;
-            Ok(n)
-        })
+        self.db()
+            .prune_decisions(before_us as i64, keep_rows as i64, batch as i64)
     }
 }

@@ -5,7 +5,6 @@
 //! the whole hash of what was presented equals a stored hash, compared in constant time (the
 //! indexed lookup uses the 64-bit prefix of the hash, never the secret).
 
-use rusqlite::params;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -33,6 +32,20 @@ pub fn token_id(secret: &str) -> String {
     lookup_of(&hash_token(secret)).to_string()
 }
 
+/// What a backend does with tokens: rows of a hash, its lookup prefix and the account (none:
+/// an admin token). Hashing and the comparison are the rules above, written once.
+pub(super) trait TokenRows {
+    fn create_token(
+        &self,
+        hash: &str,
+        lookup: &str,
+        account: Option<&str>,
+        created: i64,
+    ) -> Result<(), StoreError>;
+    /// Every `(hash, account)` whose hash starts with `lookup`.
+    fn token_candidates(&self, lookup: &str) -> Result<Vec<(String, Option<String>)>, StoreError>;
+}
+
 impl Store {
     /// Creates a token; returns the secret, which is not stored and cannot be shown again.
     pub fn create_token(&self, scope: &Scope) -> Result<String, StoreError> {
@@ -46,34 +59,15 @@ impl Store {
             Scope::Account(a) => Some(a.clone()),
         };
         let hash = hash_token(&secret);
-        if let Some(pg) = &self.pg {
-            pg.create_token(&hash, lookup_of(&hash), account.as_deref(), now_s())?;
-            return Ok(secret);
-        }
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO tokens (hash, lookup, account_id, created) VALUES (?1, ?2, ?3, ?4)",
-                params![hash, lookup_of(&hash), account, now_s()],
-            )?;
-            Ok(())
-        })?;
+        self.db()
+            .create_token(&hash, lookup_of(&hash), account.as_deref(), now_s())?;
         Ok(secret)
     }
 
     /// The scope of a presented token, if it is known.
     pub fn verify_token(&self, secret: &str) -> Result<Option<Scope>, StoreError> {
         let presented = hash_token(secret);
-        let candidates: Vec<(String, Option<String>)> = if let Some(pg) = &self.pg {
-            pg.token_candidates(lookup_of(&presented))?
-        } else {
-            self.with(|c| {
-                let mut st = c.prepare("SELECT hash, account_id FROM tokens WHERE lookup = ?1")?;
-                let rows = st.query_map(params![lookup_of(&presented)], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })?
-        };
+        let candidates = self.db().token_candidates(lookup_of(&presented))?;
         let mut found = None;
         for (hash, account) in candidates {
             if bool::from(hash.as_bytes().ct_eq(presented.as_bytes())) {

@@ -1,7 +1,10 @@
-//! Decision records on PostgreSQL: the same statements as SQLite's (`store::decisions`).
+//! Decision records on PostgreSQL: the statements behind `DecisionRows` (`store::decisions`).
 
 use super::*;
-use crate::store::decisions::{DecisionFilter, DecisionRow, NewDecision, Outcome};
+use crate::store::decisions::{
+    body_of, prune_cutoff, DecisionFilter, DecisionRow, DecisionRows, NewDecision, Outcome,
+    OUTCOMES_PER_DECISION,
+};
 
 fn decision_row(r: &Row) -> Result<DecisionRow, StoreError> {
     let body: String = r.get(8);
@@ -14,17 +17,12 @@ fn decision_row(r: &Row) -> Result<DecisionRow, StoreError> {
         caller: r.get(5),
         callee: r.get(6),
         planned: r.get::<_, i32>(7) as u32,
-        body: serde_json::from_str(&body)
-            .map_err(|e| StoreError::Corrupt(format!("decision body: {e}")))?,
+        body: body_of(&body)?,
     })
 }
 
-impl Pg {
-    pub(in crate::store) fn add_decisions(
-        &self,
-        node: &str,
-        rows: &[NewDecision],
-    ) -> Result<(), StoreError> {
+impl DecisionRows for Pg {
+    fn add_decisions(&self, node: &str, rows: &[NewDecision]) -> Result<(), StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -53,7 +51,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn add_outcomes(&self, rows: &[Outcome]) -> Result<(), StoreError> {
+    fn add_outcomes(&self, rows: &[Outcome]) -> Result<(), StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -77,10 +75,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn decisions(
-        &self,
-        f: &DecisionFilter,
-    ) -> Result<Vec<DecisionRow>, StoreError> {
+    fn decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let (sql, values) = f.sql(crate::store::listing::Dialect::Postgres);
@@ -91,7 +86,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn outcomes(&self, call_id: &str) -> Result<Vec<Outcome>, StoreError> {
+    fn outcomes(&self, call_id: &str) -> Result<Vec<Outcome>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -114,11 +109,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn erase_decisions(
-        &self,
-        account: Option<&str>,
-        call_id: &str,
-    ) -> Result<usize, StoreError> {
+    fn erase_decisions(&self, account: Option<&str>, call_id: &str) -> Result<usize, StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -148,7 +139,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn prune_decisions(
+    fn prune_decisions(
         &self,
         before_us: i64,
         keep_rows: i64,
@@ -163,10 +154,7 @@ impl Pg {
             )
             .await?
             .map(|r| r.get(0));
-            let cutoff = match bound {
-                Some(b) => before_us.max(b + 1),
-                None => before_us,
-            };
+            let cutoff = prune_cutoff(before_us, bound);
             let n = cached_execute(
                 &c,
                 "DELETE FROM decisions WHERE id IN
@@ -178,7 +166,7 @@ impl Pg {
                 &c,
                 "DELETE FROM decision_outcomes WHERE ctid IN
                  (SELECT ctid FROM decision_outcomes WHERE at_us < $1 ORDER BY at_us LIMIT $2)",
-                &[&cutoff, &(batch * 4)],
+                &[&cutoff, &(batch * OUTCOMES_PER_DECISION)],
             )
             .await?;
             Ok(n as usize)

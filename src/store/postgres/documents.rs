@@ -3,6 +3,7 @@
 //! remembers for an outage is the planner's (`rules::lookups`).
 
 use super::*;
+use crate::store::documents::{may_delete, DocumentRows};
 
 // --- documents -------------------------------------------------------------------------------
 
@@ -11,17 +12,8 @@ fn doc_of(kind: Kind, account: String, r: &Row, i: usize) -> Result<Doc, StoreEr
     row_to_doc(kind, account, r.get(i), r.get(i + 1), r.get(i + 2))
 }
 
-impl Pg {
-    pub(in crate::store) fn get(
-        &self,
-        kind: Kind,
-        account_id: &str,
-        id: &str,
-    ) -> Result<Option<Doc>, StoreError> {
-        self.get_now(kind, account_id, id)
-    }
-
-    fn get_now(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
+impl DocumentRows for Pg {
+    fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let row = cached_query_opt(
@@ -35,15 +27,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn list(
-        &self,
-        kind: Kind,
-        account_id: &str,
-    ) -> Result<Vec<Doc>, StoreError> {
-        self.list_now(kind, account_id)
-    }
-
-    fn list_now(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
+    fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -59,7 +43,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn documents_of_kind(&self, kind: Kind) -> Result<Vec<Doc>, StoreError> {
+    fn documents_of_kind(&self, kind: Kind) -> Result<Vec<Doc>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -73,7 +57,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
+    fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -92,7 +76,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn put(
+    fn put(
         &self,
         kind: Kind,
         account_id: &str,
@@ -119,16 +103,7 @@ impl Pg {
             )
             .await?
             .map(|r| r.get(0));
-            match (expect, current) {
-                (Expect::Absent, Some(_)) => return Err(StoreError::Exists),
-                (Expect::Revision(want), cur) if cur != Some(want.0 as i64) => {
-                    return Err(StoreError::Conflict {
-                        current: cur.map(|r| r.to_string()).unwrap_or_default(),
-                    })
-                }
-                _ => {}
-            }
-            let rev = current.unwrap_or(0) + 1;
+            let rev = expect.next_revision(current)?;
             cached_execute(
                 &tx,
                 "INSERT INTO documents (account_id, kind, id, rev, body, modified, records)
@@ -160,7 +135,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn delete(
+    fn delete(
         &self,
         kind: Kind,
         account_id: &str,
@@ -179,13 +154,7 @@ impl Pg {
             .await?
             .map(|r| r.get(0));
             let Some(cur) = current else { return Ok(false) };
-            if let Some(want) = expect {
-                if cur != want.0 as i64 {
-                    return Err(StoreError::Conflict {
-                        current: cur.to_string(),
-                    });
-                }
-            }
+            may_delete(expect, cur)?;
             cached_execute(
                 &tx,
                 "DELETE FROM documents WHERE account_id = $1 AND kind = $2 AND id = $3",
@@ -200,14 +169,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn accounts_with_number(
-        &self,
-        number: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        self.accounts_with_number_now(number)
-    }
-
-    fn accounts_with_number_now(&self, number: &str) -> Result<Vec<String>, StoreError> {
+    fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -221,11 +183,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn any_recording_settings(&self) -> Result<bool, StoreError> {
-        self.any_recording_settings_now()
-    }
-
-    fn any_recording_settings_now(&self) -> Result<bool, StoreError> {
+    fn any_recording_settings(&self) -> Result<bool, StoreError> {
         self.run(async {
             let c = self.client().await?;
             Ok(cached_query_one(
@@ -238,15 +196,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn devices_by_sip_username(
-        &self,
-        account_id: Option<&str>,
-        username: &str,
-    ) -> Result<Vec<Doc>, StoreError> {
-        self.devices_by_sip_username_now(account_id, username)
-    }
-
-    fn devices_by_sip_username_now(
+    fn devices_by_sip_username(
         &self,
         account_id: Option<&str>,
         username: &str,

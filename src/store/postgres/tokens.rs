@@ -1,11 +1,12 @@
 //! API tokens on PostgreSQL: created with their hash, found by hash prefix.
 
 use super::*;
+use crate::store::tokens::TokenRows;
 
 // --- tokens ----------------------------------------------------------------------------------
 
-impl Pg {
-    pub(in crate::store) fn create_token(
+impl TokenRows for Pg {
+    fn create_token(
         &self,
         hash: &str,
         lookup: &str,
@@ -24,10 +25,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn token_candidates(
-        &self,
-        lookup: &str,
-    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    fn token_candidates(&self, lookup: &str) -> Result<Vec<(String, Option<String>)>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(

@@ -4,15 +4,15 @@
 use super::*;
 use crate::store::webhooks::{
     busy_keys, pick_hooks, state_of, ClaimLimits, HookClaim, HookFilter, HookOutcome, HookRow,
-    HookState, NewHookEvent, CANDIDATES,
+    HookRows, HookState, NewHookEvent, CANDIDATES,
 };
 
 fn status_i32(s: &Option<u16>) -> Option<i32> {
     s.map(i32::from)
 }
 
-impl Pg {
-    pub(in crate::store) fn add_hook_events(
+impl HookRows for Pg {
+    fn add_hook_events(
         &self,
         node: &str,
         events: &[NewHookEvent],
@@ -46,7 +46,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn claim_hook_events(
+    fn claim_hook_events(
         &self,
         node: &str,
         now: i64,
@@ -121,11 +121,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn settle_hook_event(
-        &self,
-        id: &str,
-        outcome: &HookOutcome,
-    ) -> Result<(), StoreError> {
+    fn settle_hook_event(&self, id: &str, outcome: &HookOutcome) -> Result<(), StoreError> {
         self.run(async {
             let c = self.client().await?;
             match outcome {
@@ -171,7 +167,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn defer_hook(
+    fn defer_hook(
         &self,
         node: &str,
         account: &str,
@@ -193,7 +189,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn next_hook_due(&self) -> Result<Option<u64>, StoreError> {
+    fn next_hook_due(&self) -> Result<Option<u64>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let v: Option<i64> = cached_query_one(
@@ -209,7 +205,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn recover_hook_events(&self, node: &str) -> Result<usize, StoreError> {
+    fn recover_hook_events(&self, node: &str) -> Result<usize, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let n = cached_execute(
@@ -224,7 +220,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn hook_events(&self, f: &HookFilter) -> Result<Vec<HookRow>, StoreError> {
+    fn hook_events(&self, f: &HookFilter) -> Result<Vec<HookRow>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -265,11 +261,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn retry_hook_events(
-        &self,
-        id: Option<&str>,
-        now: i64,
-    ) -> Result<usize, StoreError> {
+    fn retry_hook_events(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let n = cached_execute(
