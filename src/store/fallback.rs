@@ -10,8 +10,6 @@
 
 use std::sync::atomic::Ordering;
 
-use rusqlite::params;
-
 use super::{Store, StoreError};
 
 /// A recording as moved from the local file: every column, its deliveries' too.
@@ -63,16 +61,7 @@ impl Store {
         if !self.has_local() {
             return;
         }
-        let r = self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
-                "DELETE FROM deliveries WHERE recording_id = ?1",
-                params![id],
-            )?;
-            tx.execute("DELETE FROM recordings WHERE id = ?1", params![id])?;
-            tx.commit()?;
-            Ok(())
-        });
+        let r = self.sqlite.remove_recording(id);
         if let Err(e) = r {
             tracing::warn!(recording_id = %id, error = %e, "cannot remove a stale local copy");
         }
@@ -82,9 +71,7 @@ impl Store {
     /// before it stopped, or that used SQLite before): they are moved by
     /// [`Store::move_local_to_database`].
     pub(super) fn check_local(&self) -> Result<(), StoreError> {
-        let any: bool = self.with(|c| {
-            Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM recordings)", [], |r| r.get(0))?)
-        })?;
+        let any = self.sqlite.holds_recordings()?;
         self.local.store(any, Ordering::Release);
         Ok(())
     }
@@ -98,72 +85,13 @@ impl Store {
         }
         let mut moved = 0;
         loop {
-            let batch = self.with(|c| {
-                let mut st = c.prepare(
-                    "SELECT id, account_id, call_id, file_path, state, meta, created_us,
-                            updated_us
-                     FROM recordings ORDER BY created_us LIMIT ?1",
-                )?;
-                let rows = st.query_map(params![BATCH], |r| {
-                    Ok(Moved {
-                        id: r.get(0)?,
-                        account_id: r.get(1)?,
-                        call_id: r.get(2)?,
-                        file_path: r.get(3)?,
-                        state: r.get(4)?,
-                        meta: r.get(5)?,
-                        created: r.get(6)?,
-                        updated: r.get(7)?,
-                        deliveries: Vec::new(),
-                    })
-                })?;
-                let mut out: Vec<Moved> = rows.collect::<Result<_, _>>()?;
-                let mut st = c.prepare(
-                    "SELECT url, method, state, attempts, next_attempt_us, since_us, last_error,
-                            last_status, delivered_us
-                     FROM deliveries WHERE recording_id = ?1",
-                )?;
-                for m in &mut out {
-                    let rows = st.query_map(params![m.id], |r| {
-                        Ok(MovedDelivery {
-                            url: r.get(0)?,
-                            method: r.get(1)?,
-                            state: r.get(2)?,
-                            attempts: r.get(3)?,
-                            next: r.get(4)?,
-                            since: r.get(5)?,
-                            last_error: r.get(6)?,
-                            last_status: r.get(7)?,
-                            delivered: r.get(8)?,
-                        })
-                    })?;
-                    m.deliveries = rows.collect::<Result<_, _>>()?;
-                }
-                Ok(out)
-            })?;
+            let batch = self.sqlite.recordings_to_move(BATCH)?;
             if batch.is_empty() {
                 self.local.store(false, Ordering::Release);
                 break;
             }
             pg.import(&self.node, &batch)?;
-            self.with(|c| {
-                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                for m in &batch {
-                    // Only if it did not change meanwhile (else the newer row moves next round).
-                    let gone = tx.execute(
-                        "DELETE FROM recordings WHERE id = ?1 AND updated_us = ?2",
-                        params![m.id, m.updated],
-                    )?;
-                    if gone > 0 {
-                        tx.execute(
-                            "DELETE FROM deliveries WHERE recording_id = ?1",
-                            params![m.id],
-                        )?;
-                    }
-                }
-                tx.commit()?;
-                Ok(())
-            })?;
+            self.sqlite.remove_moved(&batch)?;
             moved += batch.len();
         }
         if moved > 0 {

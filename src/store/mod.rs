@@ -59,7 +59,6 @@ pub mod documents;
 mod fallback;
 mod inspect;
 mod listing;
-mod migrations;
 mod nodes;
 mod postgres;
 pub mod recordings;
@@ -72,8 +71,6 @@ pub mod webhooks;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-
-use rusqlite::Connection;
 
 pub use documents::{Doc, Kind, Revision};
 pub use recordings::{DeliveryState, RecordingState};
@@ -88,6 +85,10 @@ trait Backend:
     + tokens::TokenRows
     + decisions::DecisionRows
     + webhooks::HookRows
+    + retention::RemovalRows
+    + inspect::Census
+    + nodes::NodeRows
+    + recordings::RecordingRows
     + Send
     + Sync
 {
@@ -98,6 +99,11 @@ impl<T> Backend for T where
         + tokens::TokenRows
         + decisions::DecisionRows
         + webhooks::HookRows
+        + retention::RemovalRows
+        + inspect::Census
+        + nodes::NodeRows
+        + recordings::RecordingRows
+        + recordings::RecordingRows
         + Send
         + Sync
 {
@@ -136,23 +142,18 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `<data_dir>/callrec.db`, migrating an older schema.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(data_dir.join("callrec.db"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Store::init(conn)
+        Store::init(sqlite::Sqlite::open(&data_dir.join("callrec.db"))?)
     }
 
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        Store::init(Connection::open_in_memory()?)
+        Store::init(sqlite::Sqlite::open_in_memory()?)
     }
 
-    fn init(mut conn: Connection) -> Result<Store, StoreError> {
-        migrations::run(&mut conn)?;
+    fn init(sqlite: sqlite::Sqlite) -> Result<Store, StoreError> {
         // A file speaks for the node its rows were last given to (see `for_node`).
-        let owner: String = conn.query_row("SELECT node FROM owner", [], |r| r.get(0))?;
+        let owner = sqlite.owner()?;
         Ok(Store {
-            sqlite: sqlite::Sqlite::new(conn),
+            sqlite,
             pg: None,
             node: owner.into(),
             local: Arc::new(AtomicBool::new(false)),
@@ -194,20 +195,7 @@ impl Store {
     /// theirs.
     pub fn for_node(mut self, node: &str) -> Result<Store, StoreError> {
         self.node = node.into();
-        if self.pg.is_none() {
-            self.with(|c| {
-                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let owner: String = tx.query_row("SELECT node FROM owner", [], |r| r.get(0))?;
-                // Rows change hands only when the node's name does: no scan at every start.
-                if owner != node {
-                    tx.execute("UPDATE recordings SET node = ?1 WHERE node <> ?1", [node])?;
-                    tx.execute("UPDATE deliveries SET node = ?1 WHERE node <> ?1", [node])?;
-                    tx.execute("UPDATE owner SET node = ?1", [node])?;
-                }
-                tx.commit()?;
-                Ok(())
-            })?;
-        }
+        self.db().speak_for(node)?;
         Ok(self)
     }
 
@@ -218,28 +206,14 @@ impl Store {
 
     /// `"postgresql"` or `"sqlite"`.
     pub fn backend(&self) -> &'static str {
-        if self.pg.is_some() {
-            "postgresql"
-        } else {
-            "sqlite"
-        }
+        self.db().name()
     }
 
     /// Makes sure no other live callrec speaks for this node on a shared database (two would
     /// both take up the node's journal and claims at start-up). The hold lasts as long as
     /// this handle's clones; SQLite files have one owner by construction.
     pub fn hold_node(&self) -> Result<(), StoreError> {
-        match &self.pg {
-            Some(pg) => pg.hold_node(&self.node),
-            None => Ok(()),
-        }
-    }
-
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        self.sqlite.with(f)
+        self.db().hold_node(&self.node)
     }
 
     /// The backend that holds the data: PostgreSQL when configured, else the SQLite file.
@@ -254,13 +228,7 @@ impl Store {
 impl Store {
     /// The store takes writes (the write lock can be had).
     pub fn check_writable(&self) -> Result<(), StoreError> {
-        if let Some(pg) = &self.pg {
-            return pg.check_writable();
-        }
-        self.with(|c| {
-            c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
-            Ok(())
-        })
+        self.db().check_writable()
     }
 }
 

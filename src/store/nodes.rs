@@ -1,25 +1,35 @@
-//! Where each node's API answers, on a shared database: a node writes its own at start-up, and
-//! a request for a recording another node records is forwarded to that node's.
+//! Nodes: which node a handle speaks for and that no other live instance does, whether the
+//! database takes writes, and where each node's API answers (on a shared database a node writes
+//! its own at start-up, and a request for a recording another node records is forwarded to
+//! that node's).
 //!
 //! Invariants: a node writes only its own row; with the SQLite file there is one node, so
-//! there is nothing to record and no other node to find.
+//! there is nothing to record, no other node to find and nothing to hold.
 
 use super::{Store, StoreError};
+
+/// What a backend does for nodes.
+pub(super) trait NodeRows {
+    /// `"postgresql"` or `"sqlite"`.
+    fn name(&self) -> &'static str;
+    /// The handle now speaks for `node`. SQLite: the file's rows become `node`'s (a file
+    /// belongs to one host); PostgreSQL: nothing (other nodes' rows stay theirs).
+    fn speak_for(&self, node: &str) -> Result<(), StoreError>;
+    /// PostgreSQL: `node`'s lock, held for the handle's life; SQLite: nothing.
+    fn hold_node(&self, node: &str) -> Result<(), StoreError>;
+    fn check_writable(&self) -> Result<(), StoreError>;
+    fn register_api(&self, node: &str, url: &str) -> Result<(), StoreError>;
+    fn node_api(&self, node: &str) -> Result<Option<String>, StoreError>;
+}
 
 impl Store {
     /// Records that this node's API answers at `url`.
     pub fn register_api(&self, url: &str) -> Result<(), StoreError> {
-        match &self.pg {
-            Some(pg) => pg.register_api(&self.node, url),
-            None => Ok(()),
-        }
+        self.db().register_api(&self.node, url)
     }
 
     /// Where node `node`'s API answers, when it said so.
     pub fn node_api(&self, node: &str) -> Result<Option<String>, StoreError> {
-        match &self.pg {
-            Some(pg) => pg.node_api(node),
-            None => Ok(None),
-        }
+        self.db().node_api(node)
     }
 }

@@ -17,7 +17,6 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +53,24 @@ impl RecordingState {
     /// FreeSWITCH may still write it, or a worker is uploading it: nothing may take it away.
     pub fn held(self) -> bool {
         matches!(self, RecordingState::Recording | RecordingState::Uploading)
+    }
+
+    /// The state of a kept recording with `total` deliveries, of which `pending`, `uploading`
+    /// and `failed` are in those states: the rule the module's note states. SQLite's backend
+    /// applies it as written; PostgreSQL's runs the same rule as one `CASE` in the statement
+    /// that writes it (one round trip).
+    pub fn of_deliveries(total: i64, pending: i64, uploading: i64, failed: i64) -> RecordingState {
+        if total == 0 {
+            RecordingState::Stored
+        } else if uploading > 0 {
+            RecordingState::Uploading
+        } else if pending > 0 {
+            RecordingState::Pending
+        } else if failed > 0 {
+            RecordingState::Failed
+        } else {
+            RecordingState::Delivered
+        }
     }
 }
 
@@ -109,7 +126,6 @@ pub struct Claim<M> {
     pub since_us: u64,
 }
 
-use super::listing::Dialect;
 pub use super::listing::Filter;
 
 /// The outcome of one attempt.
@@ -133,67 +149,9 @@ pub(super) fn meta_of<M: DeserializeOwned>(text: &str) -> Result<M, StoreError> 
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("recording metadata: {e}")))
 }
 
-/// Recomputes a recording's state from its deliveries and returns it.
-fn refresh(c: &Connection, id: &str) -> Result<RecordingState, StoreError> {
-    let (total, pending, uploading, failed): (i64, i64, i64, i64) = c.query_row(
-        "SELECT COUNT(*), coalesce(SUM(state = 'pending'), 0),
-                coalesce(SUM(state = 'uploading'), 0), coalesce(SUM(state = 'failed'), 0)
-         FROM deliveries WHERE recording_id = ?1",
-        params![id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
-    let state = if total == 0 {
-        RecordingState::Stored
-    } else if uploading > 0 {
-        RecordingState::Uploading
-    } else if pending > 0 {
-        RecordingState::Pending
-    } else if failed > 0 {
-        RecordingState::Failed
-    } else {
-        RecordingState::Delivered
-    };
-    c.execute(
-        "UPDATE recordings SET state = ?2, updated_us = ?3 WHERE id = ?1",
-        params![id, state.as_str(), now_us() as i64],
-    )?;
-    Ok(state)
-}
-
 /// A recording's metadata as stored.
 pub(super) fn meta_text<M: Serialize>(meta: &M) -> Result<String, StoreError> {
     serde_json::to_string(meta).map_err(|e| StoreError::Corrupt(format!("recording metadata: {e}")))
-}
-
-/// Writes (or replaces) a recording's row of `node` in `state`.
-pub(super) fn put_recording(
-    c: &Connection,
-    node: &str,
-    rec: &RawNew<'_>,
-    state: RecordingState,
-    now: i64,
-) -> Result<(), StoreError> {
-    c.execute(
-        "INSERT OR REPLACE INTO recordings
-         (id, node, account_id, call_id, file_path, state, meta, created_us, updated_us)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-        params![
-            rec.id,
-            node,
-            rec.account_id,
-            rec.call_id,
-            rec.file_path,
-            state.as_str(),
-            rec.meta,
-            now
-        ],
-    )?;
-    // A replaced row starts again without deliveries (as in PostgreSQL).
-    c.execute(
-        "DELETE FROM deliveries WHERE recording_id = ?1",
-        params![rec.id],
-    )?;
-    Ok(())
 }
 
 /// A delivery's columns as read, typed by [`RawDelivery::typed`] (both backends).
@@ -298,38 +256,75 @@ impl<'a, M: Serialize> NewRecording<'a, M> {
     }
 }
 
-fn deliveries(c: &Connection, id: &str) -> Result<Vec<RawDelivery>, StoreError> {
-    let mut st = c.prepare(
-        "SELECT url, method, state, attempts, next_attempt_us, last_error, last_status, delivered_us
-         FROM deliveries WHERE recording_id = ?1 ORDER BY url, method",
-    )?;
-    let rows = st.query_map(params![id], |r| {
-        Ok(RawDelivery {
-            url: r.get(0)?,
-            method: r.get(1)?,
-            state: r.get(2)?,
-            attempts: r.get(3)?,
-            next: r.get(4)?,
-            last_error: r.get(5)?,
-            last_status: r.get(6)?,
-            delivered: r.get(7)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+/// What a backend does with recordings and deliveries: statements only, each naming the node
+/// whose rows it claims, recovers or journals. Metadata is text here (the domain above types
+/// it); a recording's state is set by [`RecordingState::of_deliveries`] in the transaction that
+/// changes a delivery.
+pub(super) trait RecordingRows {
+    /// Writes (or replaces) `rec` as `node`'s, with a pending delivery per destination.
+    fn add_recording(
+        &self,
+        node: &str,
+        rec: &RawNew<'_>,
+        now: i64,
+    ) -> Result<RecordingState, StoreError>;
+    /// Writes (or replaces) `rec` as `node`'s, in state `recording`, without deliveries.
+    fn journal_recording(&self, node: &str, rec: &RawNew<'_>, now: i64) -> Result<(), StoreError>;
+    /// Removes recording `id` if it is still `recording`.
+    fn forget_recording(&self, id: &str) -> Result<bool, StoreError>;
+    /// `node`'s journaled recordings `(id, metadata)`, oldest first.
+    fn journaled(&self, node: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// `node`'s recordings created since `since_us` whose metadata holds `needle`.
+    fn mentioning_since(
+        &self,
+        node: &str,
+        since_us: i64,
+        needle: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    fn recover_deliveries(&self, node: &str) -> Result<usize, StoreError>;
+    fn claim_due(&self, node: &str, now: i64, limit: i64) -> Result<Vec<RawClaim>, StoreError>;
+    fn next_due(&self, node: &str) -> Result<Option<u64>, StoreError>;
+    fn settle(
+        &self,
+        id: &str,
+        dest: &Destination,
+        outcome: &Outcome,
+    ) -> Result<RecordingState, StoreError>;
+    fn recording(&self, id: &str) -> Result<Option<RawRecording>, StoreError>;
+    fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError>;
+    fn retry_failed(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError>;
+    fn reassign(&self, from: &str, to: &str, id: Option<&str>) -> Result<usize, StoreError>;
+    fn has_recording_path(&self, node: &str, path: &str) -> Result<bool, StoreError>;
+    /// `node`'s file paths from `prefix` (inclusive) to `end` (exclusive) with no `/` after
+    /// `prefix`.
+    fn recording_paths_in(
+        &self,
+        node: &str,
+        prefix: &str,
+        end: &str,
+    ) -> Result<HashSet<String>, StoreError>;
 }
 
-/// Reads a recording's row (`id, node, state, created_us, updated_us, meta` columns) with its
-/// deliveries.
-fn recording_row(c: &Connection, r: &rusqlite::Row<'_>) -> Result<RawRecording, StoreError> {
-    let id: String = r.get(0)?;
-    Ok(RawRecording {
-        node: r.get(1)?,
-        state: r.get(2)?,
-        created: r.get(3)?,
-        updated: r.get(4)?,
-        meta: r.get(5)?,
-        deliveries: deliveries(c, &id)?,
-    })
+/// Where a node on a shared database writes a recording while the database cannot be reached
+/// (`fallback`): the rule, written once for the journal and the spool.
+impl Store {
+    fn write_recording<T>(
+        &self,
+        rec: &RawNew<'_>,
+        write: impl Fn(&dyn RecordingRows) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if let Some(pg) = &self.pg {
+            match write(pg) {
+                Ok(done) => {
+                    self.drop_local_copy(rec.id);
+                    return Ok(done);
+                }
+                Err(StoreError::Unreachable(e)) => self.keep_locally(rec.id, &e),
+                Err(e) => return Err(e),
+            }
+        }
+        write(&self.sqlite)
+    }
 }
 
 impl Store {
@@ -341,31 +336,7 @@ impl Store {
     ) -> Result<RecordingState, StoreError> {
         let rec = rec.raw()?;
         let now = now_us() as i64;
-        if let Some(pg) = &self.pg {
-            match pg.add_recording(&self.node, &rec, now) {
-                Ok(state) => {
-                    self.drop_local_copy(rec.id);
-                    return Ok(state);
-                }
-                Err(StoreError::Unreachable(e)) => self.keep_locally(rec.id, &e),
-                Err(e) => return Err(e),
-            }
-        }
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            put_recording(&tx, &self.node, &rec, RecordingState::Stored, now)?;
-            for d in rec.destinations {
-                tx.execute(
-                    "INSERT OR IGNORE INTO deliveries
-                     (recording_id, node, url, method, state, attempts, next_attempt_us, since_us)
-                     VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
-                    params![rec.id, &*self.node, d.url, d.method.as_str(), now],
-                )?;
-            }
-            let state = refresh(&tx, rec.id)?;
-            tx.commit()?;
-            Ok(state)
-        })
+        self.write_recording(&rec, |db| db.add_recording(&self.node, &rec, now))
     }
 
     /// Journals a recording FreeSWITCH is about to record on this node (state `recording`, no
@@ -376,56 +347,28 @@ impl Store {
     ) -> Result<(), StoreError> {
         let rec = rec.raw()?;
         let now = now_us() as i64;
-        if let Some(pg) = &self.pg {
-            match pg.journal_recording(&self.node, &rec, now) {
-                Ok(()) => {
-                    self.drop_local_copy(rec.id);
-                    return Ok(());
-                }
-                Err(StoreError::Unreachable(e)) => self.keep_locally(rec.id, &e),
-                Err(e) => return Err(e),
-            }
-        }
-        self.with(|c| put_recording(c, &self.node, &rec, RecordingState::Recording, now))
+        self.write_recording(&rec, |db| db.journal_recording(&self.node, &rec, now))
     }
 
     /// Removes a journaled recording that ended without being kept (discarded, failed).
     pub fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
-        let local = |s: &Store| {
-            s.with(|c| {
-                Ok(c.execute(
-                    "DELETE FROM recordings WHERE id = ?1 AND state = 'recording'",
-                    params![id],
-                )? > 0)
-            })
-        };
         match &self.pg {
             Some(pg) => {
-                let held_locally = self.has_local() && local(self)?;
+                let held_locally = self.has_local() && self.sqlite.forget_recording(id)?;
                 Ok(pg.forget_recording(id)? || held_locally)
             }
-            None => local(self),
+            None => self.sqlite.forget_recording(id),
         }
     }
 
     /// Every journaled recording of this node (what a restart takes up again).
     pub fn journaled<M: DeserializeOwned>(&self) -> Result<Vec<(String, M)>, StoreError> {
-        let local = |s: &Store, node: Option<&str>| {
-            s.with(|c| {
-                let mut st = c.prepare(
-                    "SELECT id, meta FROM recordings
-                     WHERE state = 'recording' AND (?1 IS NULL OR node = ?1) ORDER BY created_us",
-                )?;
-                let rows = st.query_map(params![node], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                Ok::<Vec<(String, String)>, StoreError>(rows.collect::<Result<_, _>>()?)
-            })
-        };
         let rows: Vec<(String, String)> = match &self.pg {
             Some(pg) => {
                 // The local journal's rows (this host's, whatever node they were written as)
                 // are newer than the database's of the same id.
                 let mine = if self.has_local() {
-                    local(self, None)?
+                    self.sqlite.journaled_of(None)?
                 } else {
                     Vec::new()
                 };
@@ -438,7 +381,7 @@ impl Store {
                 rows.extend(mine);
                 rows
             }
-            None => local(self, Some(&self.node))?,
+            None => self.sqlite.journaled(&self.node)?,
         };
         rows.into_iter()
             .map(|(id, meta)| Ok((id, meta_of(&meta)?)))
@@ -454,21 +397,9 @@ impl Store {
         field: &str,
     ) -> Result<Vec<(String, M)>, StoreError> {
         let needle = format!("\"{field}\":");
-        let rows: Vec<(String, String)> = match &self.pg {
-            Some(pg) => pg.mentioning_since(&self.node, since_us as i64, &needle)?,
-            None => self.with(|c| {
-                let mut st = c.prepare(
-                    "SELECT id, meta FROM recordings
-                     WHERE created_us >= ?2 AND node = ?1 AND instr(meta, ?3) > 0
-                     ORDER BY created_us",
-                )?;
-                let rows = st.query_map(params![&*self.node, since_us as i64, needle], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-                Ok::<Vec<(String, String)>, StoreError>(rows.collect::<Result<_, _>>()?)
-            })?,
-        };
-        rows.into_iter()
+        self.db()
+            .mentioning_since(&self.node, since_us as i64, &needle)?
+            .into_iter()
             .map(|(id, meta)| Ok((id, meta_of(&meta)?)))
             .collect()
     }
@@ -476,29 +407,7 @@ impl Store {
     /// This node's deliveries left `uploading` by a crash go back to `pending`. Returns how
     /// many.
     pub fn recover_deliveries(&self) -> Result<usize, StoreError> {
-        if let Some(pg) = &self.pg {
-            return pg.recover_deliveries(&self.node);
-        }
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let ids: Vec<String> = {
-                let mut st = tx.prepare(
-                    "SELECT DISTINCT recording_id FROM deliveries
-                     WHERE node = ?1 AND state = 'uploading'",
-                )?;
-                let rows = st.query_map(params![&*self.node], |r| r.get(0))?;
-                rows.collect::<Result<_, _>>()?
-            };
-            let n = tx.execute(
-                "UPDATE deliveries SET state = 'pending' WHERE node = ?1 AND state = 'uploading'",
-                params![&*self.node],
-            )?;
-            for id in &ids {
-                refresh(&tx, id)?;
-            }
-            tx.commit()?;
-            Ok(n)
-        })
+        self.db().recover_deliveries(&self.node)
     }
 
     /// Takes up to `limit` of this node's deliveries due at `now` and marks them `uploading`.
@@ -507,62 +416,16 @@ impl Store {
         now: u64,
         limit: usize,
     ) -> Result<Vec<Claim<M>>, StoreError> {
-        let raw = match &self.pg {
-            Some(pg) => pg.claim_due(&self.node, now as i64, limit as i64)?,
-            None => self.with(|c| {
-                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let rows: Vec<(String, RawClaim)> = {
-                    let mut st = tx.prepare(
-                        "SELECT d.recording_id, d.url, d.method, d.attempts, d.since_us, r.meta
-                         FROM deliveries d JOIN recordings r ON r.id = d.recording_id
-                         WHERE d.node = ?1 AND d.state = 'pending' AND d.next_attempt_us <= ?2
-                         ORDER BY d.next_attempt_us LIMIT ?3",
-                    )?;
-                    let rows =
-                        st.query_map(params![&*self.node, now as i64, limit as i64], |r| {
-                            Ok((
-                                r.get(0)?,
-                                RawClaim {
-                                    url: r.get(1)?,
-                                    method: r.get(2)?,
-                                    attempts: r.get(3)?,
-                                    since: r.get(4)?,
-                                    meta: r.get(5)?,
-                                },
-                            ))
-                        })?;
-                    rows.collect::<Result<_, _>>()?
-                };
-                let mut out = Vec::with_capacity(rows.len());
-                for (id, claim) in rows {
-                    tx.execute(
-                        "UPDATE deliveries SET state = 'uploading'
-                         WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
-                        params![id, claim.url, claim.method],
-                    )?;
-                    refresh(&tx, &id)?;
-                    out.push(claim);
-                }
-                tx.commit()?;
-                Ok(out)
-            })?,
-        };
-        raw.into_iter().map(RawClaim::typed).collect()
+        self.db()
+            .claim_due(&self.node, now as i64, limit as i64)?
+            .into_iter()
+            .map(RawClaim::typed)
+            .collect()
     }
 
     /// When this node's next pending delivery is due.
     pub fn next_due(&self) -> Result<Option<u64>, StoreError> {
-        if let Some(pg) = &self.pg {
-            return pg.next_due(&self.node);
-        }
-        self.with(|c| {
-            let v: Option<i64> = c.query_row(
-                "SELECT MIN(next_attempt_us) FROM deliveries WHERE node = ?1 AND state = 'pending'",
-                params![&*self.node],
-                |r| r.get(0),
-            )?;
-            Ok(v.map(|v| v as u64))
-        })
+        self.db().next_due(&self.node)
     }
 
     /// Records an attempt's outcome; returns the recording's new state.
@@ -572,40 +435,7 @@ impl Store {
         dest: &Destination,
         outcome: &Outcome,
     ) -> Result<RecordingState, StoreError> {
-        if let Some(pg) = &self.pg {
-            return pg.settle(id, dest, outcome);
-        }
-        let (url, method) = (dest.url.as_str(), dest.method.as_str());
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            match outcome {
-                Outcome::Delivered { status } => tx.execute(
-                    "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1,
-                     last_status = ?4, last_error = NULL, delivered_us = ?5
-                     WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
-                    params![id, url, method, status, now_us() as i64],
-                )?,
-                Outcome::Retry {
-                    next_us,
-                    error,
-                    status,
-                } => tx.execute(
-                    "UPDATE deliveries SET state = 'pending', attempts = attempts + 1,
-                     next_attempt_us = ?4, last_error = ?5, last_status = ?6
-                     WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
-                    params![id, url, method, *next_us as i64, error, status],
-                )?,
-                Outcome::Failed { error, status } => tx.execute(
-                    "UPDATE deliveries SET state = 'failed', attempts = attempts + 1,
-                     last_error = ?4, last_status = ?5
-                     WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
-                    params![id, url, method, error, status],
-                )?,
-            };
-            let state = refresh(&tx, id)?;
-            tx.commit()?;
-            Ok(state)
-        })
+        self.db().settle(id, dest, outcome)
     }
 
     /// One recording, whichever node it is on.
@@ -613,21 +443,10 @@ impl Store {
         &self,
         id: &str,
     ) -> Result<Option<RecordingRow<M>>, StoreError> {
-        let raw = match &self.pg {
-            Some(pg) => pg.recording(id)?,
-            None => self.with(|c| {
-                let mut st = c.prepare(
-                    "SELECT id, node, state, created_us, updated_us, meta FROM recordings
-                     WHERE id = ?1",
-                )?;
-                let mut rows = st.query(params![id])?;
-                match rows.next()? {
-                    Some(r) => Ok(Some(recording_row(c, r)?)),
-                    None => Ok(None),
-                }
-            })?,
-        };
-        raw.map(RawRecording::typed).transpose()
+        self.db()
+            .recording(id)?
+            .map(RawRecording::typed)
+            .transpose()
     }
 
     /// Recordings of every node matching `f`, newest first.
@@ -635,50 +454,17 @@ impl Store {
         &self,
         f: &Filter,
     ) -> Result<Vec<RecordingRow<M>>, StoreError> {
-        let raw = match &self.pg {
-            Some(pg) => pg.recordings(f)?,
-            None => self.with(|c| {
-                let (sql, values) = f.sql(Dialect::Sqlite);
-                let mut st = c.prepare_cached(&sql)?;
-                let mut rows = st.query(rusqlite::params_from_iter(values.iter()))?;
-                let mut out = Vec::new();
-                while let Some(r) = rows.next()? {
-                    out.push(recording_row(c, r)?);
-                }
-                Ok(out)
-            })?,
-        };
-        raw.into_iter().map(RawRecording::typed).collect()
+        self.db()
+            .recordings(f)?
+            .into_iter()
+            .map(RawRecording::typed)
+            .collect()
     }
 
     /// Puts failed deliveries of one recording (or of all, with `None`) back in the queue,
     /// with a fresh give-up clock. Returns how many.
     pub fn retry_failed(&self, id: Option<&str>) -> Result<usize, StoreError> {
-        if let Some(pg) = &self.pg {
-            return pg.retry_failed(id, now_us() as i64);
-        }
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let now = now_us() as i64;
-            let ids: Vec<String> = {
-                let mut st = tx.prepare(
-                    "SELECT DISTINCT recording_id FROM deliveries
-                     WHERE state = 'failed' AND (?1 IS NULL OR recording_id = ?1)",
-                )?;
-                let rows = st.query_map(params![id], |r| r.get(0))?;
-                rows.collect::<Result<_, _>>()?
-            };
-            let n = tx.execute(
-                "UPDATE deliveries SET state = 'pending', next_attempt_us = ?2, since_us = ?2
-                 WHERE state = 'failed' AND (?1 IS NULL OR recording_id = ?1)",
-                params![id, now],
-            )?;
-            for r in &ids {
-                refresh(&tx, r)?;
-            }
-            tx.commit()?;
-            Ok(n)
-        })
+        self.db().retry_failed(id, now_us() as i64)
     }
 
     /// Hands the recordings of node `from` (or only recording `id` of it) to node `to`, for a
@@ -686,50 +472,12 @@ impl Store {
     /// back to `pending`, its journaled ones are taken up at `to`'s next start. Returns how
     /// many recordings moved.
     pub fn reassign(&self, from: &str, to: &str, id: Option<&str>) -> Result<usize, StoreError> {
-        if let Some(pg) = &self.pg {
-            return pg.reassign(from, to, id);
-        }
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let ids: Vec<String> = {
-                let mut st = tx.prepare(
-                    "SELECT id FROM recordings WHERE node = ?1 AND (?2 IS NULL OR id = ?2)",
-                )?;
-                let rows = st.query_map(params![from, id], |r| r.get(0))?;
-                rows.collect::<Result<_, _>>()?
-            };
-            for r in &ids {
-                tx.execute(
-                    "UPDATE recordings SET node = ?2 WHERE id = ?1",
-                    params![r, to],
-                )?;
-                tx.execute(
-                    "UPDATE deliveries SET node = ?2,
-                       state = CASE state WHEN 'uploading' THEN 'pending' ELSE state END
-                     WHERE recording_id = ?1",
-                    params![r, to],
-                )?;
-                refresh(&tx, r)?;
-            }
-            tx.commit()?;
-            Ok(ids.len())
-        })
+        self.db().reassign(from, to, id)
     }
 
     /// Whether a recording of this node with this file path is known.
     pub fn has_recording_path(&self, path: &str) -> Result<bool, StoreError> {
-        if let Some(pg) = &self.pg {
-            return pg.has_recording_path(&self.node, path);
-        }
-        self.with(|c| {
-            Ok(c.query_row(
-                "SELECT 1 FROM recordings WHERE file_path = ?1 AND node = ?2 LIMIT 1",
-                params![path, &*self.node],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
-        })
+        self.db().has_recording_path(&self.node, path)
     }
 
     /// This node's known file paths directly in directory `dir` (no trailing `/`): a range over
@@ -739,20 +487,6 @@ impl Store {
         let prefix = format!("{dir}/");
         // Every path under `dir/` sorts before `dir0` ('0' follows '/').
         let end = format!("{dir}0");
-        if let Some(pg) = &self.pg {
-            return pg.recording_paths_in(&self.node, &prefix, &end);
-        }
-        let tail_from = prefix.chars().count() as i64 + 1;
-        self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT file_path FROM recordings
-                 WHERE file_path >= ?1 AND file_path < ?2 AND instr(substr(file_path, ?3), '/') = 0
-                   AND node = ?4",
-            )?;
-            let rows = st.query_map(params![prefix, end, tail_from, &*self.node], |r| {
-                r.get::<_, String>(0)
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
+        self.db().recording_paths_in(&self.node, &prefix, &end)
     }
 }

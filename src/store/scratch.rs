@@ -23,7 +23,7 @@ pub type FirstReleaseDoc<'a> = (&'a str, &'a str, &'a str, i64, &'a str);
 /// of that release left it (the file the store migrates when it opens it).
 pub fn first_release_file(data_dir: &Path, docs: &[FirstReleaseDoc]) -> Result<(), StoreError> {
     let c = Connection::open(data_dir.join("callrec.db"))?;
-    c.execute_batch(super::migrations::V1_SCHEMA)?;
+    c.execute_batch(super::sqlite::migrations::V1_SCHEMA)?;
     for (kind, id, account, rev, body) in docs {
         c.execute(
             "INSERT INTO documents (kind, id, account_id, rev, body, modified)

@@ -21,14 +21,15 @@
 //!
 //! Layout, one job a file: `mod.rs` (the handle, its pool and runtime, the statement helpers),
 //! [`migrations`] (the schema and
-//! its versions), [`tls`] (the verifying connector), [`lock`] (the node lock, read-only check),
+//! its versions), [`tls`] (the verifying connector), [`nodes`] (the node lock, read-only check, API addresses), [`inspect`] (counts),
 //! [`documents`], [`tokens`], [`recordings`] (spool, journal, deliveries, claims), [`webhooks`]
 //! (the webhook events' queue), [`retention`] (erasure and retention).
 
 mod decisions;
 mod documents;
-mod lock;
+mod inspect;
 mod migrations;
+mod nodes;
 mod recordings;
 mod retention;
 mod tls;

@@ -3,6 +3,7 @@
 //! the import of a node's local fallback journal.
 
 use super::*;
+use crate::store::recordings::RecordingRows;
 
 // --- recordings ------------------------------------------------------------------------------
 
@@ -118,8 +119,8 @@ fn status_of(s: &Option<u16>) -> Option<i32> {
     s.map(i32::from)
 }
 
-impl Pg {
-    pub(in crate::store) fn add_recording(
+impl RecordingRows for Pg {
+    fn add_recording(
         &self,
         node: &str,
         rec: &RawNew<'_>,
@@ -145,12 +146,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn journal_recording(
-        &self,
-        node: &str,
-        rec: &RawNew<'_>,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    fn journal_recording(&self, node: &str, rec: &RawNew<'_>, now: i64) -> Result<(), StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -160,7 +156,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
+    fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
         self.run(async {
             let c = self.client().await?;
             Ok(cached_execute(
@@ -173,10 +169,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn journaled(
-        &self,
-        node: &str,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    fn journaled(&self, node: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -190,7 +183,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn mentioning_since(
+    fn mentioning_since(
         &self,
         node: &str,
         since_us: i64,
@@ -210,7 +203,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn recover_deliveries(&self, node: &str) -> Result<usize, StoreError> {
+    fn recover_deliveries(&self, node: &str) -> Result<usize, StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -230,12 +223,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn claim_due(
-        &self,
-        node: &str,
-        now: i64,
-        limit: i64,
-    ) -> Result<Vec<RawClaim>, StoreError> {
+    fn claim_due(&self, node: &str, now: i64, limit: i64) -> Result<Vec<RawClaim>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             // One statement: rows another worker holds are skipped, not waited for (each
@@ -283,7 +271,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn next_due(&self, node: &str) -> Result<Option<u64>, StoreError> {
+    fn next_due(&self, node: &str) -> Result<Option<u64>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let v: Option<i64> = cached_query_one(
@@ -297,7 +285,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn settle(
+    fn settle(
         &self,
         id: &str,
         dest: &Destination,
@@ -374,34 +362,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn count_recordings(
-        &self,
-        state: RecordingState,
-    ) -> Result<u64, StoreError> {
-        self.run(async {
-            let c = self.client().await?;
-            let n: i64 = cached_query_one(
-                &c,
-                "SELECT COUNT(*) FROM recordings WHERE state = $1",
-                &[&state.as_str()],
-            )
-            .await?
-            .get(0);
-            Ok(n.max(0) as u64)
-        })
-    }
-
-    pub(in crate::store) fn size_bytes(&self) -> Result<u64, StoreError> {
-        self.run(async {
-            let c = self.client().await?;
-            let n: i64 = cached_query_one(&c, "SELECT pg_database_size(current_database())", &[])
-                .await?
-                .get(0);
-            Ok(n.max(0) as u64)
-        })
-    }
-
-    pub(in crate::store) fn recording(&self, id: &str) -> Result<Option<RawRecording>, StoreError> {
+    fn recording(&self, id: &str) -> Result<Option<RawRecording>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let row = cached_query_opt(
@@ -418,7 +379,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError> {
+    fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let (sql, values) = f.sql(crate::store::listing::Dialect::Postgres);
@@ -433,11 +394,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn retry_failed(
-        &self,
-        id: Option<&str>,
-        now: i64,
-    ) -> Result<usize, StoreError> {
+    fn retry_failed(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -458,12 +415,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn reassign(
-        &self,
-        from: &str,
-        to: &str,
-        id: Option<&str>,
-    ) -> Result<usize, StoreError> {
+    fn reassign(&self, from: &str, to: &str, id: Option<&str>) -> Result<usize, StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -493,11 +445,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn has_recording_path(
-        &self,
-        node: &str,
-        path: &str,
-    ) -> Result<bool, StoreError> {
+    fn has_recording_path(&self, node: &str, path: &str) -> Result<bool, StoreError> {
         self.run(async {
             let c = self.client().await?;
             Ok(cached_query_opt(
@@ -510,7 +458,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn recording_paths_in(
+    fn recording_paths_in(
         &self,
         node: &str,
         prefix: &str,
@@ -529,7 +477,9 @@ impl Pg {
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
     }
+}
 
+impl Pg {
     /// Writes recordings moved from a node's local journal, replacing the database's rows of
     /// the same ids (the local ones are newer), in one transaction.
     pub(in crate::store) fn import(&self, node: &str, batch: &[Moved]) -> Result<(), StoreError> {

@@ -2,7 +2,7 @@
 //! locked while they are checked and removed, and each node removing only its own recordings.
 
 use super::*;
-use crate::store::retention::{busy, state_of, Cutoffs, Erasure, Removed};
+use crate::store::retention::{refusal, state_of, Cutoffs, Erasure, RemovalRows, Removed};
 
 fn removed(r: &Row) -> Result<Removed, StoreError> {
     Ok(Removed {
@@ -14,8 +14,8 @@ fn removed(r: &Row) -> Result<Removed, StoreError> {
     })
 }
 
-impl Pg {
-    pub(in crate::store) fn erase_recording(
+impl RemovalRows for Pg {
+    fn erase_recording(
         &self,
         node: &str,
         id: &str,
@@ -49,14 +49,8 @@ impl Pg {
                 String,
                 String,
             ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-            if account.is_some_and(|a| account_id.as_deref() != Some(a)) {
-                return Ok(Erasure::Unknown);
-            }
-            if busy(&state) {
-                return Ok(Erasure::Busy(state_of(&state)?));
-            }
-            if owner != node {
-                return Ok(Erasure::Elsewhere(owner));
+            if let Some(refused) = refusal(&owner, account_id.as_deref(), &state, account, node)? {
+                return Ok(refused);
             }
             cached_execute(
                 &tx,
@@ -76,7 +70,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn recordings_of_call(
+    fn recordings_of_call(
         &self,
         account: Option<&str>,
         call_id: &str,
@@ -94,7 +88,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn take_expired(
+    fn take_expired(
         &self,
         node: &str,
         cutoffs: &Cutoffs,
@@ -156,5 +150,9 @@ impl Pg {
             tx.commit().await?;
             Ok(found)
         })
+    }
+
+    fn checkpoint_log(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }

@@ -268,7 +268,7 @@ mod tests {
             Expect::Any,
         )
         .unwrap();
-        s.with(|c| {
+        s.sqlite.with(|c| {
             for q in [
                 "EXPLAIN QUERY PLAN SELECT EXISTS(SELECT 1 FROM documents WHERE records = 1)",
                 "EXPLAIN QUERY PLAN SELECT DISTINCT account_id FROM callflow_numbers WHERE number = '1'",

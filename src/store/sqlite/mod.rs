@@ -1,7 +1,9 @@
 //! The SQLite backend: one file (or, for tests and a shared database's fallback, memory) behind
 //! one connection. Each concept's statements are a file here, implementing that concept's
-//! backend trait (`DocumentRows` in [`documents`], `TokenRows` in [`tokens`]); the rules they
-//! apply are the concept's module's, above both backends.
+//! backend trait (`DocumentRows` in `documents`, `RecordingRows` in `recordings`…); the rules
+//! they apply are the concept's module's, above both backends. Besides: [`migrations`] (the
+//! file's schema, versioned with `PRAGMA user_version`) and `journal` (what only the local
+//! journal of a node on a shared database does: see `store::fallback`).
 //!
 //! Invariants: one connection, taken under a mutex for one call at a time, so SQLite sees one
 //! writer; a caller that holds it never waits on anything else (calls block: async code runs
@@ -9,9 +11,16 @@
 
 mod decisions;
 mod documents;
+mod inspect;
+mod journal;
+pub(super) mod migrations;
+mod nodes;
+mod recordings;
+mod retention;
 mod tokens;
 mod webhooks;
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
@@ -25,10 +34,34 @@ pub(super) struct Sqlite {
 }
 
 impl Sqlite {
-    pub(super) fn new(conn: Connection) -> Sqlite {
-        Sqlite {
+    /// Opens (creating if needed) the file at `path`, migrating an older schema.
+    pub(super) fn open(path: &Path) -> Result<Sqlite, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Sqlite::init(conn)
+    }
+
+    pub(super) fn open_in_memory() -> Result<Sqlite, StoreError> {
+        Sqlite::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Sqlite, StoreError> {
+        migrations::run(&mut conn)?;
+        Ok(Sqlite {
             conn: Arc::new(Mutex::new(conn)),
-        }
+        })
+    }
+
+    /// The node the file's rows were last given to (`speak_for`).
+    pub(super) fn owner(&self) -> Result<String, StoreError> {
+        self.with(|c| Ok(c.query_row("SELECT node FROM owner", [], |r| r.get(0))?))
+    }
+
+    /// SQLite's `PRAGMA integrity_check`: `ok`, or what it found.
+    pub(super) fn integrity_check(&self) -> Result<String, StoreError> {
+        self.with(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
     }
 
     /// Runs `f` with the connection, blocking the caller until it is free.

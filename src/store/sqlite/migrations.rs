@@ -18,7 +18,7 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::StoreError;
+use crate::store::StoreError;
 
 pub const CURRENT: i64 = 7;
 
@@ -105,7 +105,7 @@ DROP INDEX IF EXISTS deliveries_due;
 CREATE INDEX deliveries_node_due ON deliveries (node, state, next_attempt_us);
 ";
 
-/// Version 6: the durable queue of webhook events ([`super::webhooks`]).
+/// Version 6: the durable queue of webhook events ([`crate::store::webhooks`]).
 pub(super) const V6_WEBHOOKS: &str = "
 CREATE TABLE webhook_events (
     id TEXT PRIMARY KEY,
@@ -132,7 +132,7 @@ CREATE INDEX webhook_events_created ON webhook_events (created_us);
 ";
 
 /// Version 7: the console's questions. Every call's decision record and what became of its
-/// recordings ([`super::decisions`]); the recordings listing filtered by state, caller or callee
+/// recordings ([`crate::store::decisions`]); the recordings listing filtered by state, caller or callee
 /// stays indexed at a million rows. The listing's indexes leave out recordings still recording
 /// (partial): the journal row a call writes before FreeSWITCH records costs them nothing (with
 /// them it did: answer → `uuid_record` p99 +1.5 ms in the load bench); a kept recording enters
@@ -279,8 +279,8 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The first release's schema (for the migration tests and [`super::scratch`]).
-pub(super) const V1_SCHEMA: &str = "
+/// The first release's schema (for the migration tests and [`crate::store::scratch`]).
+pub(in crate::store) const V1_SCHEMA: &str = "
 CREATE TABLE documents (kind TEXT NOT NULL, id TEXT NOT NULL, account_id TEXT NOT NULL,
     rev INTEGER NOT NULL, body TEXT NOT NULL, modified INTEGER NOT NULL, PRIMARY KEY (kind, id));
 CREATE INDEX documents_account ON documents (account_id, kind);
@@ -320,7 +320,7 @@ mod tests {
         let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         c.execute(
             "INSERT INTO tokens VALUES (?1, 'B', 0)",
-            [super::super::tokens::tests_hash(secret)],
+            [crate::store::tokens::tests_hash(secret)],
         )
         .unwrap();
         secret.to_string()

@@ -1,8 +1,9 @@
-//! The node lock: a node is held by at most one live instance (a session-level advisory lock on
-//! a connection of its own, taken again after that connection breaks); and the check that the
-//! database takes writes.
+//! Nodes on PostgreSQL: the node lock (a node is held by at most one live instance: a
+//! session-level advisory lock on a connection of its own, taken again after that connection
+//! breaks), the check that the database takes writes, and where each node's API answers.
 
 use super::*;
+use crate::store::nodes::NodeRows;
 
 /// Connects and tries the advisory lock of `node`: `Some` (resolving when that connection ends,
 /// which releases the lock) when this connection holds it, `None` when another does.
@@ -43,12 +44,20 @@ async fn lock_node(
     Ok(Some(done))
 }
 
-impl Pg {
+impl NodeRows for Pg {
+    fn name(&self) -> &'static str {
+        "postgresql"
+    }
+
+    fn speak_for(&self, _node: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Takes the session-level advisory lock of `node` on a connection of its own, kept open
     /// for as long as this handle lives. Another live instance holding it is an error. When
     /// that connection breaks (the database restarted, the network failed), the lock is taken
     /// again in the background once the database answers.
-    pub(in crate::store) fn hold_node(&self, node: &str) -> Result<(), StoreError> {
+    fn hold_node(&self, node: &str) -> Result<(), StoreError> {
         let (config, tls, n) = (self.config.clone(), self.tls.clone(), node.to_string());
         let held = self.run(async move { lock_node(config, tls, &n).await })?;
         let Some(done) = held else {
@@ -80,7 +89,7 @@ impl Pg {
         Ok(())
     }
 
-    pub(in crate::store) fn check_writable(&self) -> Result<(), StoreError> {
+    fn check_writable(&self) -> Result<(), StoreError> {
         self.run(async {
             let c = self.client().await?;
             let ro: String = cached_query_one(&c, "SHOW transaction_read_only", &[])
@@ -95,7 +104,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn register_api(&self, node: &str, url: &str) -> Result<(), StoreError> {
+    fn register_api(&self, node: &str, url: &str) -> Result<(), StoreError> {
         self.run(async {
             let c = self.client().await?;
             cached_execute(
@@ -109,7 +118,7 @@ impl Pg {
         })
     }
 
-    pub(in crate::store) fn node_api(&self, node: &str) -> Result<Option<String>, StoreError> {
+    fn node_api(&self, node: &str) -> Result<Option<String>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             Ok(

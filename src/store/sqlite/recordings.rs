@@ -1,0 +1,399 @@
+//! Recordings in the SQLite file: the statements behind [`RecordingRows`] (the journal, the
+//! spool's rows and deliveries, claims, settling, retries, moves between nodes). A recording's
+//! state follows its deliveries by `store::recordings`' rule ([`RecordingState::of_deliveries`]).
+
+use std::collections::HashSet;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::Sqlite;
+use crate::store::listing::Dialect;
+use crate::store::recordings::{
+    Filter, Outcome, RawClaim, RawDelivery, RawNew, RawRecording, RecordingRows,
+};
+use crate::store::{now_us, RecordingState, StoreError};
+use crate::values::Destination;
+
+/// Recomputes a recording's state from its deliveries and returns it.
+pub(super) fn refresh(c: &Connection, id: &str) -> Result<RecordingState, StoreError> {
+    let (total, pending, uploading, failed): (i64, i64, i64, i64) = c.query_row(
+        "SELECT COUNT(*), coalesce(SUM(state = 'pending'), 0),
+                coalesce(SUM(state = 'uploading'), 0), coalesce(SUM(state = 'failed'), 0)
+         FROM deliveries WHERE recording_id = ?1",
+        params![id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let state = RecordingState::of_deliveries(total, pending, uploading, failed);
+    c.execute(
+        "UPDATE recordings SET state = ?2, updated_us = ?3 WHERE id = ?1",
+        params![id, state.as_str(), now_us() as i64],
+    )?;
+    Ok(state)
+}
+
+/// Writes (or replaces) a recording's row of `node` in `state`.
+pub(super) fn put_recording(
+    c: &Connection,
+    node: &str,
+    rec: &RawNew<'_>,
+    state: RecordingState,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT OR REPLACE INTO recordings
+         (id, node, account_id, call_id, file_path, state, meta, created_us, updated_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        params![
+            rec.id,
+            node,
+            rec.account_id,
+            rec.call_id,
+            rec.file_path,
+            state.as_str(),
+            rec.meta,
+            now
+        ],
+    )?;
+    // A replaced row starts again without deliveries (as in PostgreSQL).
+    c.execute(
+        "DELETE FROM deliveries WHERE recording_id = ?1",
+        params![rec.id],
+    )?;
+    Ok(())
+}
+
+fn deliveries(c: &Connection, id: &str) -> Result<Vec<RawDelivery>, StoreError> {
+    let mut st = c.prepare(
+        "SELECT url, method, state, attempts, next_attempt_us, last_error, last_status, delivered_us
+         FROM deliveries WHERE recording_id = ?1 ORDER BY url, method",
+    )?;
+    let rows = st.query_map(params![id], |r| {
+        Ok(RawDelivery {
+            url: r.get(0)?,
+            method: r.get(1)?,
+            state: r.get(2)?,
+            attempts: r.get(3)?,
+            next: r.get(4)?,
+            last_error: r.get(5)?,
+            last_status: r.get(6)?,
+            delivered: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Reads a recording's row (`id, node, state, created_us, updated_us, meta` columns) with its
+/// deliveries.
+fn recording_row(c: &Connection, r: &rusqlite::Row<'_>) -> Result<RawRecording, StoreError> {
+    let id: String = r.get(0)?;
+    Ok(RawRecording {
+        node: r.get(1)?,
+        state: r.get(2)?,
+        created: r.get(3)?,
+        updated: r.get(4)?,
+        meta: r.get(5)?,
+        deliveries: deliveries(c, &id)?,
+    })
+}
+
+impl RecordingRows for Sqlite {
+    fn add_recording(
+        &self,
+        node: &str,
+        rec: &RawNew<'_>,
+        now: i64,
+    ) -> Result<RecordingState, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            put_recording(&tx, node, rec, RecordingState::Stored, now)?;
+            for d in rec.destinations {
+                tx.execute(
+                    "INSERT OR IGNORE INTO deliveries
+                     (recording_id, node, url, method, state, attempts, next_attempt_us, since_us)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
+                    params![rec.id, node, d.url, d.method.as_str(), now],
+                )?;
+            }
+            let state = refresh(&tx, rec.id)?;
+            tx.commit()?;
+            Ok(state)
+        })
+    }
+
+    fn journal_recording(&self, node: &str, rec: &RawNew<'_>, now: i64) -> Result<(), StoreError> {
+        self.with(|c| put_recording(c, node, rec, RecordingState::Recording, now))
+    }
+
+    fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM recordings WHERE id = ?1 AND state = 'recording'",
+                params![id],
+            )? > 0)
+        })
+    }
+
+    fn journaled(&self, node: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.journaled_of(Some(node))
+    }
+
+    fn mentioning_since(
+        &self,
+        node: &str,
+        since_us: i64,
+        needle: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, meta FROM recordings
+                     WHERE created_us >= ?2 AND node = ?1 AND instr(meta, ?3) > 0
+                     ORDER BY created_us",
+            )?;
+            let rows = st.query_map(params![node, since_us, needle], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            Ok::<Vec<(String, String)>, StoreError>(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn recover_deliveries(&self, node: &str) -> Result<usize, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let ids: Vec<String> = {
+                let mut st = tx.prepare(
+                    "SELECT DISTINCT recording_id FROM deliveries
+                     WHERE node = ?1 AND state = 'uploading'",
+                )?;
+                let rows = st.query_map(params![node], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let n = tx.execute(
+                "UPDATE deliveries SET state = 'pending' WHERE node = ?1 AND state = 'uploading'",
+                params![node],
+            )?;
+            for id in &ids {
+                refresh(&tx, id)?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    fn claim_due(&self, node: &str, now: i64, limit: i64) -> Result<Vec<RawClaim>, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let rows: Vec<(String, RawClaim)> = {
+                let mut st = tx.prepare(
+                    "SELECT d.recording_id, d.url, d.method, d.attempts, d.since_us, r.meta
+                         FROM deliveries d JOIN recordings r ON r.id = d.recording_id
+                         WHERE d.node = ?1 AND d.state = 'pending' AND d.next_attempt_us <= ?2
+                         ORDER BY d.next_attempt_us LIMIT ?3",
+                )?;
+                let rows = st.query_map(params![node, now, limit], |r| {
+                    Ok((
+                        r.get(0)?,
+                        RawClaim {
+                            url: r.get(1)?,
+                            method: r.get(2)?,
+                            attempts: r.get(3)?,
+                            since: r.get(4)?,
+                            meta: r.get(5)?,
+                        },
+                    ))
+                })?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let mut out = Vec::with_capacity(rows.len());
+            for (id, claim) in rows {
+                tx.execute(
+                    "UPDATE deliveries SET state = 'uploading'
+                         WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
+                    params![id, claim.url, claim.method],
+                )?;
+                refresh(&tx, &id)?;
+                out.push(claim);
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    fn next_due(&self, node: &str) -> Result<Option<u64>, StoreError> {
+        self.with(|c| {
+            let v: Option<i64> = c.query_row(
+                "SELECT MIN(next_attempt_us) FROM deliveries WHERE node = ?1 AND state = 'pending'",
+                params![node],
+                |r| r.get(0),
+            )?;
+            Ok(v.map(|v| v as u64))
+        })
+    }
+
+    fn settle(
+        &self,
+        id: &str,
+        dest: &Destination,
+        outcome: &Outcome,
+    ) -> Result<RecordingState, StoreError> {
+        let (url, method) = (dest.url.as_str(), dest.method.as_str());
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            match outcome {
+                Outcome::Delivered { status } => tx.execute(
+                    "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1,
+                     last_status = ?4, last_error = NULL, delivered_us = ?5
+                     WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
+                    params![id, url, method, status, now_us() as i64],
+                )?,
+                Outcome::Retry {
+                    next_us,
+                    error,
+                    status,
+                } => tx.execute(
+                    "UPDATE deliveries SET state = 'pending', attempts = attempts + 1,
+                     next_attempt_us = ?4, last_error = ?5, last_status = ?6
+                     WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
+                    params![id, url, method, *next_us as i64, error, status],
+                )?,
+                Outcome::Failed { error, status } => tx.execute(
+                    "UPDATE deliveries SET state = 'failed', attempts = attempts + 1,
+                     last_error = ?4, last_status = ?5
+                     WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
+                    params![id, url, method, error, status],
+                )?,
+            };
+            let state = refresh(&tx, id)?;
+            tx.commit()?;
+            Ok(state)
+        })
+    }
+
+    fn recording(&self, id: &str) -> Result<Option<RawRecording>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, node, state, created_us, updated_us, meta FROM recordings
+                     WHERE id = ?1",
+            )?;
+            let mut rows = st.query(params![id])?;
+            match rows.next()? {
+                Some(r) => Ok(Some(recording_row(c, r)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError> {
+        self.with(|c| {
+            let (sql, values) = f.sql(Dialect::Sqlite);
+            let mut st = c.prepare_cached(&sql)?;
+            let mut rows = st.query(rusqlite::params_from_iter(values.iter()))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(recording_row(c, r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn retry_failed(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let ids: Vec<String> = {
+                let mut st = tx.prepare(
+                    "SELECT DISTINCT recording_id FROM deliveries
+                     WHERE state = 'failed' AND (?1 IS NULL OR recording_id = ?1)",
+                )?;
+                let rows = st.query_map(params![id], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let n = tx.execute(
+                "UPDATE deliveries SET state = 'pending', next_attempt_us = ?2, since_us = ?2
+                 WHERE state = 'failed' AND (?1 IS NULL OR recording_id = ?1)",
+                params![id, now],
+            )?;
+            for r in &ids {
+                refresh(&tx, r)?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    fn reassign(&self, from: &str, to: &str, id: Option<&str>) -> Result<usize, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let ids: Vec<String> = {
+                let mut st = tx.prepare(
+                    "SELECT id FROM recordings WHERE node = ?1 AND (?2 IS NULL OR id = ?2)",
+                )?;
+                let rows = st.query_map(params![from, id], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for r in &ids {
+                tx.execute(
+                    "UPDATE recordings SET node = ?2 WHERE id = ?1",
+                    params![r, to],
+                )?;
+                tx.execute(
+                    "UPDATE deliveries SET node = ?2,
+                       state = CASE state WHEN 'uploading' THEN 'pending' ELSE state END
+                     WHERE recording_id = ?1",
+                    params![r, to],
+                )?;
+                refresh(&tx, r)?;
+            }
+            tx.commit()?;
+            Ok(ids.len())
+        })
+    }
+
+    fn has_recording_path(&self, node: &str, path: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT 1 FROM recordings WHERE file_path = ?1 AND node = ?2 LIMIT 1",
+                params![path, node],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+        })
+    }
+
+    fn recording_paths_in(
+        &self,
+        node: &str,
+        prefix: &str,
+        end: &str,
+    ) -> Result<HashSet<String>, StoreError> {
+        let tail_from = prefix.chars().count() as i64 + 1;
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT file_path FROM recordings
+                 WHERE file_path >= ?1 AND file_path < ?2 AND instr(substr(file_path, ?3), '/') = 0
+                   AND node = ?4",
+            )?;
+            let rows = st.query_map(params![prefix, end, tail_from, node], |r| {
+                r.get::<_, String>(0)
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+}
+
+impl Sqlite {
+    /// The journaled recordings of `node` (`None`: of every node: the local journal of a node
+    /// on a shared database holds this host's, whatever node they were written as).
+    pub(in crate::store) fn journaled_of(
+        &self,
+        node: Option<&str>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, meta FROM recordings
+                     WHERE state = 'recording' AND (?1 IS NULL OR node = ?1) ORDER BY created_us",
+            )?;
+            let rows = st.query_map(params![node], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok::<Vec<(String, String)>, StoreError>(rows.collect::<Result<_, _>>()?)
+        })
+    }
+}
