@@ -68,14 +68,18 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap().for_node("n1").unwrap();
+    let store = Store::open(dir.path())
+        .unwrap()
+        .for_node("n1")
+        .await
+        .unwrap();
     let t = Instant::now();
     scratch::console_rows(dir.path(), "n1", rows, &template()).unwrap();
     println!(
         "seeded {rows} recordings and {rows} decision records in {:?}",
         t.elapsed()
     );
-    let token = store.create_token(&Scope::Admin).unwrap();
+    let token = store.create_token(&Scope::Admin).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(admin::serve(

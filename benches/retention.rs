@@ -40,14 +40,14 @@ fn pct(mut d: Vec<Duration>) -> (u128, u128) {
 }
 
 /// One listing and one kept recording, timed.
-fn serve_once(s: &Store, i: &mut u64) -> (Duration, Duration) {
+async fn serve_once(s: &Store, i: &mut u64) -> (Duration, Duration) {
     let f = Filter {
         account_id: Some("acc".into()),
         limit: Some(100),
         ..Default::default()
     };
     let t = Instant::now();
-    let rows = s.recordings::<serde_json::Value>(&f).unwrap();
+    let rows = s.recordings::<serde_json::Value>(&f).await.unwrap();
     let list = t.elapsed();
     assert!(!rows.is_empty() || *i > 0);
     *i += 1;
@@ -65,14 +65,15 @@ fn serve_once(s: &Store, i: &mut u64) -> (Duration, Duration) {
         }],
         meta: &serde_json::json!({"recording_id": id}),
     })
+    .await
     .unwrap();
     (list, t.elapsed())
 }
 
-fn retention_bench(rows: usize) {
+async fn retention_bench(rows: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let store = Store::open(dir).unwrap().for_node("fs-1").unwrap();
+    let store = Store::open(dir).unwrap().for_node("fs-1").await.unwrap();
     let meta = serde_json::json!({"call_id": "c", "account_id": "acc", "start_us": 0,
         "duration_ms": 60000, "format": "wav", "size": 960044, "destinations": []});
     let t = Instant::now();
@@ -81,7 +82,7 @@ fn retention_bench(rows: usize) {
     let mut i = 0;
     let (mut lists, mut adds) = (vec![], vec![]);
     for _ in 0..300 {
-        let (l, a) = serve_once(&store, &mut i);
+        let (l, a) = serve_once(&store, &mut i).await;
         lists.push(l);
         adds.push(a);
     }
@@ -99,22 +100,24 @@ fn retention_bench(rows: usize) {
     };
     let done = Arc::new(AtomicBool::new(false));
     // As `callrec serve` runs it: on a connection of its own.
-    let own = Store::open(dir).unwrap().for_node("fs-1").unwrap();
+    let own = Store::open(dir).unwrap().for_node("fs-1").await.unwrap();
     let (s, d, c) = (own, done.clone(), cfg.clone());
-    let pass = std::thread::spawn(move || {
+    let pass = tokio::spawn(async move {
         let t = Instant::now();
-        let r = retention::pass(&s, &c, callrec::store::now_us() + 2 * DAY_US).unwrap();
+        let r = retention::pass(&s, &c, callrec::store::now_us() + 2 * DAY_US)
+            .await
+            .unwrap();
         d.store(true, Ordering::Release);
         (r, t.elapsed())
     });
     let (mut lists, mut adds) = (vec![], vec![]);
     while !done.load(Ordering::Acquire) {
-        let (l, a) = serve_once(&store, &mut i);
+        let (l, a) = serve_once(&store, &mut i).await;
         lists.push(l);
         adds.push(a);
-        std::thread::sleep(Duration::from_millis(2));
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let (report, took) = pass.join().unwrap();
+    let (report, took) = pass.await.unwrap();
     let (busy_list, busy_add) = (pct(lists.clone()), pct(adds));
     println!(
         "retention pass: {} erased in {} batches, {:?} ({:.0} rows/s)",
@@ -175,9 +178,10 @@ fn encryption_bench(mib: u64, dir: &Path) {
     );
 }
 
-fn main() {
+#[tokio::main]
+async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    retention_bench(arg(&args, "--rows", 1_000_000) as usize);
+    retention_bench(arg(&args, "--rows", 1_000_000) as usize).await;
     let tmp = tempfile::tempdir().unwrap();
     encryption_bench(arg(&args, "--mib", 256), tmp.path());
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use callrec::store::Store;
 use callrec::uploader::spool;
 
-fn main() {
+#[tokio::main]
+async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, default: u64| {
         args.iter()
@@ -99,7 +100,7 @@ fn main() {
         )
         .unwrap();
         let store = Store::open(&data_run).unwrap();
-        let id = spool::list(&store, &Default::default()).unwrap()[0]
+        let id = spool::list(&store, &Default::default()).await.unwrap()[0]
             .meta
             .recording_id
             .clone();
@@ -107,12 +108,12 @@ fn main() {
         let mut child = common::serve(&config);
         loop {
             peak_rss = peak_rss.max(common::rss_kib(child.id()));
-            let item = spool::get(&store, &id).unwrap().unwrap();
+            let item = spool::get(&store, &id).await.unwrap().unwrap();
             if item.state == "delivered" {
                 break;
             }
             assert_ne!(item.state, "failed", "{:?}", item.deliveries);
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         callrec_times.push(t.elapsed());
         let _ = child.kill();

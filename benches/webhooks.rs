@@ -72,20 +72,21 @@ async fn plain(base: &str, count: &AtomicU64, events: u64, tasks: u64) -> Durati
 }
 
 /// Events of `account` not yet settled (pending or sending): 0 or more.
-fn unsettled(s: &Store, account: &str) -> usize {
-    [HookState::Pending, HookState::Sending]
-        .into_iter()
-        .map(|state| {
-            s.hook_events(&HookFilter {
+async fn unsettled(s: &Store, account: &str) -> usize {
+    let mut n = 0;
+    for state in [HookState::Pending, HookState::Sending] {
+        n += s
+            .hook_events(&HookFilter {
                 state: Some(state),
                 account_id: Some(account.to_string()),
                 limit: Some(1),
                 ..Default::default()
             })
+            .await
             .unwrap()
-            .len()
-        })
-        .sum()
+            .len();
+    }
+    n
 }
 
 /// callrec: `events` events over `hooks` webhooks queued in `store`, then the sender started;
@@ -110,6 +111,7 @@ async fn callrec(
                     "events": ["recording.delivered"], "secret": secret, "pvt_writer": "admin"}),
                 Expect::Any,
             )
+            .await
             .unwrap();
     }
     let rows: Vec<NewHookEvent> = (0..events)
@@ -123,7 +125,7 @@ async fn callrec(
         })
         .collect();
     for chunk in rows.chunks(1000) {
-        store.add_hook_events(chunk).unwrap();
+        store.add_hook_events(chunk).await.unwrap();
     }
     let (stop, tracker) = (CancellationToken::new(), TaskTracker::new());
     let t = Instant::now();
@@ -138,12 +140,7 @@ async fn callrec(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     loop {
-        let (s, a) = (store.clone(), account.clone());
-        if tokio::task::spawn_blocking(move || unsettled(&s, &a))
-            .await
-            .unwrap()
-            == 0
-        {
+        if unsettled(store, &account).await == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -176,7 +173,7 @@ async fn main() {
     if let Ok(url) = std::env::var("STORE_TEST_DATABASE_URL") {
         let db = format!("callrec_bench_hooks_{}", std::process::id());
         let db_url = callrec::store::scratch::create_database(&url, &db).unwrap();
-        stores.push(("postgresql", Store::connect(&db_url).unwrap()));
+        stores.push(("postgresql", Store::connect(&db_url).await.unwrap()));
         dropped = Some((url, db));
     }
     // Warm-up: connections and the receiver.

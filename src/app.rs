@@ -144,12 +144,13 @@ impl Server {
 
 /// Opens the configured store for this node: the PostgreSQL database of `database_url`, or the
 /// SQLite file in the data directory (creating both if needed).
-pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let store = match &config.database_url {
         Some(url) => {
             Store::connect_with_local(url, config.database_ca_file.as_deref(), &config.data_dir)
+                .await
                 .with_context(|| {
                     format!(
                         "cannot open the database {} (local journal in {})",
@@ -161,7 +162,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
         None => Store::open(&config.data_dir)
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
     };
-    Ok(store.for_node(&config.node_id)?)
+    Ok(store.for_node(&config.node_id).await?)
 }
 
 /// The upload service, running.
@@ -177,8 +178,7 @@ impl Uploads {
     /// recordings on disk that the spool does not know, and starts the upload loop.
     pub async fn start(config: &Config, store: Store) -> anyhow::Result<Uploads> {
         use crate::uploader::{http::Http, worker};
-        let s = store.clone();
-        let recovered = tokio::task::spawn_blocking(move || s.recover_deliveries()).await??;
+        let recovered = store.recover_deliveries().await?;
         if recovered > 0 {
             info!(
                 recovered,
@@ -188,29 +188,29 @@ impl Uploads {
         // The scan may take a while on a large tree: it must not delay taking calls.
         let s = store.clone();
         let dir = config.data_dir.join("recordings");
-        tokio::task::spawn_blocking(move || match crate::uploader::orphans(&s, &dir) {
-            Ok(orphans) => {
-                crate::telemetry::metrics::set(
-                    &crate::telemetry::metrics::METRICS.orphaned_files,
-                    orphans.len() as u64,
-                );
-                for p in orphans.iter().take(20) {
-                    warn!(path = %p.display(), "recording file unknown to the spool; adopt it with `callrec recordings adopt`");
+        tokio::spawn(async move {
+            match crate::uploader::orphans(&s, &dir).await {
+                Ok(orphans) => {
+                    crate::telemetry::metrics::set(
+                        &crate::telemetry::metrics::METRICS.orphaned_files,
+                        orphans.len() as u64,
+                    );
+                    for p in orphans.iter().take(20) {
+                        warn!(path = %p.display(), "recording file unknown to the spool; adopt it with `callrec recordings adopt`");
+                    }
+                    if !orphans.is_empty() {
+                        warn!(count = orphans.len(), "orphaned recording files found");
+                    }
                 }
-                if !orphans.is_empty() {
-                    warn!(count = orphans.len(), "orphaned recording files found");
-                }
+                Err(e) => warn!(error = %e, "cannot scan for orphaned recordings"),
             }
-            Err(e) => warn!(error = %e, "cannot scan for orphaned recordings"),
         });
         let http = Arc::new(Http::new(config.http_config())?);
         let wake = Arc::new(tokio::sync::Notify::new());
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         // Webhooks: the notices' writer and the sender, stopped with the uploads.
-        let s = store.clone();
-        let hooks_recovered =
-            tokio::task::spawn_blocking(move || s.recover_hook_events()).await??;
+        let hooks_recovered = store.recover_hook_events().await?;
         if hooks_recovered > 0 {
             info!(
                 recovered = hooks_recovered,
@@ -220,7 +220,7 @@ impl Uploads {
         // Its own handle: on SQLite a connection of its own, so the API's reads never wait
         // behind a retention batch (WAL readers do not wait for the writer).
         let retention_store = match store.backend() {
-            "sqlite" => open_store(config)?,
+            "sqlite" => open_store(config).await?,
             _ => store.clone(),
         };
         tracker.spawn(crate::uploader::retention::run(
@@ -295,14 +295,12 @@ async fn move_local_journal(store: Store) {
         if !store.has_local() {
             continue;
         }
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.move_local_to_database()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(crate::store::StoreError::Unreachable(_))) => {}
-            Ok(Err(e)) => {
+        match store.move_local_to_database().await {
+            Ok(_) => {}
+            Err(crate::store::StoreError::Unreachable(_)) => {}
+            Err(e) => {
                 warn!(error = %e, "cannot move locally journaled recordings to the database")
             }
-            Err(e) => warn!(error = %e, "moving locally journaled recordings stopped"),
         }
     }
 }
@@ -310,8 +308,8 @@ async fn move_local_journal(store: Store) {
 /// `callrec serve`: runs until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     config.validate()?;
-    let store = open_store(&config)?;
-    store.hold_node()?;
+    let store = open_store(&config).await?;
+    store.hold_node().await?;
     // Recordings a previous run journaled locally (the database was down, or the node used
     // SQLite before) move to the database in the background (`move_local_journal`, first at
     // once); the journal taken up at start-up reads the local file too, so none waits on it.
@@ -323,17 +321,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // On a shared database the other nodes forward requests for this node's live recordings
     // to its API.
     let api_url = config.advertised_api_url();
-    let s = store.clone();
-    match tokio::task::spawn_blocking(move || s.register_api(&api_url)).await? {
+    match store.register_api(&api_url).await {
         Ok(()) => {}
         Err(e) => {
             warn!(error = %e, "cannot record this node's API address: other nodes cannot reach its live recordings")
         }
     }
-    let s = store.clone();
-    match tokio::task::spawn_blocking(move || crate::rules::planner::report_invalid_documents(&s))
-        .await?
-    {
+    match crate::rules::planner::report_invalid_documents(&store).await {
         Ok(0) => {}
         Ok(n) => warn!(
             count = n,
@@ -409,7 +403,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let delivery: Arc<dyn Delivery> = uploads.delivery.clone();
     let server =
         Server::start_with(config, planner, uploads.delivery.clone(), live.clone()).await?;
-    match crate::supervisor::readopt(&store, delivery, watch, server.link(), Some(server.live())) {
+    match crate::supervisor::readopt(&store, delivery, watch, server.link(), Some(server.live()))
+        .await
+    {
         Ok(0) => {}
         Ok(n) => info!(
             count = n,

@@ -20,21 +20,35 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config_main(args),
         Command::Token {
             command: TokenCommand::Create(args),
-        } => token_create(args),
+        } => on_runtime(token_create(args)),
         Command::Recordings {
             command,
             config,
             data_dir,
-        } => recordings_main(command, config, data_dir),
+        } => on_runtime(recordings_main(command, config, data_dir)),
         Command::Webhooks {
             command,
             config,
             data_dir,
-        } => webhooks_main(command, config, data_dir),
+        } => on_runtime(webhooks_main(command, config, data_dir)),
         Command::Lab { args } => lab_main(args),
         Command::Esl {
             command: EslCommand::Decode(args),
         } => esl_decode_main(args),
+    }
+}
+
+/// Runs an operator tool (its store calls are async) to its exit code.
+fn on_runtime(tool: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(tool),
+        Err(e) => {
+            eprintln!("callrec: cannot start the runtime: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -139,7 +153,7 @@ fn serve_main(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn token_create(args: TokenCreateArgs) -> ExitCode {
+async fn token_create(args: TokenCreateArgs) -> ExitCode {
     let mut config =
         match callrec::config::Config::load_layered(args.config.as_deref(), callrec_env()) {
             Ok(c) => c,
@@ -159,14 +173,14 @@ fn token_create(args: TokenCreateArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = match callrec::app::open_store(&config) {
+    let store = match callrec::app::open_store(&config).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("callrec: {e:#}");
             return ExitCode::from(1);
         }
     };
-    match store.create_token(&scope) {
+    match store.create_token(&scope).await {
         Ok(secret) => {
             println!("{secret}");
             let whom = match &scope {
@@ -184,7 +198,7 @@ fn token_create(args: TokenCreateArgs) -> ExitCode {
 }
 
 /// The store the configuration names (for the operator tools); `Err`: the exit code.
-fn tool_store(
+async fn tool_store(
     config: Option<std::path::PathBuf>,
     data_dir: Option<std::path::PathBuf>,
 ) -> Result<callrec::store::Store, ExitCode> {
@@ -198,44 +212,49 @@ fn tool_store(
     if let Some(d) = data_dir {
         cfg.data_dir = d;
     }
-    callrec::app::open_store(&cfg).map_err(|e| {
+    callrec::app::open_store(&cfg).await.map_err(|e| {
         eprintln!("callrec: {e:#}");
         ExitCode::from(1)
     })
 }
 
-fn webhooks_main(
+async fn webhooks_main(
     command: WebhooksCommand,
     config: Option<std::path::PathBuf>,
     data_dir: Option<std::path::PathBuf>,
 ) -> ExitCode {
-    let store = match tool_store(config, data_dir) {
+    let store = match tool_store(config, data_dir).await {
         Ok(s) => s,
         Err(code) => return code,
     };
     let mut out = std::io::stdout().lock();
-    let result: anyhow::Result<()> = (|| match command {
-        WebhooksCommand::List {
-            state,
-            account,
-            recording_id,
-            limit,
-        } => {
-            let f = callrec::store::webhooks::HookFilter {
+    let result: anyhow::Result<()> = async {
+        match command {
+            WebhooksCommand::List {
                 state,
-                account_id: account,
+                account,
                 recording_id,
-                limit: Some(limit),
-            };
-            callrec::tools::webhooks::list(&store, &f, &mut out)?;
-            Ok(())
+                limit,
+            } => {
+                let f = callrec::store::webhooks::HookFilter {
+                    state,
+                    account_id: account,
+                    recording_id,
+                    limit: Some(limit),
+                };
+                callrec::tools::webhooks::list(&store, &f, &mut out).await?;
+                Ok(())
+            }
+            WebhooksCommand::Retry { id, all_failed } => {
+                let n = store
+                    .retry_hook_events(if all_failed { None } else { id.as_deref() })
+                    .await?;
+                println!("{n} failed webhook events queued again");
+                Ok(())
+            }
         }
-        WebhooksCommand::Retry { id, all_failed } => {
-            let n = store.retry_hook_events(if all_failed { None } else { id.as_deref() })?;
-            println!("{n} failed webhook events queued again");
-            Ok(())
-        }
-    })();
+    }
+    .await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -245,19 +264,19 @@ fn webhooks_main(
     }
 }
 
-fn recordings_main(
+async fn recordings_main(
     command: RecordingsCommand,
     config: Option<std::path::PathBuf>,
     data_dir: Option<std::path::PathBuf>,
 ) -> ExitCode {
     use callrec::tools::recordings;
     use callrec::uploader::spool;
-    let store = match tool_store(config, data_dir) {
+    let store = match tool_store(config, data_dir).await {
         Ok(s) => s,
         Err(code) => return code,
     };
     let mut out = std::io::stdout().lock();
-    let result: anyhow::Result<ExitCode> = (|| match command {
+    let result: anyhow::Result<ExitCode> = async { match command {
         RecordingsCommand::List {
             state,
             account,
@@ -273,11 +292,11 @@ fn recordings_main(
                 limit: Some(limit),
                 ..Default::default()
             };
-            recordings::list(&store, &f, &mut out)?;
+            recordings::list(&store, &f, &mut out).await?;
             Ok(ExitCode::SUCCESS)
         }
         RecordingsCommand::Show { id } => {
-            if recordings::show(&store, &id, &mut out)? {
+            if recordings::show(&store, &id, &mut out).await? {
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("callrec: no recording {id}");
@@ -285,12 +304,14 @@ fn recordings_main(
             }
         }
         RecordingsCommand::Retry { id, all_failed } => {
-            let n = store.retry_failed(if all_failed { None } else { id.as_deref() })?;
+            let n = store
+                .retry_failed(if all_failed { None } else { id.as_deref() })
+                .await?;
             println!("{n} failed deliveries queued again");
             Ok(ExitCode::SUCCESS)
         }
         RecordingsCommand::Reassign { from, to, id } => {
-            let n = store.reassign(&from, &to, id.as_deref())?;
+            let n = store.reassign(&from, &to, id.as_deref()).await?;
             println!("{n} recordings of node {from} now belong to node {to}");
             Ok(ExitCode::SUCCESS)
         }
@@ -302,12 +323,12 @@ fn recordings_main(
             use callrec::store::retention::Erasure;
             let ids = match (&id, &call_id) {
                 (Some(id), _) => vec![id.clone()],
-                (None, Some(call)) => store.recordings_of_call(account.as_deref(), call)?,
+                (None, Some(call)) => store.recordings_of_call(account.as_deref(), call).await?,
                 (None, None) => vec![],
             };
             // A call's decision record (its parties, its rules) goes with its recordings.
             let decisions = match (&id, &call_id) {
-                (None, Some(call)) => store.erase_decisions(account.as_deref(), call)?,
+                (None, Some(call)) => store.erase_decisions(account.as_deref(), call).await?,
                 _ => 0,
             };
             if decisions > 0 {
@@ -323,7 +344,7 @@ fn recordings_main(
             let mut code = ExitCode::SUCCESS;
             for id in ids {
                 let (outcome, files) =
-                    callrec::uploader::retention::erase(&store, &id, account.as_deref())?;
+                    callrec::uploader::retention::erase(&store, &id, account.as_deref()).await?;
                 match outcome {
                     Erasure::Removed(r) => println!(
                         "erased {} of call {} ({} files, {} bytes)",
@@ -348,11 +369,12 @@ fn recordings_main(
             Ok(code)
         }
         RecordingsCommand::Adopt { path, url } => {
-            let (id, state) = recordings::adopt(&store, &path, url)?;
+            let (id, state) = recordings::adopt(&store, &path, url).await?;
             println!("adopted {} as {id} ({state})", path.display());
             Ok(ExitCode::SUCCESS)
         }
-    })();
+    }}
+    .await;
     match result {
         Ok(c) => c,
         Err(e) => {

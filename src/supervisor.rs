@@ -49,14 +49,14 @@ pub struct Watch {
 }
 
 /// Takes up every journaled recording in the background: returns how many there were.
-pub fn readopt(
+pub async fn readopt(
     store: &Store,
     delivery: Arc<dyn Delivery>,
     watch: Watch,
     link: Option<Link>,
     live: Option<Arc<LiveCalls>>,
 ) -> Result<usize, StoreError> {
-    let entries: Vec<(String, JournalEntry)> = store.journaled()?;
+    let entries: Vec<(String, JournalEntry)> = store.journaled().await?;
     let n = entries.len();
     for (_, entry) in entries {
         let (store, delivery, link) = (store.clone(), delivery.clone(), link.clone());
@@ -271,11 +271,7 @@ async fn control(
             info!(recording_id = %e.rec.recording_id, call_id = %crate::telemetry::printable(&e.rec.call.call_id), token_id = %token, action, offset_ms, "re-adopted recording controlled");
             crate::telemetry::metrics::control(want.action());
             delivery.notify(HookEvent::Controlled, &e.rec, Some(&control_reason(want)));
-            let (s, entry) = (store.clone(), e.clone());
-            if let Ok(Err(err)) =
-                tokio::task::spawn_blocking(move || crate::uploader::journal::record(&s, &entry))
-                    .await
-            {
+            if let Err(err) = crate::uploader::journal::record(store, e).await {
                 warn!(recording_id = %e.rec.recording_id, error = %err, "cannot write the pause to the journal row");
             }
             ControlOutcome::Done(view(e, *stopped))
@@ -369,9 +365,7 @@ async fn settle(store: &Store, delivery: &dyn Delivery, e: JournalEntry, path: &
                 error!(%call_id, recording_id = %id, error = %err, "cannot delete discarded recording");
             }
         }
-        let s = store.clone();
-        let i = id.clone();
-        let _ = tokio::task::spawn_blocking(move || s.forget_recording(&i)).await;
+        let _ = store.forget_recording(&id).await;
         info!(%call_id, %account_id, recording_id = %id, reason = %end.reason, discarded = %discard, "recording re-adopted after restart: discarded");
         let mut rec = e.rec;
         rec.duration_ms = end.stop.record_ms;

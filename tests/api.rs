@@ -61,6 +61,7 @@ async fn auth_is_required_and_scoped() {
     let t1 = api
         .store
         .create_token(&Scope::Account("acc-1".into()))
+        .await
         .unwrap();
     let (s, v) = api.call("GET", "/v2/accounts/acc-1", Some(&t1), None).await;
     assert_eq!(s, StatusCode::OK);
@@ -238,6 +239,7 @@ async fn the_seed_curl_example_works_as_written() {
     let token = api
         .store
         .create_token(&Scope::Account("acc-1".into()))
+        .await
         .unwrap();
     let base = api.base.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -435,7 +437,9 @@ async fn recordings_are_listed_and_served_per_account() {
         encryption: None,
         encrypt_to: None,
     };
-    callrec::uploader::spool::enqueue(&api.store, &rec).unwrap();
+    callrec::uploader::spool::enqueue(&api.store, &rec)
+        .await
+        .unwrap();
     let (s, v) = api
         .admin(
             "GET",
@@ -481,6 +485,7 @@ async fn recordings_are_listed_and_served_per_account() {
     let t2 = api
         .store
         .create_token(&Scope::Account("acc-2".into()))
+        .await
         .unwrap();
     let (s, _) = api
         .call("GET", "/v2/accounts/acc-1/recordings", Some(&t2), None)
@@ -526,6 +531,7 @@ async fn metrics_need_an_admin_token_and_count_orphans() {
     let t = api
         .store
         .create_token(&Scope::Account("acc-1".into()))
+        .await
         .unwrap();
     let (s, _) = api.call("GET", "/metrics", Some(&t), None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -589,6 +595,7 @@ async fn every_error_is_an_envelope_limits_methods_json_and_queries() {
     assert!(api
         .store
         .get(callrec::store::Kind::User, "acc", "u1")
+        .await
         .unwrap()
         .is_none());
     // Malformed JSON: 400 naming the problem.

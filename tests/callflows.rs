@@ -404,6 +404,7 @@ async fn a_flow_that_cannot_run_hands_the_call_back() {
             json!({"numbers": ["7000"], "flow": {"module": "voicemail", "data": {}}}),
             callrec::store::documents::Expect::Any,
         )
+        .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server = server(&api, dir.path(), Arc::new(Collect::default())).await;

@@ -120,8 +120,8 @@ fn missing_file_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent/capture.raw"));
 }
 
-#[test]
-fn token_create_prints_a_working_token_once() {
+#[tokio::test]
+async fn token_create_prints_a_working_token_once() {
     let dir = tempfile::tempdir().unwrap();
     let out = callrec()
         .args(["token", "create", "--account", "acc-1", "--data-dir"])
@@ -137,7 +137,7 @@ fn token_create_prints_a_working_token_once() {
     assert_eq!(token.len(), 64);
     let store = callrec::store::Store::open(dir.path()).unwrap();
     assert_eq!(
-        store.verify_token(&token).unwrap(),
+        store.verify_token(&token).await.unwrap(),
         Some(callrec::store::Scope::Account("acc-1".into()))
     );
     let db = std::fs::read(dir.path().join("callrec.db")).unwrap_or_default();

@@ -38,6 +38,7 @@ async fn setup(link: bool, record_on_answer: bool) -> (Harness, Api, String) {
     let token = api
         .store
         .create_token(&Scope::Account("acc-1".into()))
+        .await
         .unwrap();
     (h, api, token)
 }
@@ -227,6 +228,7 @@ async fn answers_for_what_cannot_be_controlled() {
     let other = api
         .store
         .create_token(&Scope::Account("acc-2".into()))
+        .await
         .unwrap();
     let (s, _) = api
         .call(
@@ -267,6 +269,7 @@ async fn freeswitch_refusing_is_502_naming_its_error() {
     let token = api
         .store
         .create_token(&Scope::Account("acc-1".into()))
+        .await
         .unwrap();
     let call = h.dial(spec().lose_event("RECORD_STOP")).await.unwrap();
     call.answer();
@@ -319,9 +322,11 @@ async fn a_recording_not_live_here_is_409_when_finished_and_503_naming_its_node(
         encryption: None,
         encrypt_to: None,
     };
-    callrec::uploader::spool::enqueue(&api.store, &meta("r-done")).unwrap();
+    callrec::uploader::spool::enqueue(&api.store, &meta("r-done"))
+        .await
+        .unwrap();
     let live = meta("r-live");
-    let other = api.store.clone().for_node("node-b").unwrap();
+    let other = api.store.clone().for_node("node-b").await.unwrap();
     other
         .journal_recording(&NewRecording {
             id: "r-live",
@@ -331,6 +336,7 @@ async fn a_recording_not_live_here_is_409_when_finished_and_503_naming_its_node(
             destinations: &[],
             meta: &live,
         })
+        .await
         .unwrap();
     let (s, v) = patch(&api, &token, "r-done", json!({"status": "paused"})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
@@ -350,6 +356,7 @@ async fn record_min_sec_counts_the_audio_in_the_file() {
         let token = api
             .store
             .create_token(&Scope::Account("acc-1".into()))
+            .await
             .unwrap();
         let (call, id) = recording(&h).await;
         let (s, _) = patch(

@@ -79,7 +79,7 @@ async fn serve_logging(
 }
 
 /// The state of every recording of `call_id`, read from the store the process writes.
-fn recordings_of(data: &std::path::Path, call_id: &str) -> Vec<spool::Item> {
+async fn recordings_of(data: &std::path::Path, call_id: &str) -> Vec<spool::Item> {
     let store = Store::open(data).unwrap();
     spool::list(
         &store,
@@ -88,6 +88,7 @@ fn recordings_of(data: &std::path::Path, call_id: &str) -> Vec<spool::Item> {
             ..Default::default()
         },
     )
+    .await
     .unwrap()
 }
 
@@ -106,7 +107,7 @@ async fn sigkill_mid_call_then_restart_keeps_the_recording() {
     call.answer();
     call.advance(Duration::from_secs(3));
     // The journal row exists before FreeSWITCH records: a crash now leaves it.
-    let journaled = recordings_of(&data, &call.uuid);
+    let journaled = recordings_of(&data, &call.uuid).await;
     assert_eq!(journaled.len(), 1);
     assert_eq!(journaled[0].state, RecordingState::Recording);
     first.0.kill().unwrap(); // SIGKILL, 3 s into the call
@@ -119,7 +120,7 @@ async fn sigkill_mid_call_then_restart_keeps_the_recording() {
     let _second = serve(&config, listen).await;
     let kept = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let r = recordings_of(&data, &call.uuid);
+            let r = recordings_of(&data, &call.uuid).await;
             if r.len() == 1 && r[0].state != RecordingState::Recording {
                 return r.into_iter().next().unwrap();
             }
@@ -156,7 +157,7 @@ async fn a_journaled_recording_too_short_or_missing_is_discarded_after_restart()
     call.wait_for_command("sendmsg").await;
     call.answer();
     assert_eq!(
-        recordings_of(&data, &call.uuid)[0].state,
+        recordings_of(&data, &call.uuid).await[0].state,
         RecordingState::Recording
     );
     first.0.kill().unwrap();
@@ -171,7 +172,7 @@ async fn a_journaled_recording_too_short_or_missing_is_discarded_after_restart()
     );
     let _second = serve(&config, listen).await;
     tokio::time::timeout(Duration::from_secs(30), async {
-        while !recordings_of(&data, &call.uuid).is_empty() {
+        while !recordings_of(&data, &call.uuid).await.is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
@@ -198,7 +199,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn finished(data: &std::path::Path, call_id: &str) -> spool::Item {
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            let r = recordings_of(data, call_id);
+            let r = recordings_of(data, call_id).await;
             if r.len() == 1 && r[0].state != RecordingState::Recording {
                 return r.into_iter().next().unwrap();
             }
@@ -261,7 +262,7 @@ async fn call_then_kill(
     call.wait_for_command("api uuid_record").await;
     call.advance(Duration::from_secs(3));
     assert_eq!(
-        recordings_of(data, &call.uuid)[0].state,
+        recordings_of(data, &call.uuid).await[0].state,
         RecordingState::Recording
     );
     first.0.kill().unwrap();
@@ -457,7 +458,7 @@ async fn a_pause_in_force_at_a_restart_stays_listed_and_the_readopted_recording_
     call.wait_for_command("api uuid_record").await;
     call.advance(Duration::from_secs(2));
     call.sync().await;
-    let id = recordings_of(&data, &call.uuid)[0]
+    let id = recordings_of(&data, &call.uuid).await[0]
         .meta
         .recording_id
         .clone();
@@ -467,7 +468,7 @@ async fn a_pause_in_force_at_a_restart_stays_listed_and_the_readopted_recording_
     first.0.kill().unwrap();
     first.0.wait().unwrap();
     // Listed while nothing follows it: the journal row has the pause, in force.
-    let row = recordings_of(&data, &call.uuid);
+    let row = recordings_of(&data, &call.uuid).await;
     assert_eq!(row[0].meta.pauses.len(), 1);
     assert!(row[0].meta.pauses[0].end_ms.is_none());
     let _second = serve(&config, listen).await;

@@ -40,8 +40,8 @@ impl Drop for Cluster {
     }
 }
 
-#[test]
-fn tls_to_the_database_is_verified_and_taken_when_the_server_requires_it() {
+#[tokio::test]
+async fn tls_to_the_database_is_verified_and_taken_when_the_server_requires_it() {
     if std::env::var_os("STORE_TEST_DATABASE_URL").is_none() {
         assert!(
             std::env::var_os("REQUIRE_POSTGRES").is_none(),
@@ -81,23 +81,28 @@ fn tls_to_the_database_is_verified_and_taken_when_the_server_requires_it() {
     let ca = certs.path().join("ca.crt");
     let require = format!("{}?sslmode=require", cluster.url);
     // Verified against the given CA: connected over TLS (the server takes nothing else).
-    let s = Store::connect_tls(&require, Some(&ca)).unwrap();
+    let s = Store::connect_tls(&require, Some(&ca)).await.unwrap();
     s.put(Kind::Account, "a", "a", json!({"name": "A"}), Expect::Any)
+        .await
         .unwrap();
     assert_eq!(
-        s.get(Kind::Account, "a", "a").unwrap().unwrap().body["name"],
+        s.get(Kind::Account, "a", "a").await.unwrap().unwrap().body["name"],
         "A"
     );
     drop(s);
     // A certificate no trusted CA signed is refused.
-    let e = Store::connect_tls(&require, None).err().expect("refused");
+    let e = Store::connect_tls(&require, None)
+        .await
+        .err()
+        .expect("refused");
     assert!(e.to_string().contains("certificate"), "{e}");
     let e = Store::connect_tls(&require, Some(&certs.path().join("other.crt")))
+        .await
         .err()
         .expect("refused");
     assert!(e.to_string().contains("certificate"), "{e}");
     // Without TLS this server turns callrec away.
     let plain = format!("{}?sslmode=disable", cluster.url);
-    let e = Store::connect(&plain).err().expect("refused");
+    let e = Store::connect(&plain).await.err().expect("refused");
     assert!(e.to_string().contains("pg_hba.conf"), "{e}");
 }

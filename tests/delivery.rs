@@ -125,7 +125,7 @@ fn recording(rig: &Rig, id: &str, urls: Vec<String>, size: usize) -> FinishedRec
 }
 
 async fn enqueue(rig: &Rig, rec: &FinishedRecording) {
-    spool::enqueue(&rig.store, rec).unwrap();
+    spool::enqueue(&rig.store, rec).await.unwrap();
     rig.wake.notify_one();
 }
 
@@ -133,7 +133,7 @@ async fn enqueue(rig: &Rig, rec: &FinishedRecording) {
 async fn settled(rig: &Rig, id: &str) -> Item {
     tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let item = spool::get(&rig.store, id).unwrap().unwrap();
+            let item = spool::get(&rig.store, id).await.unwrap().unwrap();
             if matches!(item.state.as_str(), "delivered" | "failed" | "stored") {
                 return item;
             }
@@ -183,7 +183,7 @@ async fn too_many_requests_waits_for_retry_after() {
     // After the 429 the next attempt is scheduled no earlier than Retry-After.
     let scheduled = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let item = spool::get(&rig.store, "r2").unwrap().unwrap();
+            let item = spool::get(&rig.store, "r2").await.unwrap().unwrap();
             let d = &item.deliveries[0];
             if d.attempts == 1 {
                 return d.next_attempt_us;
@@ -246,7 +246,7 @@ async fn not_found_fails_at_once_and_keeps_the_file() {
     assert_eq!(d.last_error.as_deref(), Some("HTTP 404: no such bucket"));
     assert!(std::path::Path::new(&rec.file_path).exists());
     // An operator retries it once the receiver is fixed.
-    assert_eq!(rig.store.retry_failed(Some("r5")).unwrap(), 1);
+    assert_eq!(rig.store.retry_failed(Some("r5")).await.unwrap(), 1);
     rig.wake.notify_one();
     assert_eq!(settled(&rig, "r5").await.state, "delivered");
 }
@@ -263,7 +263,7 @@ async fn receiver_down_for_a_while_then_up() {
     enqueue(&rig, &rec).await;
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let item = spool::get(&rig.store, "r6").unwrap().unwrap();
+            let item = spool::get(&rig.store, "r6").await.unwrap().unwrap();
             if item.deliveries[0].attempts >= 3 {
                 assert_eq!(item.state, "pending");
                 assert!(item.deliveries[0]
@@ -356,7 +356,7 @@ async fn two_urls_one_recording_and_local_only_is_stored() {
     assert_eq!(item.state, "delivered");
     assert_eq!(item.deliveries.len(), 2);
     let local = recording(&rig, "r10", vec![], 100);
-    assert_eq!(spool::enqueue(&rig.store, &local).unwrap(), "stored");
+    assert_eq!(spool::enqueue(&rig.store, &local).await.unwrap(), "stored");
     assert!(std::path::Path::new(&local.file_path).exists());
 }
 
@@ -384,16 +384,18 @@ async fn interrupted_uploads_go_back_to_pending() {
     let rig = rig_with(fast_http(), false).await;
     rig.stop.cancel(); // no worker: claim by hand, as a crash would leave it
     let rec = recording(&rig, "r11", vec!["http://127.0.0.1:9/r".into()], 10);
-    spool::enqueue(&rig.store, &rec).unwrap();
-    let claimed = spool::claim_due(&rig.store, spool::now_us(), 10).unwrap();
+    spool::enqueue(&rig.store, &rec).await.unwrap();
+    let claimed = spool::claim_due(&rig.store, spool::now_us(), 10)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(
-        spool::get(&rig.store, "r11").unwrap().unwrap().state,
+        spool::get(&rig.store, "r11").await.unwrap().unwrap().state,
         "uploading"
     );
-    assert_eq!(rig.store.recover_deliveries().unwrap(), 1);
+    assert_eq!(rig.store.recover_deliveries().await.unwrap(), 1);
     assert_eq!(
-        spool::get(&rig.store, "r11").unwrap().unwrap().state,
+        spool::get(&rig.store, "r11").await.unwrap().unwrap().state,
         "pending"
     );
 }
@@ -402,12 +404,14 @@ async fn interrupted_uploads_go_back_to_pending() {
 async fn files_unknown_to_the_spool_are_reported() {
     let rig = rig().await;
     let known = recording(&rig, "known", vec![], 10);
-    spool::enqueue(&rig.store, &known).unwrap();
+    spool::enqueue(&rig.store, &known).await.unwrap();
     let orphan = rig.dir.path().join("sub/orphan.mp3");
     std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
     std::fs::write(&orphan, b"x").unwrap();
     std::fs::write(rig.dir.path().join("notes.txt"), b"x").unwrap();
-    let found = callrec::uploader::orphans(&rig.store, rig.dir.path()).unwrap();
+    let found = callrec::uploader::orphans(&rig.store, rig.dir.path())
+        .await
+        .unwrap();
     assert_eq!(found, vec![orphan]);
 }
 
@@ -446,7 +450,7 @@ async fn an_accounts_url_never_reaches_this_host_when_it_connects() {
     enqueue(&r, &named).await;
     let err = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let item = spool::get(&r.store, "named").unwrap().unwrap();
+            let item = spool::get(&r.store, "named").await.unwrap().unwrap();
             if let Some(e) = item.deliveries[0].last_error.clone() {
                 return e;
             }

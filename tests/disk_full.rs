@@ -77,13 +77,16 @@ async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
 }
 
 /// The states of a call's recordings in the store (none while the store cannot be read).
-fn states(data: &Path, call_id: &str) -> Vec<RecordingState> {
+async fn states(data: &Path, call_id: &str) -> Vec<RecordingState> {
     let filter = spool::Filter {
         call_id: Some(call_id.to_string()),
         ..Default::default()
     };
-    Store::open(data)
-        .and_then(|s| spool::list(&s, &filter))
+    let Ok(s) = Store::open(data) else {
+        return Vec::new();
+    };
+    spool::list(&s, &filter)
+        .await
         .map(|r| r.into_iter().map(|i| i.state).collect())
         .unwrap_or_default()
 }
@@ -189,6 +192,7 @@ async fn a_full_recordings_disk_is_reported_survived_and_recovered_from() {
     let uuid = during.uuid.clone();
     wait_for("the outage's recording accounted for", async || {
         let kept = states(&data, &uuid)
+            .await
             .iter()
             .any(|s| *s != RecordingState::Recording);
         let discarded = std::fs::read_to_string(&log).is_ok_and(|t| {
@@ -211,7 +215,7 @@ async fn a_full_recordings_disk_is_reported_survived_and_recovered_from() {
     after.closed().await;
     let uuid = after.uuid.clone();
     wait_for("the later call's recording kept", async || {
-        states(&data, &uuid) == [RecordingState::Stored]
+        states(&data, &uuid).await == [RecordingState::Stored]
     })
     .await;
     assert!(
@@ -220,7 +224,7 @@ async fn a_full_recordings_disk_is_reported_survived_and_recovered_from() {
     );
     let store = callrec::store::Store::open(&data).unwrap();
     assert_eq!(
-        store.integrity_check().unwrap(),
+        store.integrity_check().await.unwrap(),
         "ok",
         "no spool corruption"
     );

@@ -70,7 +70,7 @@ async fn bytes_arrive_intact_at_nginx_webdav() {
         encryption: None,
         encrypt_to: None,
     };
-    spool::enqueue(&store, &rec).unwrap();
+    spool::enqueue(&store, &rec).await.unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(worker::run(
         store.clone(),
@@ -86,7 +86,7 @@ async fn bytes_arrive_intact_at_nginx_webdav() {
     ));
     let item = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let i = spool::get(&store, "r-1").unwrap().unwrap();
+            let i = spool::get(&store, "r-1").await.unwrap().unwrap();
             if i.state == "delivered" || i.state == "failed" {
                 return i;
             }
@@ -165,7 +165,7 @@ async fn sigkill_during_an_upload_still_delivers() {
     first.wait().unwrap();
     let store = Store::open(&data).unwrap();
     assert_eq!(
-        spool::get(&store, "rec-9").unwrap().unwrap().state,
+        spool::get(&store, "rec-9").await.unwrap().unwrap().state,
         "uploading"
     );
     drop(store);

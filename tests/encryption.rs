@@ -162,7 +162,11 @@ async fn a_kill_mid_encryption_resumes_from_the_plain_file_which_is_then_removed
     }
     let original = std::fs::read(&plain).unwrap();
     {
-        let store = Store::open(&n.data).unwrap().for_node("fs-1").unwrap();
+        let store = Store::open(&n.data)
+            .unwrap()
+            .for_node("fs-1")
+            .await
+            .unwrap();
         store
             .put(
                 Kind::Account,
@@ -171,6 +175,7 @@ async fn a_kill_mid_encryption_resumes_from_the_plain_file_which_is_then_removed
                 json!({"recording_public_key": public}),
                 Expect::Any,
             )
+            .await
             .unwrap();
         let rec = FinishedRecording {
             call: CallMeta {
@@ -215,6 +220,7 @@ async fn a_kill_mid_encryption_resumes_from_the_plain_file_which_is_then_removed
                 write_buffer: 0,
             },
         )
+        .await
         .unwrap();
     }
     let part = PathBuf::from(format!("{}.age.part", plain.display()));
@@ -234,6 +240,7 @@ async fn a_kill_mid_encryption_resumes_from_the_plain_file_which_is_then_removed
     let store = Store::open(&n.data).unwrap();
     let item = until("kept after the restart", async || {
         spool::get(&store, "big")
+            .await
             .unwrap()
             .filter(|i| i.state.as_str() == "stored")
     })

@@ -76,7 +76,7 @@ fn rig(endpoint: &str, secret: &str) -> Rig {
 }
 
 /// Spools a recording of `size` pseudo-random bytes for `url`; returns its bytes.
-fn spool_one(rig: &Rig, id: &str, url: &str, size: usize) -> Vec<u8> {
+async fn spool_one(rig: &Rig, id: &str, url: &str, size: usize) -> Vec<u8> {
     let path = rig.dir.path().join(format!("{id}.wav"));
     let mut x: u32 = 7;
     let bytes: Vec<u8> = (0..size)
@@ -122,7 +122,7 @@ fn spool_one(rig: &Rig, id: &str, url: &str, size: usize) -> Vec<u8> {
         encryption: None,
         encrypt_to: None,
     };
-    spool::enqueue(&rig.store, &rec).unwrap();
+    spool::enqueue(&rig.store, &rec).await.unwrap();
     rig.wake.notify_one();
     bytes
 }
@@ -130,7 +130,7 @@ fn spool_one(rig: &Rig, id: &str, url: &str, size: usize) -> Vec<u8> {
 async fn settled(rig: &Rig, id: &str) -> Item {
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            if let Some(i) = spool::get(&rig.store, id).unwrap() {
+            if let Some(i) = spool::get(&rig.store, id).await.unwrap() {
                 if !matches!(i.state, RecordingState::Pending | RecordingState::Uploading) {
                     return i;
                 }
@@ -150,8 +150,8 @@ async fn small_files_go_whole_large_ones_in_parts_through_refused_connections() 
     let relay = FaultRelay::start(server.addr, 3).await;
     let rig = rig(&relay.endpoint, SECRET_KEY);
     let url = "s3://recordings/calls/2026/";
-    let small = spool_one(&rig, "small", url, 40 * 1024);
-    let large = spool_one(&rig, "large", url, 12 * 1024 * 1024 + 17);
+    let small = spool_one(&rig, "small", url, 40 * 1024).await;
+    let large = spool_one(&rig, "large", url, 12 * 1024 * 1024 + 17).await;
     for (id, bytes) in [("small", &small), ("large", &large)] {
         let item = settled(&rig, id).await;
         assert_eq!(item.state, RecordingState::Delivered, "{id}: {item:?}");
@@ -165,10 +165,15 @@ async fn small_files_go_whole_large_ones_in_parts_through_refused_connections() 
         assert_eq!(item.deliveries[0].url, url);
     }
     assert_eq!(*relay.refused.lock().unwrap(), 3);
-    let retried: u32 = ["small", "large"]
-        .iter()
-        .map(|id| spool::get(&rig.store, id).unwrap().unwrap().deliveries[0].attempts)
-        .sum();
+    let mut retried: u32 = 0;
+    for id in ["small", "large"] {
+        retried += spool::get(&rig.store, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .deliveries[0]
+            .attempts;
+    }
     assert!(retried >= 3, "refused attempts were retried: {retried}");
     let seen = relay.requests.lock().unwrap().clone();
     let on = |prefix: &str| seen.iter().filter(|l| l.starts_with(prefix)).count();
@@ -197,7 +202,7 @@ async fn refused_credentials_fail_the_delivery_at_once() {
         return;
     };
     let rig = rig(&server.endpoint, "not-the-secret");
-    spool_one(&rig, "r", "s3://recordings/x/", 1000);
+    spool_one(&rig, "r", "s3://recordings/x/", 1000).await;
     let item = settled(&rig, "r").await;
     assert_eq!(item.state, RecordingState::Failed, "{item:?}");
     let d = &item.deliveries[0];

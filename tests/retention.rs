@@ -62,7 +62,7 @@ fn meta(path: &Path, id: &str, account: &str, call: &str, url: Option<&str>) -> 
 }
 
 /// A kept recording of `account` with its file (and `.json`) under `dir/recordings/<account>`.
-fn kept(
+async fn kept(
     store: &Store,
     dir: &Path,
     id: &str,
@@ -80,12 +80,12 @@ fn kept(
         serde_json::to_vec(&rec).unwrap(),
     )
     .unwrap();
-    spool::enqueue(store, &rec).unwrap();
+    spool::enqueue(store, &rec).await.unwrap();
     path
 }
 
 /// A recording FreeSWITCH is still writing (journaled).
-fn journaled(store: &Store, id: &str, account: &str, call: &str) {
+async fn journaled(store: &Store, id: &str, account: &str, call: &str) {
     let path = PathBuf::from(format!("/nowhere/{id}.wav"));
     store
         .journal_recording(&NewRecording {
@@ -96,6 +96,7 @@ fn journaled(store: &Store, id: &str, account: &str, call: &str) {
             destinations: &[],
             meta: &meta(&path, id, account, call, None),
         })
+        .await
         .unwrap();
 }
 
@@ -106,10 +107,11 @@ async fn erasure_by_id_takes_the_file_its_json_and_the_row_and_refuses_a_live_re
     let token = api
         .store
         .create_token(&Scope::Account("acc".into()))
+        .await
         .unwrap();
-    let path = kept(&api.store, dir.path(), "r1", "acc", "call-1", None);
+    let path = kept(&api.store, dir.path(), "r1", "acc", "call-1", None).await;
     let sidecar = LocalStore::sidecar_path(&path.to_string_lossy());
-    journaled(&api.store, "live", "acc", "call-2");
+    journaled(&api.store, "live", "acc", "call-2").await;
     let (s, v) = api
         .call(
             "DELETE",
@@ -134,7 +136,7 @@ async fn erasure_by_id_takes_the_file_its_json_and_the_row_and_refuses_a_live_re
     assert_eq!(v["data"]["erased"]["files"], 2);
     assert!(v["data"]["erased"]["bytes"].as_u64().unwrap() > 1000, "{v}");
     assert!(!path.exists() && !Path::new(&sidecar).exists());
-    assert!(spool::get(&api.store, "r1").unwrap().is_none());
+    assert!(spool::get(&api.store, "r1").await.unwrap().is_none());
     let (s, _) = api
         .call(
             "DELETE",
@@ -145,7 +147,7 @@ async fn erasure_by_id_takes_the_file_its_json_and_the_row_and_refuses_a_live_re
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "gone");
     assert!(
-        spool::get(&api.store, "live").unwrap().is_some(),
+        spool::get(&api.store, "live").await.unwrap().is_some(),
         "the live one stays"
     );
 }
@@ -154,7 +156,7 @@ async fn erasure_by_id_takes_the_file_its_json_and_the_row_and_refuses_a_live_re
 async fn erasure_by_call_takes_every_recording_of_it_or_none_while_one_records() {
     let api = start().await;
     let dir = tempfile::tempdir().unwrap();
-    let a = kept(&api.store, dir.path(), "a", "acc", "call-x", None);
+    let a = kept(&api.store, dir.path(), "a", "acc", "call-x", None).await;
     // Pending: its delivery is cancelled with it.
     let b = kept(
         &api.store,
@@ -163,9 +165,10 @@ async fn erasure_by_call_takes_every_recording_of_it_or_none_while_one_records()
         "acc",
         "call-x",
         Some("https://203.0.113.9/up/"),
-    );
-    let c = kept(&api.store, dir.path(), "c", "acc", "call-y", None);
-    journaled(&api.store, "y-live", "acc", "call-y");
+    )
+    .await;
+    let c = kept(&api.store, dir.path(), "c", "acc", "call-y", None).await;
+    journaled(&api.store, "y-live", "acc", "call-y").await;
     let (s, v) = api
         .call(
             "DELETE",
@@ -206,6 +209,7 @@ async fn erasure_by_call_takes_every_recording_of_it_or_none_while_one_records()
     assert!(api
         .store
         .claim_due::<serde_json::Value>(u64::MAX, 10)
+        .await
         .unwrap()
         .is_empty());
     let (s, _) = api
@@ -244,12 +248,13 @@ async fn retention_erases_kept_recordings_past_their_accounts_limit_and_nothing_
             json!({"recording_retention_days": 30}),
             callrec::store::documents::Expect::Any,
         )
+        .await
         .unwrap();
     let mut gone = vec![];
     for i in 0..3 {
-        gone.push(kept(&store, dir.path(), &format!("s{i}"), "acc", "c", None));
+        gone.push(kept(&store, dir.path(), &format!("s{i}"), "acc", "c", None).await);
     }
-    let long = kept(&store, dir.path(), "l1", "long", "c", None);
+    let long = kept(&store, dir.path(), "l1", "long", "c", None).await;
     let pending = kept(
         &store,
         dir.path(),
@@ -257,15 +262,20 @@ async fn retention_erases_kept_recordings_past_their_accounts_limit_and_nothing_
         "acc",
         "c",
         Some("https://203.0.113.9/up/"),
-    );
-    journaled(&store, "live", "acc", "c2");
+    )
+    .await;
+    journaled(&store, "live", "acc", "c2").await;
     let now = callrec::store::now_us();
     // Nothing is a day old yet: a pass now erases nothing.
-    let r = retention::pass(&store, &config(dir.path(), Some(1)), now).unwrap();
+    let r = retention::pass(&store, &config(dir.path(), Some(1)), now)
+        .await
+        .unwrap();
     assert_eq!(r.erased, 0);
     // Two days on: the default's stored recordings go, in batches of two; the 30-day account's,
     // the pending and the live one stay.
-    let r = retention::pass(&store, &config(dir.path(), Some(1)), now + 2 * DAY_US).unwrap();
+    let r = retention::pass(&store, &config(dir.path(), Some(1)), now + 2 * DAY_US)
+        .await
+        .unwrap();
     assert_eq!((r.erased, r.batches), (3, 2));
     assert!(gone.iter().all(|p| !p.exists()));
     assert!(gone
@@ -273,10 +283,15 @@ async fn retention_erases_kept_recordings_past_their_accounts_limit_and_nothing_
         .all(|p| !Path::new(&LocalStore::sidecar_path(&p.to_string_lossy())).exists()));
     assert!(long.exists() && pending.exists());
     for id in ["l1", "p1", "live"] {
-        assert!(spool::get(&store, id).unwrap().is_some(), "{id} stays");
+        assert!(
+            spool::get(&store, id).await.unwrap().is_some(),
+            "{id} stays"
+        );
     }
     // Retention off by default: the account's own limit still applies to it.
-    let r = retention::pass(&store, &config(dir.path(), None), now + 31 * DAY_US).unwrap();
+    let r = retention::pass(&store, &config(dir.path(), None), now + 31 * DAY_US)
+        .await
+        .unwrap();
     assert_eq!(r.erased, 1);
     assert!(!long.exists());
     assert!(pending.exists(), "pending is never taken");
@@ -309,8 +324,8 @@ async fn the_account_field_is_validated() {
     assert_eq!(s, StatusCode::OK);
 }
 
-#[test]
-fn the_pass_prunes_decision_records_by_age_and_by_the_row_bound() {
+#[tokio::test]
+async fn the_pass_prunes_decision_records_by_age_and_by_the_row_bound() {
     use callrec::store::decisions::NewDecision;
     const DAY: u64 = 86_400_000_000;
     let dir = tempfile::tempdir().unwrap();
@@ -329,22 +344,26 @@ fn the_pass_prunes_decision_records_by_age_and_by_the_row_bound() {
     // Two past 30 days, 1,200 within them.
     let mut rows = vec![d(0, 31), d(1, 45)];
     rows.extend((2..1202).map(|i| d(i, 1)));
-    store.add_decisions(&rows).unwrap();
+    store.add_decisions(&rows).await.unwrap();
     let mut cfg = config(dir.path(), None);
-    let r = retention::pass(&store, &cfg, now).unwrap();
+    let r = retention::pass(&store, &cfg, now).await.unwrap();
     assert_eq!(r.decisions, 2, "only the two past decision_retention_days");
-    assert!(store.decision_of_call(None, "c0").unwrap().is_none());
-    assert!(store.decision_of_call(None, "c2").unwrap().is_some());
+    assert!(store.decision_of_call(None, "c0").await.unwrap().is_none());
+    assert!(store.decision_of_call(None, "c2").await.unwrap().is_some());
     // The row bound: the oldest beyond it go, the newest stay.
     cfg.decision_max_rows = 1000;
-    let r = retention::pass(&store, &cfg, now).unwrap();
+    let r = retention::pass(&store, &cfg, now).await.unwrap();
     assert_eq!(r.decisions, 200);
     assert!(
-        store.decision_of_call(None, "c2").unwrap().is_some(),
+        store.decision_of_call(None, "c2").await.unwrap().is_some(),
         "the newest stay"
     );
     assert!(
-        store.decision_of_call(None, "c1201").unwrap().is_none(),
+        store
+            .decision_of_call(None, "c1201")
+            .await
+            .unwrap()
+            .is_none(),
         "the oldest go"
     );
 }

@@ -168,6 +168,7 @@ async fn api_and_planner_agree_on_every_input() {
                 json!({"record_call": rc}),
                 Expect::Any,
             )
+            .await
             .unwrap();
         api.store
             .put(
@@ -177,6 +178,7 @@ async fn api_and_planner_agree_on_every_input() {
                 json!({"owner_id": user}),
                 Expect::Any,
             )
+            .await
             .unwrap();
         let call = CallInfo {
             call: CallMeta {
@@ -208,7 +210,7 @@ async fn api_and_planner_agree_on_every_input() {
         .iter()
         .filter(|(rc, want)| want.is_none() && !accepted_without_recording(rc))
         .count();
-    let reported = report_invalid_documents(&api.store).unwrap();
+    let reported = report_invalid_documents(&api.store).await.unwrap();
     assert_eq!(reported, refused, "the start-up check finds every one");
     assert!(refused >= 20);
 }
@@ -241,13 +243,19 @@ async fn a_patch_that_would_break_a_document_is_refused_whole() {
             .contains("8000"),
         "{v}"
     );
-    let d = api.store.get(Kind::Device, "acc", "d1").unwrap().unwrap();
+    let d = api
+        .store
+        .get(Kind::Device, "acc", "d1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.rev.0, 1, "nothing stored");
     assert!(d.body.get("call_recording").is_none());
     // An account token sees the same verdict as the admin.
     let t = api
         .store
         .create_token(&Scope::Account("acc".into()))
+        .await
         .unwrap();
     let (s, _) = api
         .call(

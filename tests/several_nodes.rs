@@ -141,21 +141,26 @@ fn spooled(node: &str, i: usize, dir: &Path, url: &str) -> FinishedRecording {
 }
 
 /// Spools `n` recordings of `node` in its data directory.
-fn seed(db: &TestDb, node: &Node, owner: &str, n: usize, url: &str) -> Vec<String> {
-    let store = Store::connect(&db.url).unwrap().for_node(owner).unwrap();
+async fn seed(db: &TestDb, node: &Node, owner: &str, n: usize, url: &str) -> Vec<String> {
+    let store = Store::connect(&db.url)
+        .await
+        .unwrap()
+        .for_node(owner)
+        .await
+        .unwrap();
     let dir = node.data.join("recordings/acc/seeded");
     std::fs::create_dir_all(&dir).unwrap();
-    (0..n)
-        .map(|i| {
-            let rec = spooled(owner, i, &dir, url);
-            spool::enqueue(&store, &rec).unwrap();
-            rec.recording_id
-        })
-        .collect()
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let rec = spooled(owner, i, &dir, url);
+        spool::enqueue(&store, &rec).await.unwrap();
+        ids.push(rec.recording_id);
+    }
+    ids
 }
 
-fn states(db: &TestDb) -> HashMap<String, (String, String)> {
-    let store = Store::connect(&db.url).unwrap();
+async fn states(db: &TestDb) -> HashMap<String, (String, String)> {
+    let store = Store::connect(&db.url).await.unwrap();
     spool::list(
         &store,
         &spool::Filter {
@@ -163,6 +168,7 @@ fn states(db: &TestDb) -> HashMap<String, (String, String)> {
             ..Default::default()
         },
     )
+    .await
     .unwrap()
     .into_iter()
     .map(|i| (i.meta.recording_id, (i.node, i.state.to_string())))
@@ -181,12 +187,12 @@ async fn both_workers_drain_one_spool_each_its_own_node_nothing_twice() {
     );
     let receiver = Receiver::start(vec![]).await;
     let url = format!("{}/up/", receiver.base);
-    let mut ids = seed(&db, &one, "fs-1", 60, &url);
-    ids.extend(seed(&db, &two, "fs-2", 60, &url));
+    let mut ids = seed(&db, &one, "fs-1", 60, &url).await;
+    ids.extend(seed(&db, &two, "fs-2", 60, &url).await);
     let _p1 = one.serve().await;
     let _p2 = two.serve().await;
     until("every recording delivered", async || {
-        let s = states(&db);
+        let s = states(&db).await;
         (s.len() == 120 && s.values().all(|(_, st)| st == "delivered")).then_some(())
     })
     .await;
@@ -226,8 +232,8 @@ async fn a_node_id_serves_once_and_a_gone_nodes_recordings_are_reassigned() {
     let receiver = Receiver::start(vec![]).await;
     let url = format!("{}/up/", receiver.base);
     // fs-9 is gone; its files were copied to fs-1's disk at the same paths.
-    let gone = seed(&db, &one, "fs-9", 3, &url);
-    let own = seed(&db, &one, "fs-1", 1, &url);
+    let gone = seed(&db, &one, "fs-9", 3, &url).await;
+    let own = seed(&db, &one, "fs-1", 1, &url).await;
     let _p1 = one.serve().await;
     // A second process claiming to be fs-1 on the same database refuses to start.
     let twin = Node::new(&tmp.path().join("twin"), "fs-1", &db);
@@ -236,10 +242,10 @@ async fn a_node_id_serves_once_and_a_gone_nodes_recordings_are_reassigned() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("held by another running callrec"), "{err}");
     until("fs-1's own recording delivered", async || {
-        (states(&db)[&own[0]].1 == "delivered").then_some(())
+        (states(&db).await[&own[0]].1 == "delivered").then_some(())
     })
     .await;
-    let s = states(&db);
+    let s = states(&db).await;
     for id in &gone {
         assert_eq!(s[id], ("fs-9".to_string(), "pending".to_string()));
     }
@@ -257,7 +263,7 @@ async fn a_node_id_serves_once_and_a_gone_nodes_recordings_are_reassigned() {
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("3 recordings of node fs-9 now belong to node fs-1"));
     until("the reassigned recordings delivered", async || {
-        let s = states(&db);
+        let s = states(&db).await;
         gone.iter()
             .all(|id| s[id] == ("fs-1".to_string(), "delivered".to_string()))
             .then_some(())
@@ -298,6 +304,7 @@ async fn while_the_database_is_unreachable_calls_connect_and_recordings_wait_loc
                 ..Default::default()
             },
         )
+        .await
         .ok()?;
         (items.len() == 1 && items[0].state == "pending").then(|| items[0].clone())
     })
@@ -318,7 +325,7 @@ async fn while_the_database_is_unreachable_calls_connect_and_recordings_wait_loc
     assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
     relay.restore();
     until("moved to the database and delivered", async || {
-        let s = states(&db);
+        let s = states(&db).await;
         (s.get(&local.meta.recording_id) == Some(&("fs-1".to_string(), "delivered".to_string())))
             .then_some(())
     })
@@ -326,6 +333,7 @@ async fn while_the_database_is_unreachable_calls_connect_and_recordings_wait_loc
     let store = Store::open(&one.data).unwrap();
     assert!(
         spool::list(&store, &spool::Filter::default())
+            .await
             .unwrap()
             .is_empty(),
         "nothing left in the local file"
@@ -337,7 +345,7 @@ async fn while_the_database_is_unreachable_calls_connect_and_recordings_wait_loc
         .collect();
     assert_eq!(targets.len(), 2, "{targets:?}");
     assert!(
-        states(&db).len() == 2,
+        states(&db).await.len() == 2,
         "{before} and {during} in the database"
     );
     let log = std::fs::read_to_string(&one.log).unwrap();
@@ -358,20 +366,24 @@ async fn a_node_moving_from_sqlite_takes_its_spool_to_the_database() {
     let receiver = Receiver::start(vec![]).await;
     // Queued while the node still ran on its own SQLite file.
     let ids: Vec<String> = {
-        let store = Store::open(&one.data).unwrap().for_node("fs-1").unwrap();
+        let store = Store::open(&one.data)
+            .unwrap()
+            .for_node("fs-1")
+            .await
+            .unwrap();
         let dir = one.data.join("recordings/acc/sqlite");
         std::fs::create_dir_all(&dir).unwrap();
-        (0..3)
-            .map(|i| {
-                let rec = spooled("fs-1", i, &dir, &format!("{}/up/", receiver.base));
-                spool::enqueue(&store, &rec).unwrap();
-                rec.recording_id
-            })
-            .collect()
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let rec = spooled("fs-1", i, &dir, &format!("{}/up/", receiver.base));
+            spool::enqueue(&store, &rec).await.unwrap();
+            ids.push(rec.recording_id);
+        }
+        ids
     };
     let _p1 = one.serve().await;
     until("moved to the database and delivered", async || {
-        let s = states(&db);
+        let s = states(&db).await;
         ids.iter()
             .all(|id| s.get(id) == Some(&("fs-1".to_string(), "delivered".to_string())))
             .then_some(())
@@ -380,6 +392,7 @@ async fn a_node_moving_from_sqlite_takes_its_spool_to_the_database() {
     assert_eq!(receiver.requests().len(), 3);
     let local = Store::open(&one.data).unwrap();
     assert!(spool::list(&local, &spool::Filter::default())
+        .await
         .unwrap()
         .is_empty());
 }

@@ -111,15 +111,27 @@ async fn tenants() -> Tenants {
             .await;
         assert_eq!(s, StatusCode::OK);
     }
-    spool::enqueue(&api.store, &recording("rec-a", "A")).unwrap();
-    spool::enqueue(&api.store, &recording("rec-b", "B")).unwrap();
-    let a = api.store.create_token(&Scope::Account("A".into())).unwrap();
-    let b = api.store.create_token(&Scope::Account("B".into())).unwrap();
+    spool::enqueue(&api.store, &recording("rec-a", "A"))
+        .await
+        .unwrap();
+    spool::enqueue(&api.store, &recording("rec-b", "B"))
+        .await
+        .unwrap();
+    let a = api
+        .store
+        .create_token(&Scope::Account("A".into()))
+        .await
+        .unwrap();
+    let b = api
+        .store
+        .create_token(&Scope::Account("B".into()))
+        .await
+        .unwrap();
     Tenants { api, a, b }
 }
 
 /// Everything account B has, as text.
-fn snapshot_b(api: &Api) -> String {
+async fn snapshot_b(api: &Api) -> String {
     let mut out = String::new();
     for kind in [
         Kind::Account,
@@ -128,7 +140,7 @@ fn snapshot_b(api: &Api) -> String {
         Kind::Callflow,
         Kind::Webhook,
     ] {
-        for d in api.store.list(kind, "B").unwrap() {
+        for d in api.store.list(kind, "B").await.unwrap() {
             out += &format!("{} {} {} {}\n", kind.as_str(), d.id, d.rev, d.body);
         }
     }
@@ -139,6 +151,7 @@ fn snapshot_b(api: &Api) -> String {
             ..Default::default()
         },
     )
+    .await
     .unwrap();
     out + &serde_json::to_string(&recs).unwrap()
 }
@@ -239,7 +252,7 @@ async fn isolation_matrix_documents() {
             for verb in VERBS {
                 for own_id in [true, false] {
                     let t = tenants().await;
-                    let before = snapshot_b(&t.api);
+                    let before = snapshot_b(&t.api).await;
                     let id = if own_id { "a-doc" } else { "b-doc" };
                     let (status, v) = request(&t, who, verb, coll, id).await;
                     let cell = format!("{coll} {verb:?} by {who:?} on {id}");
@@ -257,7 +270,7 @@ async fn isolation_matrix_documents() {
                         !v.to_string().contains("secret-of-B"),
                         "{cell} revealed B's data: {v}"
                     );
-                    assert_eq!(snapshot_b(&t.api), before, "{cell} changed B's data");
+                    assert_eq!(snapshot_b(&t.api).await, before, "{cell} changed B's data");
                     match (verb, status) {
                         (Verb::List, StatusCode::OK) => {
                             let ids: Vec<&str> = v["data"]
@@ -271,7 +284,7 @@ async fn isolation_matrix_documents() {
                         (Verb::Put | Verb::Create, s) if s.is_success() && !own_id => {
                             // A's own new document, not B's moved or re-revised.
                             assert_eq!(v["revision"], "1", "{cell}");
-                            let mine = t.api.store.get(kind, "A", "b-doc").unwrap().unwrap();
+                            let mine = t.api.store.get(kind, "A", "b-doc").await.unwrap().unwrap();
                             assert_eq!(mine.body["name"], "from-A", "{cell}");
                         }
                         _ => {}
@@ -295,7 +308,7 @@ async fn isolation_matrix_accounts_and_recordings() {
         ] {
             for target in ["A", "B"] {
                 let t = tenants().await;
-                let before = snapshot_b(&t.api);
+                let before = snapshot_b(&t.api).await;
                 let token = match who {
                     Who::Own => t.a.clone(),
                     Who::Other => t.b.clone(),
@@ -323,7 +336,7 @@ async fn isolation_matrix_accounts_and_recordings() {
                 };
                 assert_eq!(s, want, "{cell}: {v}");
                 if !(allowed && target == "B") {
-                    assert_eq!(snapshot_b(&t.api), before, "{cell} changed B's data");
+                    assert_eq!(snapshot_b(&t.api).await, before, "{cell} changed B's data");
                     assert!(!v.to_string().contains("secret-of-B"), "{cell}: {v}");
                 }
             }
@@ -355,7 +368,7 @@ async fn isolation_matrix_accounts_and_recordings() {
             assert_eq!(s, want, "recording {id} by {who:?}: {v}");
             assert!(!v.to_string().contains("secret-of-B"));
             // The control route: the same tenancy; a finished recording of A is 409.
-            let before = snapshot_b(&t.api);
+            let before = snapshot_b(&t.api).await;
             let (s, v) = t
                 .api
                 .call(
@@ -371,7 +384,7 @@ async fn isolation_matrix_accounts_and_recordings() {
                 (_, false) => StatusCode::NOT_FOUND,
             };
             assert_eq!(s, want, "PATCH recording {id} by {who:?}: {v}");
-            assert_eq!(snapshot_b(&t.api), before);
+            assert_eq!(snapshot_b(&t.api).await, before);
             assert!(!v.to_string().contains("secret-of-B"));
             // Erasure, by id and by call: B's recording is never reached through A's path.
             if !own {
@@ -385,7 +398,7 @@ async fn isolation_matrix_accounts_and_recordings() {
                         _ => StatusCode::NOT_FOUND,
                     };
                     assert_eq!(s, want, "DELETE {path} by {who:?}: {v}");
-                    assert_eq!(snapshot_b(&t.api), before, "DELETE {path} by {who:?}");
+                    assert_eq!(snapshot_b(&t.api).await, before, "DELETE {path} by {who:?}");
                     assert!(!v.to_string().contains("secret-of-B"));
                 }
             }
@@ -457,8 +470,12 @@ async fn another_accounts_user_cannot_be_taken_by_guessing_its_id() {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    let before = api.store.get(Kind::User, "B", "u1").unwrap().unwrap();
-    let token_a = api.store.create_token(&Scope::Account("A".into())).unwrap();
+    let before = api.store.get(Kind::User, "B", "u1").await.unwrap().unwrap();
+    let token_a = api
+        .store
+        .create_token(&Scope::Account("A".into()))
+        .await
+        .unwrap();
     // Mallory, with A's token, writes "u1" in A: that is A's own u1 (revision 1)…
     let (s, v) = api
         .call(
@@ -488,7 +505,7 @@ async fn another_accounts_user_cannot_be_taken_by_guessing_its_id() {
     assert_eq!(v["data"]["record_call"]["url"], "https://b.example/");
     assert_eq!(v["revision"], "1");
     assert_eq!(
-        api.store.get(Kind::User, "B", "u1").unwrap().unwrap(),
+        api.store.get(Kind::User, "B", "u1").await.unwrap().unwrap(),
         before
     );
 }
@@ -524,7 +541,7 @@ async fn destination_policy_by_writer_names_the_refused_field() {
                     "uri",
                 ),
             ] {
-                let before = snapshot_b(&t.api);
+                let before = snapshot_b(&t.api).await;
                 let (s, v) = t
                     .api
                     .call("PATCH", path, Some(&token), Some(json!({ "data": patch })))
@@ -540,7 +557,7 @@ async fn destination_policy_by_writer_names_the_refused_field() {
                         "{url} by {who:?} in {field}: {v}"
                     );
                 }
-                assert_eq!(snapshot_b(&t.api), before);
+                assert_eq!(snapshot_b(&t.api).await, before);
             }
         }
     }
@@ -569,8 +586,8 @@ async fn the_writer_of_a_document_is_recorded_and_its_urls_carry_it() {
     let url = "https://203.0.113.7/x/";
     let body =
         json!({"data": {"record_call": {"format": "wav", "url": url}, "pvt_writer": "admin"}});
-    let writer = |api: &Api| {
-        let d = api.store.get(Kind::User, "A", "w").unwrap().unwrap();
+    async fn writer(api: &Api) -> (String, bool) {
+        let d = api.store.get(Kind::User, "A", "w").await.unwrap().unwrap();
         let by_account = match parse(Kind::User, &d.body).unwrap() {
             Settings::User(u) => u.record_call.unwrap().url.unwrap().by_account(),
             _ => unreachable!(),
@@ -579,7 +596,7 @@ async fn the_writer_of_a_document_is_recorded_and_its_urls_carry_it() {
             d.body["pvt_writer"].as_str().unwrap().to_string(),
             by_account,
         )
-    };
+    }
     let (s, v) = t
         .api
         .call(
@@ -592,7 +609,7 @@ async fn the_writer_of_a_document_is_recorded_and_its_urls_carry_it() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(v["data"].get("pvt_writer").is_none(), "never shown: {v}");
     assert_eq!(
-        writer(&t.api),
+        writer(&t.api).await,
         ("account".into(), true),
         "the request's pvt_writer is ignored"
     );
@@ -606,7 +623,7 @@ async fn the_writer_of_a_document_is_recorded_and_its_urls_carry_it() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
-        writer(&t.api),
+        writer(&t.api).await,
         ("account".into(), true),
         "an admin's patch keeps it"
     );
@@ -619,7 +636,7 @@ async fn the_writer_of_a_document_is_recorded_and_its_urls_carry_it() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
-        writer(&t.api),
+        writer(&t.api).await,
         ("admin".into(), false),
         "an admin's whole write"
     );

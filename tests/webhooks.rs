@@ -390,6 +390,7 @@ async fn the_destination_policy_holds_at_connect_time_against_the_resolved_addre
                        "events": ["recording.started"], "secret": secret, "pvt_writer": writer}),
                 Expect::Absent,
             )
+            .await
             .unwrap();
         store
             .add_hook_events(&[NewHookEvent {
@@ -400,6 +401,7 @@ async fn the_destination_policy_holds_at_connect_time_against_the_resolved_addre
                 recording_id: Some("r1".into()),
                 body: r#"{"type":"recording.started"}"#.into(),
             }])
+            .await
             .unwrap();
     }
     let pinned = PinnedLookup(HashMap::from([
@@ -426,7 +428,7 @@ async fn the_destination_policy_holds_at_connect_time_against_the_resolved_addre
         tracker.clone(),
     ));
     let rows = until("every event attempted", async || {
-        let rows = store.hook_events(&HookFilter::default()).unwrap();
+        let rows = store.hook_events(&HookFilter::default()).await.unwrap();
         rows.iter().all(|r| r.attempts > 0).then_some(rows)
     })
     .await;

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use super::envelope::{success, success_paged, ApiError};
 use super::handlers::{
-    authorize, blocking, given, page_key, parse_page_key, recording_of, token_scope, ApiResult,
+    authorize, given, page_key, parse_page_key, recording_of, stored, token_scope, ApiResult,
 };
 use super::ApiState;
 use crate::rules::documents::{Direction, Network};
@@ -35,14 +35,11 @@ use crate::uploader::spool;
 pub async fn list_accounts(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult {
     let scope = token_scope(&state, &headers).await?;
     let docs = match &scope {
-        Scope::Admin => blocking(&state.store, |s| s.documents_of_kind(Kind::Account)).await?,
-        Scope::Account(a) => {
-            let a = a.clone();
-            blocking(&state.store, move |s| s.get(Kind::Account, &a, &a))
-                .await?
-                .into_iter()
-                .collect()
-        }
+        Scope::Admin => stored(state.store.documents_of_kind(Kind::Account)).await?,
+        Scope::Account(a) => stored(state.store.get(Kind::Account, a, a))
+            .await?
+            .into_iter()
+            .collect(),
     };
     let mut out: Vec<Value> = docs
         .iter()
@@ -91,7 +88,7 @@ pub async fn list_calls(
         after: given(q.start_key).map(|k| parse_page_key(&k)).transpose()?,
         limit,
     };
-    let rows = blocking(&state.store, move |s| s.decisions(&f)).await?;
+    let rows = stored(state.store.decisions(&f)).await?;
     let next = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| page_key(r.created_us, &r.id)))
         .flatten();
@@ -120,7 +117,7 @@ pub async fn get_decision(
 ) -> ApiResult {
     authorize(&state, &headers, Some(&account_id)).await?;
     let (a, c) = (account_id.clone(), call_id.clone());
-    let found = blocking(&state.store, move |s| s.decision_of_call(Some(&a), &c)).await?;
+    let found = stored(state.store.decision_of_call(Some(&a), &c)).await?;
     let Some((row, outcomes)) = found else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -133,7 +130,7 @@ pub async fn get_decision(
         limit: Some(100),
         ..spool::Filter::default()
     };
-    let recordings = blocking(&state.store, move |s| spool::list(s, &f)).await?;
+    let recordings = stored(spool::list(&state.store, &f)).await?;
     Ok(success(
         StatusCode::OK,
         json!({
@@ -189,10 +186,12 @@ pub async fn effective_record_call(
         Some("onnet") => vec![Network::Onnet],
         Some(_) => return Err(bad_query("network", "must be onnet or offnet")),
     };
-    let (a, i) = (account_id.clone(), id.clone());
-    let found = blocking(&state.store, move |s| {
-        crate::rules::planner::party_of(s, kind, &a, &i)
-    })
+    let found = stored(crate::rules::planner::party_of(
+        &state.store,
+        kind,
+        &account_id,
+        &id,
+    ))
     .await?;
     let Some(parties) = found else {
         return Err(ApiError::new(
@@ -232,7 +231,7 @@ pub async fn retry_recording(
     authorize(&state, &headers, Some(&account_id)).await?;
     recording_of(&state, &account_id, &id).await?;
     let i = id.clone();
-    let n = blocking(&state.store, move |s| s.retry_failed(Some(&i))).await?;
+    let n = stored(state.store.retry_failed(Some(&i))).await?;
     tracing::info!(
         target: "callrec::audit",
         account_id = %crate::telemetry::printable(&account_id),

@@ -23,7 +23,7 @@ use axum::response::IntoResponse;
 use serde_json::{json, Value};
 
 use super::envelope::{success, ApiError};
-use super::handlers::{authorize, blocking, data_of, ApiResult};
+use super::handlers::{authorize, data_of, stored, ApiResult};
 use super::ApiState;
 use crate::outbound::session::{ControlOutcome, Want};
 use crate::store::RecordingState;
@@ -158,7 +158,7 @@ pub(super) async fn forward(state: &ApiState, node: &str, req: Forward<'_>) -> A
         return Err(unreachable("it does not follow the call either".into()));
     }
     let n = node.to_string();
-    let Some(base) = blocking(&state.store, move |s| s.node_api(&n)).await? else {
+    let Some(base) = stored(state.store.node_api(&n)).await? else {
         return Err(unreachable("it never said where its API answers".into()));
     };
     let client = reqwest::Client::builder()

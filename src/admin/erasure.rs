@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::control::{forward, Forward, FORWARDED};
 use super::envelope::{success, ApiError};
-use super::handlers::{authorize, blocking, ApiResult};
+use super::handlers::{authorize, stored, ApiResult};
 use super::ApiState;
 use crate::store::retention::Erasure;
 use crate::uploader::retention::{self, FilesRemoved};
@@ -72,8 +72,7 @@ pub async fn delete_recording(
     authorize(&state, &headers, Some(&account_id)).await?;
     let token = token_id(&headers);
     let (a, i) = (account_id.clone(), id.clone());
-    let (outcome, files) =
-        blocking(&state.store, move |s| retention::erase(s, &i, Some(&a))).await?;
+    let (outcome, files) = stored(retention::erase(&state.store, &i, Some(&a))).await?;
     match outcome {
         Erasure::Unknown => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -127,7 +126,7 @@ pub async fn delete_call(
         })?;
     let token = token_id(&headers);
     let (a, c) = (account_id.clone(), call_id.clone());
-    let ids = blocking(&state.store, move |s| s.recordings_of_call(Some(&a), &c)).await?;
+    let ids = stored(state.store.recordings_of_call(Some(&a), &c)).await?;
     if ids.is_empty() {
         // No recording, but the call's decision record holds its parties too.
         let n = erase_decisions(&state, &token, &account_id, &call_id).await?;
@@ -144,12 +143,11 @@ pub async fn delete_call(
         ));
     }
     // Nothing is erased while any of the call's recordings is busy.
-    let (a, list) = (account_id.clone(), ids.clone());
-    let states = blocking(&state.store, move |s| {
+    let states = stored(async {
         let mut out = Vec::new();
-        for id in &list {
-            if let Some(r) = crate::uploader::spool::get(s, id)? {
-                if r.meta.call.account_id.as_deref() == Some(a.as_str()) {
+        for id in &ids {
+            if let Some(r) = crate::uploader::spool::get(&state.store, id).await? {
+                if r.meta.call.account_id.as_deref() == Some(account_id.as_str()) {
                     out.push((id.clone(), r.state, r.node));
                 }
             }
@@ -192,8 +190,7 @@ pub async fn delete_call(
     let mut busy_now = Vec::new();
     for (id, _, _) in states {
         let (a, i) = (account_id.clone(), id.clone());
-        let (outcome, files) =
-            blocking(&state.store, move |s| retention::erase(s, &i, Some(&a))).await?;
+        let (outcome, files) = stored(retention::erase(&state.store, &i, Some(&a))).await?;
         match outcome {
             Erasure::Removed(r) => {
                 audit(&token, &account_id, &r, files);
@@ -227,7 +224,7 @@ async fn erase_decisions(
     call_id: &str,
 ) -> Result<usize, ApiError> {
     let (a, c) = (account_id.to_string(), call_id.to_string());
-    let n = blocking(&state.store, move |s| s.erase_decisions(Some(&a), &c)).await?;
+    let n = stored(state.store.erase_decisions(Some(&a), &c)).await?;
     if n > 0 {
         tracing::info!(
             target: "callrec::audit",

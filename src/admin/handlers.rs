@@ -16,7 +16,7 @@ use super::envelope::{success, success_with_warning, ApiError};
 use super::ApiState;
 use crate::rules::documents::{self, merge_patch};
 use crate::store::documents::Expect;
-use crate::store::{Doc, Kind, RecordingState, Revision, Scope, Store, StoreError};
+use crate::store::{Doc, Kind, RecordingState, Revision, Scope, StoreError};
 use crate::uploader::spool;
 
 pub(super) type ApiResult = Result<Response, ApiError>;
@@ -32,35 +32,27 @@ fn kind_of(collection: &str) -> Result<Kind, ApiError> {
     }
 }
 
-/// Runs a blocking store call off the async threads.
-pub(super) async fn blocking<T: Send + 'static>(
-    store: &Store,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+/// Awaits a store call; its error as the API answers it (a conflict, 503 while the database is
+/// unreachable, else 500 with a log line).
+pub(super) async fn stored<T>(
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, ApiError> {
-    let s = store.clone();
-    match tokio::task::spawn_blocking(move || f(&s)).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(StoreError::Conflict { current })) => Err(conflict(current)),
-        Ok(Err(StoreError::Exists)) => Err(ApiError::new(
+    match call.await {
+        Ok(v) => Ok(v),
+        Err(StoreError::Conflict { current }) => Err(conflict(current)),
+        Err(StoreError::Exists) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "a document with this id exists in this account",
         )),
-        Ok(Err(StoreError::Unreachable(e))) => {
+        Err(StoreError::Unreachable(e)) => {
             tracing::warn!(error = %e, "database unreachable: API request refused");
             Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "datastore unreachable; try again",
             ))
         }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "store error");
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "datastore error",
-            ))
-        }
         Err(e) => {
-            tracing::error!(error = %e, "store task failed");
+            tracing::error!(error = %e, "store error");
             Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "datastore error",
@@ -107,7 +99,7 @@ pub(super) async fn token_scope(state: &ApiState, headers: &HeaderMap) -> Result
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing X-Auth-Token"))?
         .to_string();
-    blocking(&state.store, move |s| s.verify_token(&token))
+    stored(state.store.verify_token(&token))
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid credentials"))
 }
@@ -223,7 +215,7 @@ async fn get_one(
     id: &str,
 ) -> Result<Option<Doc>, ApiError> {
     let (a, i) = (account_id.to_string(), id.to_string());
-    blocking(&state.store, move |s| s.get(kind, &a, &i)).await
+    stored(state.store.get(kind, &a, &i)).await
 }
 
 async fn account_exists(state: &ApiState, account_id: &str) -> Result<(), ApiError> {
@@ -294,7 +286,7 @@ pub async fn list_docs(
     let kind = kind_of(&collection)?;
     account_exists(&state, &account_id).await?;
     let a = account_id.clone();
-    let docs = blocking(&state.store, move |s| s.list(kind, &a)).await?;
+    let docs = stored(state.store.list(kind, &a)).await?;
     let data: Vec<Value> = docs
         .into_iter()
         .map(|d| public_body(d.kind, d.body))
@@ -384,7 +376,7 @@ pub async fn delete_doc(
         _ => None,
     };
     let (a, i) = (account_id.clone(), id.clone());
-    if blocking(&state.store, move |s| s.delete(kind, &a, &i, expect)).await? {
+    if stored(state.store.delete(kind, &a, &i, expect)).await? {
         tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, "document deleted");
         Ok(success(StatusCode::OK, json!({"id": id}), None))
     } else {
@@ -422,7 +414,7 @@ async fn write(
         callflow_conflicts(state, account_id, id, cf).await?;
     }
     let (a, i) = (account_id.to_string(), id.to_string());
-    let doc = blocking(&state.store, move |s| s.put(kind, &a, &i, data, expect)).await?;
+    let doc = stored(state.store.put(kind, &a, &i, data, expect)).await?;
     tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, revision = doc.rev.0, "document saved");
     if let Some(secret) = revealed {
         // The document was just validated: no warning to add.
@@ -467,7 +459,7 @@ async fn callflow_conflicts(
     new: documents::CallflowSettings,
 ) -> Result<(), ApiError> {
     let a = account_id.to_string();
-    let others = blocking(&state.store, move |s| s.list(Kind::Callflow, &a)).await?;
+    let others = stored(state.store.list(Kind::Callflow, &a)).await?;
     let others: Vec<(String, documents::CallflowSettings)> = others
         .into_iter()
         .filter_map(|d| match documents::parse(Kind::Callflow, &d.body) {
@@ -591,7 +583,7 @@ pub async fn list_recordings(
         limit: Some(limit),
         after,
     };
-    let items = blocking(&state.store, move |s| spool::list(s, &f)).await?;
+    let items = stored(spool::list(&state.store, &f)).await?;
     let next = (items.len() == limit as usize)
         .then(|| {
             items
@@ -609,8 +601,7 @@ pub(super) async fn recording_of(
     account_id: &str,
     id: &str,
 ) -> Result<spool::Item, ApiError> {
-    let i = id.to_string();
-    blocking(&state.store, move |s| spool::get(s, &i))
+    stored(spool::get(&state.store, id))
         .await?
         .filter(|it| it.meta.call.account_id.as_deref() == Some(account_id))
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("recordings/{id} not found")))
@@ -660,11 +651,7 @@ pub async fn healthz() -> Response {
 /// Readiness: the outbound listener is up, the store takes writes, and the recordings directory
 /// is writable with enough free space. 200 when all hold, else 503 naming what does not.
 pub async fn readyz(State(state): State<ApiState>) -> Response {
-    let s = state.store.clone();
-    let store_ok = matches!(
-        tokio::task::spawn_blocking(move || s.check_writable()).await,
-        Ok(Ok(()))
-    );
+    let store_ok = state.store.check_writable().await.is_ok();
     let mut checks = serde_json::Map::new();
     checks.insert("store_writable".into(), json!(store_ok));
     let mut ready = store_ok;

@@ -208,7 +208,7 @@ async fn relay(
         ));
     }
     let n = node.to_string();
-    let Some(base) = super::handlers::blocking(&state.store, move |s| s.node_api(&n)).await? else {
+    let Some(base) = super::handlers::stored(state.store.node_api(&n)).await? else {
         return Err(unreachable("it never said where its API answers".into()));
     };
     let client = reqwest::Client::builder()

@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use super::envelope::ApiError;
-use super::handlers::blocking;
+use super::handlers::stored;
 use super::ApiState;
 use crate::settings::webhook::Secret;
 use crate::store::Kind;
@@ -32,7 +32,7 @@ pub(super) async fn prepare(
     obj.remove("secret");
     // A whole-document write (PUT) keeps the stored secret: nobody can send it back.
     let (a, i) = (account_id.to_string(), id.to_string());
-    let stored = blocking(&state.store, move |s| s.get(Kind::Webhook, &a, &i)).await?;
+    let stored = stored(state.store.get(Kind::Webhook, &a, &i)).await?;
     if let Some(secret) = stored
         .as_ref()
         .and_then(|d| d.body.get("secret"))

@@ -208,38 +208,29 @@ async fn outcome_loop(
             );
         }
         if !held.is_empty() {
-            let batch = std::mem::take(&mut held);
-            let s = store.clone();
-            let mut result = Ok(Ok(()));
-            let mut rest = batch;
-            while !rest.is_empty() && matches!(result, Ok(Ok(()))) {
+            let mut rest = std::mem::take(&mut held);
+            let mut result = Ok(());
+            while !rest.is_empty() && result.is_ok() {
                 let tail = rest.split_off(rest.len().min(OUTCOME_TX_ROWS));
-                let (s, chunk) = (s.clone(), rest);
+                let chunk = rest;
                 rest = tail;
-                // Each transaction on its own blocking hop: calls' writes get the store between.
-                result = tokio::task::spawn_blocking(move || match s.add_outcomes(&chunk) {
+                // Each transaction its own store call: calls' writes get the store between.
+                result = match store.add_outcomes(&chunk).await {
                     Ok(()) => Ok(()),
                     Err(e) => Err((e, chunk)),
-                })
-                .await;
+                };
             }
-            let result = match result {
-                Ok(Err((e, mut failed))) => {
-                    failed.extend(rest);
-                    Ok(Err((e, failed)))
-                }
-                other => other,
-            };
             match result {
-                Ok(Ok(())) => wait = OUTCOME_LINGER,
-                Ok(Err((StoreError::Unreachable(_), batch))) => {
+                Ok(()) => wait = OUTCOME_LINGER,
+                Err((StoreError::Unreachable(_), mut batch)) => {
+                    batch.extend(rest);
                     held = batch;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
-                Ok(Err((e, batch))) => {
+                Err((e, mut batch)) => {
+                    batch.extend(rest);
                     warn!(count = batch.len(), error = %e, "decision outcomes not kept: store error");
                 }
-                Err(e) => error!(error = %e, "decision outcome writer task failed"),
             }
         }
         if stop.is_cancelled() {
@@ -249,15 +240,16 @@ async fn outcome_loop(
                 held.push(o);
             }
             if !held.is_empty() {
-                let (s, batch) = (store.clone(), std::mem::take(&mut held));
+                let batch = std::mem::take(&mut held);
                 let n = batch.len();
-                let done = tokio::task::spawn_blocking(move || {
-                    batch
-                        .chunks(OUTCOME_TX_ROWS)
-                        .try_for_each(|c| s.add_outcomes(c))
-                })
-                .await;
-                if !matches!(done, Ok(Ok(()))) {
+                let mut done = Ok(());
+                for c in batch.chunks(OUTCOME_TX_ROWS) {
+                    done = store.add_outcomes(c).await;
+                    if done.is_err() {
+                        break;
+                    }
+                }
+                if done.is_err() {
                     warn!(
                         count = n,
                         "decision outcomes not kept at shutdown: the store is unreachable"
@@ -285,12 +277,10 @@ async fn flush_once(store: &Store, held: &mut VecDeque<Notice>) {
 /// any other store error drops them with a log line each (they would fail again).
 async fn write_batch(store: &Store, held: &mut VecDeque<Notice>) -> Result<(), ()> {
     let batch: Vec<Notice> = held.iter().take(BATCH).cloned().collect();
-    let s = store.clone();
-    let b = batch.clone();
-    let result = tokio::task::spawn_blocking(move || events_for(&s, &b)).await;
+    let result = events_for(store, &batch).await;
     let n = batch.len();
     match result {
-        Ok(Ok(written)) => {
+        Ok(written) => {
             held.drain(..n);
             for (e, n) in written {
                 metrics::inc(&METRICS.webhook_events_queued_total);
@@ -298,11 +288,11 @@ async fn write_batch(store: &Store, held: &mut VecDeque<Notice>) -> Result<(), (
             }
             Ok(())
         }
-        Ok(Err(StoreError::Unreachable(e))) => {
+        Err(StoreError::Unreachable(e)) => {
             warn!(held = held.len(), error = %e, "database unreachable: webhook notices held in memory until it returns");
             Err(())
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             held.drain(..n);
             for n in &batch {
                 metrics::inc(&METRICS.webhook_events_lost_total);
@@ -310,20 +300,19 @@ async fn write_batch(store: &Store, held: &mut VecDeque<Notice>) -> Result<(), (
             }
             Ok(())
         }
-        Err(e) => {
-            error!(error = %e, "webhook writer task failed");
-            Err(())
-        }
     }
 }
 
 /// The events of `batch` (one per subscribed, enabled webhook), written in one transaction.
-fn events_for(store: &Store, batch: &[Notice]) -> Result<Vec<(NewHookEvent, Notice)>, StoreError> {
+async fn events_for(
+    store: &Store,
+    batch: &[Notice],
+) -> Result<Vec<(NewHookEvent, Notice)>, StoreError> {
     let mut hooks: HashMap<&str, Vec<(String, webhook::WebhookSettings)>> = HashMap::new();
     let mut out = Vec::new();
     for n in batch {
         if !hooks.contains_key(n.account_id.as_str()) {
-            let docs = store.list(Kind::Webhook, &n.account_id)?;
+            let docs = store.list(Kind::Webhook, &n.account_id).await?;
             let parsed = docs
                 .into_iter()
                 .filter_map(|d| match webhook::parse(&d.body) {
@@ -354,7 +343,7 @@ fn events_for(store: &Store, batch: &[Notice]) -> Result<Vec<(NewHookEvent, Noti
         }
     }
     let rows: Vec<NewHookEvent> = out.iter().map(|(e, _)| e.clone()).collect();
-    store.add_hook_events(&rows)?;
+    store.add_hook_events(&rows).await?;
     Ok(out)
 }
 

@@ -142,20 +142,13 @@ pub async fn run(
             per_hook: cfg.per_hook.max(1),
             lease_until_us: lease_until(&cfg),
         };
-        let s = store.clone();
-        let claimed =
-            match tokio::task::spawn_blocking(move || s.claim_hook_events(now_us(), &limits)).await
-            {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    warn!(error = %e, "webhook queue unavailable");
-                    Vec::new()
-                }
-                Err(e) => {
-                    error!(error = %e, "webhook queue task failed");
-                    Vec::new()
-                }
-            };
+        let claimed = match store.claim_hook_events(now_us(), &limits).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "webhook queue unavailable");
+                Vec::new()
+            }
+        };
         let mut groups: Vec<((String, String), Vec<HookClaim>)> = Vec::new();
         for c in claimed {
             let key = (c.account_id.clone(), c.webhook_id.clone());
@@ -202,12 +195,7 @@ pub async fn run(
             }
             continue;
         }
-        let s = store.clone();
-        let next = tokio::task::spawn_blocking(move || s.next_hook_due())
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .flatten();
+        let next = store.next_hook_due().await.ok().flatten();
         let wait = match next {
             Some(t) => Duration::from_micros(t.saturating_sub(now_us())).min(IDLE_POLL),
             None => IDLE_POLL,
@@ -227,27 +215,16 @@ fn lease_until(cfg: &SenderConfig) -> u64 {
     now_us() + (per * cfg.per_hook.max(1) as u32 + Duration::from_secs(60)).as_micros() as u64
 }
 
-async fn blocking<T: Send + 'static>(
-    store: &Store,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || f(&s))
-        .await
-        .map_err(|e| StoreError::Corrupt(format!("store task failed: {e}")))?
-}
-
 /// Sends one webhook's claimed events in order.
 async fn send_group(store: &Store, clients: &Clients, cfg: &SenderConfig, group: Vec<HookClaim>) {
     let Some(first) = group.first() else { return };
     let (account, hook) = (first.account_id.clone(), first.webhook_id.clone());
-    let (a, h) = (account.clone(), hook.clone());
-    let hook_doc = match blocking(store, move |s| s.get(Kind::Webhook, &a, &h)).await {
+    let hook_doc = match store.get(Kind::Webhook, &account, &hook).await {
         Ok(d) => d,
         Err(e) => {
             warn!(account_id = %printable(&account), webhook_id = %printable(&hook), error = %e, "cannot read the webhook; its events wait");
             let later = now_us() + 5_000_000;
-            let _ = blocking(store, move |s| s.defer_hook(&account, &hook, later)).await;
+            let _ = store.defer_hook(&account, &hook, later).await;
             return;
         }
     };
@@ -292,8 +269,7 @@ async fn send_group(store: &Store, clients: &Clients, cfg: &SenderConfig, group:
         if let Some(next) = retry_at {
             // The receiver is failing: every other event of this webhook waits with this one,
             // unattempted (the rest of this group included).
-            let (a, h) = (account.clone(), hook.clone());
-            if let Err(e) = blocking(store, move |s| s.defer_hook(&a, &h, next)).await {
+            if let Err(e) = store.defer_hook(&account, &hook, next).await {
                 warn!(account_id = %printable(&account), webhook_id = %printable(&hook), error = %e, "cannot defer the webhook's other events; their claims run out");
             }
             return;
@@ -304,8 +280,7 @@ async fn send_group(store: &Store, clients: &Clients, cfg: &SenderConfig, group:
 async fn settle(store: &Store, c: &HookClaim, outcome: HookOutcome) {
     let mut wait = Duration::from_millis(250);
     for _ in 0..8 {
-        let (id, o) = (c.id.clone(), outcome.clone());
-        match blocking(store, move |s| s.settle_hook_event(&id, &o)).await {
+        match store.settle_hook_event(&c.id, &outcome).await {
             Ok(()) => return,
             Err(StoreError::Unreachable(_)) => {
                 tokio::time::sleep(wait).await;

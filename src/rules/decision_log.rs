@@ -137,16 +137,14 @@ async fn write_batch(store: &Store, held: &mut VecDeque<NewDecision>, all: bool)
             return Ok(());
         }
         let n = batch.len();
-        let s = store.clone();
-        let b = batch.clone();
-        match tokio::task::spawn_blocking(move || s.add_decisions(&b)).await {
-            Ok(Ok(())) => {
+        match store.add_decisions(&batch).await {
+            Ok(()) => {
                 held.drain(..n);
                 for _ in 0..n {
                     metrics::inc(&METRICS.decisions_kept_total);
                 }
             }
-            Ok(Err(StoreError::Unreachable(e))) => {
+            Err(StoreError::Unreachable(e)) => {
                 if all {
                     for d in held.drain(..) {
                         metrics::inc(&METRICS.decisions_lost_total);
@@ -157,16 +155,12 @@ async fn write_batch(store: &Store, held: &mut VecDeque<NewDecision>, all: bool)
                 }
                 return Err(());
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 held.drain(..n);
                 for d in &batch {
                     metrics::inc(&METRICS.decisions_lost_total);
                     error!(call_id = %printable(&d.call_id), error = %e, "decision record not kept: store error");
                 }
-            }
-            Err(e) => {
-                error!(error = %e, "decision writer task failed");
-                return Err(());
             }
         }
     }

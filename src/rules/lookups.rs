@@ -16,37 +16,39 @@ use crate::store::{Doc, Kind, Store, StoreError};
 pub const MEMORY_MAX: usize = 50_000;
 
 /// What the planner asks of the documents.
-pub trait Lookups {
-    fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError>;
-    fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError>;
-    fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError>;
-    fn any_recording_settings(&self) -> Result<bool, StoreError>;
-    fn devices_by_sip_username(
+#[async_trait::async_trait]
+pub trait Lookups: Sync {
+    async fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError>;
+    async fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError>;
+    async fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError>;
+    async fn any_recording_settings(&self) -> Result<bool, StoreError>;
+    async fn devices_by_sip_username(
         &self,
         account_id: Option<&str>,
         username: &str,
     ) -> Result<Vec<Doc>, StoreError>;
 }
 
+#[async_trait::async_trait]
 impl Lookups for Store {
-    fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
-        Store::get(self, kind, account_id, id)
+    async fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
+        Store::get(self, kind, account_id, id).await
     }
-    fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
-        Store::list(self, kind, account_id)
+    async fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
+        Store::list(self, kind, account_id).await
     }
-    fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
-        Store::accounts_with_number(self, number)
+    async fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
+        Store::accounts_with_number(self, number).await
     }
-    fn any_recording_settings(&self) -> Result<bool, StoreError> {
-        Store::any_recording_settings(self)
+    async fn any_recording_settings(&self) -> Result<bool, StoreError> {
+        Store::any_recording_settings(self).await
     }
-    fn devices_by_sip_username(
+    async fn devices_by_sip_username(
         &self,
         account_id: Option<&str>,
         username: &str,
     ) -> Result<Vec<Doc>, StoreError> {
-        Store::devices_by_sip_username(self, account_id, username)
+        Store::devices_by_sip_username(self, account_id, username).await
     }
 }
 
@@ -97,12 +99,13 @@ pub struct Remembering<'a> {
     pub memory: &'a Memory,
 }
 
+#[async_trait::async_trait]
 impl Lookups for Remembering<'_> {
-    fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
+    async fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
         let key = format!("get\0{}\0{account_id}\0{id}", kind.as_str());
         self.memory.keep(
             key,
-            self.store.get(kind, account_id, id),
+            self.store.get(kind, account_id, id).await,
             |v| Answer::Doc(v.clone()),
             |a| match a {
                 Answer::Doc(v) => Some(v),
@@ -110,11 +113,11 @@ impl Lookups for Remembering<'_> {
             },
         )
     }
-    fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
+    async fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
         let key = format!("list\0{}\0{account_id}", kind.as_str());
         self.memory.keep(
             key,
-            self.store.list(kind, account_id),
+            self.store.list(kind, account_id).await,
             |v| Answer::Docs(v.clone()),
             |a| match a {
                 Answer::Docs(v) => Some(v),
@@ -122,10 +125,10 @@ impl Lookups for Remembering<'_> {
             },
         )
     }
-    fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
+    async fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
         self.memory.keep(
             format!("number\0{number}"),
-            self.store.accounts_with_number(number),
+            self.store.accounts_with_number(number).await,
             |v| Answer::Names(v.clone()),
             |a| match a {
                 Answer::Names(v) => Some(v),
@@ -133,10 +136,10 @@ impl Lookups for Remembering<'_> {
             },
         )
     }
-    fn any_recording_settings(&self) -> Result<bool, StoreError> {
+    async fn any_recording_settings(&self) -> Result<bool, StoreError> {
         self.memory.keep(
             "records".into(),
-            self.store.any_recording_settings(),
+            self.store.any_recording_settings().await,
             |v| Answer::Flag(*v),
             |a| match a {
                 Answer::Flag(v) => Some(v),
@@ -144,7 +147,7 @@ impl Lookups for Remembering<'_> {
             },
         )
     }
-    fn devices_by_sip_username(
+    async fn devices_by_sip_username(
         &self,
         account_id: Option<&str>,
         username: &str,
@@ -152,7 +155,9 @@ impl Lookups for Remembering<'_> {
         let key = format!("sip\0{}\0{username}", account_id.unwrap_or("\u{1}"));
         self.memory.keep(
             key,
-            self.store.devices_by_sip_username(account_id, username),
+            self.store
+                .devices_by_sip_username(account_id, username)
+                .await,
             |v| Answer::Docs(v.clone()),
             |a| match a {
                 Answer::Docs(v) => Some(v),

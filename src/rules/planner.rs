@@ -7,6 +7,7 @@
 //! account's device whose `sip.username` is the destination number.
 
 use futures::future::BoxFuture;
+use tracing::Instrument;
 
 use super::decision::{DecisionSink, Identification};
 use super::lookups::{Lookups, Memory, Remembering};
@@ -31,42 +32,40 @@ impl Planner for DocumentPlanner {
         let call = call.clone();
         let global = self.global.clone();
         let decisions = self.decisions.clone();
-        // The call's span follows the lookup, so a document that does not parse is logged
+        // The call's span follows the lookups, so a document that does not parse is logged
         // with the call it affected.
         let span = tracing::Span::current();
         Box::pin(async move {
-            let (parties, recordings, callee_never_records) =
-                tokio::task::spawn_blocking(move || {
-                    span.in_scope(|| {
-                        let store = Remembering {
-                            store: &store,
-                            memory: &memory,
-                        };
-                        let parties = Parties {
-                            global,
-                            ..find_parties(&store, &call)?
-                        };
-                        let explained = resolve::explain(&parties);
-                        if let Some(sink) = &decisions {
-                            sink.keep(super::decision::record(
-                                &call,
-                                &parties,
-                                &explained,
-                                crate::store::now_us(),
-                            ));
-                        }
-                        let recordings = explained.recordings;
-                        // Only a call with nothing planned asks whether any document could
-                        // record a bridged callee (the answer lets it go unfollowed).
-                        let never = recordings.is_empty()
-                            && parties.global.is_none()
-                            && parties.callflow.is_none()
-                            && !store.any_recording_settings()?;
-                        Ok::<_, StoreError>((parties, recordings, never))
-                    })
-                })
+            let found = async {
+                let store = Remembering {
+                    store: &store,
+                    memory: &memory,
+                };
+                let parties = Parties {
+                    global,
+                    ..find_parties(&store, &call).await?
+                };
+                let explained = resolve::explain(&parties);
+                if let Some(sink) = &decisions {
+                    sink.keep(super::decision::record(
+                        &call,
+                        &parties,
+                        &explained,
+                        crate::store::now_us(),
+                    ));
+                }
+                let recordings = explained.recordings;
+                // Only a call with nothing planned asks whether any document could record a
+                // bridged callee (the answer lets it go unfollowed).
+                let never = recordings.is_empty()
+                    && parties.global.is_none()
+                    && parties.callflow.is_none()
+                    && !store.any_recording_settings().await?;
+                Ok::<_, StoreError>((parties, recordings, never))
+            };
+            let (parties, recordings, callee_never_records) = found
+                .instrument(span)
                 .await
-                .map_err(|e| PlanError::Store(e.to_string()))?
                 .map_err(|e| PlanError::Store(e.to_string()))?;
             let callflow = parties.callflow.clone();
             let encrypt_to = parties
@@ -91,9 +90,9 @@ impl Planner for DocumentPlanner {
 /// Checks every stored document with the same parser the API uses and logs each one that no
 /// longer parses (written by an older version, or by hand): its recording settings are not
 /// applied to calls until it is saved again. Returns how many there are.
-pub fn report_invalid_documents(store: &Store) -> Result<usize, StoreError> {
+pub async fn report_invalid_documents(store: &Store) -> Result<usize, StoreError> {
     let mut invalid = 0;
-    for doc in store.all_documents()? {
+    for doc in store.all_documents().await? {
         if let Err(e) = super::documents::parse(doc.kind, &doc.body) {
             invalid += 1;
             resolve::warn_unparsable(&doc, &e);
@@ -105,15 +104,15 @@ pub fn report_invalid_documents(store: &Store) -> Result<usize, StoreError> {
 /// The account's callflow for `number`: a callflow whose `numbers` hold it exactly first, then
 /// patterns (callflows in id order, each one's patterns in their order; the first that matches
 /// wins). A matching callflow whose document does not parse is logged and not run.
-pub fn find_callflow(
-    store: &impl Lookups,
+pub async fn find_callflow(
+    store: &(impl Lookups + ?Sized),
     account_id: &str,
     number: &str,
 ) -> Result<Option<super::CallflowPlan>, StoreError> {
     if number.is_empty() {
         return Ok(None);
     }
-    let docs = store.list(Kind::Callflow, account_id)?;
+    let docs = store.list(Kind::Callflow, account_id).await?;
     let holds = |d: &Doc| {
         d.body
             .get("numbers")
@@ -158,8 +157,8 @@ pub fn find_callflow(
 }
 
 /// The devices a callflow's `device` and `user` modules ring, from the account's documents.
-pub fn resolve_endpoints(
-    store: &impl Lookups,
+pub async fn resolve_endpoints(
+    store: &(impl Lookups + ?Sized),
     account_id: &str,
     plan: &mut super::CallflowPlan,
 ) -> Result<(), StoreError> {
@@ -170,7 +169,8 @@ pub fn resolve_endpoints(
         return Ok(());
     }
     let realm = store
-        .get(Kind::Account, account_id, account_id)?
+        .get(Kind::Account, account_id, account_id)
+        .await?
         .and_then(|d| match super::documents::parse(Kind::Account, &d.body) {
             Ok(Settings::Account(a)) => a.realm.map(|r| r.as_str().to_string()),
             _ => None,
@@ -189,7 +189,8 @@ pub fn resolve_endpoints(
         })
     };
     let devices: Vec<(String, DeviceSettings)> = store
-        .list(Kind::Device, account_id)?
+        .list(Kind::Device, account_id)
+        .await?
         .into_iter()
         .filter_map(|d| match super::documents::parse(Kind::Device, &d.body) {
             Ok(Settings::Device(s)) => Some((d.id, s)),
@@ -218,14 +219,15 @@ pub fn resolve_endpoints(
 }
 
 /// The owner of a device, looked up in the device's own account.
-fn owner(
-    store: &impl Lookups,
+async fn owner(
+    store: &(impl Lookups + ?Sized),
     doc: &Doc,
     device: &Found<super::documents::DeviceSettings>,
 ) -> Result<Option<Found<super::documents::EndpointSettings>>, StoreError> {
     match device.settings.as_ref().and_then(|s| s.owner_id.as_deref()) {
         Some(u) => Ok(store
-            .get(Kind::User, &doc.account_id, u)?
+            .get(Kind::User, &doc.account_id, u)
+            .await?
             .map(|d| Found::user(&d))),
         None => Ok(None),
     }
@@ -234,23 +236,24 @@ fn owner(
 /// The party a user or device document stands for, as the planner finds it for a call (a
 /// device brings its owner), put as the caller beside the account's document; `None` when
 /// there is no such document. What effective settings are computed from.
-pub fn party_of(
-    store: &impl Lookups,
+pub async fn party_of(
+    store: &(impl Lookups + ?Sized),
     kind: Kind,
     account_id: &str,
     id: &str,
 ) -> Result<Option<Parties>, StoreError> {
     let account = store
-        .get(Kind::Account, account_id, account_id)?
+        .get(Kind::Account, account_id, account_id)
+        .await?
         .map(|d| Found::account(&d));
-    let Some(doc) = store.get(kind, account_id, id)? else {
+    let Some(doc) = store.get(kind, account_id, id).await? else {
         return Ok(None);
     };
     let party = match kind {
         Kind::Device => {
             let device = Found::device(&doc);
             Party {
-                user: owner(store, &doc, &device)?,
+                user: owner(store, &doc, &device).await?,
                 device: Some(device),
             }
         }
@@ -268,7 +271,10 @@ pub fn party_of(
 }
 
 /// Looks up the documents of a call's parties.
-pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, StoreError> {
+pub async fn find_parties(
+    store: &(impl Lookups + ?Sized),
+    call: &CallInfo,
+) -> Result<Parties, StoreError> {
     let mut how = Identification::default();
     let mut account_id = call.call.account_id.clone();
     if account_id.is_some() {
@@ -276,7 +282,7 @@ pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, St
     }
     let mut caller_doc = None;
     if let (Some(a), Some(d)) = (&account_id, &call.call.device_id) {
-        caller_doc = store.get(Kind::Device, a, d)?;
+        caller_doc = store.get(Kind::Device, a, d).await?;
         how.caller = match caller_doc {
             Some(_) => "device from channel variable".into(),
             None => format!("channel variable names device {d}, which does not exist"),
@@ -289,7 +295,9 @@ pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, St
             _ => None,
         };
         if let Some((user, var)) = sip {
-            let found = store.devices_by_sip_username(account_id.as_deref(), user)?;
+            let found = store
+                .devices_by_sip_username(account_id.as_deref(), user)
+                .await?;
             // Only an unambiguous match identifies the caller.
             match found.as_slice() {
                 [d] => {
@@ -318,7 +326,8 @@ pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, St
         // An outside caller dialling a DID: the number identifies the account when exactly one
         // account's callflow holds it (as Kazoo's number database does).
         match store
-            .accounts_with_number(&call.call.callee_number)?
+            .accounts_with_number(&call.call.callee_number)
+            .await?
             .as_slice()
         {
             [only] => {
@@ -351,20 +360,22 @@ pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, St
     };
     caller.user = match (&call.call.user_id, &caller_doc, &caller.device) {
         (Some(u), _, _) => store
-            .get(Kind::User, &account_id, u)?
+            .get(Kind::User, &account_id, u)
+            .await?
             .map(|d| Found::user(&d)),
-        (None, Some(doc), Some(dev)) => owner(store, doc, dev)?,
+        (None, Some(doc), Some(dev)) => owner(store, doc, dev).await?,
         _ => None,
     };
     let mut callee = Party::default();
     if !call.call.callee_number.is_empty() {
         match store
-            .devices_by_sip_username(Some(&account_id), &call.call.callee_number)?
+            .devices_by_sip_username(Some(&account_id), &call.call.callee_number)
+            .await?
             .as_slice()
         {
             [d] => {
                 let dev = Found::device(d);
-                callee.user = owner(store, d, &dev)?;
+                callee.user = owner(store, d, &dev).await?;
                 callee.device = Some(dev);
                 how.callee = "device sip.username = destination number".into();
             }
@@ -382,14 +393,15 @@ pub fn find_parties(store: &impl Lookups, call: &CallInfo) -> Result<Parties, St
     } else {
         how.callee = "no destination number".into();
     }
-    let mut callflow = find_callflow(store, &account_id, &call.call.callee_number)?;
+    let mut callflow = find_callflow(store, &account_id, &call.call.callee_number).await?;
     if let Some(cf) = callflow.as_mut() {
-        resolve_endpoints(store, &account_id, cf)?;
+        resolve_endpoints(store, &account_id, cf).await?;
     }
     Ok(Parties {
         callflow,
         account: store
-            .get(Kind::Account, &account_id, &account_id)?
+            .get(Kind::Account, &account_id, &account_id)
+            .await?
             .map(|d| Found::account(&d)),
         account_id: Some(account_id),
         caller,
@@ -406,13 +418,16 @@ mod tests {
     use crate::values::CallMeta;
     use serde_json::json;
 
-    fn store() -> Store {
+    async fn store() -> Store {
         let s = Store::open_in_memory().unwrap();
         s.put(Kind::Account, "acc", "acc", json!({}), Expect::Any)
+            .await
             .unwrap();
         s.put(Kind::User, "acc", "u-a", json!({}), Expect::Any)
+            .await
             .unwrap();
         s.put(Kind::User, "acc", "u-b", json!({}), Expect::Any)
+            .await
             .unwrap();
         s.put(
             Kind::Device,
@@ -421,6 +436,7 @@ mod tests {
             json!({"owner_id": "u-a", "sip": {"username": "alice"}}),
             Expect::Any,
         )
+        .await
         .unwrap();
         s.put(
             Kind::Device,
@@ -429,13 +445,14 @@ mod tests {
             json!({"owner_id": "u-b", "sip": {"username": "bob"}}),
             Expect::Any,
         )
+        .await
         .unwrap();
         s
     }
 
-    #[test]
-    fn channel_variables_come_first() {
-        let s = store();
+    #[tokio::test]
+    async fn channel_variables_come_first() {
+        let s = store().await;
         let call = CallInfo {
             call: CallMeta {
                 account_id: Some("acc".into()),
@@ -445,7 +462,7 @@ mod tests {
             sip_auth_username: Some("alice".into()),
             ..CallInfo::default()
         };
-        let p = find_parties(&s, &call).unwrap();
+        let p = find_parties(&s, &call).await.unwrap();
         assert_eq!(p.caller.device.unwrap().id, "d-b");
         assert_eq!(
             p.caller.user.unwrap().id,
@@ -454,9 +471,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn sip_username_finds_device_owner_and_account() {
-        let s = store();
+    #[tokio::test]
+    async fn sip_username_finds_device_owner_and_account() {
+        let s = store().await;
         for call in [
             CallInfo {
                 sip_auth_username: Some("alice".into()),
@@ -475,7 +492,7 @@ mod tests {
                 ..CallInfo::default()
             },
         ] {
-            let p = find_parties(&s, &call).unwrap();
+            let p = find_parties(&s, &call).await.unwrap();
             assert_eq!(p.account.unwrap().id, "acc");
             assert_eq!(p.caller.device.unwrap().id, "d-a");
             assert_eq!(p.caller.user.unwrap().id, "u-a");
@@ -484,10 +501,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unknown_or_ambiguous_callers_are_not_guessed() {
-        let s = store();
+    #[tokio::test]
+    async fn unknown_or_ambiguous_callers_are_not_guessed() {
+        let s = store().await;
         s.put(Kind::Account, "other", "other", json!({}), Expect::Any)
+            .await
             .unwrap();
         s.put(
             Kind::Device,
@@ -496,6 +514,7 @@ mod tests {
             json!({"sip": {"username": "alice"}}),
             Expect::Any,
         )
+        .await
         .unwrap();
         let p = find_parties(
             &s,
@@ -504,6 +523,7 @@ mod tests {
                 ..CallInfo::default()
             },
         )
+        .await
         .unwrap();
         assert!(
             p.account.is_none() && p.caller.device.is_none(),
@@ -520,6 +540,7 @@ mod tests {
                 ..CallInfo::default()
             },
         )
+        .await
         .unwrap();
         assert_eq!(
             p.caller.device.unwrap().id,
@@ -533,6 +554,7 @@ mod tests {
                 ..CallInfo::default()
             },
         )
+        .await
         .unwrap();
         assert!(p.account.is_none());
     }

@@ -174,21 +174,26 @@ pub(super) fn prune_cutoff(before_us: i64, bound: Option<i64>) -> i64 {
 pub(super) const OUTCOMES_PER_DECISION: i64 = 4;
 
 /// What a backend does with decision records: statements only.
+#[async_trait::async_trait]
 pub(super) trait DecisionRows {
     /// Keeps `rows` as `node`'s, in one transaction (a record already kept stays as it is).
-    fn add_decisions(&self, node: &str, rows: &[NewDecision]) -> Result<(), StoreError>;
+    async fn add_decisions(&self, node: &str, rows: &[NewDecision]) -> Result<(), StoreError>;
     /// Appends outcomes, in one transaction.
-    fn add_outcomes(&self, rows: &[Outcome]) -> Result<(), StoreError>;
+    async fn add_outcomes(&self, rows: &[Outcome]) -> Result<(), StoreError>;
     /// The records matching `f` ([`DecisionFilter::sql`]), newest first.
-    fn decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError>;
+    async fn decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError>;
     /// Every outcome of `call_id`'s recordings, oldest first.
-    fn outcomes(&self, call_id: &str) -> Result<Vec<Outcome>, StoreError>;
+    async fn outcomes(&self, call_id: &str) -> Result<Vec<Outcome>, StoreError>;
     /// Removes `call_id`'s records (in `account`, when given), and its outcomes once none of
     /// its records is left, in one transaction; how many records went.
-    fn erase_decisions(&self, account: Option<&str>, call_id: &str) -> Result<usize, StoreError>;
+    async fn erase_decisions(
+        &self,
+        account: Option<&str>,
+        call_id: &str,
+    ) -> Result<usize, StoreError>;
     /// Removes up to `batch` records made before [`prune_cutoff`], and up to
     /// [`OUTCOMES_PER_DECISION`] × `batch` outcomes; how many records went.
-    fn prune_decisions(
+    async fn prune_decisions(
         &self,
         before_us: i64,
         keep_rows: i64,
@@ -198,29 +203,29 @@ pub(super) trait DecisionRows {
 
 impl Store {
     /// Keeps decision records (this node's), in one transaction.
-    pub fn add_decisions(&self, rows: &[NewDecision]) -> Result<(), StoreError> {
+    pub async fn add_decisions(&self, rows: &[NewDecision]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
-        self.db().add_decisions(&self.node, rows)
+        self.db().add_decisions(&self.node, rows).await
     }
 
     /// Appends outcomes of calls' recordings, in one transaction.
-    pub fn add_outcomes(&self, rows: &[Outcome]) -> Result<(), StoreError> {
+    pub async fn add_outcomes(&self, rows: &[Outcome]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
-        self.db().add_outcomes(rows)
+        self.db().add_outcomes(rows).await
     }
 
     /// Decision records matching `f`, newest first.
-    pub fn decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
-        self.db().decisions(f)
+    pub async fn decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
+        self.db().decisions(f).await
     }
 
     /// The newest decision record of `call_id` (in `account`, when given), with every outcome
     /// of the call's recordings, oldest first.
-    pub fn decision_of_call(
+    pub async fn decision_of_call(
         &self,
         account: Option<&str>,
         call_id: &str,
@@ -231,26 +236,26 @@ impl Store {
             limit: 1,
             ..DecisionFilter::default()
         };
-        let Some(row) = self.decisions(&f)?.into_iter().next() else {
+        let Some(row) = self.decisions(&f).await?.into_iter().next() else {
             return Ok(None);
         };
-        Ok(Some((row, self.db().outcomes(call_id)?)))
+        Ok(Some((row, self.db().outcomes(call_id).await?)))
     }
 
     /// Erasure on request: removes every decision record of `call_id` (in `account`, when
     /// given) and the outcomes of its recordings. Returns how many records went.
-    pub fn erase_decisions(
+    pub async fn erase_decisions(
         &self,
         account: Option<&str>,
         call_id: &str,
     ) -> Result<usize, StoreError> {
-        self.db().erase_decisions(account, call_id)
+        self.db().erase_decisions(account, call_id).await
     }
 
     /// Removes up to `batch` decision records (and outcomes) made before `before_us`, or older
     /// than the newest `keep_rows`. Returns how many records went; call until it returns less
     /// than `batch`.
-    pub fn prune_decisions(
+    pub async fn prune_decisions(
         &self,
         before_us: u64,
         keep_rows: u64,
@@ -258,5 +263,6 @@ impl Store {
     ) -> Result<usize, StoreError> {
         self.db()
             .prune_decisions(before_us as i64, keep_rows as i64, batch as i64)
+            .await
     }
 }

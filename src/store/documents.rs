@@ -109,16 +109,17 @@ pub(super) fn may_delete(expect: Option<Revision>, current: i64) -> Result<(), S
 /// What a backend does with documents: statements only, the rules above applied as they say.
 /// Every method names the account it reads or writes, except the whole-store reads (the
 /// start-up check, retention's limits, identification of a caller in any account).
+#[async_trait::async_trait]
 pub(super) trait DocumentRows {
-    fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError>;
+    async fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError>;
     /// The account's documents of `kind`, by id.
-    fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError>;
-    fn documents_of_kind(&self, kind: Kind) -> Result<Vec<Doc>, StoreError>;
-    fn all_documents(&self) -> Result<Vec<Doc>, StoreError>;
+    async fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError>;
+    async fn documents_of_kind(&self, kind: Kind) -> Result<Vec<Doc>, StoreError>;
+    async fn all_documents(&self) -> Result<Vec<Doc>, StoreError>;
     /// Writes `body` (whose `id` is already `id`; `text` is its JSON) as the next revision
     /// ([`Expect::next_revision`]), with the `records` flag and a callflow's numbers, in one
     /// transaction.
-    fn put(
+    async fn put(
         &self,
         kind: Kind,
         account_id: &str,
@@ -128,16 +129,16 @@ pub(super) trait DocumentRows {
         expect: Expect,
     ) -> Result<Doc, StoreError>;
     /// Removes it ([`may_delete`]) with a callflow's numbers; false when there was none.
-    fn delete(
+    async fn delete(
         &self,
         kind: Kind,
         account_id: &str,
         id: &str,
         expect: Option<Revision>,
     ) -> Result<bool, StoreError>;
-    fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError>;
-    fn any_recording_settings(&self) -> Result<bool, StoreError>;
-    fn devices_by_sip_username(
+    async fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError>;
+    async fn any_recording_settings(&self) -> Result<bool, StoreError>;
+    async fn devices_by_sip_username(
         &self,
         account_id: Option<&str>,
         username: &str,
@@ -145,27 +146,32 @@ pub(super) trait DocumentRows {
 }
 
 impl Store {
-    pub fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
-        self.db().get(kind, account_id, id)
+    pub async fn get(
+        &self,
+        kind: Kind,
+        account_id: &str,
+        id: &str,
+    ) -> Result<Option<Doc>, StoreError> {
+        self.db().get(kind, account_id, id).await
     }
 
     /// The account's documents of `kind`, by id.
-    pub fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
-        self.db().list(kind, account_id)
+    pub async fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
+        self.db().list(kind, account_id).await
     }
 
     /// Every document of `kind`, of every account (retention reads the accounts' limits).
-    pub fn documents_of_kind(&self, kind: Kind) -> Result<Vec<Doc>, StoreError> {
-        self.db().documents_of_kind(kind)
+    pub async fn documents_of_kind(&self, kind: Kind) -> Result<Vec<Doc>, StoreError> {
+        self.db().documents_of_kind(kind).await
     }
 
     /// Every document of every account (the start-up check of stored settings).
-    pub fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
-        self.db().all_documents()
+    pub async fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
+        self.db().all_documents().await
     }
 
     /// Writes a document of `account_id` if `expect` holds; returns it at its new revision.
-    pub fn put(
+    pub async fn put(
         &self,
         kind: Kind,
         account_id: &str,
@@ -177,41 +183,45 @@ impl Store {
             m.insert("id".into(), Value::String(id.to_string()));
         }
         let text = body.to_string();
-        self.db().put(kind, account_id, id, body, &text, expect)
+        self.db()
+            .put(kind, account_id, id, body, &text, expect)
+            .await
     }
 
     /// Deletes a document of `account_id`; false when it did not exist there.
-    pub fn delete(
+    pub async fn delete(
         &self,
         kind: Kind,
         account_id: &str,
         id: &str,
         expect: Option<Revision>,
     ) -> Result<bool, StoreError> {
-        self.db().delete(kind, account_id, id, expect)
+        self.db().delete(kind, account_id, id, expect).await
     }
 
     /// The accounts with a callflow whose `numbers` hold `number` exactly (identifying the
     /// account of a call to a DID whose channel does not name it).
-    pub fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
-        self.db().accounts_with_number(number)
+    pub async fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
+        self.db().accounts_with_number(number).await
     }
 
     /// Whether any stored document mentions recording settings (`record_call`, as settings or as
     /// a callflow module, or `call_recording`), enabled or not. When none does, no document can
     /// make any party of any call recorded.
-    pub fn any_recording_settings(&self) -> Result<bool, StoreError> {
-        self.db().any_recording_settings()
+    pub async fn any_recording_settings(&self) -> Result<bool, StoreError> {
+        self.db().any_recording_settings().await
     }
 
     /// Devices whose `sip.username` is `username`, in `account_id` or (identification of a
     /// caller whose account the channel does not name) in any account.
-    pub fn devices_by_sip_username(
+    pub async fn devices_by_sip_username(
         &self,
         account_id: Option<&str>,
         username: &str,
     ) -> Result<Vec<Doc>, StoreError> {
-        self.db().devices_by_sip_username(account_id, username)
+        self.db()
+            .devices_by_sip_username(account_id, username)
+            .await
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use super::{Store, StoreError};
 
 /// A recording as moved from the local file: every column, its deliveries' too.
+#[derive(Clone)]
 pub(super) struct Moved {
     pub id: String,
     pub account_id: Option<String>,
@@ -25,6 +26,7 @@ pub(super) struct Moved {
     pub deliveries: Vec<MovedDelivery>,
 }
 
+#[derive(Clone)]
 pub(super) struct MovedDelivery {
     pub url: String,
     pub method: String,
@@ -57,11 +59,11 @@ impl Store {
     }
 
     /// After the database took a write of `id`, the local copy (if any) is stale.
-    pub(super) fn drop_local_copy(&self, id: &str) {
+    pub(super) async fn drop_local_copy(&self, id: &str) {
         if !self.has_local() {
             return;
         }
-        let r = self.sqlite.remove_recording(id);
+        let r = self.sqlite.remove_recording(id).await;
         if let Err(e) = r {
             tracing::warn!(recording_id = %id, error = %e, "cannot remove a stale local copy");
         }
@@ -70,28 +72,28 @@ impl Store {
     /// Looks whether the local file holds recordings (a node that had the database down
     /// before it stopped, or that used SQLite before): they are moved by
     /// [`Store::move_local_to_database`].
-    pub(super) fn check_local(&self) -> Result<(), StoreError> {
-        let any = self.sqlite.holds_recordings()?;
+    pub(super) async fn check_local(&self) -> Result<(), StoreError> {
+        let any = self.sqlite.holds_recordings().await?;
         self.local.store(any, Ordering::Release);
         Ok(())
     }
 
     /// Moves every recording of the local file to the database, as this node's, a batch per
     /// transaction; returns how many moved. Stops at the first error (the rest stay local).
-    pub fn move_local_to_database(&self) -> Result<usize, StoreError> {
+    pub async fn move_local_to_database(&self) -> Result<usize, StoreError> {
         let Some(pg) = &self.pg else { return Ok(0) };
         if !self.has_local() {
             return Ok(0);
         }
         let mut moved = 0;
         loop {
-            let batch = self.sqlite.recordings_to_move(BATCH)?;
+            let batch = self.sqlite.recordings_to_move(BATCH).await?;
             if batch.is_empty() {
                 self.local.store(false, Ordering::Release);
                 break;
             }
-            pg.import(&self.node, &batch)?;
-            self.sqlite.remove_moved(&batch)?;
+            pg.import(&self.node, &batch).await?;
+            self.sqlite.remove_moved(&batch).await?;
             moved += batch.len();
         }
         if moved > 0 {

@@ -126,6 +126,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store lock poisoned")]
     Poisoned,
+    /// A store call's task ended without an answer (it panicked).
+    #[error("store call failed: {0}")]
+    Panicked(String),
 }
 
 /// Thread-safe handle; clone freely. Calls block: use them from `spawn_blocking` in async code.
@@ -163,29 +166,29 @@ impl Store {
     /// Connects to PostgreSQL at `url` (`postgres://user:password@host:port/db`), bringing its
     /// schema to the current version. Its local journal is in memory: see
     /// [`Store::connect_with_local`] for the durable one `serve` uses.
-    pub fn connect(url: &str) -> Result<Store, StoreError> {
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let mut s = Store::open_in_memory()?;
-        s.pg = Some(postgres::Pg::connect(url, None)?);
+        s.pg = Some(postgres::Pg::connect(url, None).await?);
         Ok(s)
     }
 
     /// [`Store::connect`] with the CA certificates of `ca_file` trusted for a URL with
     /// `sslmode=require` (besides the web PKI's roots).
-    pub fn connect_tls(url: &str, ca_file: Option<&Path>) -> Result<Store, StoreError> {
+    pub async fn connect_tls(url: &str, ca_file: Option<&Path>) -> Result<Store, StoreError> {
         let mut s = Store::open_in_memory()?;
-        s.pg = Some(postgres::Pg::connect(url, ca_file)?);
+        s.pg = Some(postgres::Pg::connect(url, ca_file).await?);
         Ok(s)
     }
 
     /// [`Store::connect`], with the local journal ([`fallback`]) in `<data_dir>/callrec.db`.
-    pub fn connect_with_local(
+    pub async fn connect_with_local(
         url: &str,
         ca_file: Option<&Path>,
         data_dir: &Path,
     ) -> Result<Store, StoreError> {
         let mut s = Store::open(data_dir)?;
-        s.pg = Some(postgres::Pg::connect(url, ca_file)?);
-        s.check_local()?;
+        s.pg = Some(postgres::Pg::connect(url, ca_file).await?);
+        s.check_local().await?;
         Ok(s)
     }
 
@@ -193,9 +196,9 @@ impl Store {
     /// `node_id`, until then). An SQLite file belongs to one host, so every recording
     /// in it is taken over by the node that opens it; in PostgreSQL other nodes' recordings stay
     /// theirs.
-    pub fn for_node(mut self, node: &str) -> Result<Store, StoreError> {
+    pub async fn for_node(mut self, node: &str) -> Result<Store, StoreError> {
         self.node = node.into();
-        self.db().speak_for(node)?;
+        self.db().speak_for(node).await?;
         Ok(self)
     }
 
@@ -212,8 +215,8 @@ impl Store {
     /// Makes sure no other live callrec speaks for this node on a shared database (two would
     /// both take up the node's journal and claims at start-up). The hold lasts as long as
     /// this handle's clones; SQLite files have one owner by construction.
-    pub fn hold_node(&self) -> Result<(), StoreError> {
-        self.db().hold_node(&self.node)
+    pub async fn hold_node(&self) -> Result<(), StoreError> {
+        self.db().hold_node(&self.node).await
     }
 
     /// The backend that holds the data: PostgreSQL when configured, else the SQLite file.
@@ -227,8 +230,8 @@ impl Store {
 
 impl Store {
     /// The store takes writes (the write lock can be had).
-    pub fn check_writable(&self) -> Result<(), StoreError> {
-        self.db().check_writable()
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        self.db().check_writable().await
     }
 }
 

@@ -9,27 +9,28 @@
 use super::{Store, StoreError};
 
 /// What a backend does for nodes.
+#[async_trait::async_trait]
 pub(super) trait NodeRows {
     /// `"postgresql"` or `"sqlite"`.
     fn name(&self) -> &'static str;
     /// The handle now speaks for `node`. SQLite: the file's rows become `node`'s (a file
     /// belongs to one host); PostgreSQL: nothing (other nodes' rows stay theirs).
-    fn speak_for(&self, node: &str) -> Result<(), StoreError>;
+    async fn speak_for(&self, node: &str) -> Result<(), StoreError>;
     /// PostgreSQL: `node`'s lock, held for the handle's life; SQLite: nothing.
-    fn hold_node(&self, node: &str) -> Result<(), StoreError>;
-    fn check_writable(&self) -> Result<(), StoreError>;
-    fn register_api(&self, node: &str, url: &str) -> Result<(), StoreError>;
-    fn node_api(&self, node: &str) -> Result<Option<String>, StoreError>;
+    async fn hold_node(&self, node: &str) -> Result<(), StoreError>;
+    async fn check_writable(&self) -> Result<(), StoreError>;
+    async fn register_api(&self, node: &str, url: &str) -> Result<(), StoreError>;
+    async fn node_api(&self, node: &str) -> Result<Option<String>, StoreError>;
 }
 
 impl Store {
     /// Records that this node's API answers at `url`.
-    pub fn register_api(&self, url: &str) -> Result<(), StoreError> {
-        self.db().register_api(&self.node, url)
+    pub async fn register_api(&self, url: &str) -> Result<(), StoreError> {
+        self.db().register_api(&self.node, url).await
     }
 
     /// Where node `node`'s API answers, when it said so.
-    pub fn node_api(&self, node: &str) -> Result<Option<String>, StoreError> {
-        self.db().node_api(node)
+    pub async fn node_api(&self, node: &str) -> Result<Option<String>, StoreError> {
+        self.db().node_api(node).await
     }
 }

@@ -233,24 +233,26 @@ impl RawClaim {
     }
 }
 
-/// A recording to add, its metadata already text (what the backends take).
-pub(super) struct RawNew<'a> {
-    pub id: &'a str,
-    pub account_id: Option<&'a str>,
-    pub call_id: &'a str,
-    pub file_path: &'a str,
-    pub destinations: &'a [Destination],
+/// A recording to add, its metadata already text (what the backends take; owned, so a
+/// backend can hand it to another task).
+#[derive(Clone)]
+pub(super) struct RawNew {
+    pub id: String,
+    pub account_id: Option<String>,
+    pub call_id: String,
+    pub file_path: String,
+    pub destinations: Vec<Destination>,
     pub meta: String,
 }
 
-impl<'a, M: Serialize> NewRecording<'a, M> {
-    fn raw(&self) -> Result<RawNew<'a>, StoreError> {
+impl<M: Serialize> NewRecording<'_, M> {
+    fn raw(&self) -> Result<RawNew, StoreError> {
         Ok(RawNew {
-            id: self.id,
-            account_id: self.account_id,
-            call_id: self.call_id,
-            file_path: self.file_path,
-            destinations: self.destinations,
+            id: self.id.to_string(),
+            account_id: self.account_id.map(str::to_string),
+            call_id: self.call_id.to_string(),
+            file_path: self.file_path.to_string(),
+            destinations: self.destinations.to_vec(),
             meta: meta_text(self.meta)?,
         })
     }
@@ -260,44 +262,51 @@ impl<'a, M: Serialize> NewRecording<'a, M> {
 /// whose rows it claims, recovers or journals. Metadata is text here (the domain above types
 /// it); a recording's state is set by [`RecordingState::of_deliveries`] in the transaction that
 /// changes a delivery.
+#[async_trait::async_trait]
 pub(super) trait RecordingRows {
     /// Writes (or replaces) `rec` as `node`'s, with a pending delivery per destination.
-    fn add_recording(
+    async fn add_recording(
         &self,
         node: &str,
-        rec: &RawNew<'_>,
+        rec: &RawNew,
         now: i64,
     ) -> Result<RecordingState, StoreError>;
     /// Writes (or replaces) `rec` as `node`'s, in state `recording`, without deliveries.
-    fn journal_recording(&self, node: &str, rec: &RawNew<'_>, now: i64) -> Result<(), StoreError>;
+    async fn journal_recording(&self, node: &str, rec: &RawNew, now: i64)
+        -> Result<(), StoreError>;
     /// Removes recording `id` if it is still `recording`.
-    fn forget_recording(&self, id: &str) -> Result<bool, StoreError>;
+    async fn forget_recording(&self, id: &str) -> Result<bool, StoreError>;
     /// `node`'s journaled recordings `(id, metadata)`, oldest first.
-    fn journaled(&self, node: &str) -> Result<Vec<(String, String)>, StoreError>;
+    async fn journaled(&self, node: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// `node`'s recordings created since `since_us` whose metadata holds `needle`.
-    fn mentioning_since(
+    async fn mentioning_since(
         &self,
         node: &str,
         since_us: i64,
         needle: &str,
     ) -> Result<Vec<(String, String)>, StoreError>;
-    fn recover_deliveries(&self, node: &str) -> Result<usize, StoreError>;
-    fn claim_due(&self, node: &str, now: i64, limit: i64) -> Result<Vec<RawClaim>, StoreError>;
-    fn next_due(&self, node: &str) -> Result<Option<u64>, StoreError>;
-    fn settle(
+    async fn recover_deliveries(&self, node: &str) -> Result<usize, StoreError>;
+    async fn claim_due(
+        &self,
+        node: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<RawClaim>, StoreError>;
+    async fn next_due(&self, node: &str) -> Result<Option<u64>, StoreError>;
+    async fn settle(
         &self,
         id: &str,
         dest: &Destination,
         outcome: &Outcome,
     ) -> Result<RecordingState, StoreError>;
-    fn recording(&self, id: &str) -> Result<Option<RawRecording>, StoreError>;
-    fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError>;
-    fn retry_failed(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError>;
-    fn reassign(&self, from: &str, to: &str, id: Option<&str>) -> Result<usize, StoreError>;
-    fn has_recording_path(&self, node: &str, path: &str) -> Result<bool, StoreError>;
+    async fn recording(&self, id: &str) -> Result<Option<RawRecording>, StoreError>;
+    async fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError>;
+    async fn retry_failed(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError>;
+    async fn reassign(&self, from: &str, to: &str, id: Option<&str>) -> Result<usize, StoreError>;
+    async fn has_recording_path(&self, node: &str, path: &str) -> Result<bool, StoreError>;
     /// `node`'s file paths from `prefix` (inclusive) to `end` (exclusive) with no `/` after
     /// `prefix`.
-    fn recording_paths_in(
+    async fn recording_paths_in(
         &self,
         node: &str,
         prefix: &str,
@@ -305,83 +314,82 @@ pub(super) trait RecordingRows {
     ) -> Result<HashSet<String>, StoreError>;
 }
 
-/// Where a node on a shared database writes a recording while the database cannot be reached
-/// (`fallback`): the rule, written once for the journal and the spool.
-impl Store {
-    fn write_recording<T>(
-        &self,
-        rec: &RawNew<'_>,
-        write: impl Fn(&dyn RecordingRows) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        if let Some(pg) = &self.pg {
-            match write(pg) {
-                Ok(done) => {
-                    self.drop_local_copy(rec.id);
-                    return Ok(done);
-                }
-                Err(StoreError::Unreachable(e)) => self.keep_locally(rec.id, &e),
-                Err(e) => return Err(e),
-            }
-        }
-        write(&self.sqlite)
-    }
-}
-
 impl Store {
     /// Adds a kept recording of this node with a pending delivery per destination; returns its
     /// state (`pending`, or `stored` without destinations).
-    pub fn add_recording<M: Serialize>(
+    pub async fn add_recording<M: Serialize>(
         &self,
         rec: &NewRecording<'_, M>,
     ) -> Result<RecordingState, StoreError> {
         let rec = rec.raw()?;
         let now = now_us() as i64;
-        self.write_recording(&rec, |db| db.add_recording(&self.node, &rec, now))
+        if let Some(pg) = &self.pg {
+            match pg.add_recording(&self.node, &rec, now).await {
+                Ok(state) => {
+                    self.drop_local_copy(&rec.id).await;
+                    return Ok(state);
+                }
+                Err(StoreError::Unreachable(e)) => self.keep_locally(&rec.id, &e),
+                Err(e) => return Err(e),
+            }
+        }
+        self.sqlite.add_recording(&self.node, &rec, now).await
     }
 
     /// Journals a recording FreeSWITCH is about to record on this node (state `recording`, no
     /// deliveries).
-    pub fn journal_recording<M: Serialize>(
+    pub async fn journal_recording<M: Serialize>(
         &self,
         rec: &NewRecording<'_, M>,
     ) -> Result<(), StoreError> {
         let rec = rec.raw()?;
         let now = now_us() as i64;
-        self.write_recording(&rec, |db| db.journal_recording(&self.node, &rec, now))
+        if let Some(pg) = &self.pg {
+            match pg.journal_recording(&self.node, &rec, now).await {
+                Ok(()) => {
+                    self.drop_local_copy(&rec.id).await;
+                    return Ok(());
+                }
+                Err(StoreError::Unreachable(e)) => self.keep_locally(&rec.id, &e),
+                Err(e) => return Err(e),
+            }
+        }
+        self.sqlite.journal_recording(&self.node, &rec, now).await
     }
 
     /// Removes a journaled recording that ended without being kept (discarded, failed).
-    pub fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
         match &self.pg {
             Some(pg) => {
-                let held_locally = self.has_local() && self.sqlite.forget_recording(id)?;
-                Ok(pg.forget_recording(id)? || held_locally)
+                let held_locally = self.has_local() && self.sqlite.forget_recording(id).await?;
+                Ok(pg.forget_recording(id).await? || held_locally)
             }
-            None => self.sqlite.forget_recording(id),
+            None => self.sqlite.forget_recording(id).await,
         }
     }
 
     /// Every journaled recording of this node (what a restart takes up again).
-    pub fn journaled<M: DeserializeOwned>(&self) -> Result<Vec<(String, M)>, StoreError> {
+    pub async fn journaled<M: DeserializeOwned>(&self) -> Result<Vec<(String, M)>, StoreError> {
         let rows: Vec<(String, String)> = match &self.pg {
             Some(pg) => {
                 // The local journal's rows (this host's, whatever node they were written as)
                 // are newer than the database's of the same id.
                 let mine = if self.has_local() {
-                    self.sqlite.journaled_of(None)?
+                    self.sqlite.journaled_of(None).await?
                 } else {
                     Vec::new()
                 };
                 let ids: HashSet<&str> = mine.iter().map(|(id, _)| id.as_str()).collect();
                 let mut rows: Vec<(String, String)> = pg
-                    .journaled(&self.node)?
+                    .journaled(&self.node)
+                    .await?
                     .into_iter()
                     .filter(|(id, _)| !ids.contains(id.as_str()))
                     .collect();
                 rows.extend(mine);
                 rows
             }
-            None => self.sqlite.journaled(&self.node)?,
+            None => self.sqlite.journaled(&self.node).await?,
         };
         rows.into_iter()
             .map(|(id, meta)| Ok((id, meta_of(&meta)?)))
@@ -391,14 +399,15 @@ impl Store {
     /// This node's recordings created since `since_us` whose metadata has the key `field`
     /// (found as `"field":` in the stored JSON, where a quote inside a value is escaped; the
     /// store does not read metadata), oldest first.
-    pub fn mentioning_since<M: DeserializeOwned>(
+    pub async fn mentioning_since<M: DeserializeOwned>(
         &self,
         since_us: u64,
         field: &str,
     ) -> Result<Vec<(String, M)>, StoreError> {
         let needle = format!("\"{field}\":");
         self.db()
-            .mentioning_since(&self.node, since_us as i64, &needle)?
+            .mentioning_since(&self.node, since_us as i64, &needle)
+            .await?
             .into_iter()
             .map(|(id, meta)| Ok((id, meta_of(&meta)?)))
             .collect()
@@ -406,56 +415,59 @@ impl Store {
 
     /// This node's deliveries left `uploading` by a crash go back to `pending`. Returns how
     /// many.
-    pub fn recover_deliveries(&self) -> Result<usize, StoreError> {
-        self.db().recover_deliveries(&self.node)
+    pub async fn recover_deliveries(&self) -> Result<usize, StoreError> {
+        self.db().recover_deliveries(&self.node).await
     }
 
     /// Takes up to `limit` of this node's deliveries due at `now` and marks them `uploading`.
-    pub fn claim_due<M: DeserializeOwned>(
+    pub async fn claim_due<M: DeserializeOwned>(
         &self,
         now: u64,
         limit: usize,
     ) -> Result<Vec<Claim<M>>, StoreError> {
         self.db()
-            .claim_due(&self.node, now as i64, limit as i64)?
+            .claim_due(&self.node, now as i64, limit as i64)
+            .await?
             .into_iter()
             .map(RawClaim::typed)
             .collect()
     }
 
     /// When this node's next pending delivery is due.
-    pub fn next_due(&self) -> Result<Option<u64>, StoreError> {
-        self.db().next_due(&self.node)
+    pub async fn next_due(&self) -> Result<Option<u64>, StoreError> {
+        self.db().next_due(&self.node).await
     }
 
     /// Records an attempt's outcome; returns the recording's new state.
-    pub fn settle(
+    pub async fn settle(
         &self,
         id: &str,
         dest: &Destination,
         outcome: &Outcome,
     ) -> Result<RecordingState, StoreError> {
-        self.db().settle(id, dest, outcome)
+        self.db().settle(id, dest, outcome).await
     }
 
     /// One recording, whichever node it is on.
-    pub fn recording<M: DeserializeOwned>(
+    pub async fn recording<M: DeserializeOwned>(
         &self,
         id: &str,
     ) -> Result<Option<RecordingRow<M>>, StoreError> {
         self.db()
-            .recording(id)?
+            .recording(id)
+            .await?
             .map(RawRecording::typed)
             .transpose()
     }
 
     /// Recordings of every node matching `f`, newest first.
-    pub fn recordings<M: DeserializeOwned>(
+    pub async fn recordings<M: DeserializeOwned>(
         &self,
         f: &Filter,
     ) -> Result<Vec<RecordingRow<M>>, StoreError> {
         self.db()
-            .recordings(f)?
+            .recordings(f)
+            .await?
             .into_iter()
             .map(RawRecording::typed)
             .collect()
@@ -463,30 +475,37 @@ impl Store {
 
     /// Puts failed deliveries of one recording (or of all, with `None`) back in the queue,
     /// with a fresh give-up clock. Returns how many.
-    pub fn retry_failed(&self, id: Option<&str>) -> Result<usize, StoreError> {
-        self.db().retry_failed(id, now_us() as i64)
+    pub async fn retry_failed(&self, id: Option<&str>) -> Result<usize, StoreError> {
+        self.db().retry_failed(id, now_us() as i64).await
     }
 
     /// Hands the recordings of node `from` (or only recording `id` of it) to node `to`, for a
     /// node gone for good whose files were moved to `to`: its deliveries left `uploading` go
     /// back to `pending`, its journaled ones are taken up at `to`'s next start. Returns how
     /// many recordings moved.
-    pub fn reassign(&self, from: &str, to: &str, id: Option<&str>) -> Result<usize, StoreError> {
-        self.db().reassign(from, to, id)
+    pub async fn reassign(
+        &self,
+        from: &str,
+        to: &str,
+        id: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        self.db().reassign(from, to, id).await
     }
 
     /// Whether a recording of this node with this file path is known.
-    pub fn has_recording_path(&self, path: &str) -> Result<bool, StoreError> {
-        self.db().has_recording_path(&self.node, path)
+    pub async fn has_recording_path(&self, path: &str) -> Result<bool, StoreError> {
+        self.db().has_recording_path(&self.node, path).await
     }
 
     /// This node's known file paths directly in directory `dir` (no trailing `/`): a range over
     /// the path index, so finding orphans costs memory in proportion to one directory, not to
     /// the whole spool.
-    pub fn recording_paths_in(&self, dir: &str) -> Result<HashSet<String>, StoreError> {
+    pub async fn recording_paths_in(&self, dir: &str) -> Result<HashSet<String>, StoreError> {
         let prefix = format!("{dir}/");
         // Every path under `dir/` sorts before `dir0` ('0' follows '/').
         let end = format!("{dir}0");
-        self.db().recording_paths_in(&self.node, &prefix, &end)
+        self.db()
+            .recording_paths_in(&self.node, &prefix, &end)
+            .await
     }
 }

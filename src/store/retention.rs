@@ -75,23 +75,24 @@ pub(super) fn state_of(s: &str) -> Result<RecordingState, StoreError> {
 
 /// What a backend does to take recordings out: statements only, each backend holding the rows
 /// it checks locked until they are removed.
+#[async_trait::async_trait]
 pub(super) trait RemovalRows {
     /// Removes recording `id` with its deliveries unless [`refusal`] says otherwise.
-    fn erase_recording(
+    async fn erase_recording(
         &self,
         node: &str,
         id: &str,
         account: Option<&str>,
     ) -> Result<Erasure, StoreError>;
-    fn recordings_of_call(
+    async fn recordings_of_call(
         &self,
         account: Option<&str>,
         call_id: &str,
     ) -> Result<Vec<String>, StoreError>;
     /// SQLite: a passive checkpoint of the write-ahead log; PostgreSQL: nothing.
-    fn checkpoint_log(&self) -> Result<(), StoreError>;
+    async fn checkpoint_log(&self) -> Result<(), StoreError>;
     /// Removes up to `limit` of `node`'s kept recordings past `cutoffs`; returns them.
-    fn take_expired(
+    async fn take_expired(
         &self,
         node: &str,
         cutoffs: &Cutoffs,
@@ -102,17 +103,21 @@ pub(super) trait RemovalRows {
 impl Store {
     /// Removes recording `id` (of `account`, when given) with its deliveries, unless it is busy
     /// or on another node.
-    pub fn erase_recording(&self, id: &str, account: Option<&str>) -> Result<Erasure, StoreError> {
-        self.db().erase_recording(&self.node, id, account)
+    pub async fn erase_recording(
+        &self,
+        id: &str,
+        account: Option<&str>,
+    ) -> Result<Erasure, StoreError> {
+        self.db().erase_recording(&self.node, id, account).await
     }
 
     /// The ids of a call's recordings (of `account`), oldest first.
-    pub fn recordings_of_call(
+    pub async fn recordings_of_call(
         &self,
         account: Option<&str>,
         call_id: &str,
     ) -> Result<Vec<String>, StoreError> {
-        self.db().recordings_of_call(account, call_id)
+        self.db().recordings_of_call(account, call_id).await
     }
 
     /// After a batch of erasures, copies the write-ahead log back into the database on this
@@ -120,17 +125,19 @@ impl Store {
     /// to whichever serving write crosses SQLite's auto-checkpoint size next (SQLite
     /// `wal_checkpoint(PASSIVE)`: takes no lock readers or writers wait for; nothing on
     /// PostgreSQL).
-    pub fn checkpoint_log(&self) -> Result<(), StoreError> {
-        self.db().checkpoint_log()
+    pub async fn checkpoint_log(&self) -> Result<(), StoreError> {
+        self.db().checkpoint_log().await
     }
 
     /// Removes up to `limit` of this node's kept recordings (`stored`, `delivered`) older than
     /// their cutoff, with their deliveries; returns them, for their files to be removed.
-    pub fn take_expired(
+    pub async fn take_expired(
         &self,
         cutoffs: &Cutoffs,
         limit: usize,
     ) -> Result<Vec<Removed>, StoreError> {
-        self.db().take_expired(&self.node, cutoffs, limit as i64)
+        self.db()
+            .take_expired(&self.node, cutoffs, limit as i64)
+            .await
     }
 }

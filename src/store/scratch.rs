@@ -270,17 +270,18 @@ mod tests {
         assert!(checked("bench_0af3").is_ok());
     }
 
-    #[test]
-    fn a_first_release_file_is_migrated_when_opened() {
+    #[tokio::test]
+    async fn a_first_release_file_is_migrated_when_opened() {
         let dir = tempfile::tempdir().unwrap();
         first_release_file(dir.path(), &[("account", "A", "A", 1, "{\"id\":\"A\"}")]).unwrap();
         let store = super::super::Store::open(dir.path()).unwrap();
         let doc = store
             .get(super::super::Kind::Account, "A", "A")
+            .await
             .unwrap()
             .expect("kept");
         assert_eq!(doc.rev.0, 1);
-        assert_eq!(store.integrity_check().unwrap(), "ok");
+        assert_eq!(store.integrity_check().await.unwrap(), "ok");
         let scan = Unindexed::open(dir.path()).unwrap();
         assert!(!scan.recording_settings().unwrap());
         assert_eq!(scan.accounts_with_number("1000").unwrap(), 0);

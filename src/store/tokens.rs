@@ -34,8 +34,9 @@ pub fn token_id(secret: &str) -> String {
 
 /// What a backend does with tokens: rows of a hash, its lookup prefix and the account (none:
 /// an admin token). Hashing and the comparison are the rules above, written once.
+#[async_trait::async_trait]
 pub(super) trait TokenRows {
-    fn create_token(
+    async fn create_token(
         &self,
         hash: &str,
         lookup: &str,
@@ -43,12 +44,15 @@ pub(super) trait TokenRows {
         created: i64,
     ) -> Result<(), StoreError>;
     /// Every `(hash, account)` whose hash starts with `lookup`.
-    fn token_candidates(&self, lookup: &str) -> Result<Vec<(String, Option<String>)>, StoreError>;
+    async fn token_candidates(
+        &self,
+        lookup: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError>;
 }
 
 impl Store {
     /// Creates a token; returns the secret, which is not stored and cannot be shown again.
-    pub fn create_token(&self, scope: &Scope) -> Result<String, StoreError> {
+    pub async fn create_token(&self, scope: &Scope) -> Result<String, StoreError> {
         let secret = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
@@ -60,14 +64,15 @@ impl Store {
         };
         let hash = hash_token(&secret);
         self.db()
-            .create_token(&hash, lookup_of(&hash), account.as_deref(), now_s())?;
+            .create_token(&hash, lookup_of(&hash), account.as_deref(), now_s())
+            .await?;
         Ok(secret)
     }
 
     /// The scope of a presented token, if it is known.
-    pub fn verify_token(&self, secret: &str) -> Result<Option<Scope>, StoreError> {
+    pub async fn verify_token(&self, secret: &str) -> Result<Option<Scope>, StoreError> {
         let presented = hash_token(secret);
-        let candidates = self.db().token_candidates(lookup_of(&presented))?;
+        let candidates = self.db().token_candidates(lookup_of(&presented)).await?;
         let mut found = None;
         for (hash, account) in candidates {
             if bool::from(hash.as_bytes().ct_eq(presented.as_bytes())) {

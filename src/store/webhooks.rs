@@ -144,64 +144,72 @@ pub(super) const CANDIDATES: i64 = 500;
 
 /// What a backend does with the webhook events' queue: statements only; which webhooks are
 /// due first is [`pick_hooks`], applied by each backend inside its claim.
+#[async_trait::async_trait]
 pub(super) trait HookRows {
     /// Queues `events` as `node`'s, due at `now` (one transaction).
-    fn add_hook_events(
+    async fn add_hook_events(
         &self,
         node: &str,
         events: &[NewHookEvent],
         now: i64,
     ) -> Result<(), StoreError>;
     /// Takes due events for `node`, fairly across webhooks, marking them `sending`.
-    fn claim_hook_events(
+    async fn claim_hook_events(
         &self,
         node: &str,
         now: i64,
         limits: &ClaimLimits,
     ) -> Result<Vec<HookClaim>, StoreError>;
-    fn settle_hook_event(&self, id: &str, outcome: &HookOutcome) -> Result<(), StoreError>;
-    fn defer_hook(
+    async fn settle_hook_event(&self, id: &str, outcome: &HookOutcome) -> Result<(), StoreError>;
+    async fn defer_hook(
         &self,
         node: &str,
         account: &str,
         webhook: &str,
         until_us: i64,
     ) -> Result<(), StoreError>;
-    fn next_hook_due(&self) -> Result<Option<u64>, StoreError>;
-    fn recover_hook_events(&self, node: &str) -> Result<usize, StoreError>;
-    fn hook_events(&self, f: &HookFilter) -> Result<Vec<HookRow>, StoreError>;
-    fn retry_hook_events(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError>;
+    async fn next_hook_due(&self) -> Result<Option<u64>, StoreError>;
+    async fn recover_hook_events(&self, node: &str) -> Result<usize, StoreError>;
+    async fn hook_events(&self, f: &HookFilter) -> Result<Vec<HookRow>, StoreError>;
+    async fn retry_hook_events(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError>;
 }
 
 impl Store {
     /// Queues events (one transaction).
-    pub fn add_hook_events(&self, events: &[NewHookEvent]) -> Result<(), StoreError> {
+    pub async fn add_hook_events(&self, events: &[NewHookEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         self.db()
             .add_hook_events(&self.node, events, now_us() as i64)
+            .await
     }
 
     /// Takes due events for an attempt, fairly across webhooks (the oldest-waiting webhooks
     /// first, at most `per_hook` each), marking them `sending` for this node.
-    pub fn claim_hook_events(
+    pub async fn claim_hook_events(
         &self,
         now: u64,
         limits: &ClaimLimits,
     ) -> Result<Vec<HookClaim>, StoreError> {
-        self.db().claim_hook_events(&self.node, now as i64, limits)
+        self.db()
+            .claim_hook_events(&self.node, now as i64, limits)
+            .await
     }
 
     /// Records an attempt's outcome.
-    pub fn settle_hook_event(&self, id: &str, outcome: &HookOutcome) -> Result<(), StoreError> {
-        self.db().settle_hook_event(id, outcome)
+    pub async fn settle_hook_event(
+        &self,
+        id: &str,
+        outcome: &HookOutcome,
+    ) -> Result<(), StoreError> {
+        self.db().settle_hook_event(id, outcome).await
     }
 
     /// A webhook's receiver is failing: its events wait until `until_us` with the one that
     /// failed (none is due before), and those this node claimed go back unattempted, instead of
     /// each trying a dead receiver in turn.
-    pub fn defer_hook(
+    pub async fn defer_hook(
         &self,
         account: &str,
         webhook: &str,
@@ -209,26 +217,27 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.db()
             .defer_hook(&self.node, account, webhook, until_us as i64)
+            .await
     }
 
     /// When the next event is due (pending, or a lease running out).
-    pub fn next_hook_due(&self) -> Result<Option<u64>, StoreError> {
-        self.db().next_hook_due()
+    pub async fn next_hook_due(&self) -> Result<Option<u64>, StoreError> {
+        self.db().next_hook_due().await
     }
 
     /// This node's events left `sending` by a crash go back to `pending`. Returns how many.
-    pub fn recover_hook_events(&self) -> Result<usize, StoreError> {
-        self.db().recover_hook_events(&self.node)
+    pub async fn recover_hook_events(&self) -> Result<usize, StoreError> {
+        self.db().recover_hook_events(&self.node).await
     }
 
     /// Events matching `f`, newest first.
-    pub fn hook_events(&self, f: &HookFilter) -> Result<Vec<HookRow>, StoreError> {
-        self.db().hook_events(f)
+    pub async fn hook_events(&self, f: &HookFilter) -> Result<Vec<HookRow>, StoreError> {
+        self.db().hook_events(f).await
     }
 
     /// Puts failed events (one, or all with `None`) back in the queue, due now, with a fresh
     /// give-up clock. Returns how many.
-    pub fn retry_hook_events(&self, id: Option<&str>) -> Result<usize, StoreError> {
-        self.db().retry_hook_events(id, now_us() as i64)
+    pub async fn retry_hook_events(&self, id: Option<&str>) -> Result<usize, StoreError> {
+        self.db().retry_hook_events(id, now_us() as i64).await
     }
 }

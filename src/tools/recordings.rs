@@ -20,8 +20,8 @@ pub(crate) fn when(us: u64) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-pub fn list(store: &Store, f: &Filter, out: &mut impl Write) -> anyhow::Result<usize> {
-    let items = spool::list(store, f)?;
+pub async fn list(store: &Store, f: &Filter, out: &mut impl Write) -> anyhow::Result<usize> {
+    let items = spool::list(store, f).await?;
     writeln!(
         out,
         "{:<36}  {:<9}  {:<12}  {:<16}  {:<36}  {:<20}  {:>9}  file",
@@ -61,8 +61,8 @@ pub fn list(store: &Store, f: &Filter, out: &mut impl Write) -> anyhow::Result<u
     Ok(items.len())
 }
 
-pub fn show(store: &Store, id: &str, out: &mut impl Write) -> anyhow::Result<bool> {
-    match spool::get(store, id)? {
+pub async fn show(store: &Store, id: &str, out: &mut impl Write) -> anyhow::Result<bool> {
+    match spool::get(store, id).await? {
         Some(item) => {
             serde_json::to_writer_pretty(&mut *out, &item)?;
             writeln!(out)?;
@@ -73,14 +73,14 @@ pub fn show(store: &Store, id: &str, out: &mut impl Write) -> anyhow::Result<boo
 }
 
 /// Adopts an orphaned file; returns its spool state.
-pub fn adopt(
+pub async fn adopt(
     store: &Store,
     path: &Path,
     url: Option<String>,
 ) -> anyhow::Result<(String, crate::store::RecordingState)> {
     let path = std::fs::canonicalize(path)?;
     let file_path = path.to_string_lossy().into_owned();
-    if store.has_recording_path(&file_path)? {
+    if store.has_recording_path(&file_path).await? {
         anyhow::bail!("{file_path} is already in the spool");
     }
     let format = match path.extension().and_then(|e| e.to_str()) {
@@ -167,6 +167,6 @@ pub fn adopt(
             "the metadata names a URL with a redacted password; give it again with --url"
         );
     }
-    let state = spool::enqueue(store, &rec)?;
+    let state = spool::enqueue(store, &rec).await?;
     Ok((rec.recording_id, state))
 }

@@ -7,8 +7,8 @@ use crate::store::Store;
 use crate::tools::recordings::when;
 
 /// One line per event; a failing one gets its last error on the next line.
-pub fn list(store: &Store, f: &HookFilter, out: &mut impl Write) -> anyhow::Result<usize> {
-    let rows = store.hook_events(f)?;
+pub async fn list(store: &Store, f: &HookFilter, out: &mut impl Write) -> anyhow::Result<usize> {
+    let rows = store.hook_events(f).await?;
     writeln!(
         out,
         "{:<36}  {:<9}  {:<20}  {:<16}  {:<16}  {:<36}  {:<20}  attempts",

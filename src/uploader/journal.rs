@@ -32,13 +32,15 @@ fn default_write_buffer() -> u64 {
 }
 
 /// Writes the journal row.
-pub fn record(store: &Store, e: &JournalEntry) -> Result<(), StoreError> {
-    store.journal_recording(&NewRecording {
-        id: &e.rec.recording_id,
-        account_id: e.rec.call.account_id.as_deref(),
-        call_id: &e.rec.call.call_id,
-        file_path: &e.rec.file_path,
-        destinations: &[],
-        meta: e,
-    })
+pub async fn record(store: &Store, e: &JournalEntry) -> Result<(), StoreError> {
+    store
+        .journal_recording(&NewRecording {
+            id: &e.rec.recording_id,
+            account_id: e.rec.call.account_id.as_deref(),
+            call_id: &e.rec.call.call_id,
+            file_path: &e.rec.file_path,
+            destinations: &[],
+            meta: e,
+        })
+        .await
 }

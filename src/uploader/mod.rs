@@ -196,37 +196,48 @@ pub async fn offer_until_taken(
     }
 }
 
+/// A directory's subdirectories and audio files (none when it cannot be read), read on the
+/// blocking pool.
+async fn audio_in(d: std::path::PathBuf) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
+    tokio::task::spawn_blocking(move || {
+        let (mut dirs, mut audio) = (Vec::new(), Vec::new());
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if matches!(p.extension().and_then(|x| x.to_str()), Some("wav" | "mp3")) {
+                    audio.push(p);
+                }
+            }
+        }
+        (dirs, audio)
+    })
+    .await
+    .unwrap_or_default()
+}
+
 /// Audio files under `dir` that the spool does not know.
-pub fn orphans(
+pub async fn orphans(
     store: &crate::store::Store,
     dir: &std::path::Path,
 ) -> Result<Vec<std::path::PathBuf>, crate::store::StoreError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        let mut audio = Vec::new();
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if matches!(p.extension().and_then(|x| x.to_str()), Some("wav" | "mp3")) {
-                audio.push(p);
-            }
-        }
+        let (dirs, audio) = audio_in(d.clone()).await;
+        stack.extend(dirs);
         // One directory's known paths at a time: memory bounded by a day's recordings of one
         // account, whatever the spool holds.
         if !audio.is_empty() {
-            let known = store.recording_paths_in(&d.to_string_lossy())?;
+            let known = store.recording_paths_in(&d.to_string_lossy()).await?;
             for p in audio {
                 if known.contains(p.to_string_lossy().as_ref()) {
                     continue;
                 }
                 if encrypt::plain_left_over(&p, &known) {
                     // A crash between the spool taking the encrypted twin and this removal.
-                    match std::fs::remove_file(&p) {
+                    match tokio::fs::remove_file(&p).await {
                         Ok(()) => {
                             tracing::info!(path = %p.display(), "plain file of an encrypted recording removed (left by a crash)")
                         }

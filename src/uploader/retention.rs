@@ -72,16 +72,23 @@ pub fn remove_files(r: &Removed) -> FilesRemoved {
     out
 }
 
+/// [`remove_files`] on the blocking pool.
+async fn remove_files_of(r: Removed) -> FilesRemoved {
+    tokio::task::spawn_blocking(move || remove_files(&r))
+        .await
+        .unwrap_or_default()
+}
+
 /// Erases recording `id` (of `account`, when given): its row, deliveries, file and metadata
-/// file. Blocking.
-pub fn erase(
+/// file.
+pub async fn erase(
     store: &Store,
     id: &str,
     account: Option<&str>,
 ) -> Result<(Erasure, FilesRemoved), StoreError> {
-    let e = store.erase_recording(id, account)?;
+    let e = store.erase_recording(id, account).await?;
     let files = match &e {
-        Erasure::Removed(r) => remove_files(r),
+        Erasure::Removed(r) => remove_files_of(r.clone()).await,
         _ => FilesRemoved::default(),
     };
     if matches!(e, Erasure::Removed(_)) {
@@ -91,14 +98,15 @@ pub fn erase(
 }
 
 /// Which kept recordings are past their time at `now_us`.
-pub fn cutoffs(
+pub async fn cutoffs(
     store: &Store,
     default_days: Option<u32>,
     now_us: u64,
 ) -> Result<Cutoffs, StoreError> {
     let before = |days: u32| now_us.saturating_sub(u64::from(days) * DAY_US);
     let accounts = store
-        .documents_of_kind(Kind::Account)?
+        .documents_of_kind(Kind::Account)
+        .await?
         .into_iter()
         .filter_map(|d| match parse(Kind::Account, &d.body) {
             Ok(Settings::Account(a)) => a
@@ -123,13 +131,17 @@ pub struct PassReport {
     pub decisions: usize,
 }
 
-/// One retention pass at `now_us`. Blocking.
-pub fn pass(store: &Store, cfg: &RetentionConfig, now_us: u64) -> Result<PassReport, StoreError> {
-    let cut = cutoffs(store, cfg.default_days, now_us)?;
+/// One retention pass at `now_us` (files are removed on the blocking pool).
+pub async fn pass(
+    store: &Store,
+    cfg: &RetentionConfig,
+    now_us: u64,
+) -> Result<PassReport, StoreError> {
+    let cut = cutoffs(store, cfg.default_days, now_us).await?;
     let mut report = PassReport::default();
     if cut.default_before_us.is_some() || !cut.accounts.is_empty() {
         loop {
-            let taken = store.take_expired(&cut, cfg.batch.max(1))?;
+            let taken = store.take_expired(&cut, cfg.batch.max(1)).await?;
             if taken.is_empty() {
                 break;
             }
@@ -137,7 +149,7 @@ pub fn pass(store: &Store, cfg: &RetentionConfig, now_us: u64) -> Result<PassRep
             let mut bytes = 0;
             let mut accounts: BTreeMap<&str, usize> = BTreeMap::new();
             for r in &taken {
-                bytes += remove_files(r).bytes;
+                bytes += remove_files_of(r.clone()).await.bytes;
                 *accounts
                     .entry(r.account_id.as_deref().unwrap_or("-"))
                     .or_default() += 1;
@@ -153,7 +165,7 @@ pub fn pass(store: &Store, cfg: &RetentionConfig, now_us: u64) -> Result<PassRep
             for _ in 0..n {
                 metrics::inc(&METRICS.recordings_erased_total);
             }
-            if let Err(e) = store.checkpoint_log() {
+            if let Err(e) = store.checkpoint_log().await {
                 warn!(error = %e, "retention: checkpointing the store's log failed");
             }
             report.erased += n;
@@ -162,21 +174,30 @@ pub fn pass(store: &Store, cfg: &RetentionConfig, now_us: u64) -> Result<PassRep
             if n < cfg.batch.max(1) {
                 break;
             }
-            std::thread::sleep(cfg.pause);
+            tokio::time::sleep(cfg.pause).await;
         }
     }
-    metrics::set_local_bytes(local_bytes(&cfg.recordings_dir));
-    report.decisions = prune_decisions(store, cfg, now_us)?;
+    let dir = cfg.recordings_dir.clone();
+    if let Ok(bytes) = tokio::task::spawn_blocking(move || local_bytes(&dir)).await {
+        metrics::set_local_bytes(bytes);
+    }
+    report.decisions = prune_decisions(store, cfg, now_us).await?;
     Ok(report)
 }
 
 /// Removes decision records past `decision_days` or beyond `decision_max_rows`, in batches of
 /// 500 with the pass's pause between them, one log line per pass that removed any.
-fn prune_decisions(store: &Store, cfg: &RetentionConfig, now_us: u64) -> Result<usize, StoreError> {
+async fn prune_decisions(
+    store: &Store,
+    cfg: &RetentionConfig,
+    now_us: u64,
+) -> Result<usize, StoreError> {
     let before = now_us.saturating_sub(u64::from(cfg.decision_days) * DAY_US);
     let mut total = 0;
     loop {
-        let n = store.prune_decisions(before, cfg.decision_max_rows, 500)?;
+        let n = store
+            .prune_decisions(before, cfg.decision_max_rows, 500)
+            .await?;
         total += n;
         for _ in 0..n {
             metrics::inc(&METRICS.decisions_pruned_total);
@@ -184,7 +205,7 @@ fn prune_decisions(store: &Store, cfg: &RetentionConfig, now_us: u64) -> Result<
         if n < 500 {
             break;
         }
-        std::thread::sleep(cfg.pause);
+        tokio::time::sleep(cfg.pause).await;
     }
     if total > 0 {
         info!(
@@ -235,11 +256,8 @@ pub async fn run(store: Store, cfg: RetentionConfig, stop: CancellationToken) {
             _ = tokio::time::sleep(wait) => {}
         }
         wait = cfg.every;
-        let (s, c) = (store.clone(), cfg.clone());
-        match tokio::task::spawn_blocking(move || pass(&s, &c, now_us())).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => warn!(error = %e, "retention pass failed; the next one tries again"),
-            Err(e) => warn!(error = %e, "retention pass task failed"),
+        if let Err(e) = pass(&store, &cfg, now_us()).await {
+            warn!(error = %e, "retention pass failed; the next one tries again");
         }
     }
 }

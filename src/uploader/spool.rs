@@ -50,24 +50,26 @@ fn shown(row: recordings::RecordingRow<FinishedRecording>) -> Item {
 }
 
 /// Adds a kept recording; returns its state (`pending` or `stored`).
-pub fn enqueue(store: &Store, rec: &FinishedRecording) -> Result<RecordingState, StoreError> {
-    store.add_recording(&NewRecording {
-        id: &rec.recording_id,
-        account_id: rec.call.account_id.as_deref(),
-        call_id: &rec.call.call_id,
-        file_path: &rec.file_path,
-        destinations: &rec.destinations,
-        meta: rec,
-    })
+pub async fn enqueue(store: &Store, rec: &FinishedRecording) -> Result<RecordingState, StoreError> {
+    store
+        .add_recording(&NewRecording {
+            id: &rec.recording_id,
+            account_id: rec.call.account_id.as_deref(),
+            call_id: &rec.call.call_id,
+            file_path: &rec.file_path,
+            destinations: &rec.destinations,
+            meta: rec,
+        })
+        .await
 }
 
 /// Takes up to `limit` due deliveries and marks them `uploading`.
-pub fn claim_due(store: &Store, now: u64, limit: usize) -> Result<Vec<Claim>, StoreError> {
-    store.claim_due(now, limit)
+pub async fn claim_due(store: &Store, now: u64, limit: usize) -> Result<Vec<Claim>, StoreError> {
+    store.claim_due(now, limit).await
 }
 
 /// Records an attempt's outcome; returns the recording's new state.
-pub fn settle(
+pub async fn settle(
     store: &Store,
     claim: &Claim,
     outcome: &Outcome,
@@ -77,15 +79,15 @@ pub fn settle(
         method: claim.method,
         by_account: false, // the delivery is keyed by URL and method
     };
-    store.settle(&claim.meta.recording_id, &dest, outcome)
+    store.settle(&claim.meta.recording_id, &dest, outcome).await
 }
 
 /// One recording, with credentials redacted.
-pub fn get(store: &Store, id: &str) -> Result<Option<Item>, StoreError> {
-    Ok(store.recording(id)?.map(shown))
+pub async fn get(store: &Store, id: &str) -> Result<Option<Item>, StoreError> {
+    Ok(store.recording(id).await?.map(shown))
 }
 
 /// Recordings matching `f`, newest first, with credentials redacted.
-pub fn list(store: &Store, f: &Filter) -> Result<Vec<Item>, StoreError> {
-    Ok(store.recordings(f)?.into_iter().map(shown).collect())
+pub async fn list(store: &Store, f: &Filter) -> Result<Vec<Item>, StoreError> {
+    Ok(store.recordings(f).await?.into_iter().map(shown).collect())
 }

@@ -117,11 +117,10 @@ pub async fn watch(
 
 /// The recording's state in the spool (`None` when it cannot be read).
 async fn state_of(store: &Store, id: &str) -> Option<RecordingState> {
-    let (s, id) = (store.clone(), id.to_string());
-    tokio::task::spawn_blocking(move || s.recording::<serde_json::Value>(&id))
+    store
+        .recording::<serde_json::Value>(id)
         .await
         .ok()
-        .and_then(|r| r.ok())
         .flatten()
         .map(|r| r.state)
 }
@@ -138,17 +137,11 @@ pub async fn resume(
     // A watch lasts at most the longest time limit and a minute from the judgement, which is
     // when the row was written.
     let longest = (crate::settings::model::TIME_LIMIT_RANGE.1 as u64 + 120) * 1_000_000;
-    let s = store.clone();
-    let rows = tokio::task::spawn_blocking(move || {
-        s.mentioning_since::<FinishedRecording>(now.saturating_sub(longest), "may_grow_until_us")
-    })
-    .await;
+    let rows = store
+        .mentioning_since::<FinishedRecording>(now.saturating_sub(longest), "may_grow_until_us")
+        .await;
     let rows = match rows {
-        Ok(Ok(rows)) => rows,
-        Ok(Err(e)) => {
-            warn!(error = %e, "cannot read the recordings FreeSWITCH may still write; their files stay on disk");
-            return 0;
-        }
+        Ok(rows) => rows,
         Err(e) => {
             warn!(error = %e, "cannot read the recordings FreeSWITCH may still write; their files stay on disk");
             return 0;
@@ -188,12 +181,8 @@ async fn redeliver(
     rec.duration_ms = ms.unwrap_or(rec.duration_ms);
     loop {
         if state_of(store, &rec.recording_id).await != Some(RecordingState::Uploading) {
-            let (s, r) = (store.clone(), rec.clone());
-            match tokio::task::spawn_blocking(move || spool::enqueue(&s, &r)).await {
-                Ok(Ok(_)) => break,
-                Ok(Err(e)) => {
-                    warn!(recording_id = %rec.recording_id, error = %e, "cannot spool the grown recording yet; retrying")
-                }
+            match spool::enqueue(store, rec).await {
+                Ok(_) => break,
                 Err(e) => {
                     warn!(recording_id = %rec.recording_id, error = %e, "cannot spool the grown recording yet; retrying")
                 }

@@ -52,8 +52,9 @@ impl Delivery for SpoolDelivery {
             // An account with a public key gets the encrypted file only.
             let plain = self.encrypt_if_wanted(&mut rec).await?;
             // The spool is the record of truth: it goes first.
-            let r = rec.clone();
-            let state = self.blocking(move |s| spool::enqueue(s, &r)).await?;
+            let state = spool::enqueue(&self.store, &rec)
+                .await
+                .map_err(|e| DeliveryError::Spool(e.to_string()))?;
             if let Some(plain) = plain {
                 // The spool names the encrypted file now: the plain one goes.
                 for p in [plain.clone(), LocalStore::sidecar_path(&plain)] {
@@ -108,8 +109,9 @@ impl Delivery for SpoolDelivery {
 
     fn journal(&self, entry: JournalEntry) -> BoxFuture<'_, Result<(), DeliveryError>> {
         Box::pin(async move {
-            self.blocking(move |s| super::journal::record(s, &entry))
+            super::journal::record(&self.store, &entry)
                 .await
+                .map_err(|e| DeliveryError::Spool(e.to_string()))
         })
     }
 
@@ -124,10 +126,7 @@ impl Delivery for SpoolDelivery {
 
     fn forget(&self, recording_id: String) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            if let Err(e) = self
-                .blocking(move |s| s.forget_recording(&recording_id))
-                .await
-            {
+            if let Err(e) = self.store.forget_recording(&recording_id).await {
                 warn!(error = %e, "cannot remove a journaled recording");
             }
         })
@@ -186,17 +185,6 @@ impl SpoolDelivery {
         )
         .await
     }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
-    ) -> Result<T, DeliveryError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| DeliveryError::Spool(e.to_string()))?
-            .map_err(|e| DeliveryError::Spool(e.to_string()))
-    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -235,14 +223,10 @@ pub async fn run(
             }
         }
         if claimed.is_empty() {
-            let s = store.clone();
             let batch = cfg.concurrency.max(1);
-            match tokio::task::spawn_blocking(move || spool::claim_due(&s, spool::now_us(), batch))
-                .await
-            {
-                Ok(Ok(c)) => claimed.extend(c),
-                Ok(Err(e)) => error!(error = %e, "spool unavailable"),
-                Err(e) => error!(error = %e, "spool task failed"),
+            match spool::claim_due(&store, spool::now_us(), batch).await {
+                Ok(c) => claimed.extend(c),
+                Err(e) => error!(error = %e, "spool unavailable"),
             }
         }
         let mut started = 0;
@@ -266,12 +250,7 @@ pub async fn run(
             // slot.
             continue;
         }
-        let s = store.clone();
-        let next = tokio::task::spawn_blocking(move || s.next_due())
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .flatten();
+        let next = store.next_due().await.ok().flatten();
         let wait = match next {
             Some(t) => Duration::from_micros(t.saturating_sub(spool::now_us())).min(IDLE_POLL),
             None => IDLE_POLL,
@@ -323,38 +302,31 @@ async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
     // A file FreeSWITCH may still write stays until it cannot ([`super::tail`] removes it then).
     let may_grow = m.may_grow_until_us.is_some_and(|t| t > spool::now_us());
     let drop_local = !m.keep_local && !cfg.keep_local_after_upload && !may_grow;
-    // Settled and, once delivered everywhere, removed in one trip to the blocking pool. A shared
-    // database that cannot be reached is waited for (the outcome is known; redoing the upload
-    // later would only repeat it); shutdown leaves the delivery to the next start.
+    // Settled, then, once delivered everywhere, removed. A shared database that cannot be
+    // reached is waited for (the outcome is known; redoing the upload later would only repeat
+    // it); shutdown leaves the delivery to the next start.
     let mut wait = Duration::from_millis(250);
     let mut warned = false;
     let (state, removed) = loop {
-        let (s, c, o) = (store.clone(), claim.clone(), outcome.clone());
-        let settled = tokio::task::spawn_blocking(move || {
-            let state = spool::settle(&s, &c, &o)?;
-            let mut removed = Vec::new();
-            if state == RecordingState::Delivered && drop_local {
-                let path = c.meta.file_path.clone();
-                for p in [path.clone(), LocalStore::sidecar_path(&path)] {
-                    removed.push((p.clone(), std::fs::remove_file(&p)));
+        match spool::settle(store, &claim, &outcome).await {
+            Ok(state) => {
+                let mut removed = Vec::new();
+                if state == RecordingState::Delivered && drop_local {
+                    let path = claim.meta.file_path.clone();
+                    for p in [path.clone(), LocalStore::sidecar_path(&path)] {
+                        let r = tokio::fs::remove_file(&p).await;
+                        removed.push((p, r));
+                    }
                 }
+                break (state, removed);
             }
-            Ok::<_, crate::store::StoreError>((state, removed))
-        })
-        .await;
-        match settled {
-            Ok(Ok(done)) => break done,
-            Ok(Err(crate::store::StoreError::Unreachable(e))) => {
+            Err(crate::store::StoreError::Unreachable(e)) => {
                 if !warned {
                     warn!(recording_id = %m.recording_id, error = %e, "database unreachable: the upload outcome is recorded when it returns");
                     warned = true;
                 }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
-            }
-            Ok(Err(e)) => {
-                error!(recording_id = %m.recording_id, error = %e, "cannot record the upload outcome; it will be retried");
-                return;
             }
             Err(e) => {
                 error!(recording_id = %m.recording_id, error = %e, "cannot record the upload outcome; it will be retried");
@@ -379,11 +351,9 @@ async fn one(store: &Store, http: &Http, cfg: &WorkerConfig, claim: Claim) {
             _ => return,
         };
         // The destinations' states as they are now (one read; if it fails, as claimed).
-        let (s, id) = (store.clone(), m.recording_id.clone());
-        let deliveries = tokio::task::spawn_blocking(move || spool::get(&s, &id))
+        let deliveries = spool::get(store, &m.recording_id)
             .await
             .ok()
-            .and_then(|r| r.ok())
             .flatten()
             .map(|item| item.deliveries);
         let reason = match &outcome {

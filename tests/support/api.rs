@@ -23,7 +23,7 @@ pub async fn start() -> Api {
 pub async fn start_with(live: Option<std::sync::Arc<callrec::outbound::live::LiveCalls>>) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let admin = store.create_token(&Scope::Admin).unwrap();
+    let admin = store.create_token(&Scope::Admin).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(admin::serve(

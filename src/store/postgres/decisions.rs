@@ -21,8 +21,9 @@ fn decision_row(r: &Row) -> Result<DecisionRow, StoreError> {
     })
 }
 
+#[async_trait::async_trait]
 impl DecisionRows for Pg {
-    fn add_decisions(&self, node: &str, rows: &[NewDecision]) -> Result<(), StoreError> {
+    async fn add_decisions(&self, node: &str, rows: &[NewDecision]) -> Result<(), StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -49,9 +50,10 @@ impl DecisionRows for Pg {
             tx.commit().await?;
             Ok(())
         })
+        .await
     }
 
-    fn add_outcomes(&self, rows: &[Outcome]) -> Result<(), StoreError> {
+    async fn add_outcomes(&self, rows: &[Outcome]) -> Result<(), StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -73,9 +75,10 @@ impl DecisionRows for Pg {
             tx.commit().await?;
             Ok(())
         })
+        .await
     }
 
-    fn decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
+    async fn decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let (sql, values) = f.sql(crate::store::listing::Dialect::Postgres);
@@ -84,9 +87,10 @@ impl DecisionRows for Pg {
             let rows = cached_query(&c, &sql, &params).await?;
             rows.iter().map(decision_row).collect()
         })
+        .await
     }
 
-    fn outcomes(&self, call_id: &str) -> Result<Vec<Outcome>, StoreError> {
+    async fn outcomes(&self, call_id: &str) -> Result<Vec<Outcome>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -107,9 +111,14 @@ impl DecisionRows for Pg {
                 })
                 .collect())
         })
+        .await
     }
 
-    fn erase_decisions(&self, account: Option<&str>, call_id: &str) -> Result<usize, StoreError> {
+    async fn erase_decisions(
+        &self,
+        account: Option<&str>,
+        call_id: &str,
+    ) -> Result<usize, StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -136,10 +145,10 @@ impl DecisionRows for Pg {
             }
             tx.commit().await?;
             Ok(n as usize)
-        })
+        }).await
     }
 
-    fn prune_decisions(
+    async fn prune_decisions(
         &self,
         before_us: i64,
         keep_rows: i64,
@@ -171,5 +180,6 @@ impl DecisionRows for Pg {
             .await?;
             Ok(n as usize)
         })
+        .await
     }
 }

@@ -12,8 +12,9 @@ fn doc_of(kind: Kind, account: String, r: &Row, i: usize) -> Result<Doc, StoreEr
     row_to_doc(kind, account, r.get(i), r.get(i + 1), r.get(i + 2))
 }
 
+#[async_trait::async_trait]
 impl DocumentRows for Pg {
-    fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
+    async fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let row = cached_query_opt(
@@ -25,9 +26,10 @@ impl DocumentRows for Pg {
             row.map(|r| row_to_doc(kind, account_id.into(), id.into(), r.get(0), r.get(1)))
                 .transpose()
         })
+        .await
     }
 
-    fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
+    async fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -41,9 +43,10 @@ impl DocumentRows for Pg {
                 .map(|r| doc_of(kind, account_id.into(), r, 0))
                 .collect()
         })
+        .await
     }
 
-    fn documents_of_kind(&self, kind: Kind) -> Result<Vec<Doc>, StoreError> {
+    async fn documents_of_kind(&self, kind: Kind) -> Result<Vec<Doc>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -55,9 +58,10 @@ impl DocumentRows for Pg {
             .await?;
             rows.iter().map(|r| doc_of(kind, r.get(0), r, 1)).collect()
         })
+        .await
     }
 
-    fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
+    async fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -74,9 +78,10 @@ impl DocumentRows for Pg {
                 })
                 .collect()
         })
+        .await
     }
 
-    fn put(
+    async fn put(
         &self,
         kind: Kind,
         account_id: &str,
@@ -133,9 +138,10 @@ impl DocumentRows for Pg {
                 body,
             })
         })
+        .await
     }
 
-    fn delete(
+    async fn delete(
         &self,
         kind: Kind,
         account_id: &str,
@@ -167,9 +173,10 @@ impl DocumentRows for Pg {
             tx.commit().await?;
             Ok(true)
         })
+        .await
     }
 
-    fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
+    async fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -181,9 +188,10 @@ impl DocumentRows for Pg {
             .await?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
+        .await
     }
 
-    fn any_recording_settings(&self) -> Result<bool, StoreError> {
+    async fn any_recording_settings(&self) -> Result<bool, StoreError> {
         self.run(async {
             let c = self.client().await?;
             Ok(cached_query_one(
@@ -194,9 +202,10 @@ impl DocumentRows for Pg {
             .await?
             .get(0))
         })
+        .await
     }
 
-    fn devices_by_sip_username(
+    async fn devices_by_sip_username(
         &self,
         account_id: Option<&str>,
         username: &str,
@@ -216,6 +225,7 @@ impl DocumentRows for Pg {
                 .map(|r| doc_of(Kind::Device, r.get(0), r, 1))
                 .collect()
         })
+        .await
     }
 }
 

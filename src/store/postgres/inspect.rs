@@ -3,8 +3,9 @@
 use super::*;
 use crate::store::inspect::Census;
 
+#[async_trait::async_trait]
 impl Census for Pg {
-    fn count_recordings(&self, state: RecordingState) -> Result<u64, StoreError> {
+    async fn count_recordings(&self, state: RecordingState) -> Result<u64, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let n: i64 = cached_query_one(
@@ -16,9 +17,10 @@ impl Census for Pg {
             .get(0);
             Ok(n.max(0) as u64)
         })
+        .await
     }
 
-    fn size_bytes(&self) -> Result<u64, StoreError> {
+    async fn size_bytes(&self) -> Result<u64, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let n: i64 = cached_query_one(&c, "SELECT pg_database_size(current_database())", &[])
@@ -26,5 +28,6 @@ impl Census for Pg {
                 .get(0);
             Ok(n.max(0) as u64)
         })
+        .await
     }
 }

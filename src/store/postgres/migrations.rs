@@ -146,7 +146,7 @@ CREATE INDEX IF NOT EXISTS webhook_events_created ON webhook_events (created_us)
 const MIGRATION_LOCK: i64 = 0x0063_616c_6c72_6563;
 
 impl Pg {
-    pub(super) fn migrate(&self) -> Result<(), StoreError> {
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -197,5 +197,6 @@ impl Pg {
             tx.commit().await?;
             Ok(())
         })
+        .await
     }
 }

@@ -1,11 +1,10 @@
 //! The PostgreSQL backend: the same documents, tokens and recordings as the SQLite file, in one
 //! database that the callrec instances of several FreeSWITCH nodes share.
 //!
-//! Calls block like the SQLite backend's: each runs its future on this backend's own small
-//! runtime (the pool's connections live there), so a caller inside another runtime, or none,
-//! waits without stalling anything but itself. The pool gives up on a connection after
-//! [`CONNECT_TIMEOUT`]: an unreachable database is an error ([`StoreError::Unreachable`]), never
-//! a hang.
+//! Calls are the caller's futures, on the caller's runtime (the pool's connections are driven
+//! there too): this backend has no runtime or thread of its own. The pool gives up on a
+//! connection after [`CONNECT_TIMEOUT`]: an unreachable database is an error
+//! ([`StoreError::Unreachable`]), never a hang.
 //!
 //! After a call finds the database unreachable, calls fail at once for [`DOWN_FOR`] (no caller
 //! waits out the connect timeout again and again); the first call after that tries again. While
@@ -19,7 +18,7 @@
 //! so two workers never hold the same delivery; every claim, recovery and orphan lookup names
 //! the node; a node is held by at most one live instance ([`Pg::hold_node`]).
 //!
-//! Layout, one job a file: `mod.rs` (the handle, its pool and runtime, the statement helpers),
+//! Layout, one job a file: `mod.rs` (the handle, its pool, the statement helpers),
 //! [`migrations`] (the schema and
 //! its versions), [`tls`] (the verifying connector), [`nodes`] (the node lock, read-only check, API addresses), [`inspect`] (counts),
 //! [`documents`], [`tokens`], [`recordings`] (spool, journal, deliveries, claims), [`webhooks`]
@@ -62,24 +61,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// After the database was found unreachable, how long calls fail at once without trying.
 pub const DOWN_FOR: Duration = Duration::from_secs(2);
 
-/// The backend's runtime, shut down without waiting when the last handle goes (dropping a
-/// runtime the ordinary way inside another one's task would panic). Used through [`Pg::rt`].
-struct OwnRuntime(Option<tokio::runtime::Runtime>);
-
-impl Drop for OwnRuntime {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 /// A handle on the shared database; clone freely.
 #[derive(Clone)]
 pub struct Pg {
-    /// Kept for its lifetime: the last handle's drop shuts the runtime down.
-    _own: Arc<OwnRuntime>,
-    rt: tokio::runtime::Handle,
     pool: Pool,
     /// The connection holding this instance's node lock, once taken.
     config: tokio_postgres::Config,
@@ -120,17 +104,11 @@ fn revision(rev: i64) -> Revision {
 
 impl Pg {
     /// Connects, checks the database answers, and migrates it.
-    pub(super) fn connect(url: &str, ca_file: Option<&Path>) -> Result<Pg, StoreError> {
+    pub(super) async fn connect(url: &str, ca_file: Option<&Path>) -> Result<Pg, StoreError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Unreachable(format!("database_url: {e}")))?;
         let tls = tls_for(&config, ca_file)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("callrec-pg")
-            .enable_all()
-            .build()
-            .map_err(down)?;
         let mut cfg = config.clone();
         cfg.connect_timeout(CONNECT_TIMEOUT);
         let mc = ManagerConfig {
@@ -140,47 +118,39 @@ impl Pg {
             Some(t) => Manager::from_config(cfg, t.clone(), mc),
             None => Manager::from_config(cfg, NoTls, mc),
         };
-        let pool = {
-            let _g = rt.enter();
-            Pool::builder(manager)
-                .max_size(16)
-                .runtime(deadpool_postgres::Runtime::Tokio1)
-                .timeouts(Timeouts {
-                    wait: Some(CONNECT_TIMEOUT),
-                    create: Some(CONNECT_TIMEOUT),
-                    recycle: Some(CONNECT_TIMEOUT),
-                })
-                .build()
-                .map_err(down)?
-        };
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .timeouts(Timeouts {
+                wait: Some(CONNECT_TIMEOUT),
+                create: Some(CONNECT_TIMEOUT),
+                recycle: Some(CONNECT_TIMEOUT),
+            })
+            .build()
+            .map_err(down)?;
         let pg = Pg {
-            rt: rt.handle().clone(),
-            _own: Arc::new(OwnRuntime(Some(rt))),
             pool,
             config,
             tls,
             down_until: Arc::new(AtomicU64::new(0)),
         };
-        pg.migrate()?;
+        pg.migrate().await?;
         Ok(pg)
     }
 
-    /// Runs `fut` to completion on this backend's runtime, blocking the caller; fails at once
-    /// while the database counts as down.
-    fn run<T>(&self, fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    /// Awaits `fut`, a statement's work; fails at once while the database counts as down, and
+    /// counts it down for [`DOWN_FOR`] when `fut` finds it unreachable.
+    async fn run<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let now = crate::store::now_us();
         if now < self.down_until.load(Ordering::Acquire) {
             return Err(StoreError::Unreachable(
                 "the database did not answer a moment ago".into(),
             ));
         }
-        let r = {
-            let _g = self.rt.enter();
-            // Unconstrained: a caller that is itself a tokio task has a cooperative budget that
-            // only refills when it yields, which a blocked thread never does.
-            futures::executor::block_on(tokio::task::unconstrained(fut))
-        };
-        let r = match r {
+        let r = match fut.await {
             Err(StoreError::Postgres(e)) if connection_lost(&e) => {
                 Err(StoreError::Unreachable(e.to_string()))
             }

@@ -44,12 +44,13 @@ async fn lock_node(
     Ok(Some(done))
 }
 
+#[async_trait::async_trait]
 impl NodeRows for Pg {
     fn name(&self) -> &'static str {
         "postgresql"
     }
 
-    fn speak_for(&self, _node: &str) -> Result<(), StoreError> {
+    async fn speak_for(&self, _node: &str) -> Result<(), StoreError> {
         Ok(())
     }
 
@@ -57,9 +58,11 @@ impl NodeRows for Pg {
     /// for as long as this handle lives. Another live instance holding it is an error. When
     /// that connection breaks (the database restarted, the network failed), the lock is taken
     /// again in the background once the database answers.
-    fn hold_node(&self, node: &str) -> Result<(), StoreError> {
+    async fn hold_node(&self, node: &str) -> Result<(), StoreError> {
         let (config, tls, n) = (self.config.clone(), self.tls.clone(), node.to_string());
-        let held = self.run(async move { lock_node(config, tls, &n).await })?;
+        let held = self
+            .run(async move { lock_node(config, tls, &n).await })
+            .await?;
         let Some(done) = held else {
             return Err(StoreError::Corrupt(format!(
                 "node_id {node:?} is held by another running callrec on this database; \
@@ -67,7 +70,7 @@ impl NodeRows for Pg {
             )));
         };
         let (config, tls, node) = (self.config.clone(), self.tls.clone(), node.to_string());
-        self.rt.spawn(async move {
+        tokio::spawn(async move {
             let mut done = done;
             loop {
                 let _ = done.await;
@@ -80,7 +83,9 @@ impl NodeRows for Pg {
                             done = d;
                             break;
                         }
-                        Ok(None) => tracing::error!(node_id = %node, "another callrec took this node_id while the database was unreachable"),
+                        Ok(None) => {
+                            tracing::error!(node_id = %node, "another callrec took this node_id while the database was unreachable")
+                        }
                         Err(_) => {}
                     }
                 }
@@ -89,7 +94,7 @@ impl NodeRows for Pg {
         Ok(())
     }
 
-    fn check_writable(&self) -> Result<(), StoreError> {
+    async fn check_writable(&self) -> Result<(), StoreError> {
         self.run(async {
             let c = self.client().await?;
             let ro: String = cached_query_one(&c, "SHOW transaction_read_only", &[])
@@ -102,9 +107,10 @@ impl NodeRows for Pg {
             }
             Ok(())
         })
+        .await
     }
 
-    fn register_api(&self, node: &str, url: &str) -> Result<(), StoreError> {
+    async fn register_api(&self, node: &str, url: &str) -> Result<(), StoreError> {
         self.run(async {
             let c = self.client().await?;
             cached_execute(
@@ -116,9 +122,10 @@ impl NodeRows for Pg {
             .await?;
             Ok(())
         })
+        .await
     }
 
-    fn node_api(&self, node: &str) -> Result<Option<String>, StoreError> {
+    async fn node_api(&self, node: &str) -> Result<Option<String>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             Ok(
@@ -127,5 +134,6 @@ impl NodeRows for Pg {
                     .map(|r| r.get(0)),
             )
         })
+        .await
     }
 }

@@ -46,7 +46,7 @@ async fn refresh_each(c: &impl GenericClient, ids: &[String]) -> Result<(), Stor
 async fn put_recording(
     c: &impl GenericClient,
     node: &str,
-    rec: &RawNew<'_>,
+    rec: &RawNew,
     state: RecordingState,
     now: i64,
 ) -> Result<(), StoreError> {
@@ -119,18 +119,19 @@ fn status_of(s: &Option<u16>) -> Option<i32> {
     s.map(i32::from)
 }
 
+#[async_trait::async_trait]
 impl RecordingRows for Pg {
-    fn add_recording(
+    async fn add_recording(
         &self,
         node: &str,
-        rec: &RawNew<'_>,
+        rec: &RawNew,
         now: i64,
     ) -> Result<RecordingState, StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
             put_recording(&tx, node, rec, RecordingState::Stored, now).await?;
-            for d in rec.destinations {
+            for d in &rec.destinations {
                 cached_execute(
                     &tx,
                     "INSERT INTO deliveries
@@ -140,13 +141,19 @@ impl RecordingRows for Pg {
                 )
                 .await?;
             }
-            let state = refresh(&tx, rec.id).await?;
+            let state = refresh(&tx, &rec.id).await?;
             tx.commit().await?;
             Ok(state)
         })
+        .await
     }
 
-    fn journal_recording(&self, node: &str, rec: &RawNew<'_>, now: i64) -> Result<(), StoreError> {
+    async fn journal_recording(
+        &self,
+        node: &str,
+        rec: &RawNew,
+        now: i64,
+    ) -> Result<(), StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -154,9 +161,10 @@ impl RecordingRows for Pg {
             tx.commit().await?;
             Ok(())
         })
+        .await
     }
 
-    fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
+    async fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
         self.run(async {
             let c = self.client().await?;
             Ok(cached_execute(
@@ -167,9 +175,10 @@ impl RecordingRows for Pg {
             .await?
                 > 0)
         })
+        .await
     }
 
-    fn journaled(&self, node: &str) -> Result<Vec<(String, String)>, StoreError> {
+    async fn journaled(&self, node: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -181,9 +190,10 @@ impl RecordingRows for Pg {
             .await?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
+        .await
     }
 
-    fn mentioning_since(
+    async fn mentioning_since(
         &self,
         node: &str,
         since_us: i64,
@@ -201,9 +211,10 @@ impl RecordingRows for Pg {
             .await?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
+        .await
     }
 
-    fn recover_deliveries(&self, node: &str) -> Result<usize, StoreError> {
+    async fn recover_deliveries(&self, node: &str) -> Result<usize, StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -221,9 +232,15 @@ impl RecordingRows for Pg {
             tx.commit().await?;
             Ok(ids.len())
         })
+        .await
     }
 
-    fn claim_due(&self, node: &str, now: i64, limit: i64) -> Result<Vec<RawClaim>, StoreError> {
+    async fn claim_due(
+        &self,
+        node: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<RawClaim>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             // One statement: rows another worker holds are skipped, not waited for (each
@@ -269,9 +286,10 @@ impl RecordingRows for Pg {
                 })
                 .collect())
         })
+        .await
     }
 
-    fn next_due(&self, node: &str) -> Result<Option<u64>, StoreError> {
+    async fn next_due(&self, node: &str) -> Result<Option<u64>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let v: Option<i64> = cached_query_one(
@@ -283,9 +301,10 @@ impl RecordingRows for Pg {
             .get(0);
             Ok(v.map(|v| v as u64))
         })
+        .await
     }
 
-    fn settle(
+    async fn settle(
         &self,
         id: &str,
         dest: &Destination,
@@ -360,9 +379,10 @@ impl RecordingRows for Pg {
             RecordingState::parse(&state)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))
         })
+        .await
     }
 
-    fn recording(&self, id: &str) -> Result<Option<RawRecording>, StoreError> {
+    async fn recording(&self, id: &str) -> Result<Option<RawRecording>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let row = cached_query_opt(
@@ -377,9 +397,10 @@ impl RecordingRows for Pg {
                 None => Ok(None),
             }
         })
+        .await
     }
 
-    fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError> {
+    async fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let (sql, values) = f.sql(crate::store::listing::Dialect::Postgres);
@@ -392,9 +413,10 @@ impl RecordingRows for Pg {
             }
             Ok(out)
         })
+        .await
     }
 
-    fn retry_failed(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError> {
+    async fn retry_failed(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -413,9 +435,10 @@ impl RecordingRows for Pg {
             tx.commit().await?;
             Ok(ids.len())
         })
+        .await
     }
 
-    fn reassign(&self, from: &str, to: &str, id: Option<&str>) -> Result<usize, StoreError> {
+    async fn reassign(&self, from: &str, to: &str, id: Option<&str>) -> Result<usize, StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -443,9 +466,10 @@ impl RecordingRows for Pg {
             tx.commit().await?;
             Ok(ids.len())
         })
+        .await
     }
 
-    fn has_recording_path(&self, node: &str, path: &str) -> Result<bool, StoreError> {
+    async fn has_recording_path(&self, node: &str, path: &str) -> Result<bool, StoreError> {
         self.run(async {
             let c = self.client().await?;
             Ok(cached_query_opt(
@@ -456,9 +480,10 @@ impl RecordingRows for Pg {
             .await?
             .is_some())
         })
+        .await
     }
 
-    fn recording_paths_in(
+    async fn recording_paths_in(
         &self,
         node: &str,
         prefix: &str,
@@ -476,13 +501,18 @@ impl RecordingRows for Pg {
             .await?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
+        .await
     }
 }
 
 impl Pg {
     /// Writes recordings moved from a node's local journal, replacing the database's rows of
     /// the same ids (the local ones are newer), in one transaction.
-    pub(in crate::store) fn import(&self, node: &str, batch: &[Moved]) -> Result<(), StoreError> {
+    pub(in crate::store) async fn import(
+        &self,
+        node: &str,
+        batch: &[Moved],
+    ) -> Result<(), StoreError> {
         self.run(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -546,6 +576,7 @@ impl Pg {
             tx.commit().await?;
             Ok(())
         })
+        .await
     }
 }
 

@@ -14,8 +14,9 @@ fn removed(r: &Row) -> Result<Removed, StoreError> {
     })
 }
 
+#[async_trait::async_trait]
 impl RemovalRows for Pg {
-    fn erase_recording(
+    async fn erase_recording(
         &self,
         node: &str,
         id: &str,
@@ -68,9 +69,10 @@ impl RemovalRows for Pg {
                 state: state_of(&state)?,
             }))
         })
+        .await
     }
 
-    fn recordings_of_call(
+    async fn recordings_of_call(
         &self,
         account: Option<&str>,
         call_id: &str,
@@ -86,9 +88,10 @@ impl RemovalRows for Pg {
             .await?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
+        .await
     }
 
-    fn take_expired(
+    async fn take_expired(
         &self,
         node: &str,
         cutoffs: &Cutoffs,
@@ -150,9 +153,10 @@ impl RemovalRows for Pg {
             tx.commit().await?;
             Ok(found)
         })
+        .await
     }
 
-    fn checkpoint_log(&self) -> Result<(), StoreError> {
+    async fn checkpoint_log(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }

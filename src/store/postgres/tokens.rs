@@ -5,8 +5,9 @@ use crate::store::tokens::TokenRows;
 
 // --- tokens ----------------------------------------------------------------------------------
 
+#[async_trait::async_trait]
 impl TokenRows for Pg {
-    fn create_token(
+    async fn create_token(
         &self,
         hash: &str,
         lookup: &str,
@@ -23,9 +24,13 @@ impl TokenRows for Pg {
             .await?;
             Ok(())
         })
+        .await
     }
 
-    fn token_candidates(&self, lookup: &str) -> Result<Vec<(String, Option<String>)>, StoreError> {
+    async fn token_candidates(
+        &self,
+        lookup: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -36,5 +41,6 @@ impl TokenRows for Pg {
             .await?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
+        .await
     }
 }

@@ -11,8 +11,9 @@ fn status_i32(s: &Option<u16>) -> Option<i32> {
     s.map(i32::from)
 }
 
+#[async_trait::async_trait]
 impl HookRows for Pg {
-    fn add_hook_events(
+    async fn add_hook_events(
         &self,
         node: &str,
         events: &[NewHookEvent],
@@ -44,9 +45,10 @@ impl HookRows for Pg {
             tx.commit().await?;
             Ok(())
         })
+        .await
     }
 
-    fn claim_hook_events(
+    async fn claim_hook_events(
         &self,
         node: &str,
         now: i64,
@@ -119,9 +121,10 @@ impl HookRows for Pg {
             }
             Ok(out)
         })
+        .await
     }
 
-    fn settle_hook_event(&self, id: &str, outcome: &HookOutcome) -> Result<(), StoreError> {
+    async fn settle_hook_event(&self, id: &str, outcome: &HookOutcome) -> Result<(), StoreError> {
         self.run(async {
             let c = self.client().await?;
             match outcome {
@@ -165,9 +168,10 @@ impl HookRows for Pg {
             };
             Ok(())
         })
+        .await
     }
 
-    fn defer_hook(
+    async fn defer_hook(
         &self,
         node: &str,
         account: &str,
@@ -187,9 +191,10 @@ impl HookRows for Pg {
             .await?;
             Ok(())
         })
+        .await
     }
 
-    fn next_hook_due(&self) -> Result<Option<u64>, StoreError> {
+    async fn next_hook_due(&self) -> Result<Option<u64>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let v: Option<i64> = cached_query_one(
@@ -203,9 +208,10 @@ impl HookRows for Pg {
             .get(0);
             Ok(v.map(|v| v as u64))
         })
+        .await
     }
 
-    fn recover_hook_events(&self, node: &str) -> Result<usize, StoreError> {
+    async fn recover_hook_events(&self, node: &str) -> Result<usize, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let n = cached_execute(
@@ -218,9 +224,10 @@ impl HookRows for Pg {
             .await?;
             Ok(n as usize)
         })
+        .await
     }
 
-    fn hook_events(&self, f: &HookFilter) -> Result<Vec<HookRow>, StoreError> {
+    async fn hook_events(&self, f: &HookFilter) -> Result<Vec<HookRow>, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let rows = cached_query(
@@ -259,9 +266,10 @@ impl HookRows for Pg {
                 })
                 .collect()
         })
+        .await
     }
 
-    fn retry_hook_events(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError> {
+    async fn retry_hook_events(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError> {
         self.run(async {
             let c = self.client().await?;
             let n = cached_execute(
@@ -273,5 +281,6 @@ impl HookRows for Pg {
             .await?;
             Ok(n as usize)
         })
+        .await
     }
 }

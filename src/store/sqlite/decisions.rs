@@ -25,9 +25,15 @@ fn decision_row(r: &rusqlite::Row<'_>) -> Result<DecisionRow, StoreError> {
     })
 }
 
+#[async_trait::async_trait]
 impl DecisionRows for Sqlite {
-    fn add_decisions(&self, node: &str, rows: &[NewDecision]) -> Result<(), StoreError> {
-        self.with(|c| {
+    async fn add_decisions(&self, node: &str, rows: &[NewDecision]) -> Result<(), StoreError> {
+        let node = node.to_owned();
+        let rows = rows.to_vec();
+        self.run(move |c| {
+            let node = node.as_str();
+            let rows = rows.as_slice();
+
             let tx = c.transaction()?;
             {
                 let mut st = tx.prepare_cached(
@@ -52,10 +58,14 @@ impl DecisionRows for Sqlite {
             tx.commit()?;
             Ok(())
         })
+        .await
     }
 
-    fn add_outcomes(&self, rows: &[Outcome]) -> Result<(), StoreError> {
-        self.with(|c| {
+    async fn add_outcomes(&self, rows: &[Outcome]) -> Result<(), StoreError> {
+        let rows = rows.to_vec();
+        self.run(move |c| {
+            let rows = rows.as_slice();
+
             let tx = c.transaction()?;
             {
                 let mut st = tx.prepare_cached(
@@ -75,10 +85,14 @@ impl DecisionRows for Sqlite {
             tx.commit()?;
             Ok(())
         })
+        .await
     }
 
-    fn decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
-        self.with(|c| {
+    async fn decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
+        let f = f.clone();
+        self.run(move |c| {
+            let f = &f;
+
             let (sql, values) = f.sql(Dialect::Sqlite);
             let mut st = c.prepare_cached(&sql)?;
             let mut rows = st.query(rusqlite::params_from_iter(values.iter()))?;
@@ -88,10 +102,14 @@ impl DecisionRows for Sqlite {
             }
             Ok(out)
         })
+        .await
     }
 
-    fn outcomes(&self, call_id: &str) -> Result<Vec<Outcome>, StoreError> {
-        self.with(|c| {
+    async fn outcomes(&self, call_id: &str) -> Result<Vec<Outcome>, StoreError> {
+        let call_id = call_id.to_owned();
+        self.run(move |c| {
+            let call_id = call_id.as_str();
+
             let mut st = c.prepare_cached(
                 "SELECT call_id, at_us, event, recording_id, reason FROM decision_outcomes
                  WHERE call_id = ?1 ORDER BY at_us, rowid",
@@ -107,10 +125,20 @@ impl DecisionRows for Sqlite {
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
+        .await
     }
 
-    fn erase_decisions(&self, account: Option<&str>, call_id: &str) -> Result<usize, StoreError> {
-        self.with(|c| {
+    async fn erase_decisions(
+        &self,
+        account: Option<&str>,
+        call_id: &str,
+    ) -> Result<usize, StoreError> {
+        let account = account.map(str::to_owned);
+        let call_id = call_id.to_owned();
+        self.run(move |c| {
+            let account = account.as_deref();
+            let call_id = call_id.as_str();
+
             let tx = c.transaction()?;
             let n = tx.execute(
                 "DELETE FROM decisions WHERE call_id = ?1 AND (?2 IS NULL OR account_id = ?2)",
@@ -131,15 +159,16 @@ impl DecisionRows for Sqlite {
             tx.commit()?;
             Ok(n)
         })
+        .await
     }
 
-    fn prune_decisions(
+    async fn prune_decisions(
         &self,
         before_us: i64,
         keep_rows: i64,
         batch: i64,
     ) -> Result<usize, StoreError> {
-        self.with(|c| {
+        self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let bound: Option<i64> = tx
                 .query_row(
@@ -162,5 +191,6 @@ impl DecisionRows for Sqlite {
             tx.commit()?;
             Ok(n)
         })
+        .await
     }
 }

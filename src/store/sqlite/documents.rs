@@ -11,9 +11,15 @@ use crate::store::documents::{
 };
 use crate::store::{now_s, StoreError};
 
+#[async_trait::async_trait]
 impl DocumentRows for Sqlite {
-    fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
-        self.with(|c| {
+    async fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
+        let account_id = account_id.to_owned();
+        let id = id.to_owned();
+        self.run(move |c| {
+let account_id = account_id.as_str();
+let id = id.as_str();
+
             let row = c
                 .query_row(
                     "SELECT rev, body FROM documents WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
@@ -23,12 +29,15 @@ impl DocumentRows for Sqlite {
                 .optional()?;
             row.map(|(rev, body)| row_to_doc(kind, account_id.into(), id.into(), rev, &body))
                 .transpose()
-        })
+        }).await
     }
 
     /// The account's documents of `kind`, by id.
-    fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
-        self.with(|c| {
+    async fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
+        let account_id = account_id.to_owned();
+        self.run(move |c| {
+let account_id = account_id.as_str();
+
             let mut st = c.prepare(
                 "SELECT id, rev, body FROM documents WHERE account_id = ?1 AND kind = ?2 ORDER BY id",
             )?;
@@ -41,12 +50,12 @@ impl DocumentRows for Sqlite {
                 out.push(row_to_doc(kind, account_id.into(), id, rev, &body)?);
             }
             Ok(out)
-        })
+        }).await
     }
 
     /// Every document of `kind`, of every account (retention reads the accounts' limits).
-    fn documents_of_kind(&self, kind: Kind) -> Result<Vec<Doc>, StoreError> {
-        self.with(|c| {
+    async fn documents_of_kind(&self, kind: Kind) -> Result<Vec<Doc>, StoreError> {
+        self.run(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT account_id, id, rev, body FROM documents WHERE kind = ?1
                  ORDER BY account_id, id",
@@ -66,11 +75,12 @@ impl DocumentRows for Sqlite {
             }
             Ok(out)
         })
+        .await
     }
 
     /// Every document of every account (the start-up check of stored settings).
-    fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
-        self.with(|c| {
+    async fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
+        self.run(move |c| {
             let mut st = c.prepare(
                 "SELECT account_id, kind, id, rev, body FROM documents ORDER BY account_id, kind, id",
             )?;
@@ -89,11 +99,11 @@ impl DocumentRows for Sqlite {
                 out.push(row_to_doc(parse_kind(&kind)?, account, id, rev, &body)?);
             }
             Ok(out)
-        })
+        }).await
     }
 
     /// Writes a document of `account_id` if `expect` holds; returns it at its new revision.
-    fn put(
+    async fn put(
         &self,
         kind: Kind,
         account_id: &str,
@@ -102,7 +112,14 @@ impl DocumentRows for Sqlite {
         text: &str,
         expect: Expect,
     ) -> Result<Doc, StoreError> {
-        self.with(|c| {
+        let account_id = account_id.to_owned();
+        let id = id.to_owned();
+        let text = text.to_owned();
+        self.run(move |c| {
+            let account_id = account_id.as_str();
+            let id = id.as_str();
+            let text = text.as_str();
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current: Option<i64> = tx
                 .query_row(
@@ -139,17 +156,23 @@ impl DocumentRows for Sqlite {
                 body,
             })
         })
+        .await
     }
 
     /// Deletes a document of `account_id`; false when it did not exist there.
-    fn delete(
+    async fn delete(
         &self,
         kind: Kind,
         account_id: &str,
         id: &str,
         expect: Option<Revision>,
     ) -> Result<bool, StoreError> {
-        self.with(|c| {
+        let account_id = account_id.to_owned();
+        let id = id.to_owned();
+        self.run(move |c| {
+            let account_id = account_id.as_str();
+            let id = id.as_str();
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current: Option<i64> = tx
                 .query_row(
@@ -170,12 +193,16 @@ impl DocumentRows for Sqlite {
             tx.commit()?;
             Ok(true)
         })
+        .await
     }
 
     /// The accounts with a callflow whose `numbers` hold `number` exactly (identifying the
     /// account of a call to a DID whose channel does not name it).
-    fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
-        self.with(|c| {
+    async fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
+        let number = number.to_owned();
+        self.run(move |c| {
+            let number = number.as_str();
+
             let mut st = c.prepare(
                 "SELECT DISTINCT account_id FROM callflow_numbers WHERE number = ?1
                  ORDER BY account_id",
@@ -183,29 +210,36 @@ impl DocumentRows for Sqlite {
             let rows = st.query_map(params![number], |r| r.get::<_, String>(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
+        .await
     }
 
     /// Whether any stored document mentions recording settings (`record_call`, as settings or as
     /// a callflow module, or `call_recording`), enabled or not. When none does, no document can
     /// make any party of any call recorded.
-    fn any_recording_settings(&self) -> Result<bool, StoreError> {
-        self.with(|c| {
+    async fn any_recording_settings(&self) -> Result<bool, StoreError> {
+        self.run(move |c| {
             Ok(c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM documents WHERE records = 1)",
                 [],
                 |r| r.get::<_, bool>(0),
             )?)
         })
+        .await
     }
 
     /// Devices whose `sip.username` is `username`, in `account_id` or (identification of a
     /// caller whose account the channel does not name) in any account.
-    fn devices_by_sip_username(
+    async fn devices_by_sip_username(
         &self,
         account_id: Option<&str>,
         username: &str,
     ) -> Result<Vec<Doc>, StoreError> {
-        self.with(|c| {
+        let account_id = account_id.map(str::to_owned);
+        let username = username.to_owned();
+        self.run(move |c| {
+            let account_id = account_id.as_deref();
+            let username = username.as_str();
+
             let mut st = c.prepare(
                 "SELECT account_id, id, rev, body FROM documents
                  WHERE kind = 'device' AND json_extract(body, '$.sip.username') = ?1
@@ -226,6 +260,7 @@ impl DocumentRows for Sqlite {
             }
             Ok(out)
         })
+        .await
     }
 }
 
@@ -257,8 +292,8 @@ mod tests {
     use crate::store::Store;
     use serde_json::json;
 
-    #[test]
-    fn the_per_call_lookups_are_index_searches() {
+    #[tokio::test]
+    async fn the_per_call_lookups_are_index_searches() {
         let s = Store::open_in_memory().unwrap();
         s.put(
             Kind::Callflow,
@@ -267,6 +302,7 @@ mod tests {
             json!({"numbers": ["1"], "flow": {"module": "device", "data": {}}}),
             Expect::Any,
         )
+        .await
         .unwrap();
         s.sqlite.with(|c| {
             for q in [
@@ -290,16 +326,17 @@ mod tests {
         .unwrap();
     }
 
-    #[test]
-    fn survives_reopen() {
+    #[tokio::test]
+    async fn survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         s.put(Kind::Account, "a", "a", json!({"name": "A"}), Expect::Any)
+            .await
             .unwrap();
         drop(s);
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(
-            s.get(Kind::Account, "a", "a").unwrap().unwrap().rev,
+            s.get(Kind::Account, "a", "a").await.unwrap().unwrap().rev,
             Revision(1)
         );
     }

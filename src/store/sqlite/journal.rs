@@ -10,8 +10,11 @@ use crate::store::StoreError;
 
 impl Sqlite {
     /// Removes recording `id` and its deliveries (the database took a newer write of it).
-    pub(in crate::store) fn remove_recording(&self, id: &str) -> Result<(), StoreError> {
-        self.with(|c| {
+    pub(in crate::store) async fn remove_recording(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            let id = id.as_str();
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
                 "DELETE FROM deliveries WHERE recording_id = ?1",
@@ -21,19 +24,23 @@ impl Sqlite {
             tx.commit()?;
             Ok(())
         })
+        .await
     }
 
     /// Whether the file holds any recording.
-    pub(in crate::store) fn holds_recordings(&self) -> Result<bool, StoreError> {
-        self.with(|c| Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM recordings)", [], |r| r.get(0))?))
+    pub(in crate::store) async fn holds_recordings(&self) -> Result<bool, StoreError> {
+        self.run(move |c| {
+            Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM recordings)", [], |r| r.get(0))?)
+        })
+        .await
     }
 
     /// The oldest `limit` recordings, every column, their deliveries' too.
-    pub(in crate::store) fn recordings_to_move(
+    pub(in crate::store) async fn recordings_to_move(
         &self,
         limit: i64,
     ) -> Result<Vec<Moved>, StoreError> {
-        self.with(|c| {
+        self.run(move |c| {
             let mut st = c.prepare(
                 "SELECT id, account_id, call_id, file_path, state, meta, created_us,
                             updated_us
@@ -76,12 +83,16 @@ impl Sqlite {
             }
             Ok(out)
         })
+        .await
     }
 
     /// Removes the recordings of `batch` the database now holds: each only if it did not
     /// change meanwhile (else the newer row moves next round).
-    pub(in crate::store) fn remove_moved(&self, batch: &[Moved]) -> Result<(), StoreError> {
-        self.with(|c| {
+    pub(in crate::store) async fn remove_moved(&self, batch: &[Moved]) -> Result<(), StoreError> {
+        let batch = batch.to_vec();
+        self.run(move |c| {
+            let batch = batch.as_slice();
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for m in batch {
                 // Only if it did not change meanwhile (else the newer row moves next round).
@@ -99,5 +110,6 @@ impl Sqlite {
             tx.commit()?;
             Ok(())
         })
+        .await
     }
 }

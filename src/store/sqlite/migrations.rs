@@ -326,14 +326,14 @@ mod tests {
         secret.to_string()
     }
 
-    #[test]
-    fn first_release_files_are_migrated_keeping_accounts() {
+    #[tokio::test]
+    async fn first_release_files_are_migrated_keeping_accounts() {
         let dir = tempfile::tempdir().unwrap();
         let secret = v1_file(dir.path());
         let s = Store::open(dir.path()).unwrap();
-        let u = s.get(Kind::User, "B", "u1").unwrap().unwrap();
+        let u = s.get(Kind::User, "B", "u1").await.unwrap().unwrap();
         assert_eq!((u.rev, &u.body["first_name"]), (Revision(3), &json!("Bob")));
-        assert!(s.get(Kind::User, "A", "u1").unwrap().is_none());
+        assert!(s.get(Kind::User, "A", "u1").await.unwrap().is_none());
         // The bug the migration ends: account A writing "u1" no longer takes B's document.
         s.put(
             Kind::User,
@@ -342,13 +342,17 @@ mod tests {
             json!({"first_name": "Mallory"}),
             Expect::Any,
         )
+        .await
         .unwrap();
-        assert_eq!(s.get(Kind::User, "B", "u1").unwrap().unwrap().body, u.body);
         assert_eq!(
-            s.verify_token(&secret).unwrap(),
+            s.get(Kind::User, "B", "u1").await.unwrap().unwrap().body,
+            u.body
+        );
+        assert_eq!(
+            s.verify_token(&secret).await.unwrap(),
             Some(Scope::Account("B".into()))
         );
-        let r = s.recording::<Value>("r1").unwrap().unwrap();
+        let r = s.recording::<Value>("r1").await.unwrap().unwrap();
         assert_eq!(r.state, RecordingState::Pending);
         assert_eq!(
             r.meta["destinations"],
@@ -360,11 +364,11 @@ mod tests {
             (d.method, d.attempts, d.last_status),
             (UploadMethod::Post, 2, Some(500))
         );
-        assert!(s.has_recording_path("/d/r1.wav").unwrap());
+        assert!(s.has_recording_path("/d/r1.wav").await.unwrap());
         drop(s);
         // Opening again finds the current version: nothing to do.
         let s = Store::open(dir.path()).unwrap();
-        assert!(s.get(Kind::User, "B", "u1").unwrap().is_some());
+        assert!(s.get(Kind::User, "B", "u1").await.unwrap().is_some());
     }
 
     #[test]
@@ -413,8 +417,8 @@ mod tests {
         assert!(plan.contains("recordings_state"), "{plan}");
     }
 
-    #[test]
-    fn a_version_3_file_gains_the_per_call_lookups_filled_from_its_documents() {
+    #[tokio::test]
+    async fn a_version_3_file_gains_the_per_call_lookups_filled_from_its_documents() {
         let dir = tempfile::tempdir().unwrap();
         {
             let c = Connection::open(dir.path().join("callrec.db")).unwrap();
@@ -429,8 +433,8 @@ mod tests {
             c.pragma_update(None, "user_version", 3).unwrap();
         }
         let s = crate::store::Store::open(dir.path()).unwrap();
-        assert_eq!(s.accounts_with_number("200").unwrap(), ["a"]);
-        assert!(s.any_recording_settings().unwrap());
+        assert_eq!(s.accounts_with_number("200").await.unwrap(), ["a"]);
+        assert!(s.any_recording_settings().await.unwrap());
         s.put(
             crate::store::Kind::User,
             "b",
@@ -438,8 +442,9 @@ mod tests {
             serde_json::json!({"first_name": "Bo"}),
             crate::store::documents::Expect::Any,
         )
+        .await
         .unwrap();
-        assert!(!s.any_recording_settings().unwrap());
+        assert!(!s.any_recording_settings().await.unwrap());
         let c = Connection::open(dir.path().join("callrec.db")).unwrap();
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -447,8 +452,8 @@ mod tests {
         assert_eq!(v, CURRENT);
     }
 
-    #[test]
-    fn a_version_4_file_gives_its_recordings_to_the_node_that_opens_it() {
+    #[tokio::test]
+    async fn a_version_4_file_gives_its_recordings_to_the_node_that_opens_it() {
         let dir = tempfile::tempdir().unwrap();
         {
             let c = Connection::open(dir.path().join("callrec.db")).unwrap();
@@ -464,12 +469,15 @@ mod tests {
             c.pragma_update(None, "user_version", 4).unwrap();
         }
         let s = Store::open(dir.path()).unwrap();
-        let r = s.recording::<Value>("r1").unwrap().unwrap();
+        let r = s.recording::<Value>("r1").await.unwrap().unwrap();
         assert_eq!(r.node, "callrec", "the default node until one is named");
-        let s = s.for_node("fs-7").unwrap();
-        assert_eq!(s.recording::<Value>("r1").unwrap().unwrap().node, "fs-7");
+        let s = s.for_node("fs-7").await.unwrap();
+        assert_eq!(
+            s.recording::<Value>("r1").await.unwrap().unwrap().node,
+            "fs-7"
+        );
         let claims: Vec<crate::store::recordings::Claim<Value>> =
-            s.claim_due(crate::store::now_us(), 10).unwrap();
+            s.claim_due(crate::store::now_us(), 10).await.unwrap();
         assert_eq!(claims.len(), 1, "its deliveries are the node's too");
         drop(s);
         let s = Store::open(dir.path()).unwrap();

@@ -6,8 +6,8 @@
 //! journal of a node on a shared database does: see `store::fallback`).
 //!
 //! Invariants: one connection, taken under a mutex for one call at a time, so SQLite sees one
-//! writer; a caller that holds it never waits on anything else (calls block: async code runs
-//! them from `spawn_blocking`).
+//! writer; a call that holds it never waits on anything else. Calls run on tokio's blocking
+//! pool ([`Sqlite::run`]), never on a runtime thread.
 
 mod decisions;
 mod documents;
@@ -60,11 +60,28 @@ impl Sqlite {
     }
 
     /// SQLite's `PRAGMA integrity_check`: `ok`, or what it found.
-    pub(super) fn integrity_check(&self) -> Result<String, StoreError> {
-        self.with(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+    pub(super) async fn integrity_check(&self) -> Result<String, StoreError> {
+        self.run(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+            .await
     }
 
-    /// Runs `f` with the connection, blocking the caller until it is free.
+    /// Runs `f` with the connection on the blocking pool: SQLite's calls block, so the caller's
+    /// task waits for them without holding a runtime thread.
+    pub(super) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().map_err(|_| StoreError::Poisoned)?;
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| StoreError::Panicked(e.to_string()))?
+    }
+
+    /// Runs `f` with the connection, blocking the caller until it is free (opening, at
+    /// start-up, before anything else runs).
     pub(super) fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,

@@ -4,13 +4,17 @@ use super::Sqlite;
 use crate::store::nodes::NodeRows;
 use crate::store::StoreError;
 
+#[async_trait::async_trait]
 impl NodeRows for Sqlite {
     fn name(&self) -> &'static str {
         "sqlite"
     }
 
-    fn speak_for(&self, node: &str) -> Result<(), StoreError> {
-        self.with(|c| {
+    async fn speak_for(&self, node: &str) -> Result<(), StoreError> {
+        let node = node.to_owned();
+        self.run(move |c| {
+            let node = node.as_str();
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let owner: String = tx.query_row("SELECT node FROM owner", [], |r| r.get(0))?;
             // Rows change hands only when the node's name does: no scan at every start.
@@ -22,24 +26,26 @@ impl NodeRows for Sqlite {
             tx.commit()?;
             Ok(())
         })
+        .await
     }
 
-    fn hold_node(&self, _node: &str) -> Result<(), StoreError> {
+    async fn hold_node(&self, _node: &str) -> Result<(), StoreError> {
         Ok(())
     }
 
-    fn check_writable(&self) -> Result<(), StoreError> {
-        self.with(|c| {
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.run(move |c| {
             c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
             Ok(())
         })
+        .await
     }
 
-    fn register_api(&self, _node: &str, _url: &str) -> Result<(), StoreError> {
+    async fn register_api(&self, _node: &str, _url: &str) -> Result<(), StoreError> {
         Ok(())
     }
 
-    fn node_api(&self, _node: &str) -> Result<Option<String>, StoreError> {
+    async fn node_api(&self, _node: &str) -> Result<Option<String>, StoreError> {
         Ok(None)
     }
 }

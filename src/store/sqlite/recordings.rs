@@ -35,7 +35,7 @@ pub(super) fn refresh(c: &Connection, id: &str) -> Result<RecordingState, StoreE
 pub(super) fn put_recording(
     c: &Connection,
     node: &str,
-    rec: &RawNew<'_>,
+    rec: &RawNew,
     state: RecordingState,
     now: i64,
 ) -> Result<(), StoreError> {
@@ -96,17 +96,23 @@ fn recording_row(c: &Connection, r: &rusqlite::Row<'_>) -> Result<RawRecording, 
     })
 }
 
+#[async_trait::async_trait]
 impl RecordingRows for Sqlite {
-    fn add_recording(
+    async fn add_recording(
         &self,
         node: &str,
-        rec: &RawNew<'_>,
+        rec: &RawNew,
         now: i64,
     ) -> Result<RecordingState, StoreError> {
-        self.with(|c| {
+        let node = node.to_owned();
+        let rec = rec.clone();
+        self.run(move |c| {
+            let node = node.as_str();
+            let rec = &rec;
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             put_recording(&tx, node, rec, RecordingState::Stored, now)?;
-            for d in rec.destinations {
+            for d in &rec.destinations {
                 tx.execute(
                     "INSERT OR IGNORE INTO deliveries
                      (recording_id, node, url, method, state, attempts, next_attempt_us, since_us)
@@ -114,36 +120,58 @@ impl RecordingRows for Sqlite {
                     params![rec.id, node, d.url, d.method.as_str(), now],
                 )?;
             }
-            let state = refresh(&tx, rec.id)?;
+            let state = refresh(&tx, &rec.id)?;
             tx.commit()?;
             Ok(state)
         })
+        .await
     }
 
-    fn journal_recording(&self, node: &str, rec: &RawNew<'_>, now: i64) -> Result<(), StoreError> {
-        self.with(|c| put_recording(c, node, rec, RecordingState::Recording, now))
+    async fn journal_recording(
+        &self,
+        node: &str,
+        rec: &RawNew,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let node = node.to_owned();
+        let rec = rec.clone();
+        self.run(move |c| {
+            let node = node.as_str();
+            let rec = &rec;
+            put_recording(c, node, rec, RecordingState::Recording, now)
+        })
+        .await
     }
 
-    fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
-        self.with(|c| {
+    async fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            let id = id.as_str();
+
             Ok(c.execute(
                 "DELETE FROM recordings WHERE id = ?1 AND state = 'recording'",
                 params![id],
             )? > 0)
         })
+        .await
     }
 
-    fn journaled(&self, node: &str) -> Result<Vec<(String, String)>, StoreError> {
-        self.journaled_of(Some(node))
+    async fn journaled(&self, node: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.journaled_of(Some(node)).await
     }
 
-    fn mentioning_since(
+    async fn mentioning_since(
         &self,
         node: &str,
         since_us: i64,
         needle: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        self.with(|c| {
+        let node = node.to_owned();
+        let needle = needle.to_owned();
+        self.run(move |c| {
+            let node = node.as_str();
+            let needle = needle.as_str();
+
             let mut st = c.prepare(
                 "SELECT id, meta FROM recordings
                      WHERE created_us >= ?2 AND node = ?1 AND instr(meta, ?3) > 0
@@ -154,10 +182,14 @@ impl RecordingRows for Sqlite {
             })?;
             Ok::<Vec<(String, String)>, StoreError>(rows.collect::<Result<_, _>>()?)
         })
+        .await
     }
 
-    fn recover_deliveries(&self, node: &str) -> Result<usize, StoreError> {
-        self.with(|c| {
+    async fn recover_deliveries(&self, node: &str) -> Result<usize, StoreError> {
+        let node = node.to_owned();
+        self.run(move |c| {
+            let node = node.as_str();
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let ids: Vec<String> = {
                 let mut st = tx.prepare(
@@ -177,10 +209,19 @@ impl RecordingRows for Sqlite {
             tx.commit()?;
             Ok(n)
         })
+        .await
     }
 
-    fn claim_due(&self, node: &str, now: i64, limit: i64) -> Result<Vec<RawClaim>, StoreError> {
-        self.with(|c| {
+    async fn claim_due(
+        &self,
+        node: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<RawClaim>, StoreError> {
+        let node = node.to_owned();
+        self.run(move |c| {
+            let node = node.as_str();
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let rows: Vec<(String, RawClaim)> = {
                 let mut st = tx.prepare(
@@ -216,10 +257,14 @@ impl RecordingRows for Sqlite {
             tx.commit()?;
             Ok(out)
         })
+        .await
     }
 
-    fn next_due(&self, node: &str) -> Result<Option<u64>, StoreError> {
-        self.with(|c| {
+    async fn next_due(&self, node: &str) -> Result<Option<u64>, StoreError> {
+        let node = node.to_owned();
+        self.run(move |c| {
+            let node = node.as_str();
+
             let v: Option<i64> = c.query_row(
                 "SELECT MIN(next_attempt_us) FROM deliveries WHERE node = ?1 AND state = 'pending'",
                 params![node],
@@ -227,16 +272,23 @@ impl RecordingRows for Sqlite {
             )?;
             Ok(v.map(|v| v as u64))
         })
+        .await
     }
 
-    fn settle(
+    async fn settle(
         &self,
         id: &str,
         dest: &Destination,
         outcome: &Outcome,
     ) -> Result<RecordingState, StoreError> {
-        let (url, method) = (dest.url.as_str(), dest.method.as_str());
-        self.with(|c| {
+        let id = id.to_owned();
+        let dest = dest.clone();
+        let outcome = outcome.clone();
+        self.run(move |c| {
+            let id = id.as_str();
+            let (url, method) = (dest.url.as_str(), dest.method.as_str());
+            let outcome = &outcome;
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             match outcome {
                 Outcome::Delivered { status } => tx.execute(
@@ -266,10 +318,14 @@ impl RecordingRows for Sqlite {
             tx.commit()?;
             Ok(state)
         })
+        .await
     }
 
-    fn recording(&self, id: &str) -> Result<Option<RawRecording>, StoreError> {
-        self.with(|c| {
+    async fn recording(&self, id: &str) -> Result<Option<RawRecording>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            let id = id.as_str();
+
             let mut st = c.prepare(
                 "SELECT id, node, state, created_us, updated_us, meta FROM recordings
                      WHERE id = ?1",
@@ -280,10 +336,14 @@ impl RecordingRows for Sqlite {
                 None => Ok(None),
             }
         })
+        .await
     }
 
-    fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError> {
-        self.with(|c| {
+    async fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError> {
+        let f = f.clone();
+        self.run(move |c| {
+            let f = &f;
+
             let (sql, values) = f.sql(Dialect::Sqlite);
             let mut st = c.prepare_cached(&sql)?;
             let mut rows = st.query(rusqlite::params_from_iter(values.iter()))?;
@@ -293,10 +353,14 @@ impl RecordingRows for Sqlite {
             }
             Ok(out)
         })
+        .await
     }
 
-    fn retry_failed(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError> {
-        self.with(|c| {
+    async fn retry_failed(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError> {
+        let id = id.map(str::to_owned);
+        self.run(move |c| {
+            let id = id.as_deref();
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let ids: Vec<String> = {
                 let mut st = tx.prepare(
@@ -317,10 +381,18 @@ impl RecordingRows for Sqlite {
             tx.commit()?;
             Ok(n)
         })
+        .await
     }
 
-    fn reassign(&self, from: &str, to: &str, id: Option<&str>) -> Result<usize, StoreError> {
-        self.with(|c| {
+    async fn reassign(&self, from: &str, to: &str, id: Option<&str>) -> Result<usize, StoreError> {
+        let from = from.to_owned();
+        let to = to.to_owned();
+        let id = id.map(str::to_owned);
+        self.run(move |c| {
+            let from = from.as_str();
+            let to = to.as_str();
+            let id = id.as_deref();
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let ids: Vec<String> = {
                 let mut st = tx.prepare(
@@ -345,10 +417,16 @@ impl RecordingRows for Sqlite {
             tx.commit()?;
             Ok(ids.len())
         })
+        .await
     }
 
-    fn has_recording_path(&self, node: &str, path: &str) -> Result<bool, StoreError> {
-        self.with(|c| {
+    async fn has_recording_path(&self, node: &str, path: &str) -> Result<bool, StoreError> {
+        let node = node.to_owned();
+        let path = path.to_owned();
+        self.run(move |c| {
+            let node = node.as_str();
+            let path = path.as_str();
+
             Ok(c.query_row(
                 "SELECT 1 FROM recordings WHERE file_path = ?1 AND node = ?2 LIMIT 1",
                 params![path, node],
@@ -357,16 +435,24 @@ impl RecordingRows for Sqlite {
             .optional()?
             .is_some())
         })
+        .await
     }
 
-    fn recording_paths_in(
+    async fn recording_paths_in(
         &self,
         node: &str,
         prefix: &str,
         end: &str,
     ) -> Result<HashSet<String>, StoreError> {
+        let node = node.to_owned();
+        let prefix = prefix.to_owned();
+        let end = end.to_owned();
         let tail_from = prefix.chars().count() as i64 + 1;
-        self.with(|c| {
+        self.run(move |c| {
+            let node = node.as_str();
+            let prefix = prefix.as_str();
+            let end = end.as_str();
+
             let mut st = c.prepare(
                 "SELECT file_path FROM recordings
                  WHERE file_path >= ?1 AND file_path < ?2 AND instr(substr(file_path, ?3), '/') = 0
@@ -377,17 +463,21 @@ impl RecordingRows for Sqlite {
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
+        .await
     }
 }
 
 impl Sqlite {
     /// The journaled recordings of `node` (`None`: of every node: the local journal of a node
     /// on a shared database holds this host's, whatever node they were written as).
-    pub(in crate::store) fn journaled_of(
+    pub(in crate::store) async fn journaled_of(
         &self,
         node: Option<&str>,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        self.with(|c| {
+        let node = node.map(str::to_owned);
+        self.run(move |c| {
+            let node = node.as_deref();
+
             let mut st = c.prepare(
                 "SELECT id, meta FROM recordings
                      WHERE state = 'recording' AND (?1 IS NULL OR node = ?1) ORDER BY created_us",
@@ -395,5 +485,6 @@ impl Sqlite {
             let rows = st.query_map(params![node], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok::<Vec<(String, String)>, StoreError>(rows.collect::<Result<_, _>>()?)
         })
+        .await
     }
 }

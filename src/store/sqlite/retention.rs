@@ -7,14 +7,22 @@ use super::Sqlite;
 use crate::store::retention::{refusal, state_of, Cutoffs, Erasure, RemovalRows, Removed};
 use crate::store::StoreError;
 
+#[async_trait::async_trait]
 impl RemovalRows for Sqlite {
-    fn erase_recording(
+    async fn erase_recording(
         &self,
         node: &str,
         id: &str,
         account: Option<&str>,
     ) -> Result<Erasure, StoreError> {
-        self.with(|c| {
+        let node = node.to_owned();
+        let id = id.to_owned();
+        let account = account.map(str::to_owned);
+        self.run(move |c| {
+            let node = node.as_str();
+            let id = id.as_str();
+            let account = account.as_deref();
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let row: Option<(String, Option<String>, String, String, String)> = tx
                 .query_row(
@@ -44,14 +52,20 @@ impl RemovalRows for Sqlite {
                 state: state_of(&state)?,
             }))
         })
+        .await
     }
 
-    fn recordings_of_call(
+    async fn recordings_of_call(
         &self,
         account: Option<&str>,
         call_id: &str,
     ) -> Result<Vec<String>, StoreError> {
-        self.with(|c| {
+        let account = account.map(str::to_owned);
+        let call_id = call_id.to_owned();
+        self.run(move |c| {
+            let account = account.as_deref();
+            let call_id = call_id.as_str();
+
             let mut st = c.prepare_cached(
                 "SELECT id FROM recordings WHERE call_id = ?1
                    AND (?2 IS NULL OR account_id = ?2) ORDER BY created_us, id",
@@ -59,24 +73,31 @@ impl RemovalRows for Sqlite {
             let rows = st.query_map(params![call_id, account], |r| r.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
+        .await
     }
 
-    fn checkpoint_log(&self) -> Result<(), StoreError> {
-        self.with(|c| {
+    async fn checkpoint_log(&self) -> Result<(), StoreError> {
+        self.run(move |c| {
             c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
             Ok(())
         })
+        .await
     }
 
-    fn take_expired(
+    async fn take_expired(
         &self,
         node: &str,
         cutoffs: &Cutoffs,
         limit: i64,
     ) -> Result<Vec<Removed>, StoreError> {
+        let node = node.to_owned();
+        let cutoffs = cutoffs.clone();
         let own: Vec<&str> = cutoffs.accounts.iter().map(|(a, _)| a.as_str()).collect();
         let own = serde_json::to_string(&own).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.with(|c| {
+        self.run(move |c| {
+            let node = node.as_str();
+            let cutoffs = &cutoffs;
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut found: Vec<Removed> = Vec::new();
             let read = |sql: &str, p: &[&dyn rusqlite::ToSql], found: &mut Vec<Removed>| {
@@ -138,5 +159,6 @@ impl RemovalRows for Sqlite {
             tx.commit()?;
             Ok(found)
         })
+        .await
     }
 }

@@ -10,14 +10,20 @@ use crate::store::webhooks::{
 };
 use crate::store::{now_us, StoreError};
 
+#[async_trait::async_trait]
 impl HookRows for Sqlite {
-    fn add_hook_events(
+    async fn add_hook_events(
         &self,
         node: &str,
         events: &[NewHookEvent],
         now: i64,
     ) -> Result<(), StoreError> {
-        self.with(|c| {
+        let node = node.to_owned();
+        let events = events.to_vec();
+        self.run(move |c| {
+            let node = node.as_str();
+            let events = events.as_slice();
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             {
                 let mut st = tx.prepare_cached(
@@ -41,16 +47,22 @@ impl HookRows for Sqlite {
             tx.commit()?;
             Ok(())
         })
+        .await
     }
 
-    fn claim_hook_events(
+    async fn claim_hook_events(
         &self,
         node: &str,
         now: i64,
         limits: &ClaimLimits,
     ) -> Result<Vec<HookClaim>, StoreError> {
+        let node = node.to_owned();
         let busy = busy_keys(limits);
-        self.with(|c| {
+        let limits = limits.clone();
+        self.run(move |c| {
+            let node = node.as_str();
+            let limits = &limits;
+
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             // Claims whose worker is gone (its lease ran out) are due again.
             tx.prepare_cached(
@@ -118,10 +130,16 @@ impl HookRows for Sqlite {
             tx.commit()?;
             Ok(out)
         })
+        .await
     }
 
-    fn settle_hook_event(&self, id: &str, outcome: &HookOutcome) -> Result<(), StoreError> {
-        self.with(|c| {
+    async fn settle_hook_event(&self, id: &str, outcome: &HookOutcome) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        let outcome = outcome.clone();
+        self.run(move |c| {
+            let id = id.as_str();
+            let outcome = &outcome;
+
             match outcome {
                 HookOutcome::Delivered { status } => c.execute(
                     "UPDATE webhook_events SET state = 'delivered', attempts = attempts + 1,
@@ -150,16 +168,24 @@ impl HookRows for Sqlite {
             };
             Ok(())
         })
+        .await
     }
 
-    fn defer_hook(
+    async fn defer_hook(
         &self,
         node: &str,
         account: &str,
         webhook: &str,
         until_us: i64,
     ) -> Result<(), StoreError> {
-        self.with(|c| {
+        let node = node.to_owned();
+        let account = account.to_owned();
+        let webhook = webhook.to_owned();
+        self.run(move |c| {
+            let node = node.as_str();
+            let account = account.as_str();
+            let webhook = webhook.as_str();
+
             c.prepare_cached(
                 "UPDATE webhook_events SET state = 'pending', claimed_by = NULL,
                    claim_until_us = NULL, next_attempt_us = MAX(next_attempt_us, ?4)
@@ -169,10 +195,11 @@ impl HookRows for Sqlite {
             .execute(params![account, webhook, node, until_us])?;
             Ok(())
         })
+        .await
     }
 
-    fn next_hook_due(&self) -> Result<Option<u64>, StoreError> {
-        self.with(|c| {
+    async fn next_hook_due(&self) -> Result<Option<u64>, StoreError> {
+        self.run(move |c| {
             let v: Option<i64> = c.query_row(
                 "SELECT MIN(t) FROM (
                    SELECT MIN(next_attempt_us) AS t FROM webhook_events WHERE state = 'pending'
@@ -183,10 +210,14 @@ impl HookRows for Sqlite {
             )?;
             Ok(v.map(|v| v as u64))
         })
+        .await
     }
 
-    fn recover_hook_events(&self, node: &str) -> Result<usize, StoreError> {
-        self.with(|c| {
+    async fn recover_hook_events(&self, node: &str) -> Result<usize, StoreError> {
+        let node = node.to_owned();
+        self.run(move |c| {
+            let node = node.as_str();
+
             Ok(c.execute(
                 "UPDATE webhook_events SET state = 'pending', claimed_by = NULL,
                    claim_until_us = NULL
@@ -194,10 +225,14 @@ impl HookRows for Sqlite {
                 params![node],
             )?)
         })
+        .await
     }
 
-    fn hook_events(&self, f: &HookFilter) -> Result<Vec<HookRow>, StoreError> {
-        self.with(|c| {
+    async fn hook_events(&self, f: &HookFilter) -> Result<Vec<HookRow>, StoreError> {
+        let f = f.clone();
+        self.run(move |c| {
+            let f = &f;
+
             let mut st = c.prepare_cached(
                 "SELECT id, account_id, webhook_id, type, recording_id, node, state, attempts,
                         created_us, next_attempt_us, last_status, last_error, delivered_us
@@ -233,15 +268,20 @@ impl HookRows for Sqlite {
             }
             Ok(out)
         })
+        .await
     }
 
-    fn retry_hook_events(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError> {
-        self.with(|c| {
+    async fn retry_hook_events(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError> {
+        let id = id.map(str::to_owned);
+        self.run(move |c| {
+            let id = id.as_deref();
+
             Ok(c.execute(
                 "UPDATE webhook_events SET state = 'pending', next_attempt_us = ?2, since_us = ?2
                  WHERE state = 'failed' AND (?1 IS NULL OR id = ?1)",
                 params![id, now],
             )?)
         })
+        .await
     }
 }
