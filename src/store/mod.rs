@@ -16,12 +16,16 @@
 //! - [`webhooks`]: the queue of webhook events (any node may send any of them);
 //! - [`retention`]: recordings taken out (erasure on request, retention), their files left to
 //!   the caller;
-//! - [`migrations`]: SQLite's schema, versioned with `PRAGMA user_version`; PostgreSQL's is in
-//!   [`postgres`], versioned in a table;
+//! - [`decisions`]: each call's decision record and the outcomes of its recordings;
+//! - [`fallback`]: a shared-database node's local journal while the database is unreachable;
+//! - [`sqlite`] and [`postgres`]: the two backends, a file per concept each (plus schema,
+//!   opening; PostgreSQL's pool, TLS and node lock);
 //! - [`inspect`]: counts and the integrity check, read-only;
 //! - [`nodes`]: where each node's API answers (shared database only);
 //! - [`scratch`]: stores made on purpose by tests and benchmarks (new databases, a first-release
-//!   file, the unindexed lookups the benchmarks compare against): the suite writes no SQL.
+//!   file, the unindexed lookups the benchmarks compare against): the suite writes no SQL. Its
+//!   database administration runs on a thread of its own (a test's database is dropped in
+//!   `Drop`); nothing that serves uses it.
 //!
 //! Invariants: a document belongs to exactly one account and nothing reached through one
 //! account reads or writes another's; every write bumps a document's revision by one,
@@ -77,9 +81,14 @@ pub use recordings::{DeliveryState, RecordingState};
 pub use tokens::Scope;
 
 /// The one interface both backends implement ([`sqlite`] and [`postgres`]): a trait per
-/// concept, declared beside the rules it serves ([`documents::DocumentRows`],
-/// [`tokens::TokenRows`], [`decisions::DecisionRows`], [`webhooks::HookRows`]). The rest of the store's concepts still fork on the backend in their
-/// own methods; they move behind this interface one concept at a time.
+/// concept, declared beside the rules it serves, every method async
+/// ([`documents::DocumentRows`], [`tokens::TokenRows`], [`recordings::RecordingRows`],
+/// [`webhooks::HookRows`], [`decisions::DecisionRows`], [`retention::RemovalRows`],
+/// [`inspect::Census`], [`nodes::NodeRows`]). A concept's rules are written once, in its module,
+/// above both (revisions, a recording's state from its deliveries, what may be erased, pruning's
+/// cutoff, fairness of webhook claims); the backends hold statements only. The one rule that
+/// needs both backends at once, the local journal while a shared database is unreachable, is
+/// [`fallback`]'s.
 trait Backend:
     documents::DocumentRows
     + tokens::TokenRows
@@ -131,7 +140,8 @@ pub enum StoreError {
     Panicked(String),
 }
 
-/// Thread-safe handle; clone freely. Calls block: use them from `spawn_blocking` in async code.
+/// Thread-safe handle; clone freely. Every call is async and runs on the caller's runtime
+/// (SQLite's statements on its blocking pool, PostgreSQL's as the caller's futures).
 #[derive(Clone)]
 pub struct Store {
     /// The SQLite file; with PostgreSQL, the node's local journal ([`fallback`]).
