@@ -17,9 +17,8 @@ impl DocumentRows for Sqlite {
         let account_id = account_id.to_owned();
         let id = id.to_owned();
         self.run(move |c| {
-let account_id = account_id.as_str();
-let id = id.as_str();
-
+            let account_id = account_id.as_str();
+            let id = id.as_str();
             let row = c
                 .query_row(
                     "SELECT rev, body FROM documents WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
@@ -29,15 +28,15 @@ let id = id.as_str();
                 .optional()?;
             row.map(|(rev, body)| row_to_doc(kind, account_id.into(), id.into(), rev, &body))
                 .transpose()
-        }).await
+        })
+        .await
     }
 
     /// The account's documents of `kind`, by id.
     async fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
         let account_id = account_id.to_owned();
         self.run(move |c| {
-let account_id = account_id.as_str();
-
+            let account_id = account_id.as_str();
             let mut st = c.prepare(
                 "SELECT id, rev, body FROM documents WHERE account_id = ?1 AND kind = ?2 ORDER BY id",
             )?;
@@ -50,7 +49,8 @@ let account_id = account_id.as_str();
                 out.push(row_to_doc(kind, account_id.into(), id, rev, &body)?);
             }
             Ok(out)
-        }).await
+        })
+        .await
     }
 
     /// Every document of `kind`, of every account (retention reads the accounts' limits).
@@ -99,7 +99,8 @@ let account_id = account_id.as_str();
                 out.push(row_to_doc(parse_kind(&kind)?, account, id, rev, &body)?);
             }
             Ok(out)
-        }).await
+        })
+        .await
     }
 
     /// Writes a document of `account_id` if `expect` holds; returns it at its new revision.
