@@ -116,8 +116,12 @@ pub async fn get_decision(
     headers: HeaderMap,
 ) -> ApiResult {
     authorize(&state, &headers, Some(&account_id)).await?;
-    let (a, c) = (account_id.clone(), call_id.clone());
-    let found = stored(state.store.decision_of_call(Some(&a), &c)).await?;
+    let found = stored(
+        state
+            .store
+            .decision_of_call(Some(account_id.as_str()), &call_id),
+    )
+    .await?;
     let Some((row, outcomes)) = found else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -230,8 +234,7 @@ pub async fn retry_recording(
 ) -> ApiResult {
     authorize(&state, &headers, Some(&account_id)).await?;
     recording_of(&state, &account_id, &id).await?;
-    let i = id.clone();
-    let n = stored(state.store.retry_failed(Some(&i))).await?;
+    let n = stored(state.store.retry_failed(Some(id.as_str()))).await?;
     tracing::info!(
         target: "callrec::audit",
         account_id = %crate::telemetry::printable(&account_id),

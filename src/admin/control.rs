@@ -157,8 +157,7 @@ pub(super) async fn forward(state: &ApiState, node: &str, req: Forward<'_>) -> A
     if req.forwarded {
         return Err(unreachable("it does not follow the call either".into()));
     }
-    let n = node.to_string();
-    let Some(base) = stored(state.store.node_api(&n)).await? else {
+    let Some(base) = stored(state.store.node_api(node)).await? else {
         return Err(unreachable("it never said where its API answers".into()));
     };
     let client = reqwest::Client::builder()

@@ -71,8 +71,12 @@ pub async fn delete_recording(
 ) -> ApiResult {
     authorize(&state, &headers, Some(&account_id)).await?;
     let token = token_id(&headers);
-    let (a, i) = (account_id.clone(), id.clone());
-    let (outcome, files) = stored(retention::erase(&state.store, &i, Some(&a))).await?;
+    let (outcome, files) = stored(retention::erase(
+        &state.store,
+        &id,
+        Some(account_id.as_str()),
+    ))
+    .await?;
     match outcome {
         Erasure::Unknown => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -125,8 +129,12 @@ pub async fn delete_call(
             data: json!({"call_id": {"message": "required: the call whose recordings to erase"}}),
         })?;
     let token = token_id(&headers);
-    let (a, c) = (account_id.clone(), call_id.clone());
-    let ids = stored(state.store.recordings_of_call(Some(&a), &c)).await?;
+    let ids = stored(
+        state
+            .store
+            .recordings_of_call(Some(account_id.as_str()), &call_id),
+    )
+    .await?;
     if ids.is_empty() {
         // No recording, but the call's decision record holds its parties too.
         let n = erase_decisions(&state, &token, &account_id, &call_id).await?;
@@ -189,8 +197,12 @@ pub async fn delete_call(
     let mut erased = Vec::new();
     let mut busy_now = Vec::new();
     for (id, _, _) in states {
-        let (a, i) = (account_id.clone(), id.clone());
-        let (outcome, files) = stored(retention::erase(&state.store, &i, Some(&a))).await?;
+        let (outcome, files) = stored(retention::erase(
+            &state.store,
+            &id,
+            Some(account_id.as_str()),
+        ))
+        .await?;
         match outcome {
             Erasure::Removed(r) => {
                 audit(&token, &account_id, &r, files);
@@ -223,8 +235,7 @@ async fn erase_decisions(
     account_id: &str,
     call_id: &str,
 ) -> Result<usize, ApiError> {
-    let (a, c) = (account_id.to_string(), call_id.to_string());
-    let n = stored(state.store.erase_decisions(Some(&a), &c)).await?;
+    let n = stored(state.store.erase_decisions(Some(account_id), call_id)).await?;
     if n > 0 {
         tracing::info!(
             target: "callrec::audit",

@@ -214,8 +214,7 @@ async fn get_one(
     account_id: &str,
     id: &str,
 ) -> Result<Option<Doc>, ApiError> {
-    let (a, i) = (account_id.to_string(), id.to_string());
-    stored(state.store.get(kind, &a, &i)).await
+    stored(state.store.get(kind, account_id, id)).await
 }
 
 async fn account_exists(state: &ApiState, account_id: &str) -> Result<(), ApiError> {
@@ -285,8 +284,7 @@ pub async fn list_docs(
     authorize(&state, &headers, Some(&account_id)).await?;
     let kind = kind_of(&collection)?;
     account_exists(&state, &account_id).await?;
-    let a = account_id.clone();
-    let docs = stored(state.store.list(kind, &a)).await?;
+    let docs = stored(state.store.list(kind, &account_id)).await?;
     let data: Vec<Value> = docs
         .into_iter()
         .map(|d| public_body(d.kind, d.body))
@@ -375,8 +373,7 @@ pub async fn delete_doc(
         Expect::Revision(r) => Some(r),
         _ => None,
     };
-    let (a, i) = (account_id.clone(), id.clone());
-    if stored(state.store.delete(kind, &a, &i, expect)).await? {
+    if stored(state.store.delete(kind, &account_id, &id, expect)).await? {
         tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, "document deleted");
         Ok(success(StatusCode::OK, json!({"id": id}), None))
     } else {
@@ -413,8 +410,7 @@ async fn write(
     if let documents::Settings::Callflow(cf) = settings {
         callflow_conflicts(state, account_id, id, cf).await?;
     }
-    let (a, i) = (account_id.to_string(), id.to_string());
-    let doc = stored(state.store.put(kind, &a, &i, data, expect)).await?;
+    let doc = stored(state.store.put(kind, account_id, id, data, expect)).await?;
     tracing::info!(account_id = %account_id, kind = kind.as_str(), id = %id, revision = doc.rev.0, "document saved");
     if let Some(secret) = revealed {
         // The document was just validated: no warning to add.
@@ -458,8 +454,7 @@ async fn callflow_conflicts(
     id: &str,
     new: documents::CallflowSettings,
 ) -> Result<(), ApiError> {
-    let a = account_id.to_string();
-    let others = stored(state.store.list(Kind::Callflow, &a)).await?;
+    let others = stored(state.store.list(Kind::Callflow, account_id)).await?;
     let others: Vec<(String, documents::CallflowSettings)> = others
         .into_iter()
         .filter_map(|d| match documents::parse(Kind::Callflow, &d.body) {

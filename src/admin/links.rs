@@ -207,8 +207,7 @@ async fn relay(
             "the request came from another node already".into(),
         ));
     }
-    let n = node.to_string();
-    let Some(base) = super::handlers::stored(state.store.node_api(&n)).await? else {
+    let Some(base) = super::handlers::stored(state.store.node_api(node)).await? else {
         return Err(unreachable("it never said where its API answers".into()));
     };
     let client = reqwest::Client::builder()

@@ -31,8 +31,7 @@ pub(super) async fn prepare(
     }
     obj.remove("secret");
     // A whole-document write (PUT) keeps the stored secret: nobody can send it back.
-    let (a, i) = (account_id.to_string(), id.to_string());
-    let stored = stored(state.store.get(Kind::Webhook, &a, &i)).await?;
+    let stored = stored(state.store.get(Kind::Webhook, account_id, id)).await?;
     if let Some(secret) = stored
         .as_ref()
         .and_then(|d| d.body.get("secret"))
