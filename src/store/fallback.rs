@@ -48,24 +48,34 @@ impl Store {
         self.pg.is_some() && self.local.load(Ordering::Acquire)
     }
 
-    /// A write the database refused for being unreachable goes to the local file instead.
-    pub(super) fn keep_locally(&self, id: &str, why: &str) {
-        self.local.store(true, Ordering::Release);
-        tracing::warn!(
-            recording_id = %id,
-            error = %why,
-            "database unreachable: recording journaled locally until it returns"
-        );
-    }
-
-    /// After the database took a write of `id`, the local copy (if any) is stale.
-    pub(super) async fn drop_local_copy(&self, id: &str) {
-        if !self.has_local() {
-            return;
-        }
-        let r = self.sqlite.remove_recording(id).await;
-        if let Err(e) = r {
-            tracing::warn!(recording_id = %id, error = %e, "cannot remove a stale local copy");
+    /// The rule for a write of recording `id` to the shared database, given what the database
+    /// answered: taken (`Some`; the local copy, if any, is stale and removed), or unreachable
+    /// (`None`: the caller writes it to the local file instead, and the file is marked as
+    /// holding recordings). Any other error is the write's.
+    pub(super) async fn shared_took<T>(
+        &self,
+        id: &str,
+        written: Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        match written {
+            Ok(done) => {
+                if self.has_local() {
+                    if let Err(e) = self.sqlite.remove_recording(id).await {
+                        tracing::warn!(recording_id = %id, error = %e, "cannot remove a stale local copy");
+                    }
+                }
+                Ok(Some(done))
+            }
+            Err(StoreError::Unreachable(why)) => {
+                self.local.store(true, Ordering::Release);
+                tracing::warn!(
+                    recording_id = %id,
+                    error = %why,
+                    "database unreachable: recording journaled locally until it returns"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -324,13 +324,9 @@ impl Store {
         let rec = rec.raw()?;
         let now = now_us() as i64;
         if let Some(pg) = &self.pg {
-            match pg.add_recording(&self.node, &rec, now).await {
-                Ok(state) => {
-                    self.drop_local_copy(&rec.id).await;
-                    return Ok(state);
-                }
-                Err(StoreError::Unreachable(e)) => self.keep_locally(&rec.id, &e),
-                Err(e) => return Err(e),
+            let written = pg.add_recording(&self.node, &rec, now).await;
+            if let Some(state) = self.shared_took(&rec.id, written).await? {
+                return Ok(state);
             }
         }
         self.sqlite.add_recording(&self.node, &rec, now).await
@@ -345,13 +341,9 @@ impl Store {
         let rec = rec.raw()?;
         let now = now_us() as i64;
         if let Some(pg) = &self.pg {
-            match pg.journal_recording(&self.node, &rec, now).await {
-                Ok(()) => {
-                    self.drop_local_copy(&rec.id).await;
-                    return Ok(());
-                }
-                Err(StoreError::Unreachable(e)) => self.keep_locally(&rec.id, &e),
-                Err(e) => return Err(e),
+            let written = pg.journal_recording(&self.node, &rec, now).await;
+            if self.shared_took(&rec.id, written).await?.is_some() {
+                return Ok(());
             }
         }
         self.sqlite.journal_recording(&self.node, &rec, now).await

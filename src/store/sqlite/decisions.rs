@@ -2,7 +2,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::Sqlite;
+use super::{listed, Sqlite};
 use crate::store::decisions::{
     body_of, prune_cutoff, DecisionFilter, DecisionRow, DecisionRows, NewDecision, Outcome,
     OUTCOMES_PER_DECISION,
@@ -33,7 +33,6 @@ impl DecisionRows for Sqlite {
         self.run(move |c| {
             let node = node.as_str();
             let rows = rows.as_slice();
-
             let tx = c.transaction()?;
             {
                 let mut st = tx.prepare_cached(
@@ -65,7 +64,6 @@ impl DecisionRows for Sqlite {
         let rows = rows.to_vec();
         self.run(move |c| {
             let rows = rows.as_slice();
-
             let tx = c.transaction()?;
             {
                 let mut st = tx.prepare_cached(
@@ -90,26 +88,14 @@ impl DecisionRows for Sqlite {
 
     async fn decisions(&self, f: &DecisionFilter) -> Result<Vec<DecisionRow>, StoreError> {
         let f = f.clone();
-        self.run(move |c| {
-            let f = &f;
-
-            let (sql, values) = f.sql(Dialect::Sqlite);
-            let mut st = c.prepare_cached(&sql)?;
-            let mut rows = st.query(rusqlite::params_from_iter(values.iter()))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(decision_row(r)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.run(move |c| listed(c, f.sql(Dialect::Sqlite), decision_row))
+            .await
     }
 
     async fn outcomes(&self, call_id: &str) -> Result<Vec<Outcome>, StoreError> {
         let call_id = call_id.to_owned();
         self.run(move |c| {
             let call_id = call_id.as_str();
-
             let mut st = c.prepare_cached(
                 "SELECT call_id, at_us, event, recording_id, reason FROM decision_outcomes
                  WHERE call_id = ?1 ORDER BY at_us, rowid",
@@ -138,7 +124,6 @@ impl DecisionRows for Sqlite {
         self.run(move |c| {
             let account = account.as_deref();
             let call_id = call_id.as_str();
-
             let tx = c.transaction()?;
             let n = tx.execute(
                 "DELETE FROM decisions WHERE call_id = ?1 AND (?2 IS NULL OR account_id = ?2)",

@@ -120,7 +120,6 @@ impl DocumentRows for Sqlite {
             let account_id = account_id.as_str();
             let id = id.as_str();
             let text = text.as_str();
-
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current: Option<i64> = tx
                 .query_row(
@@ -173,7 +172,6 @@ impl DocumentRows for Sqlite {
         self.run(move |c| {
             let account_id = account_id.as_str();
             let id = id.as_str();
-
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current: Option<i64> = tx
                 .query_row(
@@ -203,7 +201,6 @@ impl DocumentRows for Sqlite {
         let number = number.to_owned();
         self.run(move |c| {
             let number = number.as_str();
-
             let mut st = c.prepare(
                 "SELECT DISTINCT account_id FROM callflow_numbers WHERE number = ?1
                  ORDER BY account_id",
@@ -240,7 +237,6 @@ impl DocumentRows for Sqlite {
         self.run(move |c| {
             let account_id = account_id.as_deref();
             let username = username.as_str();
-
             let mut st = c.prepare(
                 "SELECT account_id, id, rev, body FROM documents
                  WHERE kind = 'device' AND json_extract(body, '$.sip.username') = ?1

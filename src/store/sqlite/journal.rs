@@ -14,7 +14,6 @@ impl Sqlite {
         let id = id.to_owned();
         self.run(move |c| {
             let id = id.as_str();
-
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
                 "DELETE FROM deliveries WHERE recording_id = ?1",
@@ -92,7 +91,6 @@ impl Sqlite {
         let batch = batch.to_vec();
         self.run(move |c| {
             let batch = batch.as_slice();
-
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for m in batch {
                 // Only if it did not change meanwhile (else the newer row moves next round).

@@ -27,6 +27,22 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
+/// The rows of a listing's statement (its SQL and bound values, as `store::listing` and
+/// `store::decisions` build them for SQLite), each read by `row`.
+pub(super) fn listed<T>(
+    c: &Connection,
+    (sql, values): (String, Vec<super::listing::Bound>),
+    mut row: impl FnMut(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut st = c.prepare_cached(&sql)?;
+    let mut rows = st.query(rusqlite::params_from_iter(values.iter()))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(row(r)?);
+    }
+    Ok(out)
+}
+
 /// The connection; clone freely (clones share it).
 #[derive(Clone)]
 pub(super) struct Sqlite {

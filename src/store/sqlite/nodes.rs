@@ -14,7 +14,6 @@ impl NodeRows for Sqlite {
         let node = node.to_owned();
         self.run(move |c| {
             let node = node.as_str();
-
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let owner: String = tx.query_row("SELECT node FROM owner", [], |r| r.get(0))?;
             // Rows change hands only when the node's name does: no scan at every start.

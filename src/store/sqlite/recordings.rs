@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::Sqlite;
+use super::{listed, Sqlite};
 use crate::store::listing::Dialect;
 use crate::store::recordings::{
     Filter, Outcome, RawClaim, RawDelivery, RawNew, RawRecording, RecordingRows,
@@ -108,10 +108,9 @@ impl RecordingRows for Sqlite {
         let rec = rec.clone();
         self.run(move |c| {
             let node = node.as_str();
-            let rec = &rec;
 
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            put_recording(&tx, node, rec, RecordingState::Stored, now)?;
+            put_recording(&tx, node, &rec, RecordingState::Stored, now)?;
             for d in &rec.destinations {
                 tx.execute(
                     "INSERT OR IGNORE INTO deliveries
@@ -137,8 +136,7 @@ impl RecordingRows for Sqlite {
         let rec = rec.clone();
         self.run(move |c| {
             let node = node.as_str();
-            let rec = &rec;
-            put_recording(c, node, rec, RecordingState::Recording, now)
+            put_recording(c, node, &rec, RecordingState::Recording, now)
         })
         .await
     }
@@ -147,7 +145,6 @@ impl RecordingRows for Sqlite {
         let id = id.to_owned();
         self.run(move |c| {
             let id = id.as_str();
-
             Ok(c.execute(
                 "DELETE FROM recordings WHERE id = ?1 AND state = 'recording'",
                 params![id],
@@ -171,7 +168,6 @@ impl RecordingRows for Sqlite {
         self.run(move |c| {
             let node = node.as_str();
             let needle = needle.as_str();
-
             let mut st = c.prepare(
                 "SELECT id, meta FROM recordings
                      WHERE created_us >= ?2 AND node = ?1 AND instr(meta, ?3) > 0
@@ -189,7 +185,6 @@ impl RecordingRows for Sqlite {
         let node = node.to_owned();
         self.run(move |c| {
             let node = node.as_str();
-
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let ids: Vec<String> = {
                 let mut st = tx.prepare(
@@ -221,7 +216,6 @@ impl RecordingRows for Sqlite {
         let node = node.to_owned();
         self.run(move |c| {
             let node = node.as_str();
-
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let rows: Vec<(String, RawClaim)> = {
                 let mut st = tx.prepare(
@@ -264,7 +258,6 @@ impl RecordingRows for Sqlite {
         let node = node.to_owned();
         self.run(move |c| {
             let node = node.as_str();
-
             let v: Option<i64> = c.query_row(
                 "SELECT MIN(next_attempt_us) FROM deliveries WHERE node = ?1 AND state = 'pending'",
                 params![node],
@@ -287,10 +280,9 @@ impl RecordingRows for Sqlite {
         self.run(move |c| {
             let id = id.as_str();
             let (url, method) = (dest.url.as_str(), dest.method.as_str());
-            let outcome = &outcome;
 
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            match outcome {
+            match &outcome {
                 Outcome::Delivered { status } => tx.execute(
                     "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1,
                      last_status = ?4, last_error = NULL, delivered_us = ?5
@@ -325,7 +317,6 @@ impl RecordingRows for Sqlite {
         let id = id.to_owned();
         self.run(move |c| {
             let id = id.as_str();
-
             let mut st = c.prepare(
                 "SELECT id, node, state, created_us, updated_us, meta FROM recordings
                      WHERE id = ?1",
@@ -341,26 +332,14 @@ impl RecordingRows for Sqlite {
 
     async fn recordings(&self, f: &Filter) -> Result<Vec<RawRecording>, StoreError> {
         let f = f.clone();
-        self.run(move |c| {
-            let f = &f;
-
-            let (sql, values) = f.sql(Dialect::Sqlite);
-            let mut st = c.prepare_cached(&sql)?;
-            let mut rows = st.query(rusqlite::params_from_iter(values.iter()))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(recording_row(c, r)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.run(move |c| listed(c, f.sql(Dialect::Sqlite), |r| recording_row(c, r)))
+            .await
     }
 
     async fn retry_failed(&self, id: Option<&str>, now: i64) -> Result<usize, StoreError> {
         let id = id.map(str::to_owned);
         self.run(move |c| {
             let id = id.as_deref();
-
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let ids: Vec<String> = {
                 let mut st = tx.prepare(
@@ -392,7 +371,6 @@ impl RecordingRows for Sqlite {
             let from = from.as_str();
             let to = to.as_str();
             let id = id.as_deref();
-
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let ids: Vec<String> = {
                 let mut st = tx.prepare(
@@ -426,7 +404,6 @@ impl RecordingRows for Sqlite {
         self.run(move |c| {
             let node = node.as_str();
             let path = path.as_str();
-
             Ok(c.query_row(
                 "SELECT 1 FROM recordings WHERE file_path = ?1 AND node = ?2 LIMIT 1",
                 params![path, node],
@@ -452,7 +429,6 @@ impl RecordingRows for Sqlite {
             let node = node.as_str();
             let prefix = prefix.as_str();
             let end = end.as_str();
-
             let mut st = c.prepare(
                 "SELECT file_path FROM recordings
                  WHERE file_path >= ?1 AND file_path < ?2 AND instr(substr(file_path, ?3), '/') = 0
@@ -477,7 +453,6 @@ impl Sqlite {
         let node = node.map(str::to_owned);
         self.run(move |c| {
             let node = node.as_deref();
-
             let mut st = c.prepare(
                 "SELECT id, meta FROM recordings
                      WHERE state = 'recording' AND (?1 IS NULL OR node = ?1) ORDER BY created_us",

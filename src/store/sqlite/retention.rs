@@ -22,7 +22,6 @@ impl RemovalRows for Sqlite {
             let node = node.as_str();
             let id = id.as_str();
             let account = account.as_deref();
-
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let row: Option<(String, Option<String>, String, String, String)> = tx
                 .query_row(
@@ -65,7 +64,6 @@ impl RemovalRows for Sqlite {
         self.run(move |c| {
             let account = account.as_deref();
             let call_id = call_id.as_str();
-
             let mut st = c.prepare_cached(
                 "SELECT id FROM recordings WHERE call_id = ?1
                    AND (?2 IS NULL OR account_id = ?2) ORDER BY created_us, id",
@@ -96,7 +94,6 @@ impl RemovalRows for Sqlite {
         let own = serde_json::to_string(&own).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.run(move |c| {
             let node = node.as_str();
-            let cutoffs = &cutoffs;
 
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut found: Vec<Removed> = Vec::new();

@@ -22,7 +22,6 @@ impl TokenRows for Sqlite {
             let hash = hash.as_str();
             let lookup = lookup.as_str();
             let account = account.as_deref();
-
             c.execute(
                 "INSERT INTO tokens (hash, lookup, account_id, created) VALUES (?1, ?2, ?3, ?4)",
                 params![hash, lookup, account, created],
@@ -39,7 +38,6 @@ impl TokenRows for Sqlite {
         let lookup = lookup.to_owned();
         self.run(move |c| {
             let lookup = lookup.as_str();
-
             let mut st =
                 c.prepare_cached("SELECT hash, account_id FROM tokens WHERE lookup = ?1")?;
             let rows = st.query_map(params![lookup], |r| Ok((r.get(0)?, r.get(1)?)))?;

@@ -23,7 +23,6 @@ impl HookRows for Sqlite {
         self.run(move |c| {
             let node = node.as_str();
             let events = events.as_slice();
-
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             {
                 let mut st = tx.prepare_cached(
@@ -61,7 +60,6 @@ impl HookRows for Sqlite {
         let limits = limits.clone();
         self.run(move |c| {
             let node = node.as_str();
-            let limits = &limits;
 
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             // Claims whose worker is gone (its lease ran out) are due again.
@@ -87,7 +85,7 @@ impl HookRows for Sqlite {
                 rows.collect::<Result<_, _>>()?
             };
             let mut out = Vec::new();
-            for (account, hook) in pick_hooks(due, limits) {
+            for (account, hook) in pick_hooks(due, &limits) {
                 let mut st = tx.prepare_cached(
                     "UPDATE webhook_events SET state = 'sending', claimed_by = ?4,
                        claim_until_us = ?5
@@ -138,9 +136,8 @@ impl HookRows for Sqlite {
         let outcome = outcome.clone();
         self.run(move |c| {
             let id = id.as_str();
-            let outcome = &outcome;
 
-            match outcome {
+            match &outcome {
                 HookOutcome::Delivered { status } => c.execute(
                     "UPDATE webhook_events SET state = 'delivered', attempts = attempts + 1,
                        last_status = ?2, last_error = NULL, delivered_us = ?3,
@@ -185,7 +182,6 @@ impl HookRows for Sqlite {
             let node = node.as_str();
             let account = account.as_str();
             let webhook = webhook.as_str();
-
             c.prepare_cached(
                 "UPDATE webhook_events SET state = 'pending', claimed_by = NULL,
                    claim_until_us = NULL, next_attempt_us = MAX(next_attempt_us, ?4)
@@ -217,7 +213,6 @@ impl HookRows for Sqlite {
         let node = node.to_owned();
         self.run(move |c| {
             let node = node.as_str();
-
             Ok(c.execute(
                 "UPDATE webhook_events SET state = 'pending', claimed_by = NULL,
                    claim_until_us = NULL
@@ -231,8 +226,6 @@ impl HookRows for Sqlite {
     async fn hook_events(&self, f: &HookFilter) -> Result<Vec<HookRow>, StoreError> {
         let f = f.clone();
         self.run(move |c| {
-            let f = &f;
-
             let mut st = c.prepare_cached(
                 "SELECT id, account_id, webhook_id, type, recording_id, node, state, attempts,
                         created_us, next_attempt_us, last_status, last_error, delivered_us
@@ -275,7 +268,6 @@ impl HookRows for Sqlite {
         let id = id.map(str::to_owned);
         self.run(move |c| {
             let id = id.as_deref();
-
             Ok(c.execute(
                 "UPDATE webhook_events SET state = 'pending', next_attempt_us = ?2, since_us = ?2
                  WHERE state = 'failed' AND (?1 IS NULL OR id = ?1)",
