@@ -30,7 +30,7 @@ impl DecisionRows for Sqlite {
     async fn add_decisions(&self, node: &str, rows: &[NewDecision]) -> Result<(), StoreError> {
         let node = node.to_owned();
         let rows = rows.to_vec();
-        self.run(move |c| {
+        self.quick(move |c| {
             let node = node.as_str();
             let rows = rows.as_slice();
             let tx = c.transaction()?;
@@ -62,7 +62,7 @@ impl DecisionRows for Sqlite {
 
     async fn add_outcomes(&self, rows: &[Outcome]) -> Result<(), StoreError> {
         let rows = rows.to_vec();
-        self.run(move |c| {
+        self.quick(move |c| {
             let rows = rows.as_slice();
             let tx = c.transaction()?;
             {
@@ -94,7 +94,7 @@ impl DecisionRows for Sqlite {
 
     async fn outcomes(&self, call_id: &str) -> Result<Vec<Outcome>, StoreError> {
         let call_id = call_id.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let call_id = call_id.as_str();
             let mut st = c.prepare_cached(
                 "SELECT call_id, at_us, event, recording_id, reason FROM decision_outcomes

@@ -16,7 +16,7 @@ impl DocumentRows for Sqlite {
     async fn get(&self, kind: Kind, account_id: &str, id: &str) -> Result<Option<Doc>, StoreError> {
         let account_id = account_id.to_owned();
         let id = id.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let account_id = account_id.as_str();
             let id = id.as_str();
             let row = c
@@ -116,7 +116,7 @@ impl DocumentRows for Sqlite {
         let account_id = account_id.to_owned();
         let id = id.to_owned();
         let text = text.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let account_id = account_id.as_str();
             let id = id.as_str();
             let text = text.as_str();
@@ -169,7 +169,7 @@ impl DocumentRows for Sqlite {
     ) -> Result<bool, StoreError> {
         let account_id = account_id.to_owned();
         let id = id.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let account_id = account_id.as_str();
             let id = id.as_str();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -199,7 +199,7 @@ impl DocumentRows for Sqlite {
     /// account of a call to a DID whose channel does not name it).
     async fn accounts_with_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
         let number = number.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let number = number.as_str();
             let mut st = c.prepare(
                 "SELECT DISTINCT account_id FROM callflow_numbers WHERE number = ?1
@@ -215,7 +215,7 @@ impl DocumentRows for Sqlite {
     /// a callflow module, or `call_recording`), enabled or not. When none does, no document can
     /// make any party of any call recorded.
     async fn any_recording_settings(&self) -> Result<bool, StoreError> {
-        self.run(move |c| {
+        self.quick(move |c| {
             Ok(c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM documents WHERE records = 1)",
                 [],
@@ -234,7 +234,7 @@ impl DocumentRows for Sqlite {
     ) -> Result<Vec<Doc>, StoreError> {
         let account_id = account_id.map(str::to_owned);
         let username = username.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let account_id = account_id.as_deref();
             let username = username.as_str();
             let mut st = c.prepare(

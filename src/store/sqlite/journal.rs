@@ -12,7 +12,7 @@ impl Sqlite {
     /// Removes recording `id` and its deliveries (the database took a newer write of it).
     pub(in crate::store) async fn remove_recording(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let id = id.as_str();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(

@@ -33,7 +33,7 @@ impl NodeRows for Sqlite {
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
-        self.run(move |c| {
+        self.quick(move |c| {
             c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
             Ok(())
         })

@@ -106,7 +106,7 @@ impl RecordingRows for Sqlite {
     ) -> Result<RecordingState, StoreError> {
         let node = node.to_owned();
         let rec = rec.clone();
-        self.run(move |c| {
+        self.quick(move |c| {
             let node = node.as_str();
 
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -134,7 +134,7 @@ impl RecordingRows for Sqlite {
     ) -> Result<(), StoreError> {
         let node = node.to_owned();
         let rec = rec.clone();
-        self.run(move |c| {
+        self.quick(move |c| {
             let node = node.as_str();
             put_recording(c, node, &rec, RecordingState::Recording, now)
         })
@@ -143,7 +143,7 @@ impl RecordingRows for Sqlite {
 
     async fn forget_recording(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let id = id.as_str();
             Ok(c.execute(
                 "DELETE FROM recordings WHERE id = ?1 AND state = 'recording'",
@@ -214,7 +214,7 @@ impl RecordingRows for Sqlite {
         limit: i64,
     ) -> Result<Vec<RawClaim>, StoreError> {
         let node = node.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let node = node.as_str();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let rows: Vec<(String, RawClaim)> = {
@@ -256,7 +256,7 @@ impl RecordingRows for Sqlite {
 
     async fn next_due(&self, node: &str) -> Result<Option<u64>, StoreError> {
         let node = node.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let node = node.as_str();
             let v: Option<i64> = c.query_row(
                 "SELECT MIN(next_attempt_us) FROM deliveries WHERE node = ?1 AND state = 'pending'",
@@ -277,7 +277,7 @@ impl RecordingRows for Sqlite {
         let id = id.to_owned();
         let dest = dest.clone();
         let outcome = outcome.clone();
-        self.run(move |c| {
+        self.quick(move |c| {
             let id = id.as_str();
             let (url, method) = (dest.url.as_str(), dest.method.as_str());
 
@@ -315,7 +315,7 @@ impl RecordingRows for Sqlite {
 
     async fn recording(&self, id: &str) -> Result<Option<RawRecording>, StoreError> {
         let id = id.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let id = id.as_str();
             let mut st = c.prepare(
                 "SELECT id, node, state, created_us, updated_us, meta FROM recordings
@@ -401,7 +401,7 @@ impl RecordingRows for Sqlite {
     async fn has_recording_path(&self, node: &str, path: &str) -> Result<bool, StoreError> {
         let node = node.to_owned();
         let path = path.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let node = node.as_str();
             let path = path.as_str();
             Ok(c.query_row(

@@ -18,7 +18,7 @@ impl RemovalRows for Sqlite {
         let node = node.to_owned();
         let id = id.to_owned();
         let account = account.map(str::to_owned);
-        self.run(move |c| {
+        self.quick(move |c| {
             let node = node.as_str();
             let id = id.as_str();
             let account = account.as_deref();
@@ -61,7 +61,7 @@ impl RemovalRows for Sqlite {
     ) -> Result<Vec<String>, StoreError> {
         let account = account.map(str::to_owned);
         let call_id = call_id.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let account = account.as_deref();
             let call_id = call_id.as_str();
             let mut st = c.prepare_cached(
@@ -75,11 +75,7 @@ impl RemovalRows for Sqlite {
     }
 
     async fn checkpoint_log(&self) -> Result<(), StoreError> {
-        self.run(move |c| {
-            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-            Ok(())
-        })
-        .await
+        self.checkpoint_now().await
     }
 
     async fn take_expired(

@@ -18,7 +18,7 @@ impl TokenRows for Sqlite {
         let hash = hash.to_owned();
         let lookup = lookup.to_owned();
         let account = account.map(str::to_owned);
-        self.run(move |c| {
+        self.quick(move |c| {
             let hash = hash.as_str();
             let lookup = lookup.as_str();
             let account = account.as_deref();
@@ -36,7 +36,7 @@ impl TokenRows for Sqlite {
         lookup: &str,
     ) -> Result<Vec<(String, Option<String>)>, StoreError> {
         let lookup = lookup.to_owned();
-        self.run(move |c| {
+        self.quick(move |c| {
             let lookup = lookup.as_str();
             let mut st =
                 c.prepare_cached("SELECT hash, account_id FROM tokens WHERE lookup = ?1")?;

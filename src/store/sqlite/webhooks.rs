@@ -20,7 +20,7 @@ impl HookRows for Sqlite {
     ) -> Result<(), StoreError> {
         let node = node.to_owned();
         let events = events.to_vec();
-        self.run(move |c| {
+        self.quick(move |c| {
             let node = node.as_str();
             let events = events.as_slice();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -134,7 +134,7 @@ impl HookRows for Sqlite {
     async fn settle_hook_event(&self, id: &str, outcome: &HookOutcome) -> Result<(), StoreError> {
         let id = id.to_owned();
         let outcome = outcome.clone();
-        self.run(move |c| {
+        self.quick(move |c| {
             let id = id.as_str();
 
             match &outcome {
@@ -195,7 +195,7 @@ impl HookRows for Sqlite {
     }
 
     async fn next_hook_due(&self) -> Result<Option<u64>, StoreError> {
-        self.run(move |c| {
+        self.quick(move |c| {
             let v: Option<i64> = c.query_row(
                 "SELECT MIN(t) FROM (
                    SELECT MIN(next_attempt_us) AS t FROM webhook_events WHERE state = 'pending'
