@@ -125,21 +125,18 @@ impl DecisionRows for Sqlite {
             let account = account.as_deref();
             let call_id = call_id.as_str();
             let tx = c.transaction()?;
-            let n = tx.execute(
-                "DELETE FROM decisions WHERE call_id = ?1 AND (?2 IS NULL OR account_id = ?2)",
-                params![call_id, account],
-            )?;
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM decisions WHERE call_id = ?1 AND (?2 IS NULL OR account_id = ?2)",
+                )?
+                .execute(params![call_id, account])?;
             // Outcomes carry no account: a call id is one call, whose records are all gone.
-            let left: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM decisions WHERE call_id = ?1",
-                params![call_id],
-                |r| r.get(0),
-            )?;
+            let left: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM decisions WHERE call_id = ?1")?
+                .query_row(params![call_id], |r| r.get(0))?;
             if left == 0 {
-                tx.execute(
-                    "DELETE FROM decision_outcomes WHERE call_id = ?1",
-                    params![call_id],
-                )?;
+                tx.prepare_cached("DELETE FROM decision_outcomes WHERE call_id = ?1")?
+                    .execute(params![call_id])?;
             }
             tx.commit()?;
             Ok(n)
@@ -156,23 +153,23 @@ impl DecisionRows for Sqlite {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let bound: Option<i64> = tx
-                .query_row(
+                .prepare_cached(
                     "SELECT created_us FROM decisions ORDER BY created_us DESC LIMIT 1 OFFSET ?1",
-                    params![keep_rows],
-                    |r| r.get(0),
-                )
+                )?
+                .query_row(params![keep_rows], |r| r.get(0))
                 .optional()?;
             let cutoff = prune_cutoff(before_us, bound);
-            let n = tx.execute(
-                "DELETE FROM decisions WHERE id IN
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM decisions WHERE id IN
                  (SELECT id FROM decisions WHERE created_us < ?1 ORDER BY created_us LIMIT ?2)",
-                params![cutoff, batch],
-            )?;
-            tx.execute(
+                )?
+                .execute(params![cutoff, batch])?;
+            tx.prepare_cached(
                 "DELETE FROM decision_outcomes WHERE rowid IN
                  (SELECT rowid FROM decision_outcomes WHERE at_us < ?1 ORDER BY at_us LIMIT ?2)",
-                params![cutoff, batch * OUTCOMES_PER_DECISION],
-            )?;
+            )?
+            .execute(params![cutoff, batch * OUTCOMES_PER_DECISION])?;
             tx.commit()?;
             Ok(n)
         })

@@ -20,8 +20,8 @@ impl DocumentRows for Sqlite {
             let account_id = account_id.as_str();
             let id = id.as_str();
             let row = c
-                .query_row(
-                    "SELECT rev, body FROM documents WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
+                .prepare_cached(
+                    "SELECT rev, body FROM documents WHERE account_id = ?1 AND kind = ?2 AND id = ?3")?.query_row(
                     params![account_id, kind.as_str(), id],
                     |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
                 )
@@ -35,13 +35,17 @@ impl DocumentRows for Sqlite {
     /// The account's documents of `kind`, by id.
     async fn list(&self, kind: Kind, account_id: &str) -> Result<Vec<Doc>, StoreError> {
         let account_id = account_id.to_owned();
-        self.run(move |c| {
+        let read = move |c: &mut rusqlite::Connection| {
             let account_id = account_id.as_str();
-            let mut st = c.prepare(
+            let mut st = c.prepare_cached(
                 "SELECT id, rev, body FROM documents WHERE account_id = ?1 AND kind = ?2 ORDER BY id",
             )?;
             let rows = st.query_map(params![account_id, kind.as_str()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })?;
             let mut out = Vec::new();
             for row in rows {
@@ -49,8 +53,14 @@ impl DocumentRows for Sqlite {
                 out.push(row_to_doc(kind, account_id.into(), id, rev, &body)?);
             }
             Ok(out)
-        })
-        .await
+        };
+        // An account's callflows are read by every call's plan, and an account has a handful:
+        // a quick read. Its devices or users may be thousands (the API's listing): the pool.
+        if kind == Kind::Callflow {
+            self.quick(read).await
+        } else {
+            self.run(read).await
+        }
     }
 
     /// Every document of `kind`, of every account (retention reads the accounts' limits).
@@ -81,7 +91,7 @@ impl DocumentRows for Sqlite {
     /// Every document of every account (the start-up check of stored settings).
     async fn all_documents(&self) -> Result<Vec<Doc>, StoreError> {
         self.run(move |c| {
-            let mut st = c.prepare(
+            let mut st = c.prepare_cached(
                 "SELECT account_id, kind, id, rev, body FROM documents ORDER BY account_id, kind, id",
             )?;
             let rows = st.query_map([], |r| {
@@ -122,28 +132,27 @@ impl DocumentRows for Sqlite {
             let text = text.as_str();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current: Option<i64> = tx
-                .query_row(
+                .prepare_cached(
                     "SELECT rev FROM documents WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
-                    params![account_id, kind.as_str(), id],
-                    |r| r.get(0),
-                )
+                )?
+                .query_row(params![account_id, kind.as_str(), id], |r| r.get(0))
                 .optional()?;
             let rev = expect.next_revision(current)?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO documents (account_id, kind, id, rev, body, modified, records)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (account_id, kind, id)
                  DO UPDATE SET rev = ?4, body = ?5, modified = ?6, records = ?7",
-                params![
-                    account_id,
-                    kind.as_str(),
-                    id,
-                    rev,
-                    text,
-                    now_s(),
-                    mentions_recording(text)
-                ],
-            )?;
+            )?
+            .execute(params![
+                account_id,
+                kind.as_str(),
+                id,
+                rev,
+                text,
+                now_s(),
+                mentions_recording(text)
+            ])?;
             if kind == Kind::Callflow {
                 set_numbers(&tx, account_id, id, Some(&body))?;
             }
@@ -174,18 +183,17 @@ impl DocumentRows for Sqlite {
             let id = id.as_str();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current: Option<i64> = tx
-                .query_row(
+                .prepare_cached(
                     "SELECT rev FROM documents WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
-                    params![account_id, kind.as_str(), id],
-                    |r| r.get(0),
-                )
+                )?
+                .query_row(params![account_id, kind.as_str(), id], |r| r.get(0))
                 .optional()?;
             let Some(cur) = current else { return Ok(false) };
             may_delete(expect, cur)?;
-            tx.execute(
+            tx.prepare_cached(
                 "DELETE FROM documents WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
-                params![account_id, kind.as_str(), id],
-            )?;
+            )?
+            .execute(params![account_id, kind.as_str(), id])?;
             if kind == Kind::Callflow {
                 set_numbers(&tx, account_id, id, None)?;
             }
@@ -201,7 +209,7 @@ impl DocumentRows for Sqlite {
         let number = number.to_owned();
         self.quick(move |c| {
             let number = number.as_str();
-            let mut st = c.prepare(
+            let mut st = c.prepare_cached(
                 "SELECT DISTINCT account_id FROM callflow_numbers WHERE number = ?1
                  ORDER BY account_id",
             )?;
@@ -216,11 +224,10 @@ impl DocumentRows for Sqlite {
     /// make any party of any call recorded.
     async fn any_recording_settings(&self) -> Result<bool, StoreError> {
         self.quick(move |c| {
-            Ok(c.query_row(
-                "SELECT EXISTS(SELECT 1 FROM documents WHERE records = 1)",
-                [],
-                |r| r.get::<_, bool>(0),
-            )?)
+            Ok(
+                c.prepare_cached("SELECT EXISTS(SELECT 1 FROM documents WHERE records = 1)")?
+                    .query_row([], |r| r.get::<_, bool>(0))?,
+            )
         })
         .await
     }
@@ -237,7 +244,7 @@ impl DocumentRows for Sqlite {
         self.quick(move |c| {
             let account_id = account_id.as_deref();
             let username = username.as_str();
-            let mut st = c.prepare(
+            let mut st = c.prepare_cached(
                 "SELECT account_id, id, rev, body FROM documents
                  WHERE kind = 'device' AND json_extract(body, '$.sip.username') = ?1
                    AND (?2 IS NULL OR account_id = ?2) ORDER BY account_id, id",
@@ -269,15 +276,13 @@ fn set_numbers(
     id: &str,
     body: Option<&Value>,
 ) -> Result<(), StoreError> {
-    c.execute(
-        "DELETE FROM callflow_numbers WHERE account_id = ?1 AND id = ?2",
-        params![account_id, id],
-    )?;
+    c.prepare_cached("DELETE FROM callflow_numbers WHERE account_id = ?1 AND id = ?2")?
+        .execute(params![account_id, id])?;
     for n in numbers_of(body) {
-        c.execute(
+        c.prepare_cached(
             "INSERT OR IGNORE INTO callflow_numbers (number, account_id, id) VALUES (?1, ?2, ?3)",
-            params![n, account_id, id],
-        )?;
+        )?
+        .execute(params![n, account_id, id])?;
     }
     Ok(())
 }

@@ -15,11 +15,10 @@ impl Sqlite {
         self.quick(move |c| {
             let id = id.as_str();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
-                "DELETE FROM deliveries WHERE recording_id = ?1",
-                params![id],
-            )?;
-            tx.execute("DELETE FROM recordings WHERE id = ?1", params![id])?;
+            tx.prepare_cached("DELETE FROM deliveries WHERE recording_id = ?1")?
+                .execute(params![id])?;
+            tx.prepare_cached("DELETE FROM recordings WHERE id = ?1")?
+                .execute(params![id])?;
             tx.commit()?;
             Ok(())
         })
@@ -29,7 +28,8 @@ impl Sqlite {
     /// Whether the file holds any recording.
     pub(in crate::store) async fn holds_recordings(&self) -> Result<bool, StoreError> {
         self.run(move |c| {
-            Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM recordings)", [], |r| r.get(0))?)
+            Ok(c.prepare_cached("SELECT EXISTS(SELECT 1 FROM recordings)")?
+                .query_row([], |r| r.get(0))?)
         })
         .await
     }
@@ -40,7 +40,7 @@ impl Sqlite {
         limit: i64,
     ) -> Result<Vec<Moved>, StoreError> {
         self.run(move |c| {
-            let mut st = c.prepare(
+            let mut st = c.prepare_cached(
                 "SELECT id, account_id, call_id, file_path, state, meta, created_us,
                             updated_us
                      FROM recordings ORDER BY created_us LIMIT ?1",
@@ -59,7 +59,7 @@ impl Sqlite {
                 })
             })?;
             let mut out: Vec<Moved> = rows.collect::<Result<_, _>>()?;
-            let mut st = c.prepare(
+            let mut st = c.prepare_cached(
                 "SELECT url, method, state, attempts, next_attempt_us, since_us, last_error,
                             last_status, delivered_us
                      FROM deliveries WHERE recording_id = ?1",
@@ -94,15 +94,12 @@ impl Sqlite {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for m in batch {
                 // Only if it did not change meanwhile (else the newer row moves next round).
-                let gone = tx.execute(
-                    "DELETE FROM recordings WHERE id = ?1 AND updated_us = ?2",
-                    params![m.id, m.updated],
-                )?;
+                let gone = tx
+                    .prepare_cached("DELETE FROM recordings WHERE id = ?1 AND updated_us = ?2")?
+                    .execute(params![m.id, m.updated])?;
                 if gone > 0 {
-                    tx.execute(
-                        "DELETE FROM deliveries WHERE recording_id = ?1",
-                        params![m.id],
-                    )?;
+                    tx.prepare_cached("DELETE FROM deliveries WHERE recording_id = ?1")?
+                        .execute(params![m.id])?;
                 }
             }
             tx.commit()?;

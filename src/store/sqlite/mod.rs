@@ -125,6 +125,8 @@ impl Sqlite {
 
     fn init(mut conn: Connection) -> Result<Sqlite, StoreError> {
         migrations::run(&mut conn)?;
+        // Every statement of the backends is cached once prepared (there are about 80).
+        conn.set_prepared_statement_cache_capacity(128);
         Ok(Sqlite {
             conn: Arc::new(Mutex::new(conn)),
             log: None,

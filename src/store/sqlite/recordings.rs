@@ -16,18 +16,18 @@ use crate::values::Destination;
 
 /// Recomputes a recording's state from its deliveries and returns it.
 pub(super) fn refresh(c: &Connection, id: &str) -> Result<RecordingState, StoreError> {
-    let (total, pending, uploading, failed): (i64, i64, i64, i64) = c.query_row(
-        "SELECT COUNT(*), coalesce(SUM(state = 'pending'), 0),
+    let (total, pending, uploading, failed): (i64, i64, i64, i64) = c
+        .prepare_cached(
+            "SELECT COUNT(*), coalesce(SUM(state = 'pending'), 0),
                 coalesce(SUM(state = 'uploading'), 0), coalesce(SUM(state = 'failed'), 0)
          FROM deliveries WHERE recording_id = ?1",
-        params![id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
+        )?
+        .query_row(params![id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
     let state = RecordingState::of_deliveries(total, pending, uploading, failed);
-    c.execute(
-        "UPDATE recordings SET state = ?2, updated_us = ?3 WHERE id = ?1",
-        params![id, state.as_str(), now_us() as i64],
-    )?;
+    c.prepare_cached("UPDATE recordings SET state = ?2, updated_us = ?3 WHERE id = ?1")?
+        .execute(params![id, state.as_str(), now_us() as i64])?;
     Ok(state)
 }
 
@@ -39,31 +39,29 @@ pub(super) fn put_recording(
     state: RecordingState,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    c.prepare_cached(
         "INSERT OR REPLACE INTO recordings
          (id, node, account_id, call_id, file_path, state, meta, created_us, updated_us)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-        params![
-            rec.id,
-            node,
-            rec.account_id,
-            rec.call_id,
-            rec.file_path,
-            state.as_str(),
-            rec.meta,
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        rec.id,
+        node,
+        rec.account_id,
+        rec.call_id,
+        rec.file_path,
+        state.as_str(),
+        rec.meta,
+        now
+    ])?;
     // A replaced row starts again without deliveries (as in PostgreSQL).
-    c.execute(
-        "DELETE FROM deliveries WHERE recording_id = ?1",
-        params![rec.id],
-    )?;
+    c.prepare_cached("DELETE FROM deliveries WHERE recording_id = ?1")?
+        .execute(params![rec.id])?;
     Ok(())
 }
 
 fn deliveries(c: &Connection, id: &str) -> Result<Vec<RawDelivery>, StoreError> {
-    let mut st = c.prepare(
+    let mut st = c.prepare_cached(
         "SELECT url, method, state, attempts, next_attempt_us, last_error, last_status, delivered_us
          FROM deliveries WHERE recording_id = ?1 ORDER BY url, method",
     )?;
@@ -112,12 +110,12 @@ impl RecordingRows for Sqlite {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             put_recording(&tx, node, &rec, RecordingState::Stored, now)?;
             for d in &rec.destinations {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT OR IGNORE INTO deliveries
                      (recording_id, node, url, method, state, attempts, next_attempt_us, since_us)
                      VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
-                    params![rec.id, node, d.url, d.method.as_str(), now],
-                )?;
+                )?
+                .execute(params![rec.id, node, d.url, d.method.as_str(), now])?;
             }
             let state = refresh(&tx, &rec.id)?;
             tx.commit()?;
@@ -145,10 +143,11 @@ impl RecordingRows for Sqlite {
         let id = id.to_owned();
         self.quick(move |c| {
             let id = id.as_str();
-            Ok(c.execute(
-                "DELETE FROM recordings WHERE id = ?1 AND state = 'recording'",
-                params![id],
-            )? > 0)
+            Ok(
+                c.prepare_cached("DELETE FROM recordings WHERE id = ?1 AND state = 'recording'")?
+                    .execute(params![id])?
+                    > 0,
+            )
         })
         .await
     }
@@ -168,7 +167,7 @@ impl RecordingRows for Sqlite {
         self.run(move |c| {
             let node = node.as_str();
             let needle = needle.as_str();
-            let mut st = c.prepare(
+            let mut st = c.prepare_cached(
                 "SELECT id, meta FROM recordings
                      WHERE created_us >= ?2 AND node = ?1 AND instr(meta, ?3) > 0
                      ORDER BY created_us",
@@ -187,15 +186,15 @@ impl RecordingRows for Sqlite {
             let node = node.as_str();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let ids: Vec<String> = {
-                let mut st = tx.prepare(
+                let mut st = tx.prepare_cached(
                     "SELECT DISTINCT recording_id FROM deliveries
                      WHERE node = ?1 AND state = 'uploading'",
                 )?;
                 let rows = st.query_map(params![node], |r| r.get(0))?;
                 rows.collect::<Result<_, _>>()?
             };
-            let n = tx.execute(
-                "UPDATE deliveries SET state = 'pending' WHERE node = ?1 AND state = 'uploading'",
+            let n = tx.prepare_cached(
+                "UPDATE deliveries SET state = 'pending' WHERE node = ?1 AND state = 'uploading'")?.execute(
                 params![node],
             )?;
             for id in &ids {
@@ -218,7 +217,7 @@ impl RecordingRows for Sqlite {
             let node = node.as_str();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let rows: Vec<(String, RawClaim)> = {
-                let mut st = tx.prepare(
+                let mut st = tx.prepare_cached(
                     "SELECT d.recording_id, d.url, d.method, d.attempts, d.since_us, r.meta
                          FROM deliveries d JOIN recordings r ON r.id = d.recording_id
                          WHERE d.node = ?1 AND d.state = 'pending' AND d.next_attempt_us <= ?2
@@ -240,11 +239,11 @@ impl RecordingRows for Sqlite {
             };
             let mut out = Vec::with_capacity(rows.len());
             for (id, claim) in rows {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE deliveries SET state = 'uploading'
                          WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
-                    params![id, claim.url, claim.method],
-                )?;
+                )?
+                .execute(params![id, claim.url, claim.method])?;
                 refresh(&tx, &id)?;
                 out.push(claim);
             }
@@ -258,8 +257,8 @@ impl RecordingRows for Sqlite {
         let node = node.to_owned();
         self.quick(move |c| {
             let node = node.as_str();
-            let v: Option<i64> = c.query_row(
-                "SELECT MIN(next_attempt_us) FROM deliveries WHERE node = ?1 AND state = 'pending'",
+            let v: Option<i64> = c.prepare_cached(
+                "SELECT MIN(next_attempt_us) FROM deliveries WHERE node = ?1 AND state = 'pending'")?.query_row(
                 params![node],
                 |r| r.get(0),
             )?;
@@ -283,28 +282,31 @@ impl RecordingRows for Sqlite {
 
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             match &outcome {
-                Outcome::Delivered { status } => tx.execute(
-                    "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1,
+                Outcome::Delivered { status } => tx
+                    .prepare_cached(
+                        "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1,
                      last_status = ?4, last_error = NULL, delivered_us = ?5
                      WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
-                    params![id, url, method, status, now_us() as i64],
-                )?,
+                    )?
+                    .execute(params![id, url, method, status, now_us() as i64])?,
                 Outcome::Retry {
                     next_us,
                     error,
                     status,
-                } => tx.execute(
-                    "UPDATE deliveries SET state = 'pending', attempts = attempts + 1,
+                } => tx
+                    .prepare_cached(
+                        "UPDATE deliveries SET state = 'pending', attempts = attempts + 1,
                      next_attempt_us = ?4, last_error = ?5, last_status = ?6
                      WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
-                    params![id, url, method, *next_us as i64, error, status],
-                )?,
-                Outcome::Failed { error, status } => tx.execute(
-                    "UPDATE deliveries SET state = 'failed', attempts = attempts + 1,
+                    )?
+                    .execute(params![id, url, method, *next_us as i64, error, status])?,
+                Outcome::Failed { error, status } => tx
+                    .prepare_cached(
+                        "UPDATE deliveries SET state = 'failed', attempts = attempts + 1,
                      last_error = ?4, last_status = ?5
                      WHERE recording_id = ?1 AND url = ?2 AND method = ?3",
-                    params![id, url, method, error, status],
-                )?,
+                    )?
+                    .execute(params![id, url, method, error, status])?,
             };
             let state = refresh(&tx, id)?;
             tx.commit()?;
@@ -317,7 +319,7 @@ impl RecordingRows for Sqlite {
         let id = id.to_owned();
         self.quick(move |c| {
             let id = id.as_str();
-            let mut st = c.prepare(
+            let mut st = c.prepare_cached(
                 "SELECT id, node, state, created_us, updated_us, meta FROM recordings
                      WHERE id = ?1",
             )?;
@@ -342,18 +344,19 @@ impl RecordingRows for Sqlite {
             let id = id.as_deref();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let ids: Vec<String> = {
-                let mut st = tx.prepare(
+                let mut st = tx.prepare_cached(
                     "SELECT DISTINCT recording_id FROM deliveries
                      WHERE state = 'failed' AND (?1 IS NULL OR recording_id = ?1)",
                 )?;
                 let rows = st.query_map(params![id], |r| r.get(0))?;
                 rows.collect::<Result<_, _>>()?
             };
-            let n = tx.execute(
-                "UPDATE deliveries SET state = 'pending', next_attempt_us = ?2, since_us = ?2
+            let n = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET state = 'pending', next_attempt_us = ?2, since_us = ?2
                  WHERE state = 'failed' AND (?1 IS NULL OR recording_id = ?1)",
-                params![id, now],
-            )?;
+                )?
+                .execute(params![id, now])?;
             for r in &ids {
                 refresh(&tx, r)?;
             }
@@ -373,23 +376,21 @@ impl RecordingRows for Sqlite {
             let id = id.as_deref();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let ids: Vec<String> = {
-                let mut st = tx.prepare(
+                let mut st = tx.prepare_cached(
                     "SELECT id FROM recordings WHERE node = ?1 AND (?2 IS NULL OR id = ?2)",
                 )?;
                 let rows = st.query_map(params![from, id], |r| r.get(0))?;
                 rows.collect::<Result<_, _>>()?
             };
             for r in &ids {
-                tx.execute(
-                    "UPDATE recordings SET node = ?2 WHERE id = ?1",
-                    params![r, to],
-                )?;
-                tx.execute(
+                tx.prepare_cached("UPDATE recordings SET node = ?2 WHERE id = ?1")?
+                    .execute(params![r, to])?;
+                tx.prepare_cached(
                     "UPDATE deliveries SET node = ?2,
                        state = CASE state WHEN 'uploading' THEN 'pending' ELSE state END
                      WHERE recording_id = ?1",
-                    params![r, to],
-                )?;
+                )?
+                .execute(params![r, to])?;
                 refresh(&tx, r)?;
             }
             tx.commit()?;
@@ -404,11 +405,10 @@ impl RecordingRows for Sqlite {
         self.quick(move |c| {
             let node = node.as_str();
             let path = path.as_str();
-            Ok(c.query_row(
+            Ok(c.prepare_cached(
                 "SELECT 1 FROM recordings WHERE file_path = ?1 AND node = ?2 LIMIT 1",
-                params![path, node],
-                |_| Ok(()),
-            )
+            )?
+            .query_row(params![path, node], |_| Ok(()))
             .optional()?
             .is_some())
         })
@@ -429,7 +429,7 @@ impl RecordingRows for Sqlite {
             let node = node.as_str();
             let prefix = prefix.as_str();
             let end = end.as_str();
-            let mut st = c.prepare(
+            let mut st = c.prepare_cached(
                 "SELECT file_path FROM recordings
                  WHERE file_path >= ?1 AND file_path < ?2 AND instr(substr(file_path, ?3), '/') = 0
                    AND node = ?4",
@@ -453,7 +453,7 @@ impl Sqlite {
         let node = node.map(str::to_owned);
         self.run(move |c| {
             let node = node.as_deref();
-            let mut st = c.prepare(
+            let mut st = c.prepare_cached(
                 "SELECT id, meta FROM recordings
                      WHERE state = 'recording' AND (?1 IS NULL OR node = ?1) ORDER BY created_us",
             )?;

@@ -24,12 +24,13 @@ impl RemovalRows for Sqlite {
             let account = account.as_deref();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let row: Option<(String, Option<String>, String, String, String)> = tx
-                .query_row(
+                .prepare_cached(
                     "SELECT node, account_id, call_id, file_path, state FROM recordings
                      WHERE id = ?1",
-                    params![id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )
+                )?
+                .query_row(params![id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
                 .optional()?;
             let Some((owner, account_id, call_id, file_path, state)) = row else {
                 return Ok(Erasure::Unknown);
@@ -37,11 +38,10 @@ impl RemovalRows for Sqlite {
             if let Some(refused) = refusal(&owner, account_id.as_deref(), &state, account, node)? {
                 return Ok(refused);
             }
-            tx.execute(
-                "DELETE FROM deliveries WHERE recording_id = ?1",
-                params![id],
-            )?;
-            tx.execute("DELETE FROM recordings WHERE id = ?1", params![id])?;
+            tx.prepare_cached("DELETE FROM deliveries WHERE recording_id = ?1")?
+                .execute(params![id])?;
+            tx.prepare_cached("DELETE FROM recordings WHERE id = ?1")?
+                .execute(params![id])?;
             tx.commit()?;
             Ok(Erasure::Removed(Removed {
                 id: id.to_string(),
@@ -143,11 +143,10 @@ impl RemovalRows for Sqlite {
                 )?;
             }
             for r in &found {
-                tx.execute(
-                    "DELETE FROM deliveries WHERE recording_id = ?1",
-                    params![r.id],
-                )?;
-                tx.execute("DELETE FROM recordings WHERE id = ?1", params![r.id])?;
+                tx.prepare_cached("DELETE FROM deliveries WHERE recording_id = ?1")?
+                    .execute(params![r.id])?;
+                tx.prepare_cached("DELETE FROM recordings WHERE id = ?1")?
+                    .execute(params![r.id])?;
             }
             tx.commit()?;
             Ok(found)

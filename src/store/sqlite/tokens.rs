@@ -22,10 +22,10 @@ impl TokenRows for Sqlite {
             let hash = hash.as_str();
             let lookup = lookup.as_str();
             let account = account.as_deref();
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO tokens (hash, lookup, account_id, created) VALUES (?1, ?2, ?3, ?4)",
-                params![hash, lookup, account, created],
-            )?;
+            )?
+            .execute(params![hash, lookup, account, created])?;
             Ok(())
         })
         .await

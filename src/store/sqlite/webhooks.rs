@@ -138,30 +138,33 @@ impl HookRows for Sqlite {
             let id = id.as_str();
 
             match &outcome {
-                HookOutcome::Delivered { status } => c.execute(
-                    "UPDATE webhook_events SET state = 'delivered', attempts = attempts + 1,
+                HookOutcome::Delivered { status } => c
+                    .prepare_cached(
+                        "UPDATE webhook_events SET state = 'delivered', attempts = attempts + 1,
                        last_status = ?2, last_error = NULL, delivered_us = ?3,
                        claimed_by = NULL, claim_until_us = NULL
                      WHERE id = ?1",
-                    params![id, status, now_us() as i64],
-                )?,
+                    )?
+                    .execute(params![id, status, now_us() as i64])?,
                 HookOutcome::Retry {
                     next_us,
                     error,
                     status,
-                } => c.execute(
-                    "UPDATE webhook_events SET state = 'pending', attempts = attempts + 1,
+                } => c
+                    .prepare_cached(
+                        "UPDATE webhook_events SET state = 'pending', attempts = attempts + 1,
                        next_attempt_us = ?2, last_error = ?3, last_status = ?4,
                        claimed_by = NULL, claim_until_us = NULL
                      WHERE id = ?1",
-                    params![id, *next_us as i64, error, status],
-                )?,
-                HookOutcome::Failed { error, status } => c.execute(
-                    "UPDATE webhook_events SET state = 'failed', attempts = attempts + 1,
+                    )?
+                    .execute(params![id, *next_us as i64, error, status])?,
+                HookOutcome::Failed { error, status } => c
+                    .prepare_cached(
+                        "UPDATE webhook_events SET state = 'failed', attempts = attempts + 1,
                        last_error = ?2, last_status = ?3, claimed_by = NULL, claim_until_us = NULL
                      WHERE id = ?1",
-                    params![id, error, status],
-                )?,
+                    )?
+                    .execute(params![id, error, status])?,
             };
             Ok(())
         })
@@ -196,14 +199,14 @@ impl HookRows for Sqlite {
 
     async fn next_hook_due(&self) -> Result<Option<u64>, StoreError> {
         self.quick(move |c| {
-            let v: Option<i64> = c.query_row(
-                "SELECT MIN(t) FROM (
+            let v: Option<i64> = c
+                .prepare_cached(
+                    "SELECT MIN(t) FROM (
                    SELECT MIN(next_attempt_us) AS t FROM webhook_events WHERE state = 'pending'
                    UNION ALL
                    SELECT MIN(claim_until_us) FROM webhook_events WHERE state = 'sending')",
-                [],
-                |r| r.get(0),
-            )?;
+                )?
+                .query_row([], |r| r.get(0))?;
             Ok(v.map(|v| v as u64))
         })
         .await
@@ -213,12 +216,12 @@ impl HookRows for Sqlite {
         let node = node.to_owned();
         self.run(move |c| {
             let node = node.as_str();
-            Ok(c.execute(
+            Ok(c.prepare_cached(
                 "UPDATE webhook_events SET state = 'pending', claimed_by = NULL,
                    claim_until_us = NULL
                  WHERE state = 'sending' AND claimed_by = ?1",
-                params![node],
-            )?)
+            )?
+            .execute(params![node])?)
         })
         .await
     }
@@ -268,11 +271,11 @@ impl HookRows for Sqlite {
         let id = id.map(str::to_owned);
         self.run(move |c| {
             let id = id.as_deref();
-            Ok(c.execute(
+            Ok(c.prepare_cached(
                 "UPDATE webhook_events SET state = 'pending', next_attempt_us = ?2, since_us = ?2
                  WHERE state = 'failed' AND (?1 IS NULL OR id = ?1)",
-                params![id, now],
-            )?)
+            )?
+            .execute(params![id, now])?)
         })
         .await
     }
