@@ -42,6 +42,32 @@ impl Opener {
     }
 }
 
+/// Runs `claimer` on `workers` tasks released at once by a barrier, alternating between the two
+/// handles (two nodes on one store); each task's result, in task order.
+async fn racing<T, F, Fut>(handles: &[Store; 2], workers: usize, claimer: F) -> Vec<T>
+where
+    F: Fn(Store) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(workers));
+    let joins: Vec<_> = (0..workers)
+        .map(|w| {
+            let claims = claimer(handles[w % 2].clone());
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                claims.await
+            })
+        })
+        .collect();
+    let mut got = Vec::with_capacity(workers);
+    for j in joins {
+        got.push(j.await.unwrap());
+    }
+    got
+}
+
 macro_rules! both {
     ($($module:ident::$name:ident),* $(,)?) => {
         mod sqlite {

@@ -253,33 +253,21 @@ pub(super) async fn racing_claims_never_share_a_delivery(open: &Opener) {
         )
         .await;
     }
-    let workers = 6;
-    let barrier = Arc::new(Barrier::new(workers));
-    let joins: Vec<_> = (0..workers)
-        .map(|w| {
-            let s = handles[w % 2].clone();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let mut mine = Vec::new();
-                loop {
-                    let batch = claim(&s, 7).await;
-                    if batch.is_empty() {
-                        break;
-                    }
-                    for c in batch {
-                        let id = c.meta["recording_id"].as_str().unwrap().to_string();
-                        mine.push((id, c.url));
-                    }
-                }
-                mine
-            })
-        })
-        .collect();
-    let mut got: Vec<Vec<(String, String)>> = Vec::new();
-    for j in joins {
-        got.push(j.await.unwrap());
-    }
+    let got: Vec<Vec<(String, String)>> = racing(&handles, 6, |s| async move {
+        let mut mine = Vec::new();
+        loop {
+            let batch = claim(&s, 7).await;
+            if batch.is_empty() {
+                break;
+            }
+            for c in batch {
+                let id = c.meta["recording_id"].as_str().unwrap().to_string();
+                mine.push((id, c.url));
+            }
+        }
+        mine
+    })
+    .await;
     let mut seen: HashMap<(String, String), usize> = HashMap::new();
     for (id, url) in got.iter().flatten() {
         *seen.entry((id.clone(), url.clone())).or_default() += 1;

@@ -150,33 +150,21 @@ pub(super) async fn racing_webhook_claims_never_share_an_event(open: &Opener) {
         .map(|i| hook_event(&format!("e{i:03}"), &format!("h{}", i % 10)))
         .collect();
     handles[0].add_hook_events(&events).await.unwrap();
-    let workers = 6;
-    let barrier = Arc::new(Barrier::new(workers));
-    let joins: Vec<_> = (0..workers)
-        .map(|w| {
-            let s = handles[w % 2].clone();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let mut mine = Vec::new();
-                loop {
-                    let batch = s
-                        .claim_hook_events(now_us(), &limits(&[], 3, 4))
-                        .await
-                        .unwrap();
-                    if batch.is_empty() {
-                        break;
-                    }
-                    mine.extend(batch.into_iter().map(|c| c.id));
-                }
-                mine
-            })
-        })
-        .collect();
-    let mut got: Vec<Vec<String>> = Vec::new();
-    for j in joins {
-        got.push(j.await.unwrap());
-    }
+    let got: Vec<Vec<String>> = racing(&handles, 6, |s| async move {
+        let mut mine = Vec::new();
+        loop {
+            let batch = s
+                .claim_hook_events(now_us(), &limits(&[], 3, 4))
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            mine.extend(batch.into_iter().map(|c| c.id));
+        }
+        mine
+    })
+    .await;
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for id in got.iter().flatten() {
         *seen.entry(id.as_str()).or_default() += 1;
