@@ -21,10 +21,12 @@ impl DocumentRows for Sqlite {
             let id = id.as_str();
             let row = c
                 .prepare_cached(
-                    "SELECT rev, body FROM documents WHERE account_id = ?1 AND kind = ?2 AND id = ?3")?.query_row(
-                    params![account_id, kind.as_str(), id],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-                )
+                    "SELECT rev, body FROM documents
+                     WHERE account_id = ?1 AND kind = ?2 AND id = ?3",
+                )?
+                .query_row(params![account_id, kind.as_str(), id], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
                 .optional()?;
             row.map(|(rev, body)| row_to_doc(kind, account_id.into(), id.into(), rev, &body))
                 .transpose()

@@ -16,9 +16,10 @@
 //!
 //! Invariants: one connection, taken under a mutex for one call at a time, so SQLite sees one
 //! writer (of this process); a call that holds it never waits on anything else in the process.
-//! A call never sleeps on a runtime thread: when another process holds the file's write lock
-//! (an operator tool), the busy wait first hands the thread's runtime work to another thread
-//! (`busy_wait`). The serving connection never checkpoints the log in a small commit: that
+//! A call never sleeps on a worker of a multi-threaded runtime (the service's): when another
+//! process holds the file's write lock (an operator tool), the busy wait first hands the
+//! worker's tasks to another thread (`busy_wait`); on a current-thread runtime (the operator
+//! tools themselves) there is nothing else to run. The serving connection never checkpoints the log in a small commit: that
 //! (two `fsync`s) is `checkpoint`'s, on the blocking pool with a connection of its own.
 
 mod checkpoint;

@@ -193,10 +193,12 @@ impl RecordingRows for Sqlite {
                 let rows = st.query_map(params![node], |r| r.get(0))?;
                 rows.collect::<Result<_, _>>()?
             };
-            let n = tx.prepare_cached(
-                "UPDATE deliveries SET state = 'pending' WHERE node = ?1 AND state = 'uploading'")?.execute(
-                params![node],
-            )?;
+            let n = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET state = 'pending'
+                     WHERE node = ?1 AND state = 'uploading'",
+                )?
+                .execute(params![node])?;
             for id in &ids {
                 refresh(&tx, id)?;
             }
@@ -257,11 +259,12 @@ impl RecordingRows for Sqlite {
         let node = node.to_owned();
         self.quick(move |c| {
             let node = node.as_str();
-            let v: Option<i64> = c.prepare_cached(
-                "SELECT MIN(next_attempt_us) FROM deliveries WHERE node = ?1 AND state = 'pending'")?.query_row(
-                params![node],
-                |r| r.get(0),
-            )?;
+            let v: Option<i64> = c
+                .prepare_cached(
+                    "SELECT MIN(next_attempt_us) FROM deliveries
+                     WHERE node = ?1 AND state = 'pending'",
+                )?
+                .query_row(params![node], |r| r.get(0))?;
             Ok(v.map(|v| v as u64))
         })
         .await
